@@ -1,0 +1,66 @@
+use std::fmt;
+use std::io;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    /// The storage is full (ENOSPC, EDQUOT).
+    NoSpace,
+    PermissionDenied,
+    /// The object exists but is shorter than the requested range.
+    ShortObject,
+    /// Anything else; `temporary` says whether a retry may cure it.
+    Other,
+}
+
+/// A backend failure naming the object (repository location and path).
+#[derive(Debug)]
+pub struct BackendError {
+    pub kind: ErrorKind,
+    /// `<location>/<path>` of the object or folder concerned.
+    pub object: String,
+    /// What was being done: "writing", "reading", "listing", "deleting".
+    pub action: &'static str,
+    /// A retry may succeed (network hiccup, throttling).
+    pub temporary: bool,
+    pub source: io::Error,
+}
+
+impl BackendError {
+    pub fn from_io(action: &'static str, object: String, source: io::Error) -> BackendError {
+        let kind = match source.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
+            io::ErrorKind::UnexpectedEof => ErrorKind::ShortObject,
+            _ => ErrorKind::Other,
+        };
+        let temporary = matches!(
+            source.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        );
+        BackendError { kind, object, action, temporary, source }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::NoSpace => write!(f, "no space left on the repository storage while {} {}", self.action, self.object),
+            ErrorKind::NotFound => write!(f, "{} not found", self.object),
+            ErrorKind::ShortObject => write!(f, "{} is shorter than expected (truncated?) while {}", self.object, self.action),
+            _ => write!(f, "{} {}: {}", self.action, self.object, self.source),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}

@@ -1,0 +1,123 @@
+//! Storage backends for arca.
+//!
+//! The [`Backend`] trait is deliberately small: whole-object put/get, ranged
+//! get, list, delete, addressed by ([`FileKind`], name). Encryption, caching
+//! and retries live above it, in arca-core or in wrappers, never inside a
+//! backend, so an object store (S3 through OpenDAL) fits the same engines.
+
+mod error;
+mod local;
+
+pub use error::{BackendError, ErrorKind};
+pub use local::LocalBackend;
+
+/// The kinds of files in a repository. Each maps to a folder (or prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The single `config` object.
+    Config,
+    /// `keys/<id>`: password-wrapped master keys.
+    Key,
+    /// `snapshots/<id>`.
+    Snapshot,
+    /// `index/<id>`.
+    Index,
+    /// `data/<first two hex digits>/<id>`: pack files.
+    Pack,
+    /// `locks/<id>`.
+    Lock,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 6] =
+        [FileKind::Config, FileKind::Key, FileKind::Snapshot, FileKind::Index, FileKind::Pack, FileKind::Lock];
+
+    /// The folder (prefix) of this kind, relative to the repository root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Index => "index",
+            FileKind::Pack => "data",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The path of an object relative to the repository root, with `/`.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_string(),
+            FileKind::Pack if name.len() >= 2 => format!("data/{}/{}", &name[..2], name),
+            _ => format!("{}/{}", self.dir(), name),
+        }
+    }
+}
+
+/// One listed object: its name (without folder) and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// A place that stores repository objects.
+///
+/// Guarantees every implementation gives:
+/// - `put` is atomic and durable: when it returns `Ok`, the whole object is
+///   stored and survives a crash or power loss; a reader never sees a partial
+///   object. It replaces an existing object of the same name (objects are
+///   content-addressed or random-named, so a replacement has equal content).
+/// - `get`/`get_range` return exactly the stored bytes or an error; a missing
+///   object is [`ErrorKind::NotFound`]; a short object is an error, never a
+///   short read presented as complete.
+/// - `delete` is idempotent: deleting a missing object succeeds.
+/// - `list` returns complete objects only (never temporary files of `put`).
+/// - All methods may be called from many threads at once.
+pub trait Backend: Send + Sync {
+    /// A human-readable location for messages (path or URL, never secrets).
+    fn location(&self) -> String;
+    /// Creates the folder structure of an empty repository.
+    fn create(&self) -> Result<()>;
+    /// Whether an object exists.
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool>;
+    /// Stores an object atomically and durably (see the trait's guarantees).
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Reads a whole object.
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
+    /// Reads `length` bytes at `offset`; fails if the object is shorter.
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    /// Lists the objects of a kind, in no particular order.
+    fn list(&self, kind: FileKind) -> Result<Vec<Entry>>;
+    /// Removes an object; succeeds if it is already gone.
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self) -> Result<()> {
+        (**self).create()
+    }
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        (**self).exists(kind, name)
+    }
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        (**self).put(kind, name, data)
+    }
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        (**self).get(kind, name)
+    }
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        (**self).get_range(kind, name, offset, length)
+    }
+    fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
+        (**self).list(kind)
+    }
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        (**self).delete(kind, name)
+    }
+}

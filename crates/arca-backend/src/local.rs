@@ -1,0 +1,197 @@
+//! The local filesystem backend.
+//!
+//! Durability: `put` writes `<dir>/.tmp-<random>`, fsyncs it, renames it over
+//! the final name and fsyncs the folder, so a crash leaves either the old
+//! state or the complete new object, plus at worst a `.tmp-` file that
+//! `list` ignores and maintenance removes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Backend, BackendError, Entry, FileKind, Result};
+
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, kind: FileKind, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn err(&self, action: &'static str, path: &Path, e: io::Error) -> BackendError {
+        BackendError::from_io(action, path.display().to_string(), e)
+    }
+
+    fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let dir = path.parent().expect("object paths have a parent");
+        let mut suffix = [0u8; 8];
+        getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let mut dirs: Vec<PathBuf> = FileKind::ALL
+            .iter()
+            .filter(|k| !k.dir().is_empty())
+            .map(|k| self.root.join(k.dir()))
+            .collect();
+        for i in 0..256 {
+            dirs.push(self.root.join("data").join(format!("{i:02x}")));
+        }
+        for d in dirs {
+            fs::create_dir_all(&d).map_err(|e| self.err("creating", &d, e))?;
+        }
+        File::open(&self.root).and_then(|f| f.sync_all()).map_err(|e| self.err("syncing", &self.root, e))?;
+        Ok(())
+    }
+
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        let p = self.full(kind, name);
+        match fs::symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err("checking", &p, e)),
+        }
+    }
+
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.full(kind, name);
+        match self.write_durable(&p, data) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The folder is missing (e.g. a repository created by a tool
+                // that skips empty folders): create it and try once more.
+                let dir = p.parent().expect("object paths have a parent");
+                fs::create_dir_all(dir).map_err(|e| self.err("creating", dir, e))?;
+                self.write_durable(&p, data).map_err(|e| self.err("writing", &p, e))
+            }
+            r => r.map_err(|e| self.err("writing", &p, e)),
+        }
+    }
+
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let p = self.full(kind, name);
+        fs::read(&p).map_err(|e| self.err("reading", &p, e))
+    }
+
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let p = self.full(kind, name);
+        let read = || -> io::Result<Vec<u8>> {
+            let mut f = File::open(&p)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let len = usize::try_from(length).map_err(|_| io::Error::other("range too large"))?;
+            let mut buf = vec![0u8; len];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        read().map_err(|e| self.err("reading", &p, e))
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if kind == FileKind::Config {
+            if let Ok(m) = fs::metadata(self.full(kind, "config")) {
+                out.push(Entry { name: "config".into(), size: m.len() });
+            }
+            return Ok(out);
+        }
+        let dir = self.root.join(kind.dir());
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && d != dir => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(self.err("listing", &d, e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| self.err("listing", &d, e))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let ft = ent.file_type().map_err(|e| self.err("listing", &ent.path(), e))?;
+                if ft.is_dir() && kind == FileKind::Pack && d == dir {
+                    stack.push(ent.path());
+                } else if ft.is_file() {
+                    match ent.metadata() {
+                        Ok(m) => out.push(Entry { name, size: m.len() }),
+                        // Deleted between read_dir and stat: not listed.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.err("listing", &ent.path(), e)),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        let p = self.full(kind, name);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("deleting", &p, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        let name = "ab".repeat(32);
+        b.put(FileKind::Pack, &name, b"hello world").unwrap();
+        assert!(b.exists(FileKind::Pack, &name).unwrap());
+        assert_eq!(b.get(FileKind::Pack, &name).unwrap(), b"hello world");
+        assert_eq!(b.get_range(FileKind::Pack, &name, 6, 5).unwrap(), b"world");
+        let e = b.get_range(FileKind::Pack, &name, 6, 50).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShortObject);
+        assert_eq!(b.list(FileKind::Pack).unwrap(), vec![Entry { name: name.clone(), size: 11 }]);
+        // temporary files are never listed
+        fs::write(dir.path().join("repo/data/ab/.tmp-x"), b"partial").unwrap();
+        assert_eq!(b.list(FileKind::Pack).unwrap().len(), 1);
+        b.delete(FileKind::Pack, &name).unwrap();
+        b.delete(FileKind::Pack, &name).unwrap();
+        assert!(b.list(FileKind::Pack).unwrap().is_empty());
+        let e = b.get(FileKind::Snapshot, "nope").unwrap_err();
+        assert!(e.is_not_found());
+        b.put(FileKind::Config, "config", b"{}").unwrap();
+        assert_eq!(b.list(FileKind::Config).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! Filesystem metadata: reading it at backup, applying it at restore.
