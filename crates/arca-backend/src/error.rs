@@ -51,9 +51,13 @@ impl BackendError {
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            ErrorKind::NoSpace => write!(f, "no space left on the repository storage while {} {}", self.action, self.object),
+            ErrorKind::NoSpace => {
+                write!(f, "no space left on the repository storage while {} {}", self.action, self.object)
+            }
             ErrorKind::NotFound => write!(f, "{} not found", self.object),
-            ErrorKind::ShortObject => write!(f, "{} is shorter than expected (truncated?) while {}", self.object, self.action),
+            ErrorKind::ShortObject => {
+                write!(f, "{} is shorter than expected (truncated?) while {}", self.object, self.action)
+            }
             _ => write!(f, "{} {}: {}", self.action, self.object, self.source),
         }
     }

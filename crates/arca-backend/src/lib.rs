@@ -29,8 +29,14 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 6] =
-        [FileKind::Config, FileKind::Key, FileKind::Snapshot, FileKind::Index, FileKind::Pack, FileKind::Lock];
+    pub const ALL: [FileKind; 6] = [
+        FileKind::Config,
+        FileKind::Key,
+        FileKind::Snapshot,
+        FileKind::Index,
+        FileKind::Pack,
+        FileKind::Lock,
+    ];
 
     /// The folder (prefix) of this kind, relative to the repository root.
     pub fn dir(self) -> &'static str {

@@ -60,11 +60,8 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        let mut dirs: Vec<PathBuf> = FileKind::ALL
-            .iter()
-            .filter(|k| !k.dir().is_empty())
-            .map(|k| self.root.join(k.dir()))
-            .collect();
+        let mut dirs: Vec<PathBuf> =
+            FileKind::ALL.iter().filter(|k| !k.dir().is_empty()).map(|k| self.root.join(k.dir())).collect();
         for i in 0..256 {
             dirs.push(self.root.join("data").join(format!("{i:02x}")));
         }

@@ -1,1 +1,90 @@
-fn main(){}
+//! The `arca` command. It parses, builds core options, prints: no logic.
+
+mod commands;
+mod location;
+mod output;
+mod password;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Deduplicated, compressed, encrypted backups.
+#[derive(Parser, Debug)]
+#[command(name = "arca", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Repository: a path, file:///path or s3://bucket/prefix [default: ~/.local/share/arca/repo]
+    #[arg(long, short = 'r', global = true, env = "ARCA_REPOSITORY")]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, global = true, env = "ARCA_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Print one JSON document on stdout (progress and warnings go to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Configuration file with named jobs (used by the daemon).
+    #[arg(long, global = true, env = "ARCA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository (refuses an existing one).
+    Init(commands::init::Args),
+    /// Take a snapshot of files and folders.
+    Backup(commands::backup::Args),
+    /// List snapshots.
+    #[command(alias = "list")]
+    Snapshots(commands::snapshots::Args),
+    /// Show one snapshot in detail.
+    Info(commands::info::Args),
+    /// List the entries of a snapshot.
+    Ls(commands::ls::Args),
+    /// Restore a snapshot, or part of it, into a folder.
+    Restore(commands::restore::Args),
+    /// Summarize the repository.
+    Status,
+    /// Check the repository's integrity.
+    Verify(commands::verify::Args),
+    /// Manage the passwords that open the repository.
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
+    /// Remove stale locks.
+    Unlock(commands::unlock::Args),
+}
+
+/// Exit codes of DESIGN §4.
+pub mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const PARTIAL: u8 = 3;
+    pub const DAMAGE: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // A closed stdout (`arca ls | head`) is not an error.
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let mut msg = format!("{e}");
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("arca: error: {}", msg.replace('\n', " "));
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}

@@ -12,7 +12,9 @@ pub enum Error {
     NoRepository(String),
     #[error("a repository already exists at {0}; refusing to overwrite it")]
     RepositoryExists(String),
-    #[error("repository {location} has format version {found}, this arca reads version {supported}: upgrade arca")]
+    #[error(
+        "repository {location} has format version {found}, this arca reads version {supported}: upgrade arca"
+    )]
     UnsupportedVersion { location: String, found: u32, supported: u32 },
     #[error("wrong password: no key in {0} opens with it")]
     WrongPassword(String),
@@ -30,6 +32,8 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("repository {location} is locked: {detail}")]
     Locked { location: String, detail: String },
+    #[error("repository {location} is out of space: {detail}")]
+    NoSpace { location: String, detail: String },
     #[error("{0}")]
     Invalid(String),
     #[error("interrupted")]
@@ -39,6 +43,12 @@ pub enum Error {
 impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Error {
         Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+
+    /// Whether this is the storage running full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+            || matches!(self, Error::Backend(b) if b.kind == arca_backend::ErrorKind::NoSpace)
     }
 
     pub fn corrupt(object: impl Into<String>, cause: impl Into<String>) -> Error {

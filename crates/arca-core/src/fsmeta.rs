@@ -1,1 +1,336 @@
 //! Filesystem metadata: reading it at backup, applying it at restore.
+//!
+//! Everything here works on the entry itself, never on what a symlink points
+//! to: a backup must record the link, and a restore must never be tricked
+//! into changing a file outside the target through a link.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{Metadata, Permissions};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, geteuid, mkfifo, Gid, Group, Uid, User};
+
+use crate::tree::{Node, NodeKind, Timestamp, Xattr};
+
+/// Caches uid->user name and gid->group name lookups (thread-safe, cheap to share via &).
+///
+/// A tree holds thousands of entries with a handful of owners, and each NSS
+/// lookup may read /etc/passwd or ask LDAP, so it is worth remembering.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    users: Mutex<HashMap<u32, Option<String>>>,
+    groups: Mutex<HashMap<u32, Option<String>>>,
+}
+
+impl NameCache {
+    pub fn new() -> NameCache {
+        NameCache::default()
+    }
+
+    pub fn user(&self, uid: u32) -> Option<String> {
+        cached(&self.users, uid, |id| User::from_uid(Uid::from_raw(id)).map(|u| u.map(|u| u.name)))
+    }
+
+    pub fn group(&self, gid: u32) -> Option<String> {
+        cached(&self.groups, gid, |id| Group::from_gid(Gid::from_raw(id)).map(|g| g.map(|g| g.name)))
+    }
+}
+
+fn cached(
+    map: &Mutex<HashMap<u32, Option<String>>>,
+    id: u32,
+    lookup: impl FnOnce(u32) -> nix::Result<Option<String>>,
+) -> Option<String> {
+    // A poisoned cache still holds valid entries: a panic elsewhere must not
+    // stop a backup from naming owners.
+    if let Some(hit) = map.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return hit.clone();
+    }
+    // The lock is not held during the lookup so a slow name service does not
+    // serialise all workers; a duplicate lookup for the same id is harmless.
+    match lookup(id) {
+        Ok(name) => {
+            map.lock().unwrap_or_else(|e| e.into_inner()).insert(id, name.clone());
+            name
+        }
+        // A failing name service may recover; do not remember the failure.
+        Err(_) => None,
+    }
+}
+
+fn timestamp(secs: i64, nanos: i64) -> Timestamp {
+    // The kernel keeps nanoseconds in 0..1e9 even for times before 1970.
+    Timestamp { secs, nanos: u32::try_from(nanos).unwrap_or(0) }
+}
+
+fn is_enotsup(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(Errno::ENOTSUP as i32)
+}
+
+/// Builds a Node (everything except `content` and `subtree`) from lstat metadata of `path`.
+///
+/// `meta` must come from `symlink_metadata` (lstat): a symlink is recorded as
+/// a link. Extended attributes are read from the entry itself and sorted by
+/// name; a filesystem without xattr support gives an empty list.
+pub fn read_node(path: &Path, name: Vec<u8>, meta: &Metadata, names: &NameCache) -> io::Result<Node> {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "unknown file type"));
+    };
+    let mut node = Node::new(name, kind);
+    node.mode = meta.mode() & 0o7777;
+    node.uid = meta.uid();
+    node.gid = meta.gid();
+    node.user = names.user(node.uid);
+    node.group = names.group(node.gid);
+    node.mtime = timestamp(meta.mtime(), meta.mtime_nsec());
+    node.ctime = timestamp(meta.ctime(), meta.ctime_nsec());
+    // A directory's or symlink's st_size is not content we store; keeping it
+    // would make unchanged trees differ between filesystems.
+    node.size = if kind == NodeKind::File { meta.size() } else { 0 };
+    node.dev = meta.dev();
+    node.inode = meta.ino();
+    node.nlink = meta.nlink();
+    node.rdev = meta.rdev();
+    if kind == NodeKind::Symlink {
+        node.link_target = Some(std::fs::read_link(path)?.into_os_string().into_vec());
+    }
+    node.xattrs = read_xattrs(path)?;
+    Ok(node)
+}
+
+fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+    // xattr::list/get use llistxattr/lgetxattr, so a symlink's own attributes.
+    let list = match xattr::list(path) {
+        Ok(list) => list,
+        Err(e) if is_enotsup(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in list {
+        // None: removed between list and get; the entry simply no longer has it.
+        if let Some(value) = xattr::get(path, &name)? {
+            out.push(Xattr { name: name.into_vec(), value });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Creates a non-regular, non-directory entry at `path` (which must not exist).
+///
+/// Returns Ok(true) when something was created, Ok(false) for a socket (a
+/// socket file without its listening process is meaningless). Files and
+/// directories are InvalidInput: the restorer writes those itself. Device
+/// creation fails with the OS error (EPERM) when not permitted.
+pub fn create_special(path: &Path, node: &Node) -> io::Result<bool> {
+    // Created owner-only: until apply_metadata chowns and chmods it, a device
+    // node with the backup's mode could be opened by anyone under our owner.
+    let initial = Mode::S_IRUSR | Mode::S_IWUSR;
+    match node.kind {
+        NodeKind::Symlink => {
+            let target = node.link_target.as_deref().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "symlink node has no link target")
+            })?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), path)?;
+        }
+        NodeKind::Fifo => mkfifo(path, initial)?,
+        NodeKind::CharDevice => mknod(path, SFlag::S_IFCHR, initial, node.rdev)?,
+        NodeKind::BlockDevice => mknod(path, SFlag::S_IFBLK, initial, node.rdev)?,
+        NodeKind::Socket => return Ok(false),
+        NodeKind::File | NodeKind::Dir => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "create_special does not create regular files or directories",
+            ))
+        }
+    }
+    Ok(true)
+}
+
+/// Applies metadata of `node` to the existing entry at `path`: ownership
+/// (when `chown`), extended attributes, mode (not for symlinks), then times.
+///
+/// The order matters: chown clears setuid/setgid and security.capability, so
+/// xattrs and mode come after it; xattrs need write permission for non-root,
+/// so they come before a read-only mode; any change bumps ctime and writes
+/// may bump mtime, so times come last. Call it after a file's content is
+/// written, and for a directory after its children have been restored.
+pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> io::Result<()> {
+    if chown {
+        fchownat(
+            None,
+            path,
+            Some(Uid::from_raw(node.uid)),
+            Some(Gid::from_raw(node.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+    }
+    let root = is_root();
+    for x in &node.xattrs {
+        let name = OsStr::from_bytes(&x.name);
+        // xattr::set is lsetxattr: a symlink gets its own attribute.
+        if let Err(e) = xattr::set(path, name, &x.value) {
+            let privileged = x.name.starts_with(b"trusted.") || x.name.starts_with(b"security.");
+            let denied = e.raw_os_error() == Some(Errno::EPERM as i32);
+            // A target filesystem without xattrs, or a non-root restore of
+            // kernel-reserved namespaces, cannot do better: the data still matters.
+            if is_enotsup(&e) || (denied && privileged && !root) {
+                continue;
+            }
+            return Err(e);
+        }
+    }
+    // Linux has no lchmod: chmod would follow the link and change its target.
+    if node.kind != NodeKind::Symlink {
+        std::fs::set_permissions(path, Permissions::from_mode(node.mode & 0o7777))?;
+    }
+    let mtime = TimeSpec::new(node.mtime.secs, i64::from(node.mtime.nanos));
+    // atime is not recorded (see tree.rs): restore it as the mtime.
+    utimensat(None, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?;
+    Ok(())
+}
+
+/// Whether the current process runs with effective uid 0.
+pub fn is_root() -> bool {
+    geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_times(path: &Path, secs: i64, nanos: i64) {
+        let t = TimeSpec::new(secs, nanos);
+        utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).unwrap();
+    }
+
+    fn lstat(path: &Path) -> Metadata {
+        std::fs::symlink_metadata(path).unwrap()
+    }
+
+    /// Reads `name` in `src`, recreates it in `dst`, and checks it reads back equal.
+    fn roundtrip(src: &Path, dst: &Path, name: &[u8]) -> Node {
+        let names = NameCache::new();
+        let from = src.join(OsStr::from_bytes(name));
+        let to = dst.join(OsStr::from_bytes(name));
+        let node = read_node(&from, name.to_vec(), &lstat(&from), &names).unwrap();
+        match node.kind {
+            NodeKind::File => std::fs::write(&to, b"").unwrap(),
+            NodeKind::Dir => std::fs::create_dir(&to).unwrap(),
+            _ => assert!(create_special(&to, &node).unwrap()),
+        }
+        apply_metadata(&to, &node, is_root()).unwrap();
+        let back = read_node(&to, name.to_vec(), &lstat(&to), &names).unwrap();
+        let key =
+            |n: &Node| (n.name.clone(), n.kind, n.mode, n.uid, n.gid, n.mtime, n.rdev, n.xattrs.clone());
+        assert_eq!(key(&back), key(&node), "{}", node.display_name());
+        assert_eq!(back.link_target, node.link_target);
+        node
+    }
+
+    #[test]
+    fn roundtrip_all_kinds() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+
+        let file = s.join("file");
+        std::fs::write(&file, b"hello").unwrap();
+        xattr::set(&file, "user.test", b"value\0bytes").unwrap();
+        if is_root() {
+            // Owned by someone else, so the chown-then-chmod order is exercised.
+            std::os::unix::fs::lchown(&file, Some(1234), Some(5678)).unwrap();
+        }
+        std::fs::set_permissions(&file, Permissions::from_mode(0o4751)).unwrap();
+        set_times(&file, 1_600_000_000, 123_456_789);
+
+        std::fs::create_dir(s.join("dir")).unwrap();
+        std::fs::set_permissions(s.join("dir"), Permissions::from_mode(0o1750)).unwrap();
+        set_times(&s.join("dir"), 1_500_000_000, 987_654_321);
+        std::os::unix::fs::symlink("file", s.join("link")).unwrap();
+        set_times(&s.join("link"), 1_400_000_000, 1);
+        std::os::unix::fs::symlink("does/not/exist", s.join("dangling")).unwrap();
+        mkfifo(&s.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+        std::fs::set_permissions(s.join("fifo"), Permissions::from_mode(0o640)).unwrap();
+        set_times(&s.join("fifo"), -5, 999_999_999);
+
+        let n = roundtrip(s, dst.path(), b"file");
+        assert_eq!((n.kind, n.mode, n.size), (NodeKind::File, 0o4751, 5));
+        assert_eq!(n.xattrs, vec![Xattr { name: b"user.test".to_vec(), value: b"value\0bytes".to_vec() }]);
+        assert_eq!(n.mtime, Timestamp { secs: 1_600_000_000, nanos: 123_456_789 });
+        if is_root() {
+            assert_eq!((n.uid, n.gid), (1234, 5678));
+        }
+        let n = roundtrip(s, dst.path(), b"dir");
+        assert_eq!((n.kind, n.mode, n.size), (NodeKind::Dir, 0o1750, 0));
+        let n = roundtrip(s, dst.path(), b"link");
+        assert_eq!((n.kind, n.link_target.as_deref()), (NodeKind::Symlink, Some(&b"file"[..])));
+        assert_eq!(n.mtime, Timestamp { secs: 1_400_000_000, nanos: 1 });
+        let n = roundtrip(s, dst.path(), b"dangling");
+        assert_eq!(n.link_target.as_deref(), Some(&b"does/not/exist"[..]));
+        let n = roundtrip(s, dst.path(), b"fifo");
+        assert_eq!((n.kind, n.mode), (NodeKind::Fifo, 0o640));
+        assert_eq!(n.mtime, Timestamp { secs: -5, nanos: 999_999_999 });
+
+        if is_root() {
+            let null_rdev = lstat(Path::new("/dev/null")).rdev();
+            mknod(&s.join("null"), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), null_rdev).unwrap();
+            std::fs::set_permissions(s.join("null"), Permissions::from_mode(0o666)).unwrap();
+            let n = roundtrip(s, dst.path(), b"null");
+            assert_eq!((n.kind, n.mode, n.rdev), (NodeKind::CharDevice, 0o666, null_rdev));
+        }
+    }
+
+    #[test]
+    fn non_utf8_name_and_specials() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let name = b"caf\xe9";
+        std::fs::write(src.path().join(OsStr::from_bytes(name)), b"x").unwrap();
+        let n = roundtrip(src.path(), dst.path(), name);
+        assert_eq!(n.name, name);
+        let listed: Vec<Vec<u8>> =
+            std::fs::read_dir(dst.path()).unwrap().map(|e| e.unwrap().file_name().into_vec()).collect();
+        assert_eq!(listed, vec![name.to_vec()]);
+
+        let sock = Node::new(b"s".to_vec(), NodeKind::Socket);
+        assert!(!create_special(&dst.path().join("s"), &sock).unwrap());
+        assert!(!dst.path().join("s").exists());
+        let file = Node::new(b"f".to_vec(), NodeKind::File);
+        let err = create_special(&dst.path().join("f"), &file).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn name_cache() {
+        let names = NameCache::new();
+        assert_eq!(names.user(0).as_deref(), Some("root"));
+        assert_eq!(names.user(0).as_deref(), Some("root"), "from the cache");
+        assert_eq!(names.group(0).as_deref(), Some("root"));
+        assert_eq!(names.user(3_999_999_999), None);
+    }
+}

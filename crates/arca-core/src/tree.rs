@@ -45,7 +45,9 @@ pub struct Node {
     pub user: Option<String>,
     pub group: Option<String>,
     pub mtime: Timestamp,
-    pub atime: Timestamp,
+    /// Change time: only for change detection, it cannot be restored.
+    /// Access times are deliberately not recorded: reading a file changes
+    /// them, so every backup would store new trees for unchanged folders.
     pub ctime: Timestamp,
     /// Logical size in bytes (files); 0 for others.
     pub size: u64,
@@ -83,7 +85,6 @@ impl Node {
             user: None,
             group: None,
             mtime: Timestamp::default(),
-            atime: Timestamp::default(),
             ctime: Timestamp::default(),
             size: 0,
             dev: 0,
@@ -126,10 +127,7 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 }
 

@@ -1,0 +1,152 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use arca_core::backup::{backup, BackupOptions};
+use arca_core::snapshot::Strategy;
+use arca_core::{Error, Id, Repository};
+
+use crate::{exit, outln, output, progress, Cli};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and folders to back up.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// full, incremental (against the last snapshot of the same source) or differential (against the last full one).
+    #[arg(long, default_value = "incremental")]
+    pub strategy: Strategy,
+    /// Exclude paths matching this glob (`*.log`, `/abs/path`, `cache/**`); repeatable.
+    #[arg(long, short = 'e')]
+    pub exclude: Vec<String>,
+    /// Read exclude globs from a file, one per line (# comments).
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Tag the snapshot; repeatable.
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Record this host name instead of the machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Record this time (RFC 3339) instead of now.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Use this snapshot as the parent.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Re-read every file, even those unchanged since the parent.
+    #[arg(long)]
+    pub force: bool,
+    /// Do everything but write to the repository.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let naive = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
+    let naive = naive.with_context(|| {
+        format!("invalid time {s:?}: use RFC 3339 (2024-05-01T12:00:00Z) or YYYY-MM-DD[ HH:MM[:SS]] in local time")
+    })?;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.fixed_offset())
+        .with_context(|| format!("time {s:?} does not exist in the local time zone"))
+}
+
+fn read_excludes(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
+        out.extend(
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
+        );
+    }
+    Ok(out)
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
+    let loc = super::locate(cli)?;
+    let repo = match super::open_at(cli, &loc) {
+        Ok(r) => r,
+        Err(e)
+            if loc.is_default
+                && matches!(Repository::read_config(&*loc.backend), Err(Error::NoRepository(_))) =>
+        {
+            drop(e);
+            eprintln!("arca: creating the default repository at {}", loc.backend.location());
+            let init = super::init::Args {
+                encryption: "xchacha20-poly1305".into(),
+                compression: arca_core::config::DEFAULT_COMPRESSION_LEVEL,
+            };
+            super::init::create(cli, &loc, &init)?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut excludes = args.exclude.clone();
+    excludes.extend(read_excludes(&args.exclude_file)?);
+    let parent = match &args.parent {
+        Some(p) => Some(super::snapshot(&repo, p)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        paths: args.paths.clone(),
+        excludes,
+        exclude_paths: loc.local_path.iter().cloned().collect(),
+        tags: args.tag.clone(),
+        host: args.host.clone(),
+        time: args.time.as_deref().map(parse_time).transpose()?,
+        strategy: args.strategy,
+        parent,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let bar = progress::for_terminal(cli.json, "backed up");
+    let result = backup(&repo, &opts, bar.as_progress());
+    bar.done();
+    let result = result?;
+    let snap = &result.snapshot;
+    let s = &snap.summary;
+    if cli.json {
+        let mut v = serde_json::to_value(snap.metadata(&result.id.unwrap_or_default()))?;
+        if result.id.is_none() {
+            v["id"] = serde_json::Value::Null;
+            v["short_id"] = serde_json::Value::Null;
+            v["dry_run"] = true.into();
+        }
+        output::json(&v)?;
+    } else {
+        let what = match result.id {
+            Some(id) => format!("snapshot {} saved", Id::short(&id)),
+            None => "dry run: nothing written".to_string(),
+        };
+        outln!(
+            "{what} ({}{}): {} files, {}; {} new, {} changed, {} unchanged, {} removed; read {}, added {} in {:.1} s",
+            snap.strategy.as_str(),
+            snap.parent.map(|p| format!(" of {}", p.short())).unwrap_or_default(),
+            snap.files,
+            output::bytes(snap.size),
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.files_removed,
+            output::bytes(s.bytes_read),
+            output::bytes(s.bytes_added),
+            s.duration_ms as f64 / 1000.0
+        );
+        if !s.errors.is_empty() {
+            outln!(
+                "{} paths could not be read (listed above); the snapshot holds everything else",
+                s.errors.len()
+            );
+        }
+    }
+    Ok(if s.errors.is_empty() { 0 } else { exit::PARTIAL })
+}

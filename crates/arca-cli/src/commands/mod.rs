@@ -1,0 +1,65 @@
+//! One module per command.
+
+pub mod backup;
+pub mod info;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod status;
+pub mod unlock;
+pub mod verify;
+
+use anyhow::{Context, Result};
+use arca_core::{Error, Repository};
+
+use crate::location::{self, Location};
+use crate::{password, Cli, Command};
+
+pub fn run(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Init(a) => init::run(cli, a),
+        Command::Backup(a) => backup::run(cli, a),
+        Command::Snapshots(a) => snapshots::run(cli, a),
+        Command::Info(a) => info::run(cli, a),
+        Command::Ls(a) => ls::run(cli, a),
+        Command::Restore(a) => restore::run(cli, a),
+        Command::Status => status::run(cli),
+        Command::Verify(a) => verify::run(cli, a),
+        Command::Key(k) => key::run(cli, k),
+        Command::Unlock(a) => unlock::run(cli, a),
+    }
+}
+
+pub fn locate(cli: &Cli) -> Result<Location> {
+    location::resolve(cli.repo.as_deref())
+}
+
+/// Opens the repository, asking for a password only when it needs one.
+pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
+    let needs = Repository::needs_password(&*loc.backend).map_err(|e| match e {
+        Error::NoRepository(_) if loc.is_default => anyhow::anyhow!(
+            "no repository yet at the default location {}: run `arca backup PATH` to create it, or give --repo",
+            loc.backend.location()
+        ),
+        e => e.into(),
+    })?;
+    let pw = if needs { password::existing(cli.password_file.as_deref())? } else { None };
+    Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
+        Error::PasswordRequired(l) => anyhow::anyhow!(
+            "repository {l} needs a password: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, \
+             give --password-file, or run on a terminal"
+        ),
+        e => e.into(),
+    })
+}
+
+pub fn open(cli: &Cli) -> Result<Repository> {
+    open_at(cli, &locate(cli)?)
+}
+
+/// Resolves a SNAP argument (`latest` or an id prefix).
+pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::Id, arca_core::snapshot::Snapshot)> {
+    repo.find_snapshot(spec).with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
+}

@@ -1,0 +1,53 @@
+use anyhow::Result;
+use arca_core::lock::list_locks;
+use serde_json::json;
+
+use crate::{outln, output, Cli};
+
+pub fn run(cli: &Cli) -> Result<u8> {
+    let repo = super::open(cli)?;
+    let snaps = repo.snapshots()?;
+    let total_size: u64 = repo.backend().list(arca_backend::FileKind::Pack)?.iter().map(|e| e.size).sum();
+    let locks: Vec<_> = list_locks(&**repo.backend(), repo.crypto())?
+        .into_iter()
+        .map(|l| match l.info {
+            Some(i) => {
+                json!({"id": l.id, "host": i.host, "pid": i.pid, "user": i.user, "exclusive": i.exclusive,
+                              "operation": i.operation, "time": i.time, "stale": i.is_stale()})
+            }
+            None => json!({"id": l.id, "readable": false}),
+        })
+        .collect();
+    let last = snaps.last().map(|(id, s)| s.metadata(id));
+    let status = json!({
+        "repository": repo.location(),
+        "repository_id": repo.config().id.to_hex(),
+        "version": repo.config().version,
+        "encryption": repo.config().encryption,
+        "backup_count": snaps.len(),
+        "total_size": total_size,
+        "last_backup": last,
+        "strategy": last.as_ref().map(|m| m.strategy),
+        "locks": locks,
+    });
+    if cli.json {
+        output::json(&status)?;
+        return Ok(0);
+    }
+    outln!("repository {} ({})", repo.location(), repo.config().id.short());
+    outln!("snapshots  {}", snaps.len());
+    outln!("stored     {}", output::bytes(total_size));
+    match &last {
+        Some(m) => outln!(
+            "last       {} at {} ({}, {} files, {})",
+            m.short_id,
+            m.timestamp,
+            m.strategy.as_str(),
+            m.files,
+            output::bytes(m.size)
+        ),
+        None => outln!("last       none"),
+    }
+    outln!("locks      {}", locks.len());
+    Ok(0)
+}

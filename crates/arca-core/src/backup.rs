@@ -1,0 +1,548 @@
+//! The backup engine: walk the sources, chunk, dedup, pack, and write a
+//! snapshot last.
+//!
+//! Parallelism: directories are walked with rayon, so several files are
+//! read, chunked, hashed, compressed and sealed at once while the packer's
+//! threads upload finished packs. A big file is read sequentially but its
+//! chunks are compressed and sealed in parallel batches.
+//!
+//! Order of durability: packs, then the index files naming them, then the
+//! snapshot. A crash at any point leaves nothing referenced that is not
+//! durable; uploaded packs of a killed backup are adopted by the next one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arca_backend::FileKind;
+use rayon::prelude::*;
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::filter::PathFilter;
+use crate::fsmeta::{self, NameCache};
+use crate::id::Id;
+use crate::index::{Index, IndexPack};
+use crate::lock::hostname;
+use crate::pack::BlobType;
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::snapshot::{PathError, Snapshot, Strategy, Summary};
+use crate::tree::{Node, NodeKind, Tree};
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    /// Exact paths never backed up (e.g. the repository itself).
+    pub exclude_paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub strategy: Strategy,
+    /// Use this snapshot as the parent instead of the strategy's choice.
+    pub parent: Option<Id>,
+    /// Read every file even when the parent says it is unchanged.
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+pub struct BackupResult {
+    /// `None` for a dry run.
+    pub id: Option<Id>,
+    pub snapshot: Snapshot,
+}
+
+/// Chunks of a big file compressed and sealed together in parallel.
+const BATCH_CHUNKS: usize = 4;
+
+#[derive(Default)]
+struct Stats {
+    files: AtomicU64,
+    size: AtomicU64,
+    dirs: AtomicU64,
+    new: AtomicU64,
+    changed: AtomicU64,
+    unchanged: AtomicU64,
+    removed: AtomicU64,
+    bytes_read: AtomicU64,
+    errors: Mutex<Vec<PathError>>,
+}
+
+struct Engine<'a> {
+    repo: &'a Repository,
+    packer: Packer,
+    names: NameCache,
+    excludes: PathFilter,
+    exclude_paths: Vec<PathBuf>,
+    force: bool,
+    stats: Stats,
+    progress: &'a dyn Progress,
+}
+
+/// Makes a path absolute and removes `.` and `..` without following links,
+/// so the snapshot records the path the user named.
+pub fn normalize(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn io_cause(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("permission denied ({e})"),
+        io::ErrorKind::NotFound => format!("vanished during the backup ({e})"),
+        _ => e.to_string(),
+    }
+}
+
+/// The source paths arranged as a tree of path components.
+#[derive(Default)]
+struct Layout {
+    children: BTreeMap<Vec<u8>, Layout>,
+    /// This path itself is a source: back up everything below it.
+    source: bool,
+}
+
+impl Layout {
+    fn insert(&mut self, path: &Path) {
+        let mut node = self;
+        for c in path.components() {
+            if let Component::Normal(n) = c {
+                node = node.children.entry(n.as_bytes().to_vec()).or_default();
+            }
+        }
+        node.source = true;
+    }
+}
+
+impl<'a> Engine<'a> {
+    fn record(&self, path: &Path, error: String) {
+        self.progress.warn(&format!("{}: {error}", path.display()));
+        self.stats
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PathError { path: path.display().to_string(), error });
+    }
+
+    fn parent_tree(&self, parent: Option<&Node>) -> Option<Tree> {
+        let id = parent.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
+        // A parent tree that cannot be read only costs re-reading the files.
+        self.repo.load_tree(self.packer.index(), &id).ok()
+    }
+
+    fn save_tree(&self, mut tree: Tree) -> Result<Id> {
+        tree.sort();
+        let bytes = tree.encode();
+        let id = self.repo.crypto().blob_id(&bytes);
+        if self.packer.claim(id) {
+            self.packer.add(BlobType::Tree, id, &bytes)?;
+        }
+        Ok(id)
+    }
+
+    /// Counts the files of a removed parent entry (recursively for dirs).
+    fn count_removed(&self, node: &Node) {
+        match node.kind {
+            NodeKind::File => {
+                self.stats.removed.fetch_add(1, Ordering::Relaxed);
+            }
+            NodeKind::Dir => {
+                if let Some(t) = self.parent_tree(Some(node)) {
+                    t.nodes.iter().for_each(|n| self.count_removed(n));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Backs up one directory entry; `None` when it is excluded or failed.
+    fn entry(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let mut node = match fsmeta::read_node(path, name, meta, &self.names) {
+            Ok(n) => n,
+            Err(e) => {
+                self.record(path, io_cause(&e));
+                return Ok(None);
+            }
+        };
+        match node.kind {
+            NodeKind::File => {
+                let same = parent.filter(|p| {
+                    !self.force
+                        && p.kind == NodeKind::File
+                        && p.size == node.size
+                        && p.mtime == node.mtime
+                        && p.ctime == node.ctime
+                        && p.inode == node.inode
+                        && p.content.iter().all(|id| self.packer.is_known(id))
+                });
+                if let Some(p) = same {
+                    node.content = p.content.clone();
+                    self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                    self.progress.advance(1, node.size);
+                } else {
+                    match self.file_content(path, node.size) {
+                        Ok((content, read)) => {
+                            node.content = content;
+                            // A file that grew or shrank while read is stored as read.
+                            node.size = read;
+                        }
+                        Err(FileError::Io(e)) => {
+                            self.record(path, io_cause(&e));
+                            return Ok(None);
+                        }
+                        Err(FileError::Repo(e)) => return Err(e),
+                    }
+                    let counter = if parent.is_some() { &self.stats.changed } else { &self.stats.new };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.progress.advance(1, 0);
+                }
+                self.stats.files.fetch_add(1, Ordering::Relaxed);
+                self.stats.size.fetch_add(node.size, Ordering::Relaxed);
+            }
+            NodeKind::Dir => {
+                node.subtree = Some(self.dir(path, parent)?);
+            }
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    /// Backs up a directory's contents; returns the tree id.
+    fn dir(&self, path: &Path, parent: Option<&Node>) -> Result<Id> {
+        self.stats.dirs.fetch_add(1, Ordering::Relaxed);
+        let parent_tree = self.parent_tree(parent);
+        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+        match fs::read_dir(path) {
+            Ok(rd) => {
+                for ent in rd {
+                    match ent {
+                        Ok(ent) => entries.push((ent.file_name().as_bytes().to_vec(), ent.path())),
+                        Err(e) => self.record(path, io_cause(&e)),
+                    }
+                }
+            }
+            Err(e) => self.record(path, io_cause(&e)),
+        }
+        entries.sort();
+        entries.retain(|(_, p)| !self.excluded(p));
+        let nodes: Vec<Option<Node>> = entries
+            .into_par_iter()
+            .map(|(name, p)| {
+                let meta = match fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.record(&p, io_cause(&e));
+                        return Ok(None);
+                    }
+                };
+                let prev = parent_tree.as_ref().and_then(|t| t.find(&name));
+                self.entry(&p, name, &meta, prev)
+            })
+            .collect::<Result<_>>()?;
+        let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+        if let Some(pt) = &parent_tree {
+            for old in &pt.nodes {
+                if tree.find(&old.name).is_none() {
+                    self.count_removed(old);
+                }
+            }
+        }
+        self.save_tree(tree)
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.excludes.matches(path) || self.exclude_paths.iter().any(|p| p == path)
+    }
+
+    /// Reads, chunks and stores a file; returns its chunk ids and length.
+    fn file_content(&self, path: &Path, size: u64) -> std::result::Result<(Vec<Id>, u64), FileError> {
+        let file = File::open(path).map_err(FileError::Io)?;
+        let mut chunker = Chunker::new(self.repo.gear(), file, size);
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let chunk = chunker.next_chunk().map_err(FileError::Io)?;
+            let done = chunk.is_none();
+            if let Some(c) = chunk {
+                total += c.len() as u64;
+                self.stats.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                batch.push(c);
+            }
+            if batch.len() >= BATCH_CHUNKS || (done && !batch.is_empty()) {
+                let stored: Vec<Id> = if batch.len() == 1 {
+                    vec![self.store_chunk(&batch[0]).map_err(FileError::Repo)?]
+                } else {
+                    batch
+                        .par_iter()
+                        .map(|c| self.store_chunk(c))
+                        .collect::<Result<_>>()
+                        .map_err(FileError::Repo)?
+                };
+                ids.extend(stored);
+                batch.clear();
+            }
+            if done {
+                return Ok((ids, total));
+            }
+        }
+    }
+
+    fn store_chunk(&self, chunk: &[u8]) -> Result<Id> {
+        let id = self.repo.crypto().blob_id(chunk);
+        if self.packer.claim(id) {
+            self.packer.add(BlobType::Data, id, chunk)?;
+        }
+        self.progress.advance(0, chunk.len() as u64);
+        Ok(id)
+    }
+
+    /// Builds the tree of the source layout below `path`.
+    fn layout_tree(&self, layout: &Layout, path: &Path, parent: Option<&Tree>) -> Result<Id> {
+        let nodes: Vec<Option<Node>> = layout
+            .children
+            .par_iter()
+            .map(|(name, child)| {
+                let p = path.join(std::ffi::OsStr::from_bytes(name));
+                let prev = parent.and_then(|t| t.find(name));
+                let meta = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
+                if child.source {
+                    return self.entry(&p, name.clone(), &meta, prev);
+                }
+                // An intermediate folder: its metadata, and only the sources below it.
+                let mut node =
+                    fsmeta::read_node(&p, name.clone(), &meta, &self.names).map_err(|e| Error::io(&p, e))?;
+                let sub = self.parent_tree(prev);
+                node.subtree = Some(self.layout_tree(child, &p, sub.as_ref())?);
+                Ok(Some(node))
+            })
+            .collect::<Result<_>>()?;
+        self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })
+    }
+}
+
+enum FileError {
+    Io(io::Error),
+    Repo(Error),
+}
+
+/// Picks the parent snapshot for a strategy (DESIGN §3). Returns the parent
+/// and the strategy to record: a first backup is recorded as `full`.
+pub fn choose_parent(
+    snapshots: &[(Id, Snapshot)],
+    strategy: Strategy,
+    host: &str,
+    paths: &[String],
+    explicit: Option<Id>,
+) -> Result<(Option<(Id, Snapshot)>, Strategy)> {
+    if let Some(id) = explicit {
+        let found = snapshots.iter().find(|(i, _)| *i == id).cloned();
+        let found = found.ok_or_else(|| Error::SnapshotNotFound(id.to_hex()))?;
+        return Ok((Some(found), if strategy == Strategy::Full { Strategy::Incremental } else { strategy }));
+    }
+    let candidates = snapshots.iter().filter(|(_, s)| s.same_source(host, paths));
+    let parent = match strategy {
+        Strategy::Full => None,
+        Strategy::Incremental => candidates.max_by_key(|(_, s)| s.timestamp()).cloned(),
+        Strategy::Differential => candidates
+            .filter(|(_, s)| s.strategy == Strategy::Full)
+            .max_by_key(|(_, s)| s.timestamp())
+            .cloned(),
+    };
+    let recorded = if parent.is_none() { Strategy::Full } else { strategy };
+    Ok((parent, recorded))
+}
+
+/// Finds packs that no index names (left by a killed backup) and reads their
+/// headers, so their blobs are reused and indexed instead of re-sent.
+fn unindexed_packs(repo: &Repository, index: &Index) -> Result<Vec<IndexPack>> {
+    let listed = repo.backend().list(FileKind::Pack)?;
+    let orphans: Vec<_> =
+        listed.into_iter().filter(|e| Id::from_hex(&e.name).is_some_and(|id| !index.has_pack(&id))).collect();
+    Ok(orphans
+        .par_iter()
+        .filter_map(|e| {
+            // A damaged orphan is simply not adopted; verify reports it.
+            let blobs = repo.read_pack_header(&e.name, e.size).ok()?;
+            Some(IndexPack { id: Id::from_hex(&e.name)?, size: e.size, blobs })
+        })
+        .collect())
+}
+
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let started = Instant::now();
+    if opts.paths.is_empty() {
+        return Err(Error::Invalid("nothing to back up: give at least one path".into()));
+    }
+    let mut sources = Vec::new();
+    for p in &opts.paths {
+        let abs = normalize(p)?;
+        fs::symlink_metadata(&abs)
+            .map_err(|e| Error::Invalid(format!("source path {}: {}", p.display(), e)))?;
+        sources.push(abs);
+    }
+    sources.sort();
+    sources.dedup();
+    let paths: Vec<String> = sources.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let host = opts.host.clone().unwrap_or_else(hostname);
+
+    let _lock = if opts.dry_run { None } else { Some(repo.lock(false, "backup")?) };
+    let mut index = repo.load_index()?;
+    let adopted = unindexed_packs(repo, &index)?;
+    for p in &adopted {
+        index.add_pack(p.id, p.size, &p.blobs);
+    }
+    let (snapshots, _) = repo.snapshots_lenient()?;
+    let (parent, strategy) = choose_parent(&snapshots, opts.strategy, &host, &paths, opts.parent)?;
+    let index = Arc::new(index);
+    let packer = Packer::new(repo, index.clone(), opts.dry_run, 2);
+    packer.adopt_packs(adopted);
+
+    let engine = Engine {
+        repo,
+        packer,
+        names: NameCache::new(),
+        excludes: PathFilter::new(&opts.excludes)?,
+        exclude_paths: opts.exclude_paths.iter().filter_map(|p| normalize(p).ok()).collect(),
+        force: opts.force || strategy == Strategy::Full,
+        stats: Stats::default(),
+        progress,
+    };
+    let mut layout = Layout::default();
+    for s in &sources {
+        layout.insert(s);
+    }
+    let stop_scan = std::sync::atomic::AtomicBool::new(false);
+    let walked = std::thread::scope(|scope| {
+        scope.spawn(|| scan_totals(&sources, &engine.excludes, progress, &stop_scan));
+        let r = if layout.source {
+            // The filesystem root itself is a source.
+            let mut prev = Node::new(Vec::new(), NodeKind::Dir);
+            prev.subtree = parent.as_ref().map(|(_, s)| s.tree);
+            engine.dir(Path::new("/"), parent.as_ref().map(|_| &prev))
+        } else {
+            let parent_root = parent.as_ref().and_then(|(_, s)| repo.load_tree(&index, &s.tree).ok());
+            engine.layout_tree(&layout, Path::new("/"), parent_root.as_ref())
+        };
+        stop_scan.store(true, Ordering::Relaxed);
+        r
+    });
+    let Engine { packer, stats, .. } = engine;
+    let tree = match walked {
+        Ok(t) => t,
+        Err(e) => {
+            let e = packer.take_error().unwrap_or(e);
+            drop(packer);
+            return Err(explain_no_space(repo, e));
+        }
+    };
+    let packed = packer.finish().map_err(|e| explain_no_space(repo, e))?;
+
+    let time = opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
+    let mut errors = stats.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    let snapshot = Snapshot {
+        version: 1,
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        tree,
+        paths,
+        host,
+        user: nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default(),
+        tags: opts.tags.clone(),
+        strategy,
+        parent: parent.map(|(id, _)| id),
+        size: stats.size.into_inner(),
+        files: stats.files.into_inner(),
+        summary: Summary {
+            files_new: stats.new.into_inner(),
+            files_changed: stats.changed.into_inner(),
+            files_unchanged: stats.unchanged.into_inner(),
+            files_removed: stats.removed.into_inner(),
+            dirs: stats.dirs.into_inner(),
+            bytes_read: stats.bytes_read.into_inner(),
+            bytes_added: packed.bytes_added,
+            blobs_added: packed.blobs_added,
+            duration_ms: started.elapsed().as_millis() as u64,
+            errors,
+        },
+        program_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let id = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot).map_err(|e| explain_no_space(repo, e))?)
+    };
+    Ok(BackupResult { id, snapshot })
+}
+
+fn explain_no_space(repo: &Repository, e: Error) -> Error {
+    if !e.is_no_space() {
+        return e;
+    }
+    let free = nix::sys::statvfs::statvfs(repo.location().as_str())
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .ok();
+    let detail = format!(
+        "{e}. Free space now: {}; the backup needs at least {} MiB more for its next pack. \
+         No snapshot was written; the data already uploaded is kept and reused by the next backup once space is freed.",
+        free.map(|f| format!("{} KiB", f / 1024)).unwrap_or_else(|| "unknown".into()),
+        repo.config().pack_size >> 20,
+    );
+    Error::NoSpace { location: repo.location(), detail }
+}
+
+/// Counts files and bytes beside the backup so progress can show an ETA.
+fn scan_totals(
+    sources: &[PathBuf],
+    excludes: &PathFilter,
+    progress: &dyn Progress,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack = sources.to_vec();
+    while let Some(p) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()).filter(|p| !excludes.matches(p)));
+            }
+        } else if m.is_file() {
+            files += 1;
+            bytes += m.len();
+            if files % 4096 == 0 {
+                progress.totals(files, bytes);
+            }
+        }
+    }
+    progress.totals(files, bytes);
+}

@@ -1,0 +1,196 @@
+//! Content-defined chunking (FastCDC 2020) over a reader, in bounded memory.
+//!
+//! The cut-point search is fastcdc's `cut_gear` with a gear table seeded from
+//! the repository secret; the buffering is ours because the crate's
+//! `StreamCDC` moves its whole buffer after every chunk.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, Normalization, MASKS};
+use serde::{Deserialize, Serialize};
+
+/// Chunk size bounds, stored in the repository config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams { min_size: 512 << 10, avg_size: 1 << 20, max_size: 8 << 20 }
+    }
+}
+
+impl ChunkerParams {
+    /// Checks the bounds fastcdc accepts, so a damaged config cannot panic it.
+    pub fn validate(&self) -> Result<(), String> {
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("invalid chunker sizes {}/{}/{}", self.min_size, self.avg_size, self.max_size))
+        }
+    }
+}
+
+/// Precomputed tables for one repository; cheap to share between threads.
+pub struct Gear {
+    params: ChunkerParams,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+    mask_s: u64,
+    mask_l: u64,
+}
+
+impl Gear {
+    pub fn new(params: ChunkerParams, seed: u64) -> Gear {
+        let bits = fastcdc::v2020::logarithm2(params.avg_size);
+        let norm = Normalization::Level1.bits();
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Gear {
+            params,
+            gear,
+            gear_ls,
+            mask_s: MASKS[(bits + norm) as usize],
+            mask_l: MASKS[(bits - norm) as usize],
+        }
+    }
+
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// Length of the first chunk of `data` (all of it when `data` is short).
+    pub fn cut(&self, data: &[u8]) -> usize {
+        let p = &self.params;
+        let (_, n) = cut_gear(
+            data,
+            p.min_size as usize,
+            p.avg_size as usize,
+            p.max_size as usize,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        n
+    }
+}
+
+/// Splits a reader into chunks. Memory: one buffer of `2 * max_size` at most,
+/// less for a source known to be small.
+pub struct Chunker<'g, R> {
+    gear: &'g Gear,
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<'g, R: Read> Chunker<'g, R> {
+    /// `size_hint` (e.g. the file size) keeps the buffer small for small files.
+    pub fn new(gear: &'g Gear, reader: R, size_hint: u64) -> Self {
+        let max = gear.params.max_size as usize;
+        let cap = (size_hint as usize).saturating_add(1).clamp(4096, 2 * max);
+        Chunker { gear, reader, buf: vec![0; cap], start: 0, end: 0, eof: false }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let max = self.gear.params.max_size as usize;
+        if self.eof || self.end - self.start >= max {
+            return Ok(());
+        }
+        // Move the tail to the front, growing the buffer if the size hint
+        // was too small (a file that grew while being read).
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < 2 * max && self.buf.len() - self.end < max {
+            self.buf.resize((self.buf.len() * 2).min(2 * max), 0);
+        }
+        while !self.eof && self.end < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of the source.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        self.fill()?;
+        if self.start == self.end {
+            return Ok(None);
+        }
+        let n = self.gear.cut(&self.buf[self.start..self.end]);
+        let chunk = self.buf[self.start..self.start + n].to_vec();
+        self.start += n;
+        Ok(Some(chunk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small() -> ChunkerParams {
+        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 }
+    }
+
+    fn chunks(gear: &Gear, data: &[u8], hint: u64) -> Vec<Vec<u8>> {
+        let mut c = Chunker::new(gear, data, hint);
+        let mut out = Vec::new();
+        while let Some(ch) = c.next_chunk().unwrap() {
+            out.push(ch);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_concatenate_to_input_within_bounds(data in proptest::collection::vec(any::<u8>(), 0..40000), hint in 0u64..50000) {
+            let gear = Gear::new(small(), 42);
+            let cs = chunks(&gear, &data, hint);
+            prop_assert_eq!(cs.concat(), data.clone());
+            for (i, c) in cs.iter().enumerate() {
+                prop_assert!(c.len() <= 4096);
+                if i + 1 < cs.len() { prop_assert!(c.len() >= 256); }
+            }
+            // Buffering does not change the cut points.
+            prop_assert_eq!(chunks(&gear, &data, 0), cs);
+        }
+    }
+
+    #[test]
+    fn insert_changes_few_chunks() {
+        let mut data = vec![0u8; 200_000];
+        let mut x: u64 = 1;
+        for b in data.iter_mut() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (x >> 56) as u8;
+        }
+        let gear = Gear::new(small(), 7);
+        let a = chunks(&gear, &data, 0);
+        let mut edited = data.clone();
+        edited.splice(100_000..100_000, b"inserted bytes".iter().copied());
+        let b = chunks(&gear, &edited, 0);
+        let common = b.iter().filter(|c| a.contains(c)).count();
+        assert!(common + 3 >= b.len(), "{common} of {} chunks shared", b.len());
+        // A different seed cuts elsewhere.
+        assert_ne!(chunks(&Gear::new(small(), 8), &data, 0), a);
+    }
+}

@@ -1,0 +1,117 @@
+//! The repository `config` object: plaintext JSON, read before any key, so
+//! that an unknown format version is refused before anything is misread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// XChaCha20-Poly1305 with a password-wrapped master key.
+    Xchacha20Poly1305,
+    /// No confidentiality: objects are checksummed only. Only when asked for.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Always "arca-repository": tells what this folder is.
+    pub format: String,
+    pub version: u32,
+    /// Random repository id, used for caches and locks.
+    pub id: Id,
+    pub created: String,
+    pub encryption: Encryption,
+    /// zstd level for blobs; 0 disables compression.
+    pub compression_level: i32,
+    pub chunker: ChunkerParams,
+    /// Target size of a pack file in bytes.
+    pub pack_size: u32,
+}
+
+impl Config {
+    pub fn new(encryption: Encryption, compression_level: i32) -> Config {
+        Config {
+            format: "arca-repository".into(),
+            version: FORMAT_VERSION,
+            id: Id::random(),
+            created: chrono::Utc::now().to_rfc3339(),
+            encryption,
+            compression_level,
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("config serializes");
+        v.push(b'\n');
+        v
+    }
+
+    /// Parses a config, checking the version before anything else.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Config> {
+        let object = format!("{location}/config");
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(&object, format!("not valid JSON: {e}")))?;
+        if value.get("format").and_then(|v| v.as_str()) != Some("arca-repository") {
+            return Err(Error::corrupt(
+                &object,
+                "not an arca repository config (no \"format\": \"arca-repository\")",
+            ));
+        }
+        let version = value
+            .get("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| Error::corrupt(&object, "no numeric \"version\" field"))?;
+        if version != FORMAT_VERSION as u64 {
+            return Err(Error::UnsupportedVersion {
+                location: location.to_string(),
+                found: version.min(u32::MAX as u64) as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let config: Config = serde_json::from_value(value)
+            .map_err(|e| Error::corrupt(&object, format!("invalid field: {e}")))?;
+        config.chunker.validate().map_err(|e| Error::corrupt(&object, e))?;
+        if !(0..=22).contains(&config.compression_level) {
+            return Err(Error::corrupt(
+                &object,
+                format!("compression level {} out of 0..=22", config.compression_level),
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&config.pack_size) {
+            return Err(Error::corrupt(
+                &object,
+                format!("pack size {} out of 1 MiB..1 GiB", config.pack_size),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_checked_first() {
+        let c = Config::new(Encryption::Xchacha20Poly1305, 3);
+        let back = Config::decode(&c.encode(), "r").unwrap();
+        assert_eq!(back.id, c.id);
+        let mut v: serde_json::Value = serde_json::from_slice(&c.encode()).unwrap();
+        v["version"] = 99.into();
+        v["chunker"] = "whatever".into();
+        let e = Config::decode(&serde_json::to_vec(&v).unwrap(), "r").unwrap_err();
+        assert!(matches!(e, Error::UnsupportedVersion { found: 99, .. }), "{e}");
+        assert!(Config::decode(b"garbage", "r").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Key files (`keys/<id>`): the master key wrapped by a password.
+//!
+//! JSON with the KDF parameters and the sealed master key. Argon2id derives
+//! a 32-byte key-encryption key from the password and the key file's salt;
+//! the master key (JSON) is sealed with it (XChaCha20-Poly1305). An
+//! unencrypted repository has one key file with `kdf.algorithm = "none"`
+//! whose master key is stored in the clear.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Crypto, MasterKey};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kdf {
+    /// "argon2id" or "none".
+    pub algorithm: String,
+    #[serde(default)]
+    pub memory_kib: u32,
+    #[serde(default)]
+    pub iterations: u32,
+    #[serde(default)]
+    pub parallelism: u32,
+    #[serde(default)]
+    pub salt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    pub version: u32,
+    pub created: String,
+    pub host: String,
+    pub user: String,
+    pub kdf: Kdf,
+    /// Hex of the sealed master key (or of its plain JSON with kdf "none").
+    pub key: String,
+}
+
+/// Argon2id cost: 64 MiB, 3 passes — about 0.1–0.3 s on one core, which is
+/// paid once per command and makes each password guess as costly.
+pub const DEFAULT_MEMORY_KIB: u32 = 64 * 1024;
+pub const DEFAULT_ITERATIONS: u32 = 3;
+
+fn derive(password: &[u8], kdf: &Kdf) -> Result<[u8; 32]> {
+    let salt = hex::decode(&kdf.salt).map_err(|_| Error::Format("key file salt is not hex".into()))?;
+    let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|e| Error::Format(format!("key file KDF parameters rejected: {e}")))?;
+    if kdf.memory_kib > 4 << 20 {
+        return Err(Error::Format("key file asks for more than 4 GiB of KDF memory".into()));
+    }
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into(password, &salt, &mut out)
+        .map_err(|e| Error::Format(format!("key derivation failed: {e}")))?;
+    Ok(out)
+}
+
+fn host_and_user() -> (String, String) {
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    (host, user)
+}
+
+impl KeyFile {
+    /// Wraps `master` with `password`; `None` stores it unwrapped (only for
+    /// repositories created with `--encryption none`).
+    pub fn wrap(master: &MasterKey, password: Option<&str>) -> Result<KeyFile> {
+        let (host, user) = host_and_user();
+        let plain = serde_json::to_vec(master).expect("master key serializes");
+        let (kdf, key) = match password {
+            Some(pw) => {
+                let mut salt = [0u8; 16];
+                getrandom::getrandom(&mut salt).expect("the operating system's random source failed");
+                let kdf = Kdf {
+                    algorithm: "argon2id".into(),
+                    memory_kib: DEFAULT_MEMORY_KIB,
+                    iterations: DEFAULT_ITERATIONS,
+                    parallelism: 1,
+                    salt: hex::encode(salt),
+                };
+                let kek = derive(pw.as_bytes(), &kdf)?;
+                let sealed = Crypto::for_wrapping(&kek).seal(&plain);
+                (kdf, hex::encode(sealed))
+            }
+            None => (
+                Kdf {
+                    algorithm: "none".into(),
+                    memory_kib: 0,
+                    iterations: 0,
+                    parallelism: 0,
+                    salt: String::new(),
+                },
+                hex::encode(&plain),
+            ),
+        };
+        Ok(KeyFile { version: 1, created: chrono::Utc::now().to_rfc3339(), host, user, kdf, key })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("key file serializes")
+    }
+
+    pub fn decode(bytes: &[u8], object: &str) -> Result<KeyFile> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(object, format!("key file is not valid: {e}")))
+    }
+
+    pub fn needs_password(&self) -> bool {
+        self.kdf.algorithm != "none"
+    }
+
+    /// The master key if `password` opens this key file, `Ok(None)` if not.
+    pub fn unwrap_key(&self, password: Option<&str>, object: &str) -> Result<Option<MasterKey>> {
+        let raw = hex::decode(&self.key).map_err(|_| Error::corrupt(object, "key is not hex"))?;
+        let plain = match self.kdf.algorithm.as_str() {
+            "none" => raw,
+            "argon2id" => {
+                let Some(pw) = password else { return Ok(None) };
+                let kek =
+                    derive(pw.as_bytes(), &self.kdf).map_err(|e| Error::corrupt(object, e.to_string()))?;
+                match Crypto::for_wrapping(&kek).open(&raw) {
+                    Ok(p) => p,
+                    Err(_) => return Ok(None),
+                }
+            }
+            other => return Err(Error::corrupt(object, format!("unknown KDF {other:?}"))),
+        };
+        let key = serde_json::from_slice(&plain)
+            .map_err(|e| Error::corrupt(object, format!("master key does not decode: {e}")))?;
+        Ok(Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap() {
+        let m = MasterKey::random();
+        let k = KeyFile::wrap(&m, Some("pw")).unwrap();
+        let k = KeyFile::decode(&k.encode(), "k").unwrap();
+        assert_eq!(k.unwrap_key(Some("pw"), "k").unwrap().unwrap().encrypt, m.encrypt);
+        assert!(k.unwrap_key(Some("bad"), "k").unwrap().is_none());
+        assert!(!String::from_utf8(k.encode()).unwrap().contains(&hex::encode(m.encrypt)));
+        let n = KeyFile::wrap(&m, None).unwrap();
+        assert_eq!(n.unwrap_key(None, "k").unwrap().unwrap().id, m.id);
+    }
+}

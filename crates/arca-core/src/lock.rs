@@ -1,0 +1,230 @@
+//! Lock files (`locks/<random id>`): sealed JSON naming host, pid and time.
+//!
+//! Backups, restores and verifies take shared locks and run side by side;
+//! maintenance (prune, key removal) takes an exclusive lock. A lock is stale
+//! when its process is gone (same host: the pid no longer exists) or when
+//! its heartbeat is older than [`STALE_AFTER`] (any host). A live lock is
+//! refreshed every [`REFRESH_EVERY`] by a background thread. Stale locks
+//! never block anyone and are removed when seen.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arca_backend::{Backend, FileKind};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Crypto;
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    pub user: String,
+    pub exclusive: bool,
+    /// What holds it: "backup", "prune", ...
+    pub operation: String,
+    /// RFC 3339 time of the last heartbeat.
+    pub time: String,
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+impl LockInfo {
+    fn new(exclusive: bool, operation: &str) -> LockInfo {
+        LockInfo {
+            host: hostname(),
+            pid: std::process::id(),
+            user: nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default(),
+            exclusive,
+            operation: operation.into(),
+            time: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+
+    /// Whether the holder is certainly gone.
+    pub fn is_stale(&self) -> bool {
+        let age = chrono::DateTime::parse_from_rfc3339(&self.time)
+            .map(|t| chrono::Utc::now().signed_duration_since(t))
+            .unwrap_or(chrono::TimeDelta::MAX);
+        if age.to_std().map(|a| a > STALE_AFTER).unwrap_or(false) {
+            return true;
+        }
+        if self.host == hostname() {
+            return !process_alive(self.pid);
+        }
+        false
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    if pid == std::process::id() as i32 {
+        return true;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: it exists but belongs to someone else.
+        Err(_) => true,
+    }
+}
+
+/// A lock found in the repository.
+#[derive(Debug, Clone)]
+pub struct FoundLock {
+    pub id: String,
+    /// `None` when the lock file does not open (damaged, or another key).
+    pub info: Option<LockInfo>,
+}
+
+/// Reads every lock. A lock that vanishes while being read is skipped.
+pub fn list_locks(backend: &dyn Backend, crypto: &Crypto) -> Result<Vec<FoundLock>> {
+    let mut out = Vec::new();
+    for e in backend.list(FileKind::Lock)? {
+        match backend.get(FileKind::Lock, &e.name) {
+            Ok(bytes) => {
+                let info = crypto.open(&bytes).ok().and_then(|p| serde_json::from_slice(&p).ok());
+                out.push(FoundLock { id: e.name, info });
+            }
+            Err(err) if err.is_not_found() => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A held lock; released (file deleted) on drop.
+pub struct Lock {
+    state: Arc<Mutex<(Arc<dyn Backend>, String)>>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+fn write_lock(backend: &dyn Backend, crypto: &Crypto, info: &LockInfo) -> Result<String> {
+    let name = Id::random().to_hex();
+    backend.put(FileKind::Lock, &name, &crypto.seal(&serde_json::to_vec(info).expect("lock serializes")))?;
+    Ok(name)
+}
+
+/// The live locks that conflict with taking one of kind `exclusive`,
+/// removing stale ones on the way.
+fn conflicts(backend: &dyn Backend, crypto: &Crypto, exclusive: bool, own: &str) -> Result<Vec<LockInfo>> {
+    let mut out = Vec::new();
+    for l in list_locks(backend, crypto)? {
+        if l.id == own {
+            continue;
+        }
+        match l.info {
+            Some(info) if info.is_stale() => {
+                // Removing a stale lock is safe: its holder is gone.
+                let _ = backend.delete(FileKind::Lock, &l.id);
+            }
+            Some(info) if exclusive || info.exclusive => out.push(info),
+            Some(_) => {}
+            // A lock we cannot read could be anyone's: it blocks exclusive use.
+            None if exclusive => out.push(LockInfo {
+                host: "?".into(),
+                pid: 0,
+                user: "?".into(),
+                exclusive: true,
+                operation: format!("unreadable lock {}", l.id),
+                time: String::new(),
+            }),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn describe(locks: &[LockInfo]) -> String {
+    locks
+        .iter()
+        .map(|l| format!("{} by {}@{} pid {} since {}", l.operation, l.user, l.host, l.pid, l.time))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Lock {
+    pub fn acquire(
+        backend: Arc<dyn Backend>,
+        crypto: Crypto,
+        exclusive: bool,
+        operation: &str,
+    ) -> Result<Lock> {
+        let location = backend.location();
+        let found = conflicts(&*backend, &crypto, exclusive, "")?;
+        if !found.is_empty() {
+            return Err(Error::Locked { location, detail: describe(&found) });
+        }
+        let info = LockInfo::new(exclusive, operation);
+        let name = write_lock(&*backend, &crypto, &info)?;
+        // Two processes may have checked at the same moment: look again now
+        // that ours is visible, and back off if there is a conflict.
+        let found = conflicts(&*backend, &crypto, exclusive, &name)?;
+        if !found.is_empty() {
+            let _ = backend.delete(FileKind::Lock, &name);
+            return Err(Error::Locked { location, detail: describe(&found) });
+        }
+        let state = Arc::new(Mutex::new((backend, name)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let state = state.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("arca-lock".into())
+                .spawn(move || refresh_loop(state, stop, crypto, info))
+                .ok()
+        };
+        Ok(Lock { state, stop, refresher })
+    }
+}
+
+fn refresh_loop(
+    state: Arc<Mutex<(Arc<dyn Backend>, String)>>,
+    stop: Arc<AtomicBool>,
+    crypto: Crypto,
+    info: LockInfo,
+) {
+    let tick = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        waited += tick;
+        if waited < REFRESH_EVERY {
+            continue;
+        }
+        waited = Duration::ZERO;
+        let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = LockInfo { time: chrono::Utc::now().to_rfc3339(), ..info.clone() };
+        // Write the new lock before removing the old one, so there is no
+        // moment without a lock.
+        if let Ok(name) = write_lock(&*guard.0, &crypto, &fresh) {
+            let _ = guard.0.delete(FileKind::Lock, &guard.1);
+            guard.1 = name;
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = guard.0.delete(FileKind::Lock, &guard.1);
+    }
+}

@@ -1,0 +1,254 @@
+//! Assembles sealed blobs into packs, uploads them on background threads,
+//! and writes index files once their packs are durable.
+//!
+//! Memory is bounded: one open pack per blob type plus at most
+//! `UPLOAD_QUEUE` finished packs waiting for upload. An index file is
+//! written every `PACKS_PER_INDEX` packs, so a killed backup leaves its
+//! uploaded data indexed and the next backup reuses it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arca_backend::{Backend, FileKind};
+use crossbeam_channel::{bounded, Sender};
+
+use crate::compress;
+use crate::crypto::Crypto;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{IdSet, Index, IndexFile, IndexPack};
+use crate::pack::{BlobType, PackBuilder};
+use crate::repo::Repository;
+
+const UPLOAD_QUEUE: usize = 2;
+const PACKS_PER_INDEX: usize = 8;
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    crypto: Crypto,
+    compression: i32,
+    dry_run: bool,
+    /// Packs uploaded but not yet named by an index file.
+    pending: Mutex<Vec<IndexPack>>,
+    index_files: Mutex<Vec<Id>>,
+    first_error: Mutex<Option<Error>>,
+    bytes_added: AtomicU64,
+    blobs_added: AtomicU64,
+    packs_written: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    fn upload(&self, builder: PackBuilder) -> Result<()> {
+        let (bytes, id, entries) = builder.finish(&self.crypto);
+        if !self.dry_run {
+            self.backend.put(FileKind::Pack, &id.to_hex(), &bytes)?;
+        }
+        self.packs_written.fetch_add(1, Ordering::Relaxed);
+        let batch = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(IndexPack { id, size: bytes.len() as u64, blobs: entries });
+            if pending.len() >= PACKS_PER_INDEX {
+                std::mem::take(&mut *pending)
+            } else {
+                Vec::new()
+            }
+        };
+        if !batch.is_empty() {
+            self.write_index(batch)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if self.dry_run || packs.is_empty() {
+            return Ok(());
+        }
+        let file = IndexFile { supersedes: Vec::new(), packs };
+        let stored = self.crypto.seal(&compress::encode(&file.encode(), self.compression.max(1)));
+        let id = Id::of_bytes(&stored);
+        self.backend.put(FileKind::Index, &id.to_hex(), &stored)?;
+        self.index_files.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        Ok(())
+    }
+}
+
+pub struct PackerStats {
+    pub bytes_added: u64,
+    pub blobs_added: u64,
+    pub packs_written: u64,
+    pub index_files: Vec<Id>,
+}
+
+pub struct Packer {
+    shared: Arc<Shared>,
+    index: Arc<Index>,
+    claimed: Mutex<IdSet>,
+    open: [Mutex<Option<PackBuilder>>; 2],
+    pack_size: usize,
+    tx: Option<Sender<PackBuilder>>,
+    uploaders: Vec<JoinHandle<()>>,
+}
+
+impl Packer {
+    pub fn new(repo: &Repository, index: Arc<Index>, dry_run: bool, uploaders: usize) -> Packer {
+        let shared = Arc::new(Shared {
+            backend: repo.backend().clone(),
+            crypto: repo.crypto().clone(),
+            compression: repo.config().compression_level,
+            dry_run,
+            pending: Mutex::new(Vec::new()),
+            index_files: Mutex::new(Vec::new()),
+            first_error: Mutex::new(None),
+            bytes_added: AtomicU64::new(0),
+            blobs_added: AtomicU64::new(0),
+            packs_written: AtomicU64::new(0),
+        });
+        let (tx, rx) = bounded::<PackBuilder>(UPLOAD_QUEUE);
+        let uploaders = (0..uploaders.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("arca-upload-{i}"))
+                    .spawn(move || {
+                        for builder in rx {
+                            if shared.failed() {
+                                continue;
+                            }
+                            if let Err(e) = shared.upload(builder) {
+                                shared.fail(e);
+                            }
+                        }
+                    })
+                    .expect("spawning an upload thread")
+            })
+            .collect();
+        Packer {
+            shared,
+            index,
+            claimed: Mutex::new(IdSet::default()),
+            open: [Mutex::new(None), Mutex::new(None)],
+            pack_size: repo.config().pack_size as usize,
+            tx: Some(tx),
+            uploaders,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Whether a blob is already stored or being stored by this backup.
+    pub fn is_known(&self, id: &Id) -> bool {
+        self.index.contains(id) || self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    /// Claims a blob for storing: true when the caller must store it (it is
+    /// neither in the index nor claimed by another worker).
+    pub fn claim(&self, id: Id) -> bool {
+        !self.index.contains(&id) && self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+    }
+
+    /// Compresses, seals and adds a claimed blob.
+    pub fn add(&self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<()> {
+        let sealed = self.shared.crypto.seal(&compress::encode(plaintext, self.shared.compression));
+        self.shared.bytes_added.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
+        let slot = match kind {
+            BlobType::Data => 0,
+            BlobType::Tree => 1,
+        };
+        let full = {
+            let mut open = self.open[slot].lock().unwrap_or_else(|p| p.into_inner());
+            let builder = open.get_or_insert_with(|| PackBuilder::with_capacity(self.pack_size + (1 << 20)));
+            builder.add(kind, id, plaintext.len() as u32, &sealed);
+            if builder.len() >= self.pack_size {
+                open.take()
+            } else {
+                None
+            }
+        };
+        if let Some(b) = full {
+            self.send(b)?;
+        }
+        self.check()
+    }
+
+    fn send(&self, b: PackBuilder) -> Result<()> {
+        if let Some(tx) = &self.tx {
+            // The queue is bounded: a slow backend slows the producers.
+            if tx.send(b).is_err() {
+                return Err(Error::Invalid("upload threads stopped".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails when an upload failed, so producers stop early. The error here
+    /// is a copy of the text; [`Packer::take_error`] gives the original.
+    pub fn check(&self) -> Result<()> {
+        match &*self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(Error::Invalid(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The original first upload error, with its kind (e.g. out of space).
+    pub fn take_error(&self) -> Option<Error> {
+        self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Adds packs found in the repository but missing from every index (left
+    /// by a killed backup): they are indexed with this backup's index files.
+    pub fn adopt_packs(&self, packs: Vec<IndexPack>) {
+        self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).extend(packs);
+    }
+
+    /// Uploads what is open, waits for every upload, writes the last index.
+    pub fn finish(mut self) -> Result<PackerStats> {
+        for slot in &self.open {
+            let b = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(b) = b.filter(|b| !b.is_empty()) {
+                self.send(b)?;
+            }
+        }
+        drop(self.tx.take());
+        for h in self.uploaders.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let rest = std::mem::take(&mut *self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        self.shared.write_index(rest)?;
+        Ok(PackerStats {
+            bytes_added: self.shared.bytes_added.load(Ordering::Relaxed),
+            blobs_added: self.shared.blobs_added.load(Ordering::Relaxed),
+            packs_written: self.shared.packs_written.load(Ordering::Relaxed),
+            index_files: std::mem::take(
+                &mut *self.shared.index_files.lock().unwrap_or_else(|p| p.into_inner()),
+            ),
+        })
+    }
+}
+
+impl Drop for Packer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in self.uploaders.drain(..) {
+            let _ = h.join();
+        }
+    }
+}

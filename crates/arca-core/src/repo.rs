@@ -1,0 +1,392 @@
+//! An open repository: its backend, config and keys, and the typed reads and
+//! writes of every file kind.
+
+use std::sync::Arc;
+
+use arca_backend::{Backend, FileKind};
+use rayon::prelude::*;
+
+use crate::chunker::Gear;
+use crate::compress;
+use crate::config::{Config, Encryption};
+use crate::crypto::{Crypto, MasterKey};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile};
+use crate::keyfile::KeyFile;
+use crate::lock::Lock;
+use crate::pack::{self, PackEntry};
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    crypto: Crypto,
+    master: MasterKey,
+    /// The key file that opened this repository.
+    key_name: String,
+    gear: Arc<Gear>,
+}
+
+/// A key file as listed by `key list`.
+#[derive(Debug, Clone)]
+pub struct KeyListing {
+    pub id: String,
+    pub current: bool,
+    pub file: KeyFile,
+}
+
+impl Repository {
+    /// Creates a repository. `password` is required unless `encryption` is
+    /// `None`. Writes the key first and the config last: a folder with no
+    /// config is not a repository, so an interrupted init leaves nothing
+    /// that looks usable.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: Option<&str>,
+        encryption: Encryption,
+        compression_level: i32,
+    ) -> Result<Repository> {
+        let location = backend.location();
+        if backend.exists(FileKind::Config, "config")? {
+            return Err(Error::RepositoryExists(location));
+        }
+        let config = Config::new(encryption, compression_level);
+        let master = MasterKey::random();
+        let password = match encryption {
+            Encryption::None => None,
+            Encryption::Xchacha20Poly1305 => Some(password.ok_or(Error::PasswordRequired(location.clone()))?),
+        };
+        backend.create()?;
+        let key = KeyFile::wrap(&master, password)?;
+        let key_name = Id::random().to_hex();
+        backend.put(FileKind::Key, &key_name, &key.encode())?;
+        backend.put(FileKind::Config, "config", &config.encode())?;
+        Ok(Self::assemble(backend, config, master, key_name))
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        master: MasterKey,
+        key_name: String,
+    ) -> Repository {
+        let crypto = Crypto::new(&master, config.encryption == Encryption::Xchacha20Poly1305);
+        let gear = Arc::new(Gear::new(config.chunker, master.chunker_seed));
+        Repository { backend, config, crypto, master, key_name, gear }
+    }
+
+    pub fn read_config(backend: &dyn Backend) -> Result<Config> {
+        let location = backend.location();
+        match backend.get(FileKind::Config, "config") {
+            Ok(bytes) => Config::decode(&bytes, &location),
+            Err(e) if e.is_not_found() => Err(Error::NoRepository(location)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether opening needs a password (false for `--encryption none`).
+    pub fn needs_password(backend: &dyn Backend) -> Result<bool> {
+        let config = Self::read_config(backend)?;
+        Ok(config.encryption != Encryption::None)
+    }
+
+    pub fn open(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository> {
+        let location = backend.location();
+        let config = Self::read_config(&*backend)?;
+        let mut keys = backend.list(FileKind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        if keys.is_empty() {
+            return Err(Error::corrupt(
+                format!("{location}/keys"),
+                "no key files: the repository cannot be opened",
+            ));
+        }
+        let mut any_needs_password = false;
+        let mut damaged = Vec::new();
+        for entry in keys {
+            let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
+            let kf = match backend
+                .get(FileKind::Key, &entry.name)
+                .map_err(Error::from)
+                .and_then(|b| KeyFile::decode(&b, &object))
+            {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(e.to_string());
+                    continue;
+                }
+            };
+            any_needs_password |= kf.needs_password();
+            if kf.needs_password() && password.is_none() {
+                continue;
+            }
+            match kf.unwrap_key(password, &object) {
+                Ok(Some(master)) => return Ok(Self::assemble(backend, config, master, entry.name)),
+                Ok(None) => {}
+                Err(e) => damaged.push(e.to_string()),
+            }
+        }
+        if password.is_none() && any_needs_password {
+            return Err(Error::PasswordRequired(location));
+        }
+        if !damaged.is_empty() && !any_needs_password {
+            return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
+        }
+        Err(Error::WrongPassword(location))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+    pub fn gear(&self) -> &Arc<Gear> {
+        &self.gear
+    }
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+    pub fn object_name(&self, kind: FileKind, name: &str) -> String {
+        format!("{}/{}", self.location(), kind.path(name))
+    }
+
+    pub fn lock(&self, exclusive: bool, operation: &str) -> Result<Lock> {
+        Lock::acquire(self.backend.clone(), self.crypto.clone(), exclusive, operation)
+    }
+
+    /// Stores a sealed, compressed file named by the hash of its bytes.
+    pub fn save_file(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
+        let stored = self.crypto.seal(&compress::encode(plain, self.config.compression_level.max(1)));
+        let id = Id::of_bytes(&stored);
+        self.backend.put(kind, &id.to_hex(), &stored)?;
+        Ok(id)
+    }
+
+    /// Loads a file written by [`save_file`], checking its name and seal.
+    pub fn load_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let name = id.to_hex();
+        let object = self.object_name(kind, &name);
+        let stored = self.backend.get(kind, &name)?;
+        if Id::of_bytes(&stored) != *id {
+            return Err(Error::corrupt(&object, "content does not match its name (hash mismatch)"));
+        }
+        let plain = self.crypto.open(&stored).map_err(|e| Error::corrupt(&object, e.to_string()))?;
+        compress::decode(plain, &|| object.clone())
+    }
+
+    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
+        let plain = self.load_file(FileKind::Index, id)?;
+        IndexFile::decode(&plain, &self.object_name(FileKind::Index, &id.to_hex()))
+    }
+
+    /// Loads and merges every index file. Index files that cannot be read
+    /// are returned beside the index instead of failing the whole load.
+    pub fn load_index_lenient(&self) -> Result<(Index, Vec<Error>)> {
+        let names = self.backend.list(FileKind::Index)?;
+        let loaded: Vec<(Id, Result<IndexFile>)> = names
+            .par_iter()
+            .map(|e| match Id::from_hex(&e.name) {
+                Some(id) => (id, self.load_index_file(&id)),
+                None => (
+                    Id::default(),
+                    Err(Error::corrupt(self.object_name(FileKind::Index, &e.name), "file name is not an id")),
+                ),
+            })
+            .collect();
+        let mut index = Index::default();
+        let mut errors = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(f) => index.add_file(id, &f),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((index, errors))
+    }
+
+    /// Loads the index; any unreadable index file is an error.
+    pub fn load_index(&self) -> Result<Index> {
+        let (index, mut errors) = self.load_index_lenient()?;
+        match errors.pop() {
+            Some(e) => Err(e),
+            None => Ok(index),
+        }
+    }
+
+    /// Opens, decompresses and authenticates one blob's stored bytes.
+    pub fn decode_blob(&self, id: &Id, sealed: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
+        let plain = self.crypto.open(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
+        let data = compress::decode(plain, object)?;
+        if self.crypto.blob_id(&data) != *id {
+            return Err(Error::corrupt(object(), "content does not match its id"));
+        }
+        Ok(data)
+    }
+
+    pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let loc = index
+            .get(id)
+            .ok_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))?;
+        let pack = index.pack(loc).id.to_hex();
+        let sealed = self.backend.get_range(FileKind::Pack, &pack, loc.offset as u64, loc.length as u64)?;
+        self.decode_blob(id, &sealed, &|| {
+            format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack))
+        })
+    }
+
+    pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+        let data = self.read_blob(index, id)?;
+        Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree {}", id.short()), e.to_string()))
+    }
+
+    /// Reads the header of a pack from the backend (trailer, then header).
+    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<PackEntry>> {
+        let object = self.object_name(FileKind::Pack, name);
+        if size < pack::TRAILER_LEN as u64 {
+            return Err(Error::corrupt(&object, format!("pack is only {size} bytes")));
+        }
+        let trailer = self.backend.get_range(
+            FileKind::Pack,
+            name,
+            size - pack::TRAILER_LEN as u64,
+            pack::TRAILER_LEN as u64,
+        )?;
+        let (off, len) = pack::header_range(size, &trailer, &object)?;
+        let sealed = self.backend.get_range(FileKind::Pack, name, off, len)?;
+        pack::parse_header(&sealed, off, &self.crypto, &object)
+    }
+
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        self.save_file(FileKind::Snapshot, &snap.encode())
+    }
+
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let plain = self.load_file(FileKind::Snapshot, id)?;
+        Snapshot::decode(&plain, &self.object_name(FileKind::Snapshot, &id.to_hex()))
+    }
+
+    /// All snapshots, oldest first. Unreadable ones are returned as errors.
+    pub fn snapshots_lenient(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+        let names = self.backend.list(FileKind::Snapshot)?;
+        let loaded: Vec<Result<(Id, Snapshot)>> = names
+            .par_iter()
+            .map(|e| {
+                let id = Id::from_hex(&e.name).ok_or_else(|| {
+                    Error::corrupt(self.object_name(FileKind::Snapshot, &e.name), "file name is not an id")
+                })?;
+                Ok((id, self.load_snapshot(&id)?))
+            })
+            .collect();
+        let mut snaps = Vec::new();
+        let mut errors = Vec::new();
+        for r in loaded {
+            match r {
+                Ok(s) => snaps.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        snaps.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok((snaps, errors))
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let (snaps, mut errors) = self.snapshots_lenient()?;
+        match errors.pop() {
+            Some(e) => Err(e),
+            None => Ok(snaps),
+        }
+    }
+
+    /// Resolves `latest` or a unique hex prefix (4+ digits).
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            let mut snaps = self.snapshots()?;
+            return snaps
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound("latest (the repository has no snapshots)".into()));
+        }
+        if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Invalid(format!(
+                "{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits of an id"
+            )));
+        }
+        let spec = spec.to_ascii_lowercase();
+        let matches: Vec<String> = self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| n.starts_with(&spec))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::SnapshotNotFound(spec)),
+            1 => {
+                let id = Id::from_hex(&matches[0]).ok_or_else(|| Error::SnapshotNotFound(spec.clone()))?;
+                Ok((id, self.load_snapshot(&id)?))
+            }
+            n => Err(Error::AmbiguousSnapshot(spec, n)),
+        }
+    }
+
+    // ---- keys ----
+
+    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let mut out = Vec::new();
+        for e in self.backend.list(FileKind::Key)? {
+            let object = self.object_name(FileKind::Key, &e.name);
+            let file = KeyFile::decode(&self.backend.get(FileKind::Key, &e.name)?, &object)?;
+            out.push(KeyListing { current: e.name == self.key_name, id: e.name, file });
+        }
+        out.sort_by(|a, b| a.file.created.cmp(&b.file.created));
+        Ok(out)
+    }
+
+    /// Adds a key file for `password`; returns its id.
+    pub fn add_key(&self, password: &str) -> Result<String> {
+        if self.config.encryption == Encryption::None {
+            return Err(Error::Invalid("this repository is not encrypted: it has no passwords".into()));
+        }
+        let key = KeyFile::wrap(&self.master, Some(password))?;
+        let name = Id::random().to_hex();
+        self.backend.put(FileKind::Key, &name, &key.encode())?;
+        Ok(name)
+    }
+
+    /// Removes a key by id or unique prefix; the key in use cannot be removed.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.list_keys()?;
+        let found: Vec<&KeyListing> = keys.iter().filter(|k| k.id.starts_with(prefix)).collect();
+        let key = match found.as_slice() {
+            [] => return Err(Error::Invalid(format!("no key with id {prefix}"))),
+            [k] => *k,
+            _ => return Err(Error::Invalid(format!("key id prefix {prefix} is ambiguous"))),
+        };
+        if key.current {
+            return Err(Error::Invalid(format!(
+                "key {} is the one in use: open the repository with another password to remove it",
+                key.id
+            )));
+        }
+        self.backend.delete(FileKind::Key, &key.id)?;
+        Ok(key.id.clone())
+    }
+
+    /// Replaces the key in use with one for `password` (new first, then old
+    /// removed, so a crash never leaves the repository without this key).
+    pub fn change_password(&mut self, password: &str) -> Result<String> {
+        let new = self.add_key(password)?;
+        self.backend.delete(FileKind::Key, &self.key_name)?;
+        self.key_name = new.clone();
+        Ok(new)
+    }
+
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+}

@@ -1,0 +1,52 @@
+//! Depth-first walk over a snapshot's trees, in name order.
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::index::Index;
+use crate::repo::Repository;
+use crate::tree::{Node, NodeKind};
+
+/// What the visitor wants after seeing a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    Descend,
+    /// Do not enter this directory.
+    Skip,
+}
+
+/// Calls `visit(path, depth, node)` for every node below `root`; `path` is
+/// absolute (`/a/b`), raw bytes; depth 0 is a child of the root. A tree that
+/// cannot be loaded is an error.
+pub fn walk(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    visit: &mut dyn FnMut(&[u8], usize, &Node) -> Result<Visit>,
+) -> Result<()> {
+    let mut path = Vec::new();
+    walk_tree(repo, index, root, &mut path, 0, visit)
+}
+
+fn walk_tree(
+    repo: &Repository,
+    index: &Index,
+    id: &Id,
+    path: &mut Vec<u8>,
+    depth: usize,
+    visit: &mut dyn FnMut(&[u8], usize, &Node) -> Result<Visit>,
+) -> Result<()> {
+    let tree = repo.load_tree(index, id)?;
+    for node in &tree.nodes {
+        let len = path.len();
+        path.push(b'/');
+        path.extend_from_slice(&node.name);
+        let v = visit(path, depth, node)?;
+        if v == Visit::Descend && node.kind == NodeKind::Dir {
+            if let Some(sub) = &node.subtree {
+                walk_tree(repo, index, sub, path, depth + 1, visit)?;
+            }
+        }
+        path.truncate(len);
+    }
+    Ok(())
+}
