@@ -40,6 +40,12 @@ pub enum Command {
     /// List snapshots.
     #[command(alias = "list")]
     Snapshots(commands::snapshots::Args),
+    /// Compare two snapshots.
+    Diff(commands::diff::Args),
+    /// Write one file of a snapshot to stdout.
+    Dump(commands::dump::Args),
+    /// Stream a snapshot (or part of it) as a tar, tar.zst or zip archive.
+    Export(commands::export::Args),
     /// Show one snapshot in detail.
     Info(commands::info::Args),
     /// List the entries of a snapshot.

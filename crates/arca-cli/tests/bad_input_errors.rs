@@ -134,6 +134,44 @@ fn bad_input_errors() {
     assert!(out.err_lower().contains("version"), "{}", out.describe());
     assert_eq!(snapshot_files(&future), before, "a refused repository was changed");
 
+    // No password at all and no terminal: an error, not a hang.
+    let mut cmd = arca.command(false, &["snapshots"]);
+    cmd.env_remove("ARCA_PASSWORD");
+    let out = run_command(cmd).code_is(1);
+    out.one_line_error();
+    assert!(out.err_lower().contains("password"), "says a password is needed: {}", out.describe());
+
+    // A directory that is not a repository.
+    let not_repo = base.join("not-a-repo");
+    fs::create_dir_all(&not_repo).unwrap();
+    fs::write(not_repo.join("hello"), b"x").unwrap();
+    let out = arca.at(&not_repo).run(&["snapshots"]).code_is(1);
+    out.one_line_error();
+    assert!(out.stderr.contains(not_repo.to_str().unwrap()), "names the path: {}", out.describe());
+    assert_eq!(fs::read_dir(&not_repo).unwrap().count(), 1, "a non-repository directory was changed");
+
+    // ARCA_REPOSITORY stands in for --repo.
+    let mut cmd = std::process::Command::new(ARCA);
+    cmd.args(["--json", "snapshots"])
+        .env("ARCA_REPOSITORY", &arca.repo)
+        .env("ARCA_PASSWORD", PASSWORD)
+        .env("HOME", &arca.home)
+        .env("ARCA_CACHE_DIR", &arca.cache);
+    assert_eq!(run_command(cmd).ok().json().as_array().map(Vec::len), Some(1), "ARCA_REPOSITORY");
+
+    // A closed stdout (`arca ls ... | head -1`) is not an error.
+    let mut cmd = arca.command(false, &["ls", &id]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away before arca writes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "broken pipe panicked: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "a broken pipe is not an error; stderr: {stderr}");
+    assert!(stderr.trim().is_empty(), "nothing to report on a broken pipe: {stderr}");
+
     // After all that, the repository is intact.
     arca.verify(&["--read-data"]).ok();
 }

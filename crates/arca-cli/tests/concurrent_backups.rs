@@ -18,7 +18,7 @@ fn concurrent_backups() {
     let mut srcs = Vec::new();
     for i in 0..3u64 {
         let src = base.join(format!("src{i}"));
-        make_random_tree(&src, 12, 700_000, 100 + i);
+        make_random_tree(&src, 40, 750_000, 100 + i);
         // Content shared by all three trees, so they race to store the same blobs.
         write_random(&src.join("shared/common.bin"), 3_000_000, 7777);
         srcs.push(src);

@@ -89,6 +89,17 @@ fn dedup_and_incremental() {
     assert_eq!(ju64(&b6["summary"], "files_removed"), 1, "{b6}");
     assert_eq!(ju64(&b6["summary"], "files_unchanged"), FILES - 1, "{b6}");
 
+    // Differential: parent is the latest *full* snapshot of the source, and
+    // the change is counted against it.
+    let b7 = arca.backup(&[&src], &["--strategy", "differential"]);
+    let s7 = &b7["summary"];
+    assert_eq!(jstr(&b7, "strategy"), "differential", "{b7}");
+    assert_eq!(b7["parent"].as_str(), b3["id"].as_str(), "differential parent is the last full backup: {b7}");
+    assert_eq!(ju64(s7, "files_changed"), 1, "changed since the full backup: {b7}");
+    assert_eq!(ju64(s7, "files_removed"), 1, "removed since the full backup: {b7}");
+    assert_eq!(ju64(s7, "files_unchanged"), FILES - 2, "{b7}");
+    assert!(ju64(s7, "bytes_added") < total / 100, "nothing new to store: {b7}");
+
     // Every snapshot restores on its own.
     let target = base.join("target");
     arca.restore(jstr(&b6, "id"), &target, &[]);

@@ -41,6 +41,17 @@ fn enospc_tmpfs() {
     assert!(arca.snapshots().is_empty(), "a failed backup left a snapshot");
     let v = arca.run_json(&["verify"]);
     assert_eq!(v.code, 0, "verify after ENOSPC: {}", v.describe());
+    // A failure the process lived through leaves no half-written files
+    // behind to hold on to the scarce space.
+    let mut leftovers = Vec::new();
+    walk(&repo, &mut |p, md| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        if md.is_file() && (name.starts_with('.') || name.contains("tmp")) {
+            leftovers.push(p.display().to_string());
+        }
+    });
+    assert!(leftovers.is_empty(), "temporary files left after a failed backup: {leftovers:?}");
+    assert_eq!(jarr(&arca.json(&["status"]), "locks").len(), 0, "a failed backup left its lock behind");
 
     let st = Command::new("mount").args(["-o", "remount,size=200m"]).arg(&mnt).status().unwrap();
     assert!(st.success(), "remount with more space");

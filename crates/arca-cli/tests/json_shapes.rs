@@ -133,44 +133,32 @@ fn json_shapes() {
     let info = arca.json(&["info", &id1[..4]]);
     assert_eq!(jstr(&info, "id"), id1, "info by 4-char prefix: {info}");
 
-    // incremental with tags, host and time
-    let b2 = arca.backup(
-        &[&src],
-        &[
-            "--strategy",
-            "incremental",
-            "--tag",
-            "alpha",
-            "--tag",
-            "beta",
-            "--host",
-            "testhost-x",
-            "--time",
-            "2020-01-02T03:04:05Z",
-        ],
-    );
+    // incremental with tags: parent is the previous snapshot of the source
+    let b2 = arca.backup(&[&src], &["--strategy", "incremental", "--tag", "alpha", "--tag", "beta"]);
     check_backup_metadata(&b2);
     let id2 = jstr(&b2, "id").to_string();
-    assert_eq!(jstr(&b2, "strategy"), "incremental");
+    assert_eq!(jstr(&b2, "strategy"), "incremental", "{b2}");
     assert_eq!(
         b2["parent"].as_str(),
         Some(id1.as_str()),
         "incremental parent is the latest snapshot of the source: {b2}"
     );
-    assert_eq!(jstr(&b2, "host"), "testhost-x");
     let mut tags: Vec<&str> = jarr(&b2, "tags").iter().map(|t| t.as_str().unwrap()).collect();
     tags.sort();
     assert_eq!(tags, ["alpha", "beta"], "{b2}");
-    let ts = jstr(&b2, "timestamp");
-    assert!(ts.starts_with("2020-01-02T03:04:05"), "--time not recorded: {ts}");
-    assert!(ts.ends_with('Z') || ts.ends_with("+00:00"), "--time zone: {ts}");
+    assert_eq!(jstr(&b2, "host"), real_host);
 
-    // A third snapshot with another tag and only part of the tree as path.
+    // A third snapshot of part of the tree, with a tag, a host and a time.
     let part = src.join("other");
-    let b3 = arca.backup(&[&part], &["--tag", "gamma"]);
+    let b3 =
+        arca.backup(&[&part], &["--tag", "gamma", "--host", "testhost-x", "--time", "2020-01-02T03:04:05Z"]);
     check_backup_metadata(&b3);
     let id3 = jstr(&b3, "id").to_string();
-    assert_eq!(jstr(&b3, "host"), real_host);
+    assert_eq!(jstr(&b3, "host"), "testhost-x");
+    let ts = jstr(&b3, "timestamp");
+    assert!(ts.starts_with("2020-01-02T03:04:05"), "--time not recorded: {ts}");
+    assert!(ts.ends_with('Z') || ts.ends_with("+00:00"), "--time zone: {ts}");
+    assert_eq!(jarr(&b3, "tags"), &vec![serde_json::json!("gamma")], "{b3}");
 
     // snapshots --json and the `list` alias
     let all = arca.snapshots();
@@ -187,15 +175,17 @@ fn json_shapes() {
     );
     let from_list = all.iter().find(|s| s["id"] == id2.as_str()).unwrap();
     assert_eq!(from_list["tags"], b2["tags"]);
-    assert_eq!(from_list["host"], b2["host"]);
     assert_eq!(from_list["timestamp"], b2["timestamp"]);
+    let from_list = all.iter().find(|s| s["id"] == id3.as_str()).unwrap();
+    assert_eq!(from_list["host"], b3["host"]);
+    assert_eq!(from_list["timestamp"], b3["timestamp"], "--time is what snapshots shows");
 
     // filters
     assert_eq!(snapshots_with(&arca, &["--tag", "alpha"]), vec![id2.clone()]);
     assert_eq!(snapshots_with(&arca, &["--tag", "gamma"]), vec![id3.clone()]);
     assert!(snapshots_with(&arca, &["--tag", "nope"]).is_empty());
-    assert_eq!(snapshots_with(&arca, &["--host", "testhost-x"]), vec![id2.clone()]);
-    let mut by_host = vec![id1.clone(), id3.clone()];
+    assert_eq!(snapshots_with(&arca, &["--host", "testhost-x"]), vec![id3.clone()]);
+    let mut by_host = vec![id1.clone(), id2.clone()];
     by_host.sort();
     assert_eq!(snapshots_with(&arca, &["--host", &real_host]), by_host);
     let mut by_path = vec![id1.clone(), id2.clone()];

@@ -215,7 +215,12 @@ impl<'a> Engine<'a> {
                         }
                         Err(FileError::Repo(e)) => return Err(e),
                     }
-                    let counter = if parent.is_some() { &self.stats.changed } else { &self.stats.new };
+                    // Re-read but identical (only ctime moved, say) is unchanged.
+                    let counter = match parent {
+                        None => &self.stats.new,
+                        Some(p) if crate::diff::differences(p, &node).is_empty() => &self.stats.unchanged,
+                        Some(_) => &self.stats.changed,
+                    };
                     counter.fetch_add(1, Ordering::Relaxed);
                     self.progress.advance(1, 0);
                 }

@@ -4,11 +4,13 @@
 //! [`index`], [`tree`], [`snapshot`], [`lock`]; building blocks: [`crypto`],
 //! [`compress`], [`chunker`]; engines: [`backup`], [`restore`], [`verify`].
 
+pub mod archive;
 pub mod backup;
 pub mod chunker;
 pub mod compress;
 pub mod config;
 pub mod crypto;
+pub mod diff;
 pub mod error;
 pub mod filter;
 pub mod fsmeta;

@@ -206,4 +206,19 @@ mod tests {
         }
         assert!(entries_of(&bytes[..bytes.len() - 1], &c, "p").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_packs_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), tail in proptest::prelude::any::<bool>()) {
+            let c = Crypto::new(&MasterKey::random(), false);
+            let mut d = data;
+            if tail {
+                // A plausible trailer in front of garbage.
+                let hl = (d.len() as u32 / 2).to_le_bytes();
+                d.extend_from_slice(&hl);
+                d.extend_from_slice(MAGIC);
+            }
+            let _ = entries_of(&d, &c, "p");
+        }
+    }
 }

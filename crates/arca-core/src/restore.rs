@@ -4,19 +4,27 @@
 //! written under a temporary name and renamed when complete, so a file that
 //! looks complete is complete), then hard links and special files, then the
 //! metadata of folders deepest first, so their times stick.
+//!
+//! Restoring into an existing tree follows `Overwrite`; the default,
+//! `IfChanged`, compares an existing file's content with the snapshot
+//! (re-chunked and hashed: checked, not assumed) and keeps it when equal,
+//! which is also how an interrupted restore resumes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta;
@@ -28,11 +36,46 @@ use crate::snapshot::PathError;
 use crate::tree::{Node, NodeKind};
 use crate::walk::{walk, Visit};
 
+/// Prefix of the temporary names files are written under.
+pub const TEMP_PREFIX: &str = ".arca-restore-";
+
+/// What to do with a file that already exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overwrite {
+    /// Always write the snapshot's version.
+    Always,
+    /// Keep it when its content equals the snapshot's (checked), else write.
+    #[default]
+    IfChanged,
+    /// Write only when the snapshot's version has a later mtime.
+    IfNewer,
+    /// Never touch an existing file.
+    Never,
+}
+
+impl std::str::FromStr for Overwrite {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "always" => Ok(Overwrite::Always),
+            "if-changed" => Ok(Overwrite::IfChanged),
+            "if-newer" => Ok(Overwrite::IfNewer),
+            "never" => Ok(Overwrite::Never),
+            _ => Err(format!("unknown overwrite mode {s:?}: use always, if-changed, if-newer or never")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     pub target: PathBuf,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    pub overwrite: Overwrite,
+    /// Remove entries of restored folders that are not in the snapshot.
+    pub delete: bool,
+    /// Re-read every restored file and check it against the snapshot.
+    pub verify: bool,
 }
 
 /// The RestoreResult JSON shape of DESIGN §4.
@@ -41,9 +84,20 @@ pub struct RestoreResult {
     pub success: bool,
     pub snapshot: String,
     pub target: String,
+    /// Files restored or found already correct.
     pub files: u64,
+    /// Of those, files that were already in place and kept.
+    pub files_kept: u64,
     pub dirs: u64,
+    /// Bytes written.
     pub bytes: u64,
+    /// Entries removed by `delete`.
+    pub deleted: u64,
+    /// Files re-read and checked by `verify`.
+    pub verified: u64,
+    /// The target ran out of space: the files in `errors` were not restored
+    /// (what was restored is complete).
+    pub target_full: bool,
     pub errors: Vec<PathError>,
     pub duration_ms: u64,
 }
@@ -61,15 +115,21 @@ fn target_path(target: &Path, snap_path: &[u8]) -> PathBuf {
     target.join(OsStr::from_bytes(rel))
 }
 
-/// Lists what to restore, in walk order (parents before children).
-fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Vec<Item>> {
+/// What to restore, in walk order (parents before children), and for each
+/// folder the names it has in the snapshot (for `delete`).
+type Plan = (Vec<Item>, HashMap<Vec<u8>, HashSet<Vec<u8>>>);
+
+fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Plan> {
     let include = PathFilter::new(&opts.include)?;
     let exclude = PathFilter::new(&opts.exclude)?;
     let mut items: Vec<Item> = Vec::new();
-    // Depth of dirs matched by an include: everything below them is in.
+    let mut names: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
+    // Depth of the folder matched by an include: everything below it is in.
     let mut included_depth: Option<usize> = None;
     let mut dir_stack: Vec<usize> = Vec::new();
     walk(repo, index, root, &mut |path: &[u8], depth: usize, node: &Node| {
+        let parent = &path[..path.len() - node.name.len() - 1];
+        names.entry(parent.to_vec()).or_default().insert(node.name.clone());
         if included_depth.is_some_and(|d| depth <= d) {
             included_depth = None;
         }
@@ -80,14 +140,14 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
         while dir_stack.len() > depth {
             dir_stack.pop();
         }
-        let inside = included_depth.is_some() || include.is_empty();
-        let matched = inside || include.matches(p);
-        if matched && node.kind == NodeKind::Dir && included_depth.is_none() && !include.is_empty() {
-            included_depth = Some(depth);
-        }
+        let matched = included_depth.is_some() || include.is_empty() || include.matches(p);
         if node.kind == NodeKind::Dir {
+            if matched && included_depth.is_none() && !include.is_empty() {
+                included_depth = Some(depth);
+            }
             dir_stack.push(items.len());
             items.push(Item { path: path.to_vec(), node: node.clone(), tentative: !matched });
+            names.entry(path.to_vec()).or_default();
             return Ok(Visit::Descend);
         }
         if matched {
@@ -99,7 +159,7 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
         Ok(Visit::Descend)
     })?;
     items.retain(|i| !i.tentative);
-    Ok(items)
+    Ok((items, names))
 }
 
 struct Ctx<'a> {
@@ -107,7 +167,26 @@ struct Ctx<'a> {
     index: &'a Index,
     progress: &'a dyn Progress,
     chown: bool,
+    overwrite: Overwrite,
     errors: Mutex<Vec<PathError>>,
+    out_of_space: AtomicBool,
+    kept: AtomicU64,
+}
+
+/// Whether the file at `path` has exactly the content of `node`.
+pub fn content_matches(repo: &Repository, path: &Path, node: &Node) -> io::Result<bool> {
+    let f = File::open(path)?;
+    if f.metadata()?.len() != node.size {
+        return Ok(false);
+    }
+    let mut chunker = Chunker::new(repo.gear(), f, node.size);
+    let mut ids = node.content.iter();
+    while let Some(chunk) = chunker.next_chunk()? {
+        if ids.next() != Some(&repo.crypto().blob_id(&chunk)) {
+            return Ok(false);
+        }
+    }
+    Ok(ids.next().is_none())
 }
 
 impl Ctx<'_> {
@@ -119,12 +198,53 @@ impl Ctx<'_> {
             .push(PathError { path: path.display().to_string(), error: e.to_string() });
     }
 
-    /// Writes a file's content under a temporary name, then renames it.
+    /// Decides from what is at `dest` whether to write; `Ok(false)` keeps it.
+    fn should_write(&self, dest: &Path, node: &Node) -> Result<bool> {
+        let meta = match fs::symlink_metadata(dest) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(Error::io(dest, e)),
+        };
+        if meta.is_dir() {
+            return Err(Error::io(
+                dest,
+                io::Error::new(io::ErrorKind::AlreadyExists, "a folder is in the way"),
+            ));
+        }
+        Ok(match self.overwrite {
+            Overwrite::Always => true,
+            Overwrite::Never => false,
+            Overwrite::IfNewer => {
+                (node.mtime.secs, node.mtime.nanos)
+                    > (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
+            }
+            Overwrite::IfChanged => {
+                !(meta.is_file() && content_matches(self.repo, dest, node).map_err(|e| Error::io(dest, e))?)
+            }
+        })
+    }
+
+    /// Restores one file: kept, or written under a temporary name and
+    /// renamed. Returns the bytes written.
+    fn restore_file(&self, dest: &Path, node: &Node) -> Result<u64> {
+        if !self.should_write(dest, node)? {
+            if self.overwrite == Overwrite::IfChanged {
+                // Same content: make the metadata right too.
+                fsmeta::apply_metadata(dest, node, self.chown).map_err(|e| Error::io(dest, e))?;
+            }
+            self.kept.fetch_add(1, Ordering::Relaxed);
+            self.progress.advance(0, node.size);
+            return Ok(0);
+        }
+        self.write_file(dest, node)?;
+        Ok(node.size)
+    }
+
     fn write_file(&self, dest: &Path, node: &Node) -> Result<()> {
         let dir = dest.parent().unwrap_or(Path::new("/"));
         let mut suffix = [0u8; 6];
         getrandom::getrandom(&mut suffix).map_err(|e| Error::io(dest, io::Error::other(e)))?;
-        let tmp = dir.join(format!(".arca-restore-{}", hex::encode(suffix)));
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
         let result = (|| -> Result<()> {
             let mut f =
                 OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(dest, e))?;
@@ -155,13 +275,28 @@ impl Ctx<'_> {
     }
 }
 
+fn is_no_space(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+}
+
 /// Removes whatever non-directory is at `path`, so it can be recreated.
 fn clear(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a folder is in the way")),
         Ok(_) => fs::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes temporary files an interrupted restore left in `dir`.
+fn remove_leftovers(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }
 
@@ -174,9 +309,18 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
-    let items = plan(repo, index, root, opts)?;
+    let (items, names) = plan(repo, index, root, opts)?;
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
-    let ctx = Ctx { repo, index, progress, chown: fsmeta::is_root(), errors: Mutex::new(Vec::new()) };
+    let ctx = Ctx {
+        repo,
+        index,
+        progress,
+        chown: fsmeta::is_root(),
+        overwrite: opts.overwrite,
+        errors: Mutex::new(Vec::new()),
+        out_of_space: AtomicBool::new(false),
+        kept: AtomicU64::new(0),
+    };
 
     let (files, bytes) = items
         .iter()
@@ -194,6 +338,7 @@ pub fn restore(
             failed_dirs.push(it.path.clone());
         } else {
             dirs += 1;
+            remove_leftovers(&dest);
         }
     }
     let under_failed =
@@ -213,27 +358,53 @@ pub fn restore(
         }
         contents.push(it);
     }
-    let (mut restored_files, written) = contents
+    let outcomes: Vec<Option<u64>> = contents
         .par_iter()
         .map(|it| {
             let dest = target_path(&opts.target, &it.path);
-            let r =
-                clear(&dest).map_err(|e| Error::io(&dest, e)).and_then(|_| ctx.write_file(&dest, &it.node));
+            if ctx.out_of_space.load(Ordering::Relaxed) {
+                ctx.fail(&dest, "not restored: the target ran out of space");
+                return None;
+            }
+            let r = ctx.restore_file(&dest, &it.node);
             progress.advance(1, 0);
             match r {
-                Ok(()) => (1u64, it.node.size),
+                Ok(n) => Some(n),
                 Err(e) => {
+                    if is_no_space(&e) {
+                        ctx.out_of_space.store(true, Ordering::Relaxed);
+                    }
                     ctx.fail(&dest, e);
-                    (0, 0)
+                    None
                 }
             }
         })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    for (it, first) in links {
+        .collect();
+    let mut restored: HashSet<&[u8]> = HashSet::new();
+    let mut written = 0u64;
+    for (it, o) in contents.iter().zip(&outcomes) {
+        if let Some(n) = o {
+            restored.insert(&it.path);
+            written += n;
+        }
+    }
+    let mut restored_files = restored.len() as u64;
+    for (it, first) in &links {
         let dest = target_path(&opts.target, &it.path);
+        if !restored.contains(first.path.as_slice()) {
+            ctx.fail(&dest, "not restored: the file it is a hard link of was not restored");
+            continue;
+        }
         let src = target_path(&opts.target, &first.path);
-        match clear(&dest).and_then(|_| fs::hard_link(&src, &dest)) {
-            Ok(()) => restored_files += 1,
+        let same = fs::symlink_metadata(&dest)
+            .ok()
+            .zip(fs::symlink_metadata(&src).ok())
+            .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+        match if same { Ok(()) } else { clear(&dest).and_then(|_| fs::hard_link(&src, &dest)) } {
+            Ok(()) => {
+                restored_files += 1;
+                restored.insert(&it.path);
+            }
             Err(e) => ctx.fail(&dest, e),
         }
     }
@@ -242,6 +413,9 @@ pub fn restore(
             continue;
         }
         let dest = target_path(&opts.target, &it.path);
+        if opts.overwrite == Overwrite::Never && fs::symlink_metadata(&dest).is_ok() {
+            continue;
+        }
         let r = clear(&dest).and_then(|_| fsmeta::create_special(&dest, &it.node)).and_then(|created| {
             if created {
                 fsmeta::apply_metadata(&dest, &it.node, ctx.chown)
@@ -253,6 +427,29 @@ pub fn restore(
             ctx.fail(&dest, e);
         }
     }
+    let mut deleted = 0u64;
+    if opts.delete {
+        for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir && !under_failed(&i.path)) {
+            let dest = target_path(&opts.target, &it.path);
+            let keep = names.get(&it.path);
+            let Ok(rd) = fs::read_dir(&dest) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().as_bytes().to_vec();
+                if keep.is_some_and(|k| k.contains(&name)) {
+                    continue;
+                }
+                let p = e.path();
+                let r = match e.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+                    _ => fs::remove_file(&p),
+                };
+                match r {
+                    Ok(()) => deleted += 1,
+                    Err(err) => ctx.fail(&p, format!("could not delete: {err}")),
+                }
+            }
+        }
+    }
     for it in items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
         if under_failed(&it.path) || failed_dirs.contains(&it.path) {
             continue;
@@ -262,6 +459,35 @@ pub fn restore(
             ctx.fail(&dest, e);
         }
     }
+    let mut verified = 0;
+    if opts.verify {
+        // A hook for tests that damage a restored file before the check.
+        if let Ok(cmd) = std::env::var("ARCA_TEST_BEFORE_VERIFY") {
+            let _ = std::process::Command::new("sh").arg("-c").arg(cmd).status();
+        }
+        let checked: Vec<bool> = items
+            .par_iter()
+            .filter(|i| i.node.kind == NodeKind::File && restored.contains(i.path.as_slice()))
+            .map(|it| {
+                let dest = target_path(&opts.target, &it.path);
+                match content_matches(repo, &dest, &it.node) {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        ctx.fail(
+                            &dest,
+                            "verification failed: the restored content differs from the snapshot",
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        ctx.fail(&dest, format!("verification failed: {e}"));
+                        false
+                    }
+                }
+            })
+            .collect();
+        verified = checked.len() as u64;
+    }
     let mut errors = ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(RestoreResult {
@@ -269,8 +495,12 @@ pub fn restore(
         snapshot: snapshot_id.to_hex(),
         target: opts.target.display().to_string(),
         files: restored_files,
+        files_kept: ctx.kept.into_inner(),
         dirs,
         bytes: written,
+        deleted,
+        verified,
+        target_full: ctx.out_of_space.load(Ordering::Relaxed),
         errors,
         duration_ms: started.elapsed().as_millis() as u64,
     })

@@ -151,4 +151,24 @@ mod tests {
         assert!(back.find(b"z\xff name").is_some());
         assert!(Tree::decode(&bytes[..bytes.len() - 3]).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = Tree::decode(&data);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(cut in 0usize..1000) {
+            let mut t = Tree::default();
+            let mut n = Node::new(b"file".to_vec(), NodeKind::File);
+            n.content = vec![Id([1; 32]), Id([2; 32])];
+            n.link_target = Some(b"target".to_vec());
+            t.nodes.push(n);
+            let b = t.encode();
+            if cut < b.len() {
+                proptest::prop_assert!(Tree::decode(&b[..cut]).is_err());
+            }
+        }
+    }
 }

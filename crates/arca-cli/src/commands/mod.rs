@@ -1,6 +1,9 @@
 //! One module per command.
 
 pub mod backup;
+pub mod diff;
+pub mod dump;
+pub mod export;
 pub mod info;
 pub mod init;
 pub mod key;
@@ -22,6 +25,9 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Init(a) => init::run(cli, a),
         Command::Backup(a) => backup::run(cli, a),
         Command::Snapshots(a) => snapshots::run(cli, a),
+        Command::Diff(a) => diff::run(cli, a),
+        Command::Dump(a) => dump::run(cli, a),
+        Command::Export(a) => export::run(cli, a),
         Command::Info(a) => info::run(cli, a),
         Command::Ls(a) => ls::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use arca_core::restore::{restore, RestoreOptions};
+use arca_core::restore::{restore, Overwrite, RestoreOptions};
 
 use crate::{exit, outln, output, progress, Cli};
 
@@ -28,6 +28,17 @@ pub struct Args {
     /// Do not restore paths matching this glob; repeatable.
     #[arg(long, short = 'e')]
     pub exclude: Vec<String>,
+    /// What to do with files that already exist: always, if-changed (keep a file whose content
+    /// equals the snapshot's, checked by hashing; this also resumes an interrupted restore),
+    /// if-newer (replace only with a later mtime) or never.
+    #[arg(long, default_value = "if-changed")]
+    pub overwrite: Overwrite,
+    /// Remove files and folders in restored folders that are not in the snapshot.
+    #[arg(long)]
+    pub delete: bool,
+    /// Re-read every restored file and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
@@ -65,21 +76,35 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         target: args.target.clone(),
         include: args.include.clone(),
         exclude: args.exclude.clone(),
+        overwrite: args.overwrite,
+        delete: args.delete,
+        verify: args.verify,
     };
     let bar = progress::for_terminal(cli.json, "restored");
     let r = restore(&repo, &index, &id, &snap.tree, &opts, bar.as_progress());
     bar.done();
     let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), args.target.display()))?;
+    if r.target_full {
+        eprintln!(
+            "arca: error: restore target {} ran out of space: {} files were restored completely, {} paths were not restored (listed)",
+            r.target,
+            r.files,
+            r.errors.len()
+        );
+    }
     if cli.json {
         output::json(&r)?;
     } else {
         outln!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} in {:.1} s",
+            "restored snapshot {} to {}: {} files ({} already in place), {} dirs, {} written{}{} in {:.1} s",
             id.short(),
             r.target,
             r.files,
+            r.files_kept,
             r.dirs,
             output::bytes(r.bytes),
+            if r.deleted > 0 { format!(", {} deleted", r.deleted) } else { String::new() },
+            if args.verify { format!(", {} verified", r.verified) } else { String::new() },
             r.duration_ms as f64 / 1000.0
         );
         for e in &r.errors {
