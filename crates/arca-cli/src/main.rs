@@ -59,6 +59,9 @@ pub enum Command {
     /// Manage the passwords that open the repository.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// Repair the index or the snapshots of a damaged repository.
+    #[command(subcommand)]
+    Repair(commands::repair::RepairCommand),
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
 }

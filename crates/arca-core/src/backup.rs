@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, NameCache};
 use crate::id::Id;
-use crate::index::{Index, IndexPack};
+use crate::index::{IdSet, Index, IndexPack};
 use crate::lock::hostname;
 use crate::pack::BlobType;
 use crate::packer::Packer;
@@ -381,20 +381,32 @@ pub fn choose_parent(
     Ok((parent, recorded))
 }
 
-/// Finds packs that no index names (left by a killed backup) and reads their
-/// headers, so their blobs are reused and indexed instead of re-sent.
-fn unindexed_packs(repo: &Repository, index: &Index) -> Result<Vec<IndexPack>> {
+/// What the pack listing says about the index: packs that no index names
+/// (left by a killed backup; their headers are read so their blobs are
+/// reused and indexed instead of re-sent), and indexed blobs whose every
+/// copy is in a pack that is gone (stored again by this backup).
+fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, IdSet)> {
     let listed = repo.backend().list(FileKind::Pack)?;
+    let present: IdSet = listed.iter().filter_map(|e| Id::from_hex(&e.name)).collect();
     let orphans: Vec<_> =
         listed.into_iter().filter(|e| Id::from_hex(&e.name).is_some_and(|id| !index.has_pack(&id))).collect();
-    Ok(orphans
+    let adopted = orphans
         .par_iter()
         .filter_map(|e| {
             // A damaged orphan is simply not adopted; verify reports it.
             let blobs = repo.read_pack_header(&e.name, e.size).ok()?;
             Some(IndexPack { id: Id::from_hex(&e.name)?, size: e.size, blobs })
         })
-        .collect())
+        .collect();
+    let mut gone = IdSet::default();
+    if index.packs.iter().any(|p| !present.contains(&p.id)) {
+        for (id, _) in index.blobs() {
+            if index.locations(id).all(|l| !present.contains(&index.pack(l).id)) {
+                gone.insert(*id);
+            }
+        }
+    }
+    Ok((adopted, gone))
 }
 
 pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
@@ -416,14 +428,17 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
 
     let _lock = if opts.dry_run { None } else { Some(repo.lock(false, "backup")?) };
     let mut index = repo.load_index()?;
-    let adopted = unindexed_packs(repo, &index)?;
+    let (adopted, mut absent) = reconcile_packs(repo, &index)?;
+    if let Some(cache) = repo.cache() {
+        absent.extend(cache.damaged_blobs());
+    }
     for p in &adopted {
         index.add_pack(p.id, p.size, &p.blobs);
     }
     let (snapshots, _) = repo.snapshots_lenient()?;
     let (parent, strategy) = choose_parent(&snapshots, opts.strategy, &host, &paths, opts.parent)?;
     let index = Arc::new(index);
-    let packer = Packer::new(repo, index.clone(), opts.dry_run, 2);
+    let packer = Packer::new(repo, index.clone(), absent, opts.dry_run, 2);
     packer.adopt_packs(adopted);
 
     let engine = Engine {
@@ -498,6 +513,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             errors,
         },
         program_version: env!("CARGO_PKG_VERSION").to_string(),
+        repaired_from: None,
     };
     let id = if opts.dry_run {
         None

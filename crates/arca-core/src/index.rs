@@ -156,6 +156,9 @@ pub struct Index {
     pub packs: Vec<PackInfo>,
     pack_pos: IdMap<u32>,
     blobs: IdMap<BlobLoc>,
+    /// Further copies of blobs stored more than once (concurrent backups,
+    /// self-healing): used when the first copy is damaged or gone.
+    alternates: IdMap<Vec<BlobLoc>>,
     /// Ids of the index files this was loaded from.
     pub files: Vec<Id>,
 }
@@ -168,13 +171,25 @@ impl Index {
         });
         self.blobs.reserve(entries.len());
         for e in entries {
-            self.blobs.entry(e.id).or_insert(BlobLoc {
+            let loc = BlobLoc {
                 pack: pos,
                 offset: e.offset,
                 length: e.length,
                 raw_length: e.raw_length,
                 kind: e.kind,
-            });
+            };
+            match self.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
+                }
+                std::collections::hash_map::Entry::Occupied(o) if o.get().pack != pos => {
+                    let alts = self.alternates.entry(e.id).or_default();
+                    if !alts.iter().any(|a| a.pack == pos) {
+                        alts.push(loc);
+                    }
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+            }
         }
     }
 
@@ -187,6 +202,11 @@ impl Index {
 
     pub fn get(&self, id: &Id) -> Option<&BlobLoc> {
         self.blobs.get(id)
+    }
+
+    /// Every stored copy of a blob, the first one first.
+    pub fn locations(&self, id: &Id) -> impl Iterator<Item = &BlobLoc> {
+        self.blobs.get(id).into_iter().chain(self.alternates.get(id).into_iter().flatten())
     }
 
     pub fn contains(&self, id: &Id) -> bool {
@@ -238,6 +258,10 @@ mod tests {
         assert_eq!(idx.packs.len(), 1);
         assert_eq!(idx.blob_count(), 2);
         assert_eq!(idx.get(&Id([2; 32])).unwrap().offset, 20);
+        // The same blob in another pack is an alternate copy.
+        idx.add_pack(Id([3; 32]), 50, &[entry(2)]);
+        assert_eq!(idx.locations(&Id([2; 32])).count(), 2);
+        assert_eq!(idx.locations(&Id([1; 32])).count(), 1);
     }
 
     proptest! {

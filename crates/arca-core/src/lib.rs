@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod cache;
 pub mod chunker;
 pub mod compress;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod lock;
 pub mod pack;
 pub mod packer;
 pub mod progress;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;

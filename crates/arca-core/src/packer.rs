@@ -94,6 +94,8 @@ pub struct PackerStats {
 pub struct Packer {
     shared: Arc<Shared>,
     index: Arc<Index>,
+    /// Indexed blobs known to be damaged or gone: stored again when met.
+    absent: IdSet,
     claimed: Mutex<IdSet>,
     open: [Mutex<Option<PackBuilder>>; 2],
     pack_size: usize,
@@ -102,7 +104,13 @@ pub struct Packer {
 }
 
 impl Packer {
-    pub fn new(repo: &Repository, index: Arc<Index>, dry_run: bool, uploaders: usize) -> Packer {
+    pub fn new(
+        repo: &Repository,
+        index: Arc<Index>,
+        absent: IdSet,
+        dry_run: bool,
+        uploaders: usize,
+    ) -> Packer {
         let shared = Arc::new(Shared {
             backend: repo.backend().clone(),
             crypto: repo.crypto().clone(),
@@ -138,6 +146,7 @@ impl Packer {
         Packer {
             shared,
             index,
+            absent,
             claimed: Mutex::new(IdSet::default()),
             open: [Mutex::new(None), Mutex::new(None)],
             pack_size: repo.config().pack_size as usize,
@@ -150,15 +159,20 @@ impl Packer {
         &self.index
     }
 
-    /// Whether a blob is already stored or being stored by this backup.
+    fn stored(&self, id: &Id) -> bool {
+        self.index.contains(id) && !self.absent.contains(id)
+    }
+
+    /// Whether a blob is already stored intact or being stored by this backup.
     pub fn is_known(&self, id: &Id) -> bool {
-        self.index.contains(id) || self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+        self.stored(id) || self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 
     /// Claims a blob for storing: true when the caller must store it (it is
-    /// neither in the index nor claimed by another worker).
+    /// neither stored intact nor claimed by another worker). This is how a
+    /// backup heals: a blob known damaged or gone is stored again.
     pub fn claim(&self, id: Id) -> bool {
-        !self.index.contains(&id) && self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+        !self.stored(&id) && self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
     }
 
     /// Compresses, seals and adds a claimed blob.

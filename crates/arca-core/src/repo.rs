@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arca_backend::{Backend, FileKind};
 use rayon::prelude::*;
 
+use crate::cache::Cache;
 use crate::chunker::Gear;
 use crate::compress;
 use crate::config::{Config, Encryption};
@@ -27,6 +28,7 @@ pub struct Repository {
     /// The key file that opened this repository.
     key_name: String,
     gear: Arc<Gear>,
+    cache: Option<Cache>,
 }
 
 /// A key file as listed by `key list`.
@@ -74,7 +76,7 @@ impl Repository {
     ) -> Repository {
         let crypto = Crypto::new(&master, config.encryption == Encryption::Xchacha20Poly1305);
         let gear = Arc::new(Gear::new(config.chunker, master.chunker_seed));
-        Repository { backend, config, crypto, master, key_name, gear }
+        Repository { backend, config, crypto, master, key_name, gear, cache: None }
     }
 
     pub fn read_config(backend: &dyn Backend) -> Result<Config> {
@@ -135,6 +137,15 @@ impl Repository {
             return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
         }
         Err(Error::WrongPassword(location))
+    }
+
+    /// Uses `<root>/<repository id>/` as this repository's local cache.
+    pub fn set_cache_root(&mut self, root: &std::path::Path) {
+        self.cache = Some(Cache::new(root, &self.config.id));
+    }
+
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -229,10 +240,22 @@ impl Repository {
         Ok(data)
     }
 
+    /// Reads a blob, falling back to another stored copy when the first is
+    /// damaged or gone.
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
-        let loc = index
-            .get(id)
-            .ok_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))?;
+        let mut first_error = None;
+        for loc in index.locations(id) {
+            match self.read_blob_at(index, id, loc) {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)")))
+    }
+
+    pub fn read_blob_at(&self, index: &Index, id: &Id, loc: &crate::index::BlobLoc) -> Result<Vec<u8>> {
         let pack = index.pack(loc).id.to_hex();
         let sealed = self.backend.get_range(FileKind::Pack, &pack, loc.offset as u64, loc.length as u64)?;
         self.decode_blob(id, &sealed, &|| {

@@ -84,6 +84,9 @@ pub struct Snapshot {
     pub files: u64,
     pub summary: Summary,
     pub program_version: String,
+    /// Set on snapshots written by `repair snapshots`: the damaged original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_from: Option<Id>,
 }
 
 impl Snapshot {

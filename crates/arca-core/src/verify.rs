@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{IdMap, IdSet, Index};
+use crate::index::{BlobLoc, IdMap, IdSet, Index};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::tree::NodeKind;
@@ -27,6 +27,44 @@ pub struct VerifyOptions {
     /// Snapshots to check; empty means all.
     pub snapshots: Vec<Id>,
     pub read_data: bool,
+    /// Read only part of the packs (implies reading data).
+    pub subset: Option<Subset>,
+}
+
+/// Which packs a partial data check reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// Group `n` of `m` (1-based), by pack id: `1/4` … `4/4` cover everything.
+    Group { n: u32, m: u32 },
+    /// This percentage of the packs, continuing where the previous run on
+    /// this host stopped (position kept in the cache), so repeated runs
+    /// rotate through the whole repository.
+    Percent(f64),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("invalid subset {s:?}: use a percentage like 10% or a group like 2/5");
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(Subset::Percent(p));
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+        if m == 0 || n == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(Subset::Group { n, m })
+    }
+}
+
+/// Position of a pack in 0..10000, from its (uniformly random) id.
+fn position(id: &Id) -> u32 {
+    u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % 10_000
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,33 +83,94 @@ pub struct VerifyResult {
     pub missing: Vec<String>,
     pub snapshots: Vec<SnapshotVerify>,
     pub packs_checked: u64,
+    /// Packs whose data was read (all with --read-data, some with a subset).
+    pub packs_read: u64,
     pub blobs_checked: u64,
+    /// Damage that loses nothing (e.g. a damaged pack whose blobs all have
+    /// intact copies elsewhere after self-healing): prune removes it.
+    pub warnings: Vec<String>,
     pub errors: Vec<String>,
+    pub restore_test: Option<RestoreTest>,
     pub duration_ms: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The outcome of `--restore-test`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreTest {
+    pub snapshot: String,
+    pub success: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub mib_per_s: f64,
+    pub errors: Vec<crate::snapshot::PathError>,
+}
+
+/// Restores a snapshot into a fresh folder below `scratch`, re-reads and
+/// checks every file against the snapshot, and removes the folder.
+pub fn restore_test(
+    repo: &Repository,
+    index: &Index,
+    id: &Id,
+    snap: &crate::snapshot::Snapshot,
+    scratch: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<RestoreTest> {
+    let dir = scratch.join(format!("arca-restore-test-{}", Id::random().short()));
+    let opts = crate::restore::RestoreOptions { target: dir.clone(), verify: true, ..Default::default() };
+    let r = crate::restore::restore(repo, index, id, &snap.tree, &opts, progress);
+    let cleanup = std::fs::remove_dir_all(&dir);
+    let r = r?;
+    cleanup.map_err(|e| Error::io(&dir, e))?;
+    let secs = (r.duration_ms as f64 / 1000.0).max(0.001);
+    Ok(RestoreTest {
+        snapshot: id.to_hex(),
+        success: r.success,
+        files: r.files,
+        bytes: r.bytes,
+        duration_ms: r.duration_ms,
+        mib_per_s: (r.bytes as f64 / 1048576.0 / secs * 10.0).round() / 10.0,
+        errors: r.errors,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Damage {
     Missing,
     Corrupted,
 }
 
-/// Checks every indexed pack; returns the damaged blobs and the counts.
+/// The outcome of checking one pack.
+struct PackCheck {
+    /// Blobs of this pack whose copy here is damaged or gone.
+    bad: Vec<(Id, Damage)>,
+    /// Problems of the pack itself.
+    problems: Vec<String>,
+    /// False when the pack's header or trailer is damaged: the pack cannot
+    /// be re-indexed, so this is never harmless.
+    header_ok: bool,
+    blobs_read: u64,
+    read: bool,
+}
+
+/// Checks every indexed pack (reading the data of those `read` selects).
 fn check_packs(
     repo: &Repository,
     index: &Index,
-    read_data: bool,
-    errors: &mut Vec<String>,
+    read: &(dyn Fn(&Id) -> bool + Sync),
     progress: &dyn Progress,
-) -> Result<(IdMap<Damage>, u64, u64)> {
+) -> Result<Vec<PackCheck>> {
     let listed: HashMap<String, u64> =
         repo.backend().list(FileKind::Pack)?.into_iter().map(|e| (e.name, e.size)).collect();
-    let mut by_pack: Vec<Vec<(Id, crate::index::BlobLoc)>> = vec![Vec::new(); index.packs.len()];
-    for (id, loc) in index.blobs() {
-        by_pack[loc.pack as usize].push((*id, *loc));
+    let mut by_pack: Vec<Vec<(Id, BlobLoc)>> = vec![Vec::new(); index.packs.len()];
+    for (id, _) in index.blobs() {
+        for loc in index.locations(id) {
+            by_pack[loc.pack as usize].push((*id, *loc));
+        }
     }
-    progress.totals(index.packs.len() as u64, if read_data { index.total_pack_bytes() } else { 0 });
-    let results: Vec<(Vec<(Id, Damage)>, Vec<String>, u64)> = index
+    let read_bytes: u64 = index.packs.iter().filter(|p| read(&p.id)).map(|p| p.size).sum();
+    progress.totals(index.packs.len() as u64, read_bytes);
+    Ok(index
         .packs
         .par_iter()
         .zip(by_pack.par_iter())
@@ -79,92 +178,162 @@ fn check_packs(
             let name = pack.id.to_hex();
             let object = repo.object_name(FileKind::Pack, &name);
             let all = |d: Damage| blobs.iter().map(|(id, _)| (*id, d)).collect::<Vec<_>>();
-            let mut errs = Vec::new();
+            let reading = read(&pack.id);
             let r = match listed.get(&name) {
-                None => {
-                    errs.push(format!("{object}: pack is missing"));
-                    (all(Damage::Missing), errs, 0)
-                }
-                Some(&size) if size != pack.size => {
-                    errs.push(format!("{object}: size {size} differs from the indexed {}", pack.size));
-                    if read_data {
-                        check_blobs(repo, &name, &object, blobs, errs)
-                    } else {
-                        (all(Damage::Corrupted), errs, 0)
-                    }
-                }
-                Some(_) if read_data => check_blobs(repo, &name, &object, blobs, errs),
-                Some(_) => (Vec::new(), errs, 0),
+                None => PackCheck {
+                    bad: all(Damage::Missing),
+                    problems: vec![format!("{object}: pack is missing")],
+                    header_ok: true,
+                    blobs_read: 0,
+                    read: false,
+                },
+                Some(&size) if size != pack.size && !reading => PackCheck {
+                    bad: all(Damage::Corrupted),
+                    problems: vec![format!("{object}: size {size} differs from the indexed {}", pack.size)],
+                    header_ok: true,
+                    blobs_read: 0,
+                    read: false,
+                },
+                Some(_) if reading => check_blobs(repo, &name, &object, pack.size, blobs),
+                Some(_) => PackCheck {
+                    bad: Vec::new(),
+                    problems: Vec::new(),
+                    header_ok: true,
+                    blobs_read: 0,
+                    read: false,
+                },
             };
-            progress.advance(1, if read_data { pack.size } else { 0 });
+            progress.advance(1, if reading { pack.size } else { 0 });
             r
         })
-        .collect();
-    let mut damaged = IdMap::default();
-    let mut blobs_checked = 0;
-    for (bad, errs, checked) in results {
-        damaged.extend(bad);
-        errors.extend(errs);
-        blobs_checked += checked;
-    }
-    Ok((damaged, index.packs.len() as u64, blobs_checked))
+        .collect())
 }
 
 /// Reads a whole pack and checks it and each of its indexed blobs.
-fn check_blobs(
-    repo: &Repository,
-    name: &str,
-    object: &str,
-    blobs: &[(Id, crate::index::BlobLoc)],
-    mut errs: Vec<String>,
-) -> (Vec<(Id, Damage)>, Vec<String>, u64) {
+fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[(Id, BlobLoc)]) -> PackCheck {
+    let mut problems = Vec::new();
     let bytes = match repo.backend().get(FileKind::Pack, name) {
         Ok(b) => b,
         Err(e) => {
-            errs.push(format!("{object}: {e}"));
             let d = if e.is_not_found() { Damage::Missing } else { Damage::Corrupted };
-            return (blobs.iter().map(|(id, _)| (*id, d)).collect(), errs, 0);
+            return PackCheck {
+                bad: blobs.iter().map(|(id, _)| (*id, d)).collect(),
+                problems: vec![format!("{object}: {e}")],
+                header_ok: true,
+                blobs_read: 0,
+                read: true,
+            };
         }
     };
+    if bytes.len() as u64 != size {
+        problems.push(format!("{object}: size {} differs from the indexed {size}", bytes.len()));
+    }
     if Id::of_bytes(&bytes).to_hex() != name {
-        errs.push(format!("{object}: content does not match its name (hash mismatch)"));
+        problems.push(format!("{object}: content does not match its name (hash mismatch)"));
     }
-    if let Err(e) = crate::pack::entries_of(&bytes, repo.crypto(), object) {
-        errs.push(e.to_string());
-    }
+    let header_ok = match crate::pack::entries_of(&bytes, repo.crypto(), object) {
+        Ok(_) => true,
+        Err(e) => {
+            problems.push(e.to_string());
+            false
+        }
+    };
     let mut bad = Vec::new();
     for (id, loc) in blobs {
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
-        let ok = bytes
-            .get(start..end)
-            .map(|sealed| repo.decode_blob(id, sealed, &|| format!("blob {} in {object}", id.short())))
-            .map(|r| r.map(|data| data.len() == loc.raw_length as usize));
-        match ok {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => {
-                errs.push(format!("blob {} in {object}: length differs from the index", id.short()));
-                bad.push((*id, Damage::Corrupted));
-            }
-            Some(Err(e)) => {
-                errs.push(e.to_string());
-                bad.push((*id, Damage::Corrupted));
-            }
-            None => {
-                errs.push(format!("blob {} in {object}: lies beyond the end of the pack", id.short()));
-                bad.push((*id, Damage::Corrupted));
-            }
+        let what = || format!("blob {} in {object}", id.short());
+        let outcome = match bytes.get(start..end) {
+            None => Err(format!("{}: lies beyond the end of the pack", what())),
+            Some(sealed) => match repo.decode_blob(id, sealed, &what) {
+                Ok(data) if data.len() == loc.raw_length as usize => Ok(()),
+                Ok(_) => Err(format!("{}: length differs from the index", what())),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(e) = outcome {
+            problems.push(e);
+            bad.push((*id, Damage::Corrupted));
         }
     }
-    (bad, errs, blobs.len() as u64)
+    PackCheck { bad, problems, header_ok, blobs_read: blobs.len() as u64, read: true }
+}
+
+/// Blobs whose every stored copy is damaged or gone.
+fn fully_damaged(index: &Index, checks: &[PackCheck]) -> IdMap<Damage> {
+    let mut bad_copies: HashMap<Id, Vec<Damage>> = HashMap::new();
+    for c in checks {
+        for (id, d) in &c.bad {
+            bad_copies.entry(*id).or_default().push(*d);
+        }
+    }
+    let mut damaged = IdMap::default();
+    for (id, ds) in &bad_copies {
+        if ds.len() >= index.locations(id).count() {
+            let d = if ds.contains(&Damage::Corrupted) { Damage::Corrupted } else { Damage::Missing };
+            damaged.insert(*id, d);
+        }
+    }
+    damaged
+}
+
+/// The indexed blobs that cannot be read back (every copy damaged or gone);
+/// with `read_data` every pack is read, else only existence and size count.
+pub fn damaged_blobs(
+    repo: &Repository,
+    index: &Index,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<IdSet> {
+    let checks = check_packs(repo, index, &|_: &Id| read_data, progress)?;
+    Ok(fully_damaged(index, &checks).into_keys().collect())
 }
 
 pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyResult> {
     let started = std::time::Instant::now();
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let (index, index_errors) = repo.load_index_lenient()?;
     errors.extend(index_errors.iter().map(|e| e.to_string()));
-    let (damaged, packs_checked, mut blobs_checked) =
-        check_packs(repo, &index, opts.read_data, &mut errors, progress)?;
+
+    let subset_start = match (opts.subset, repo.cache()) {
+        (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),
+        _ => 0,
+    };
+    let read = |id: &Id| match opts.subset {
+        None => opts.read_data,
+        Some(Subset::Group { n, m }) => u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m == n - 1,
+        Some(Subset::Percent(p)) => {
+            let width = (p * 100.0).round() as u32;
+            (position(id) + 10_000 - subset_start) % 10_000 < width
+        }
+    };
+    let checks = check_packs(repo, &index, &read, progress)?;
+    let damaged = fully_damaged(&index, &checks);
+    let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
+    for c in checks {
+        packs_read += c.read as u64;
+        blobs_checked += c.blobs_read;
+        // Harmless damage: every damaged blob of the pack has an intact copy
+        // elsewhere (self-healed), or the damaged bytes are ones no index
+        // refers to (a blob left out by `repair index`). Prune removes it.
+        let harmless = c.header_ok && c.bad.iter().all(|(id, _)| !damaged.contains_key(id));
+        if harmless {
+            warnings
+                .extend(c.problems.into_iter().map(|p| format!("{p} (no data is lost: prune removes it)")));
+        } else {
+            errors.extend(c.problems);
+        }
+    }
+    if let (Some(Subset::Percent(p)), Some(c)) = (opts.subset, repo.cache()) {
+        c.set_subset_start(subset_start + (p * 100.0).round() as u32);
+    }
+    if let Some(cache) = repo.cache() {
+        // Tell the next backup which blobs to store again (self-healing).
+        let mut known =
+            if opts.read_data && opts.subset.is_none() { IdSet::default() } else { cache.damaged_blobs() };
+        known.extend(damaged.keys().copied());
+        cache.set_damaged_blobs(&known);
+    }
 
     let (snaps, snap_errors) = repo.snapshots_lenient()?;
     errors.extend(snap_errors.iter().map(|e| e.to_string()));
@@ -194,7 +363,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         };
         if let Some(d) = check(&snap.tree) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
-            what.extend(snap.paths.iter().cloned());
+            what.extend(snap.paths.iter().map(|p| format!("{p}/")));
         } else {
             let r = walk_checked(repo, &index, &snap.tree, &mut check, &mut corrupted, &mut missing);
             if let Err(e) = r {
@@ -214,7 +383,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             missing,
         });
     }
-    if !opts.read_data {
+    if packs_read == 0 {
         blobs_checked = referenced.len() as u64;
     }
     let valid = errors.is_empty() && all_corrupted.is_empty() && all_missing.is_empty();
@@ -223,9 +392,12 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         corrupted: all_corrupted.into_iter().collect(),
         missing: all_missing.into_iter().collect(),
         snapshots: per_snapshot,
-        packs_checked,
+        packs_checked: index.packs.len() as u64,
+        packs_read,
         blobs_checked,
         errors,
+        warnings,
+        restore_test: None,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }

@@ -8,6 +8,7 @@ pub mod info;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod status;
@@ -34,6 +35,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Status => status::run(cli),
         Command::Verify(a) => verify::run(cli, a),
         Command::Key(k) => key::run(cli, k),
+        Command::Repair(r) => repair::run(cli, r),
         Command::Unlock(a) => unlock::run(cli, a),
     }
 }
@@ -52,13 +54,25 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
         e => e.into(),
     })?;
     let pw = if needs { password::existing(cli.password_file.as_deref())? } else { None };
-    Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
+    let mut repo = Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
         Error::PasswordRequired(l) => anyhow::anyhow!(
             "repository {l} needs a password: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, \
              give --password-file, or run on a terminal"
         ),
         e => e.into(),
-    })
+    })?;
+    if let Some(root) = cache_root() {
+        repo.set_cache_root(&root);
+    }
+    Ok(repo)
+}
+
+/// `ARCA_CACHE_DIR`, else `~/.cache/arca`.
+pub fn cache_root() -> Option<std::path::PathBuf> {
+    std::env::var_os("ARCA_CACHE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("arca")))
 }
 
 pub fn open(cli: &Cli) -> Result<Repository> {

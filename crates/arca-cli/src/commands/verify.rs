@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::verify::{verify, VerifyOptions};
+use arca_core::verify::{restore_test, verify, Subset, VerifyOptions};
 
 use crate::{exit, outln, output, progress, Cli};
 
@@ -7,9 +7,23 @@ use crate::{exit, outln, output, progress, Cli};
 pub struct Args {
     /// Snapshots to check (id prefixes or `latest`); all when none given.
     pub snapshots: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag; repeatable (any matches).
+    #[arg(long)]
+    pub tag: Vec<String>,
     /// Also read every pack and authenticate every blob.
     #[arg(long)]
     pub read_data: bool,
+    /// Read only part of the data: `P%` (rotates on each run, so repeated runs cover everything)
+    /// or `N/M` (group N of M).
+    #[arg(long, value_name = "P%|N/M")]
+    pub read_data_subset: Option<Subset>,
+    /// Also restore a snapshot (default: the latest selected) into a temporary folder, check every
+    /// file against the snapshot, report the rate, and clean up.
+    #[arg(long, value_name = "SNAP", num_args = 0..=1, default_missing_value = "")]
+    pub restore_test: Option<String>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
@@ -18,33 +32,90 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     for s in &args.snapshots {
         ids.push(super::snapshot(&repo, s)?.0);
     }
+    if args.host.is_some() || !args.tag.is_empty() {
+        let all = repo.snapshots()?;
+        let chosen = all.iter().filter(|(id, s)| {
+            (ids.is_empty() || ids.contains(id))
+                && args.host.as_ref().is_none_or(|h| &s.host == h)
+                && (args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
+        });
+        ids = chosen.map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            anyhow::bail!("no snapshot matches the given --host/--tag in {}", repo.location());
+        }
+    }
     let _lock = repo.lock(false, "verify")?;
     let bar = progress::for_terminal(cli.json, "checked");
-    let r = verify(&repo, &VerifyOptions { snapshots: ids, read_data: args.read_data }, bar.as_progress());
+    let opts = VerifyOptions {
+        snapshots: ids.clone(),
+        read_data: args.read_data || args.read_data_subset.is_some(),
+        subset: args.read_data_subset,
+    };
+    let r = verify(&repo, &opts, bar.as_progress());
     bar.done();
-    let r = r?;
+    let mut r = r?;
+    if let Some(spec) = &args.restore_test {
+        let (id, snap) = if spec.is_empty() {
+            let all = repo.snapshots()?;
+            let pick = all.into_iter().filter(|(id, _)| ids.is_empty() || ids.contains(id)).next_back();
+            pick.ok_or_else(|| anyhow::anyhow!("no snapshot to restore-test in {}", repo.location()))?
+        } else {
+            super::snapshot(&repo, spec)?
+        };
+        let index = repo.load_index()?;
+        let bar = progress::for_terminal(cli.json, "restore-tested");
+        let scratch = std::env::temp_dir();
+        let t = restore_test(&repo, &index, &id, &snap, &scratch, bar.as_progress());
+        bar.done();
+        let t = t?;
+        if !t.success {
+            r.valid = false;
+        }
+        r.restore_test = Some(t);
+    }
     if cli.json {
         output::json(&r)?;
     } else {
+        let how = match (args.read_data_subset, args.read_data) {
+            (Some(_), _) => format!(" ({} packs read)", r.packs_read),
+            (None, true) => " (all data read)".to_string(),
+            (None, false) => " (structure only)".to_string(),
+        };
         outln!(
-            "{}: {} snapshots, {} packs, {} blobs checked{} in {:.1} s",
+            "{}: {} snapshots, {} packs, {} blobs checked{how} in {:.1} s",
             if r.valid { "no damage found" } else { "DAMAGE FOUND" },
             r.snapshots.len(),
             r.packs_checked,
             r.blobs_checked,
-            if args.read_data { " (data read)" } else { " (structure only)" },
             r.duration_ms as f64 / 1000.0
         );
+        for w in &r.warnings {
+            outln!("warning: {w}");
+        }
         for e in &r.errors {
             outln!("error: {e}");
         }
         for s in r.snapshots.iter().filter(|s| !s.valid) {
-            outln!("snapshot {}:", &s.id[..8]);
+            outln!("snapshot {}: {} corrupted, {} missing", &s.id[..8], s.corrupted.len(), s.missing.len());
             for p in &s.corrupted {
                 outln!("  corrupted {p}");
             }
             for p in &s.missing {
                 outln!("  missing   {p}");
+            }
+        }
+        if let Some(t) = &r.restore_test {
+            outln!(
+                "restore test of {}: {} ({} files, {} in {:.1} s, {} MiB/s)",
+                &t.snapshot[..8],
+                if t.success { "ok" } else { "FAILED" },
+                t.files,
+                output::bytes(t.bytes),
+                t.duration_ms as f64 / 1000.0,
+                t.mib_per_s
+            );
+            for e in &t.errors {
+                outln!("  {}: {}", e.path, e.error);
             }
         }
     }

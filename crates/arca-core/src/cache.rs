@@ -1,0 +1,64 @@
+//! The local cache folder of one repository (`<cache root>/<repository id>/`).
+//!
+//! It holds what this host learned and may forget at any time: the blobs a
+//! `verify --read-data` found damaged (so the next backup stores them again
+//! and heals the repository) and the position of the rotating
+//! `--read-data-subset`. Nothing in it is trusted for correctness: a lost
+//! or stale cache only costs re-checking.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::id::Id;
+use crate::index::IdSet;
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+const DAMAGED: &str = "damaged-blobs";
+const SUBSET: &str = "read-data-subset";
+
+impl Cache {
+    pub fn new(root: &Path, repository_id: &Id) -> Cache {
+        Cache { dir: root.join(repository_id.to_hex()) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write(&self, name: &str, data: &[u8]) {
+        // Best effort: the cache is an optimisation, never a requirement.
+        if fs::create_dir_all(&self.dir).is_ok() {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            if fs::write(&tmp, data).is_ok() {
+                let _ = fs::rename(&tmp, self.dir.join(name));
+            }
+        }
+    }
+
+    /// Blobs found damaged (every stored copy) by the last data check.
+    pub fn damaged_blobs(&self) -> IdSet {
+        fs::read_to_string(self.dir.join(DAMAGED))
+            .map(|s| s.lines().filter_map(|l| Id::from_hex(l.trim())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_damaged_blobs(&self, ids: &IdSet) {
+        let mut v: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+        v.sort();
+        self.write(DAMAGED, v.join("\n").as_bytes());
+    }
+
+    /// Where the next `--read-data-subset P%` run starts, in 1/10000ths.
+    pub fn subset_start(&self) -> u32 {
+        fs::read_to_string(self.dir.join(SUBSET)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+            % 10_000
+    }
+
+    pub fn set_subset_start(&self, start: u32) {
+        self.write(SUBSET, (start % 10_000).to_string().as_bytes());
+    }
+}

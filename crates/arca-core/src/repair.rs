@@ -1,0 +1,239 @@
+//! Repairs: rebuilding the index from the packs, and writing snapshots
+//! without their damaged entries.
+
+use std::sync::Arc;
+
+use arca_backend::FileKind;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::index::{IdSet, Index, IndexFile, IndexPack};
+use crate::pack::{self, BlobType};
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::tree::{NodeKind, Tree};
+
+/// Packs per rebuilt index file.
+const PACKS_PER_FILE: usize = 512;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairIndexResult {
+    pub packs: u64,
+    pub blobs: u64,
+    /// Packs left out: their header (or, with read_data, every blob) is unreadable.
+    pub packs_skipped: Vec<String>,
+    /// Blobs left out because their stored copy is damaged (read_data only):
+    /// the next backup of their source stores them again.
+    pub blobs_dropped: u64,
+    pub index_files_written: u64,
+    pub index_files_removed: u64,
+}
+
+/// Rebuilds the index from the pack headers. New index files are written
+/// first and name the old ones as superseded; the old ones are removed
+/// last, so an interruption leaves a usable (if redundant) index. Run it
+/// under an exclusive lock.
+pub fn repair_index(
+    repo: &Repository,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<RepairIndexResult> {
+    let old: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|e| e.name).collect();
+    let packs = repo.backend().list(FileKind::Pack)?;
+    progress.totals(packs.len() as u64, packs.iter().map(|p| p.size).sum());
+    let read: Vec<std::result::Result<(IndexPack, u64), String>> = packs
+        .par_iter()
+        .map(|e| {
+            let object = repo.object_name(FileKind::Pack, &e.name);
+            let id = Id::from_hex(&e.name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
+            let (blobs, dropped) = if read_data {
+                let bytes = repo.backend().get(FileKind::Pack, &e.name).map_err(|e| e.to_string())?;
+                let entries = pack::entries_of(&bytes, repo.crypto(), &object).map_err(|e| e.to_string())?;
+                let total = entries.len();
+                let good: Vec<_> = entries
+                    .into_iter()
+                    .filter(|b| {
+                        let sealed = &bytes[b.offset as usize..(b.offset + b.length) as usize];
+                        repo.decode_blob(&b.id, sealed, &|| object.clone()).is_ok()
+                    })
+                    .collect();
+                let dropped = (total - good.len()) as u64;
+                (good, dropped)
+            } else {
+                (repo.read_pack_header(&e.name, e.size).map_err(|e| e.to_string())?, 0)
+            };
+            progress.advance(1, e.size);
+            if blobs.is_empty() && dropped > 0 {
+                return Err(format!("{object}: every blob is damaged"));
+            }
+            Ok((IndexPack { id, size: e.size, blobs }, dropped))
+        })
+        .collect();
+    let mut result = RepairIndexResult {
+        packs: 0,
+        blobs: 0,
+        packs_skipped: Vec::new(),
+        blobs_dropped: 0,
+        index_files_written: 0,
+        index_files_removed: 0,
+    };
+    let mut good = Vec::new();
+    for r in read {
+        match r {
+            Ok((p, dropped)) => {
+                result.packs += 1;
+                result.blobs += p.blobs.len() as u64;
+                result.blobs_dropped += dropped;
+                good.push(p);
+            }
+            Err(e) => result.packs_skipped.push(e),
+        }
+    }
+    let supersedes: Vec<Id> = old.iter().filter_map(|n| Id::from_hex(n)).collect();
+    let mut chunks: Vec<Vec<IndexPack>> = Vec::new();
+    while !good.is_empty() {
+        let rest = good.split_off(good.len().min(PACKS_PER_FILE));
+        chunks.push(std::mem::replace(&mut good, rest));
+    }
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let mut written = Vec::new();
+    for packs in chunks {
+        let file = IndexFile { supersedes: supersedes.clone(), packs };
+        written.push(repo.save_file(FileKind::Index, &file.encode())?);
+    }
+    result.index_files_written = written.len() as u64;
+    for name in &old {
+        if !written.iter().any(|w| w.to_hex() == *name) {
+            repo.backend().delete(FileKind::Index, name)?;
+            result.index_files_removed += 1;
+        }
+    }
+    Ok(result)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairedSnapshot {
+    pub original: String,
+    /// The new snapshot, or `None` on a dry run.
+    pub repaired: Option<String>,
+    /// Paths left out of the new snapshot (`/` suffix: a whole folder).
+    pub removed: Vec<String>,
+}
+
+/// Tag given to every snapshot written by [`repair_snapshots`].
+pub const REPAIRED_TAG: &str = "repaired";
+
+/// For each snapshot that references damaged or missing data, writes a new
+/// snapshot without the affected entries, tagged `repaired`. The originals
+/// are kept (forget them when the repaired ones are checked).
+pub fn repair_snapshots(
+    repo: &Repository,
+    read_data: bool,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<RepairedSnapshot>> {
+    let index = Arc::new(repo.load_index()?);
+    let damaged = crate::verify::damaged_blobs(repo, &index, read_data, progress)?;
+    let bad = |id: &Id| !index.contains(id) || damaged.contains(id);
+    let packer = Packer::new(repo, index.clone(), IdSet::default(), dry_run, 1);
+    let mut out = Vec::new();
+    let mut new_snapshots = Vec::new();
+    for (sid, snap) in repo.snapshots()? {
+        let mut removed = Vec::new();
+        let root = if bad(&snap.tree) || repo.load_tree(&index, &snap.tree).is_err() {
+            removed.extend(snap.paths.iter().map(|p| format!("{p}/")));
+            None
+        } else {
+            rewrite(repo, &index, &packer, &snap.tree, &mut Vec::new(), &bad, &mut removed)?
+        };
+        if removed.is_empty() {
+            continue;
+        }
+        removed.sort();
+        let mut tags = snap.tags.clone();
+        if !tags.iter().any(|t| t == REPAIRED_TAG) {
+            tags.push(REPAIRED_TAG.into());
+        }
+        // An unreadable root cannot be rewritten: the repaired snapshot is empty.
+        let tree = match root {
+            Some(t) => t,
+            None => save_tree(repo, &packer, Tree::default())?,
+        };
+        new_snapshots.push(Snapshot { tree, tags, repaired_from: Some(sid), ..snap });
+        out.push(RepairedSnapshot { original: sid.to_hex(), repaired: None, removed });
+    }
+    // Trees first, then the snapshots naming them.
+    packer.finish()?;
+    if !dry_run {
+        for (snap, r) in new_snapshots.iter().zip(out.iter_mut()) {
+            r.repaired = Some(repo.save_snapshot(snap)?.to_hex());
+        }
+    }
+    Ok(out)
+}
+
+fn save_tree(repo: &Repository, packer: &Packer, mut t: Tree) -> Result<Id> {
+    t.sort();
+    let bytes = t.encode();
+    let id = repo.crypto().blob_id(&bytes);
+    if packer.claim(id) {
+        packer.add(BlobType::Tree, id, &bytes)?;
+    }
+    Ok(id)
+}
+
+/// Rewrites a tree without damaged entries; `None` when nothing changed.
+fn rewrite(
+    repo: &Repository,
+    index: &Index,
+    packer: &Packer,
+    id: &Id,
+    path: &mut Vec<u8>,
+    bad: &dyn Fn(&Id) -> bool,
+    removed: &mut Vec<String>,
+) -> Result<Option<Id>> {
+    let tree = repo.load_tree(index, id)?;
+    let mut changed = false;
+    let mut nodes = Vec::with_capacity(tree.nodes.len());
+    for mut node in tree.nodes {
+        let len = path.len();
+        path.push(b'/');
+        path.extend_from_slice(&node.name);
+        let shown = String::from_utf8_lossy(path).into_owned();
+        match node.kind {
+            NodeKind::File if node.content.iter().any(bad) => {
+                removed.push(shown);
+                changed = true;
+                path.truncate(len);
+                continue;
+            }
+            NodeKind::Dir => {
+                if let Some(sub) = node.subtree {
+                    if bad(&sub) || repo.load_tree(index, &sub).is_err() {
+                        removed.push(format!("{shown}/"));
+                        changed = true;
+                        path.truncate(len);
+                        continue;
+                    }
+                    if let Some(new) = rewrite(repo, index, packer, &sub, path, bad, removed)? {
+                        node.subtree = Some(new);
+                        changed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.truncate(len);
+        nodes.push(node);
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(save_tree(repo, packer, Tree { nodes })?))
+}
