@@ -26,6 +26,8 @@ pub enum FileKind {
     Pack,
     /// `locks/<id>`.
     Lock,
+    /// `parity/<pack id>`: Reed-Solomon parity of a pack (optional).
+    Parity,
 }
 
 impl FileKind {
@@ -47,6 +49,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Pack => "data",
             FileKind::Lock => "locks",
+            FileKind::Parity => "parity",
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Config {
     pub chunker: ChunkerParams,
     /// Target size of a pack file in bytes.
     pub pack_size: u32,
+    /// Reed-Solomon parity per pack, in percent of its size (0: none).
+    #[serde(default)]
+    pub parity_percent: u8,
 }
 
 impl Config {
@@ -48,6 +51,7 @@ impl Config {
             compression_level,
             chunker: ChunkerParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
+            parity_percent: 0,
         }
     }
 
@@ -93,6 +97,9 @@ impl Config {
                 &object,
                 format!("pack size {} out of 1 MiB..1 GiB", config.pack_size),
             ));
+        }
+        if config.parity_percent > 100 {
+            return Err(Error::corrupt(&object, format!("parity {}% out of 0..=100", config.parity_percent)));
         }
         Ok(config)
     }

@@ -21,6 +21,7 @@ pub mod keyfile;
 pub mod lock;
 pub mod pack;
 pub mod packer;
+pub mod parity;
 pub mod progress;
 pub mod repair;
 pub mod repo;

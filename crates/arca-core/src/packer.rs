@@ -28,6 +28,7 @@ struct Shared {
     backend: Arc<dyn Backend>,
     crypto: Crypto,
     compression: i32,
+    parity_percent: u8,
     dry_run: bool,
     /// Packs uploaded but not yet named by an index file.
     pending: Mutex<Vec<IndexPack>>,
@@ -54,6 +55,13 @@ impl Shared {
         let (bytes, id, entries) = builder.finish(&self.crypto);
         if !self.dry_run {
             self.backend.put(FileKind::Pack, &id.to_hex(), &bytes)?;
+            if self.parity_percent > 0 {
+                self.backend.put(
+                    FileKind::Parity,
+                    &id.to_hex(),
+                    &crate::parity::encode(&bytes, self.parity_percent),
+                )?;
+            }
         }
         self.packs_written.fetch_add(1, Ordering::Relaxed);
         let batch = {
@@ -115,6 +123,7 @@ impl Packer {
             backend: repo.backend().clone(),
             crypto: repo.crypto().clone(),
             compression: repo.config().compression_level,
+            parity_percent: repo.config().parity_percent,
             dry_run,
             pending: Mutex::new(Vec::new()),
             index_files: Mutex::new(Vec::new()),

@@ -49,12 +49,17 @@ impl Repository {
         password: Option<&str>,
         encryption: Encryption,
         compression_level: i32,
+        parity_percent: u8,
     ) -> Result<Repository> {
         let location = backend.location();
         if backend.exists(FileKind::Config, "config")? {
             return Err(Error::RepositoryExists(location));
         }
-        let config = Config::new(encryption, compression_level);
+        if parity_percent > 100 {
+            return Err(Error::Invalid(format!("parity {parity_percent}% is more than 100%")));
+        }
+        let mut config = Config::new(encryption, compression_level);
+        config.parity_percent = parity_percent;
         let master = MasterKey::random();
         let password = match encryption {
             Encryption::None => None,

@@ -89,6 +89,8 @@ pub struct VerifyResult {
     /// Damage that loses nothing (e.g. a damaged pack whose blobs all have
     /// intact copies elsewhere after self-healing): prune removes it.
     pub warnings: Vec<String>,
+    /// Packs rebuilt in place from their parity.
+    pub repaired: Vec<String>,
     pub errors: Vec<String>,
     pub restore_test: Option<RestoreTest>,
     pub duration_ms: u64,
@@ -149,6 +151,8 @@ struct PackCheck {
     /// False when the pack's header or trailer is damaged: the pack cannot
     /// be re-indexed, so this is never harmless.
     header_ok: bool,
+    /// Set when parity rebuilt the pack in place.
+    repaired: Option<String>,
     blobs_read: u64,
     read: bool,
 }
@@ -180,10 +184,14 @@ fn check_packs(
             let all = |d: Damage| blobs.iter().map(|(id, _)| (*id, d)).collect::<Vec<_>>();
             let reading = read(&pack.id);
             let r = match listed.get(&name) {
+                None if reading && repo.config().parity_percent > 0 => {
+                    check_blobs(repo, &name, &object, pack.size, blobs)
+                }
                 None => PackCheck {
                     bad: all(Damage::Missing),
                     problems: vec![format!("{object}: pack is missing")],
                     header_ok: true,
+                    repaired: None,
                     blobs_read: 0,
                     read: false,
                 },
@@ -191,6 +199,7 @@ fn check_packs(
                     bad: all(Damage::Corrupted),
                     problems: vec![format!("{object}: size {size} differs from the indexed {}", pack.size)],
                     header_ok: true,
+                    repaired: None,
                     blobs_read: 0,
                     read: false,
                 },
@@ -199,6 +208,7 @@ fn check_packs(
                     bad: Vec::new(),
                     problems: Vec::new(),
                     header_ok: true,
+                    repaired: None,
                     blobs_read: 0,
                     read: false,
                 },
@@ -209,22 +219,73 @@ fn check_packs(
         .collect())
 }
 
+/// Rebuilds a damaged pack from its parity and stores it in place.
+/// `Ok(None)`: the pack has no parity object.
+fn rebuild(
+    repo: &Repository,
+    name: &str,
+    object: &str,
+    bytes: &[u8],
+) -> std::result::Result<Option<(Vec<u8>, usize)>, String> {
+    let parity = match repo.backend().get(FileKind::Parity, name) {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(format!("{object}: parity unreadable: {e}")),
+    };
+    let id = Id::from_hex(name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
+    match crate::parity::repair(bytes, &parity, &id, object).map_err(|e| e.to_string())? {
+        crate::parity::Repair::Rebuilt { pack, shards } => {
+            // Content-addressed: replacing it with the correct bytes is safe.
+            repo.backend().put(FileKind::Pack, name, &pack).map_err(|e| format!("{object}: writing the rebuilt pack: {e}"))?;
+            Ok(Some((pack, shards)))
+        }
+        crate::parity::Repair::TooDamaged { damaged, correctable } => Err(format!(
+            "{object}: too damaged for parity: {damaged} of 64 shards are damaged, at most {correctable} can be rebuilt"
+        )),
+    }
+}
+
 /// Reads a whole pack and checks it and each of its indexed blobs.
 fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[(Id, BlobLoc)]) -> PackCheck {
-    let mut problems = Vec::new();
-    let bytes = match repo.backend().get(FileKind::Pack, name) {
+    let mut problems: Vec<String> = Vec::new();
+    let mut bytes = match repo.backend().get(FileKind::Pack, name) {
         Ok(b) => b,
+        Err(e) if e.is_not_found() && repo.config().parity_percent > 0 => Vec::new(),
         Err(e) => {
             let d = if e.is_not_found() { Damage::Missing } else { Damage::Corrupted };
             return PackCheck {
                 bad: blobs.iter().map(|(id, _)| (*id, d)).collect(),
                 problems: vec![format!("{object}: {e}")],
                 header_ok: true,
+                repaired: None,
                 blobs_read: 0,
                 read: true,
             };
         }
     };
+    let mut repaired = None;
+    if Id::of_bytes(&bytes).to_hex() != name && repo.config().parity_percent > 0 {
+        match rebuild(repo, name, object, &bytes) {
+            Ok(Some((pack, shards))) => {
+                bytes = pack;
+                repaired =
+                    Some(format!("{object}: rebuilt from parity ({shards} of 64 shards were damaged)"));
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    if bytes.is_empty() && size > 0 {
+        problems.push(format!("{object}: pack is missing"));
+        return PackCheck {
+            bad: blobs.iter().map(|(id, _)| (*id, Damage::Missing)).collect(),
+            problems,
+            header_ok: true,
+            repaired,
+            blobs_read: 0,
+            read: true,
+        };
+    }
     if bytes.len() as u64 != size {
         problems.push(format!("{object}: size {} differs from the indexed {size}", bytes.len()));
     }
@@ -255,7 +316,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
             bad.push((*id, Damage::Corrupted));
         }
     }
-    PackCheck { bad, problems, header_ok, blobs_read: blobs.len() as u64, read: true }
+    PackCheck { bad, problems, header_ok, repaired, blobs_read: blobs.len() as u64, read: true }
 }
 
 /// Blobs whose every stored copy is damaged or gone.
@@ -292,6 +353,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let started = std::time::Instant::now();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut repaired = Vec::new();
     let (index, index_errors) = repo.load_index_lenient()?;
     errors.extend(index_errors.iter().map(|e| e.to_string()));
 
@@ -312,6 +374,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
     for c in checks {
         packs_read += c.read as u64;
+        repaired.extend(c.repaired);
         blobs_checked += c.blobs_read;
         // Harmless damage: every damaged blob of the pack has an intact copy
         // elsewhere (self-healed), or the damaged bytes are ones no index
@@ -397,6 +460,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         blobs_checked,
         errors,
         warnings,
+        repaired,
         restore_test: None,
         duration_ms: started.elapsed().as_millis() as u64,
     })

@@ -85,6 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             let init = super::init::Args {
                 encryption: "xchacha20-poly1305".into(),
                 compression: arca_core::config::DEFAULT_COMPRESSION_LEVEL,
+                parity: 0,
             };
             super::init::create(cli, &loc, &init)?
         }

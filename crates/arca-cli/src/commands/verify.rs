@@ -89,6 +89,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             r.blobs_checked,
             r.duration_ms as f64 / 1000.0
         );
+        for r in &r.repaired {
+            outln!("repaired: {r}");
+        }
         for w in &r.warnings {
             outln!("warning: {w}");
         }
