@@ -28,6 +28,8 @@ pub enum FileKind {
     Lock,
     /// `parity/<pack id>`: Reed-Solomon parity of a pack (optional).
     Parity,
+    /// The single `policy` object: the stored retention policy (optional).
+    Policy,
 }
 
 impl FileKind {
@@ -43,7 +45,7 @@ impl FileKind {
     /// The folder (prefix) of this kind, relative to the repository root.
     pub fn dir(self) -> &'static str {
         match self {
-            FileKind::Config => "",
+            FileKind::Config | FileKind::Policy => "",
             FileKind::Key => "keys",
             FileKind::Snapshot => "snapshots",
             FileKind::Index => "index",
@@ -57,6 +59,7 @@ impl FileKind {
     pub fn path(self, name: &str) -> String {
         match self {
             FileKind::Config => "config".to_string(),
+            FileKind::Policy => "policy".to_string(),
             FileKind::Pack if name.len() >= 2 => format!("data/{}/{}", &name[..2], name),
             _ => format!("{}/{}", self.dir(), name),
         }

@@ -115,9 +115,10 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        if kind == FileKind::Config {
-            if let Ok(m) = fs::metadata(self.full(kind, "config")) {
-                out.push(Entry { name: "config".into(), size: m.len() });
+        if matches!(kind, FileKind::Config | FileKind::Policy) {
+            let name = kind.path("");
+            if let Ok(m) = fs::metadata(self.full(kind, &name)) {
+                out.push(Entry { name, size: m.len() });
             }
             return Ok(out);
         }

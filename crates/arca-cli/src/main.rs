@@ -24,6 +24,9 @@ pub struct Cli {
     /// Print one JSON document on stdout (progress and warnings go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Wait up to this long for a conflicting lock to be released (e.g. 30s, 10m, 1h).
+    #[arg(long, global = true, value_name = "DUR", value_parser = parse_wait)]
+    pub retry_lock: Option<std::time::Duration>,
     /// Configuration file with named jobs (used by the daemon).
     #[arg(long, global = true, env = "ARCA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -62,8 +65,30 @@ pub enum Command {
     /// Repair the index or the snapshots of a damaged repository.
     #[command(subcommand)]
     Repair(commands::repair::RepairCommand),
+    /// Remove snapshots by id or by a retention policy.
+    Forget(commands::forget::Args),
+    /// Reclaim the space of data no snapshot uses.
+    Prune(commands::prune::Args),
+    /// Keep a default retention policy in the repository.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+    /// Apply the stored policy and prune.
+    Cleanup(commands::policy::CleanupArgs),
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h"))?;
+    let secs = match &t[split..] {
+        "" | "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration {s:?}: use e.g. 30s, 10m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Exit codes of DESIGN §4.

@@ -51,6 +51,8 @@ pub struct BackupOptions {
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
     pub dry_run: bool,
+    /// How long to wait for an exclusive lock (prune) to be released.
+    pub lock_wait: std::time::Duration,
 }
 
 pub struct BackupResult {
@@ -426,7 +428,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let paths: Vec<String> = sources.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     let host = opts.host.clone().unwrap_or_else(hostname);
 
-    let _lock = if opts.dry_run { None } else { Some(repo.lock(false, "backup")?) };
+    let _lock = if opts.dry_run { None } else { Some(repo.lock_wait(false, "backup", opts.lock_wait)?) };
     let mut index = repo.load_index()?;
     let (adopted, mut absent) = reconcile_packs(repo, &index)?;
     if let Some(cache) = repo.cache() {

@@ -176,6 +176,39 @@ impl Repository {
         Lock::acquire(self.backend.clone(), self.crypto.clone(), exclusive, operation)
     }
 
+    /// Takes a lock, retrying for up to `wait` while the repository is locked.
+    pub fn lock_wait(&self, exclusive: bool, operation: &str, wait: std::time::Duration) -> Result<Lock> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(200);
+        loop {
+            match self.lock(exclusive, operation) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The retention policy stored in the repository, if any.
+    pub fn load_policy(&self) -> Result<Option<crate::forget::Policy>> {
+        let object = self.object_name(FileKind::Policy, "");
+        let stored = match self.backend.get(FileKind::Policy, "policy") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let plain = self.crypto.open(&stored).map_err(|e| Error::corrupt(&object, e.to_string()))?;
+        serde_json::from_slice(&plain).map(Some).map_err(|e| Error::corrupt(&object, e.to_string()))
+    }
+
+    pub fn save_policy(&self, policy: &crate::forget::Policy) -> Result<()> {
+        let plain = serde_json::to_vec(policy).expect("policy serializes");
+        self.backend.put(FileKind::Policy, "policy", &self.crypto.seal(&plain))?;
+        Ok(())
+    }
+
     /// Stores a sealed, compressed file named by the hash of its bytes.
     pub fn save_file(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
         let stored = self.crypto.seal(&compress::encode(plain, self.config.compression_level.max(1)));

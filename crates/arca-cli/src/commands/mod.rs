@@ -4,12 +4,16 @@ pub mod backup;
 pub mod diff;
 pub mod dump;
 pub mod export;
+pub mod forget;
 pub mod info;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod policy;
+pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod retention;
 pub mod snapshots;
 pub mod status;
 pub mod unlock;
@@ -36,6 +40,10 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Verify(a) => verify::run(cli, a),
         Command::Key(k) => key::run(cli, k),
         Command::Repair(r) => repair::run(cli, r),
+        Command::Forget(a) => forget::run(cli, a),
+        Command::Prune(a) => prune::run(cli, a),
+        Command::Policy(p) => policy::run(cli, p),
+        Command::Cleanup(a) => policy::cleanup(cli, a),
         Command::Unlock(a) => unlock::run(cli, a),
     }
 }
@@ -77,6 +85,11 @@ pub fn cache_root() -> Option<std::path::PathBuf> {
 
 pub fn open(cli: &Cli) -> Result<Repository> {
     open_at(cli, &locate(cli)?)
+}
+
+/// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
+pub fn lock(cli: &Cli, repo: &Repository, exclusive: bool, op: &str) -> Result<arca_core::lock::Lock> {
+    Ok(repo.lock_wait(exclusive, op, cli.retry_lock.unwrap_or_default())?)
 }
 
 /// Resolves a SNAP argument (`latest` or an id prefix).

@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
     let repo = super::open(cli)?;
     match cmd {
         RepairCommand::Index { read_data } => {
-            let _lock = repo.lock(true, "repair index")?;
+            let _lock = super::lock(cli, &repo, true, "repair index")?;
             let bar = progress::for_terminal(cli.json, "read");
             let r = repair_index(&repo, *read_data, bar.as_progress());
             bar.done();
@@ -50,7 +50,8 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
             }
         }
         RepairCommand::Snapshots { read_data, dry_run } => {
-            let _lock = if *dry_run { None } else { Some(repo.lock(false, "repair snapshots")?) };
+            let _lock =
+                if *dry_run { None } else { Some(super::lock(cli, &repo, false, "repair snapshots")?) };
             let bar = progress::for_terminal(cli.json, "checked");
             let r = repair_snapshots(&repo, *read_data, *dry_run, bar.as_progress());
             bar.done();

@@ -70,7 +70,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
         (None, None) => unreachable!("clap requires a snapshot or --at"),
     };
-    let _lock = repo.lock(false, "restore")?;
+    let _lock = super::lock(cli, &repo, false, "restore")?;
     let index = repo.load_index()?;
     let opts = RestoreOptions {
         target: args.target.clone(),

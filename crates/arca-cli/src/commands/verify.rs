@@ -44,7 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             anyhow::bail!("no snapshot matches the given --host/--tag in {}", repo.location());
         }
     }
-    let _lock = repo.lock(false, "verify")?;
+    let _lock = super::lock(cli, &repo, false, "verify")?;
     let bar = progress::for_terminal(cli.json, "checked");
     let opts = VerifyOptions {
         snapshots: ids.clone(),

@@ -1,0 +1,206 @@
+use anyhow::{bail, Result};
+use arca_backend::FileKind;
+use arca_core::forget::{apply, Decision, GroupBy, Policy};
+use arca_core::prune::{prune, PruneOptions, PruneResult};
+use arca_core::{Id, Repository};
+use serde::Serialize;
+
+use super::retention::{PolicyArgs, PruneArgs};
+use crate::{outln, output, progress, Cli};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Remove these snapshots (id prefixes), regardless of any policy.
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Group snapshots by these fields before applying the policy: host, paths, tags (comma separated).
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: GroupBy,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only consider snapshots with this tag.
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only consider snapshots that include this path.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Reclaim the space afterwards (see `arca prune`).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_args: PruneArgs,
+    /// Show what would be removed and why, without removing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Serialize)]
+pub struct GroupReport {
+    pub group: String,
+    pub snapshots: Vec<DecisionReport>,
+}
+
+#[derive(Serialize)]
+pub struct DecisionReport {
+    pub id: String,
+    pub time: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ForgetReport {
+    pub dry_run: bool,
+    pub removed: usize,
+    pub kept: Vec<String>,
+    pub removed_ids: Vec<String>,
+    pub reclaimed_bytes: u64,
+    pub groups: Vec<GroupReport>,
+    pub prune: Option<PruneResult>,
+}
+
+/// Applies a policy (or explicit ids) and removes the snapshot files.
+pub fn forget_with(
+    repo: &Repository,
+    policy: &Policy,
+    explicit: &[Id],
+    group_by: GroupBy,
+    filter: &dyn Fn(&arca_core::snapshot::Snapshot) -> bool,
+    dry_run: bool,
+) -> Result<ForgetReport> {
+    let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| filter(s)).collect();
+    let time_of =
+        |id: &Id| snaps.iter().find(|(i, _)| i == id).map(|(_, s)| s.time.clone()).unwrap_or_default();
+    let groups: Vec<(String, Vec<Decision>)> = if explicit.is_empty() {
+        apply(&snaps, policy, group_by, chrono::Local::now().fixed_offset()).into_iter().collect()
+    } else {
+        let d = snaps
+            .iter()
+            .map(|(id, _)| {
+                let remove = explicit.contains(id);
+                Decision {
+                    id: *id,
+                    keep: !remove,
+                    reasons: vec![if remove { "explicit" } else { "not named" }.into()],
+                }
+            })
+            .collect();
+        vec![("explicit".to_string(), d)]
+    };
+    let mut report = ForgetReport {
+        dry_run,
+        removed: 0,
+        kept: Vec::new(),
+        removed_ids: Vec::new(),
+        reclaimed_bytes: 0,
+        groups: Vec::new(),
+        prune: None,
+    };
+    for (key, decisions) in groups {
+        let mut g = GroupReport { group: key, snapshots: Vec::new() };
+        for d in decisions {
+            if d.keep {
+                report.kept.push(d.id.to_hex());
+            } else {
+                report.removed_ids.push(d.id.to_hex());
+            }
+            g.snapshots.push(DecisionReport {
+                id: d.id.to_hex(),
+                time: time_of(&d.id),
+                keep: d.keep,
+                reasons: d.reasons,
+            });
+        }
+        report.groups.push(g);
+    }
+    report.removed = report.removed_ids.len();
+    if !dry_run {
+        for id in &report.removed_ids {
+            repo.backend().delete(FileKind::Snapshot, id)?;
+        }
+    }
+    Ok(report)
+}
+
+pub fn print(report: &ForgetReport) -> Result<()> {
+    for g in &report.groups {
+        outln!("{}:", if g.group.is_empty() { "all snapshots" } else { &g.group });
+        for d in &g.snapshots {
+            outln!(
+                "  {} {:<8} {}  {}",
+                if d.keep { "keep  " } else { "remove" },
+                &d.id[..8],
+                d.time,
+                d.reasons.join(", ")
+            );
+        }
+    }
+    outln!(
+        "{} {} snapshots, kept {}",
+        if report.dry_run { "would remove" } else { "removed" },
+        report.removed,
+        report.kept.len()
+    );
+    if let Some(p) = &report.prune {
+        super::prune::print(p)?;
+    }
+    Ok(())
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
+    let repo = super::open(cli)?;
+    let policy = args.policy.to_policy()?;
+    let mut explicit = Vec::new();
+    for s in &args.snapshots {
+        explicit.push(super::snapshot(&repo, s)?.0);
+    }
+    if explicit.is_empty() && policy.is_empty() {
+        if cli.json {
+            output::json(
+                &serde_json::json!({"removed": 0, "kept": [], "removed_ids": [], "reclaimed_bytes": 0,
+                "message": "no policy given: nothing removed"}),
+            )?;
+        } else {
+            outln!("no snapshot ids and no policy given: nothing removed");
+        }
+        return Ok(0);
+    }
+    if !explicit.is_empty() && !policy.is_empty() {
+        bail!("give either snapshot ids or a policy, not both");
+    }
+    let want_path = args
+        .path
+        .as_deref()
+        .map(|p| {
+            arca_core::backup::normalize(std::path::Path::new(p)).map(|p| p.to_string_lossy().into_owned())
+        })
+        .transpose()?;
+    let filter = |s: &arca_core::snapshot::Snapshot| {
+        args.host.as_ref().is_none_or(|h| &s.host == h)
+            && (args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
+            && want_path.as_ref().is_none_or(|p| s.paths.contains(p))
+    };
+    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "forget")?) };
+    let mut report = forget_with(&repo, &policy, &explicit, args.group_by, &filter, args.dry_run)?;
+    if args.prune {
+        let opts = PruneOptions {
+            max_unused_percent: args.prune_args.max_unused,
+            max_repack_bytes: args.prune_args.max_repack_size,
+            dry_run: args.dry_run,
+        };
+        let bar = progress::for_terminal(cli.json, "marked");
+        let p = prune(&repo, &opts, bar.as_progress());
+        bar.done();
+        let p = p?;
+        report.reclaimed_bytes = p.bytes_reclaimed;
+        report.prune = Some(p);
+    }
+    if cli.json {
+        output::json(&report)?;
+    } else {
+        print(&report)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,96 @@
+use anyhow::{bail, Result};
+use arca_core::prune::{prune, PruneOptions};
+
+use super::retention::{PolicyArgs, PruneArgs};
+use crate::{outln, output, progress, Cli};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Store the default retention policy in the repository (every client applies the same).
+    Set(PolicyArgs),
+    /// Show the stored policy.
+    Show,
+    /// Remove the stored policy.
+    Clear,
+}
+
+pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
+    let repo = super::open(cli)?;
+    match cmd {
+        PolicyCommand::Set(a) => {
+            let p = a.to_policy()?;
+            if p.is_empty() {
+                bail!("the policy has no rule: give at least one --keep-* or --max-* option");
+            }
+            repo.save_policy(&p)?;
+            if cli.json {
+                output::json(&p)?;
+            } else {
+                outln!("policy stored: {}", serde_json::to_string(&p)?);
+            }
+        }
+        PolicyCommand::Show => {
+            let p = repo.load_policy()?;
+            if cli.json {
+                output::json(&p)?;
+            } else {
+                match p {
+                    Some(p) => outln!("{}", serde_json::to_string_pretty(&p)?),
+                    None => outln!("no policy stored"),
+                }
+            }
+        }
+        PolicyCommand::Clear => {
+            repo.backend().delete(arca_backend::FileKind::Policy, "policy")?;
+            if !cli.json {
+                outln!("policy removed");
+            } else {
+                output::json(&serde_json::json!({"cleared": true}))?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Show what would be removed without changing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// Applies the stored policy, then prunes.
+pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
+    let repo = super::open(cli)?;
+    let Some(policy) = repo.load_policy()? else {
+        bail!("no retention policy is stored in {}: run `arca policy set` first", repo.location());
+    };
+    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "cleanup")?) };
+    let mut report = super::forget::forget_with(
+        &repo,
+        &policy,
+        &[],
+        arca_core::forget::GroupBy { host: true, paths: true, tags: false },
+        &|_| true,
+        args.dry_run,
+    )?;
+    let opts = PruneOptions {
+        max_unused_percent: args.prune.max_unused,
+        max_repack_bytes: args.prune.max_repack_size,
+        dry_run: args.dry_run,
+    };
+    let bar = progress::for_terminal(cli.json, "marked");
+    let p = prune(&repo, &opts, bar.as_progress());
+    bar.done();
+    let p = p?;
+    report.reclaimed_bytes = p.bytes_reclaimed;
+    report.prune = Some(p);
+    if cli.json {
+        output::json(&report)?;
+    } else {
+        super::forget::print(&report)?;
+    }
+    Ok(0)
+}

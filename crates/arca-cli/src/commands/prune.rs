@@ -1,0 +1,56 @@
+use anyhow::Result;
+use arca_core::prune::{prune, PruneOptions, PruneResult};
+
+use super::retention::PruneArgs;
+use crate::{outln, output, progress, Cli};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Report what would be done without changing anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+pub fn print(r: &PruneResult) -> Result<()> {
+    outln!(
+        "{}: {} packs removed, {} repacked ({}), {} kept; {} reclaimed; {} blobs used, {} unused{}",
+        if r.dry_run { "prune (dry run)" } else { "pruned" },
+        r.packs_removed,
+        r.packs_repacked,
+        output::bytes(r.bytes_repacked),
+        r.packs_kept,
+        output::bytes(r.bytes_reclaimed),
+        r.blobs_used,
+        r.blobs_unused,
+        if r.blobs_missing > 0 {
+            format!("; {} used blobs are MISSING (run verify)", r.blobs_missing)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
+    let repo = super::open(cli)?;
+    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "prune")?) };
+    let opts = PruneOptions {
+        max_unused_percent: args.prune.max_unused,
+        max_repack_bytes: args.prune.max_repack_size,
+        dry_run: args.dry_run,
+    };
+    let bar = progress::for_terminal(cli.json, "marked");
+    let r = prune(&repo, &opts, bar.as_progress());
+    bar.done();
+    let r = r?;
+    if cli.json {
+        output::json(&serde_json::json!({
+            "packs_removed": r.packs_removed, "bytes_reclaimed": r.bytes_reclaimed, "detail": r,
+        }))?;
+    } else {
+        print(&r)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,294 @@
+//! Retention policies: which snapshots to keep.
+//!
+//! Semantics follow restic's: snapshots are grouped (by host and paths by
+//! default), sorted newest first; each bucket rule (`hourly`, `daily`, …)
+//! keeps the newest snapshot of each of its N most recent buckets that hold
+//! a snapshot; `last` keeps the N newest; `within` keeps those taken less
+//! than a duration before the group's newest; `tags` keeps tagged ones. A
+//! snapshot is kept when any rule keeps it. Then two caps: `max_versions`
+//! removes the oldest kept ones beyond N, `max_age` removes those older than
+//! a duration before now. The newest snapshot of a group is never removed
+//! unless `allow_empty` is set.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, FixedOffset, Timelike};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Keep what was taken within this many seconds before the group's newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tags: Vec<String>,
+    /// Never more than this many per group (oldest go first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u32>,
+    /// Remove what is older than this many seconds before now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<i64>,
+    /// Allow removing the newest snapshot of a group.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+impl Policy {
+    /// Whether the policy has any rule at all. A policy without one removes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_hourly.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+            && self.keep_yearly.is_none()
+            && self.keep_within_secs.is_none()
+            && self.keep_tags.is_empty()
+            && self.max_versions.is_none()
+            && self.max_age_secs.is_none()
+    }
+
+    fn has_keep_rule(&self) -> bool {
+        self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within_secs.is_some()
+            || !self.keep_tags.is_empty()
+    }
+}
+
+/// Parses a duration such as `30d`, `12h`, `2w`, `6m`, `1y6m` or `90min`, in
+/// seconds. Units as restic's: y = 365 days, m (or mo) = 30 days (months, not
+/// minutes: `min` is minutes), w, d (the default), h, s.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    let bad =
+        || Error::Invalid(format!("invalid duration {s:?}: use e.g. 30d, 12h, 2w, 6m (months), 1y, 90min"));
+    let mut total: i64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let secs = match unit {
+            "y" => 365 * 86400,
+            "mo" | "m" => 30 * 86400,
+            "w" => 7 * 86400,
+            "d" | "" => 86400,
+            "h" => 3600,
+            "min" => 60,
+            "s" => 1,
+            _ => return Err(bad()),
+        };
+        total = n.checked_mul(secs).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// Why a snapshot is kept, or that it is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub id: Id,
+    pub keep: bool,
+    /// The rules that keep it (`last`, `hourly`, …, `within`, `tag`, `newest`, `id`),
+    /// or why it goes (`max-versions`, `max-age`, `explicit`, `policy`).
+    pub reasons: Vec<String>,
+}
+
+/// How snapshots are grouped before a policy applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupBy {
+    pub host: bool,
+    pub paths: bool,
+    pub tags: bool,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut g = GroupBy::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "host" => g.host = true,
+                "paths" | "path" => g.paths = true,
+                "tags" | "tag" => g.tags = true,
+                _ => {
+                    return Err(format!(
+                        "unknown group {part:?}: use host, paths, tags (comma separated) or ''"
+                    ))
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+pub fn group_key(s: &Snapshot, by: GroupBy) -> String {
+    let mut key = Vec::new();
+    if by.host {
+        key.push(format!("host={}", s.host));
+    }
+    if by.paths {
+        let mut p = s.paths.clone();
+        p.sort();
+        key.push(format!("paths={}", p.join(",")));
+    }
+    if by.tags {
+        let mut t = s.tags.clone();
+        t.sort();
+        key.push(format!("tags={}", t.join(",")));
+    }
+    key.join(" ")
+}
+
+type Bucket = fn(&DateTime<FixedOffset>) -> i64;
+
+fn hourly(t: &DateTime<FixedOffset>) -> i64 {
+    daily(t) * 100 + t.hour() as i64
+}
+fn daily(t: &DateTime<FixedOffset>) -> i64 {
+    t.year() as i64 * 10000 + t.month() as i64 * 100 + t.day() as i64
+}
+fn weekly(t: &DateTime<FixedOffset>) -> i64 {
+    let w = t.iso_week();
+    w.year() as i64 * 100 + w.week() as i64
+}
+fn monthly(t: &DateTime<FixedOffset>) -> i64 {
+    t.year() as i64 * 100 + t.month() as i64
+}
+fn yearly(t: &DateTime<FixedOffset>) -> i64 {
+    t.year() as i64
+}
+
+/// Applies `policy` to one group; `snaps` in any order. Returns decisions
+/// newest first.
+pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<FixedOffset>) -> Vec<Decision> {
+    let mut sorted: Vec<(Id, DateTime<FixedOffset>, &Snapshot)> =
+        snaps.iter().map(|(id, s)| (*id, s.timestamp(), *s)).collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
+    if let Some(n) = policy.keep_last {
+        for r in reasons.iter_mut().take(n as usize) {
+            r.push("last".into());
+        }
+    }
+    let rules: [(&str, Option<u32>, Bucket); 5] = [
+        ("hourly", policy.keep_hourly, hourly),
+        ("daily", policy.keep_daily, daily),
+        ("weekly", policy.keep_weekly, weekly),
+        ("monthly", policy.keep_monthly, monthly),
+        ("yearly", policy.keep_yearly, yearly),
+    ];
+    for (name, count, bucket) in rules {
+        let Some(mut left) = count else { continue };
+        let mut last: Option<i64> = None;
+        for (i, (_, t, _)) in sorted.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let b = bucket(t);
+            if last != Some(b) {
+                reasons[i].push(name.to_string());
+                last = Some(b);
+                left -= 1;
+            }
+        }
+    }
+    if let (Some(within), Some(newest)) = (policy.keep_within_secs, sorted.first()) {
+        for (i, (_, t, _)) in sorted.iter().enumerate() {
+            if (newest.1 - *t).num_seconds() < within {
+                reasons[i].push("within".into());
+            }
+        }
+    }
+    for (i, (_, _, s)) in sorted.iter().enumerate() {
+        if s.tags.iter().any(|t| policy.keep_tags.contains(t)) {
+            reasons[i].push("tag".into());
+        }
+    }
+    let mut keep: Vec<bool> = if policy.has_keep_rule() {
+        reasons.iter().map(|r| !r.is_empty()).collect()
+    } else {
+        // Only caps: everything is kept up to them.
+        vec![true; sorted.len()]
+    };
+    let mut removed_by: Vec<Option<&str>> = vec![None; sorted.len()];
+    if let Some(max) = policy.max_versions {
+        let mut kept = 0;
+        for i in 0..sorted.len() {
+            if keep[i] {
+                kept += 1;
+                if kept > max {
+                    keep[i] = false;
+                    removed_by[i] = Some("max-versions");
+                }
+            }
+        }
+    }
+    if let Some(age) = policy.max_age_secs {
+        for (i, (_, t, _)) in sorted.iter().enumerate() {
+            if keep[i] && (now - *t).num_seconds() > age {
+                keep[i] = false;
+                removed_by[i] = Some("max-age");
+            }
+        }
+    }
+    if !policy.allow_empty && !sorted.is_empty() && !keep[0] {
+        keep[0] = true;
+        reasons[0].push("newest".into());
+    }
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _, _))| Decision {
+            id: *id,
+            keep: keep[i],
+            reasons: if keep[i] {
+                reasons[i].clone()
+            } else {
+                vec![removed_by[i].unwrap_or("policy").to_string()]
+            },
+        })
+        .collect()
+}
+
+/// Applies a policy to every group. Groups are returned in key order.
+pub fn apply(
+    snaps: &[(Id, Snapshot)],
+    policy: &Policy,
+    group_by: GroupBy,
+    now: DateTime<FixedOffset>,
+) -> BTreeMap<String, Vec<Decision>> {
+    let mut groups: BTreeMap<String, Vec<(Id, &Snapshot)>> = BTreeMap::new();
+    for (id, s) in snaps {
+        groups.entry(group_key(s, group_by)).or_default().push((*id, s));
+    }
+    groups.into_iter().map(|(k, v)| (k, apply_group(&v, policy, now))).collect()
+}
