@@ -292,3 +292,159 @@ pub fn apply(
     }
     groups.into_iter().map(|(k, v)| (k, apply_group(&v, policy, now))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Strategy as SnapStrategy, Summary};
+    use proptest::prelude::*;
+    use std::collections::{BTreeSet, HashSet};
+
+    fn snap(time: &str, tags: &[&str]) -> Snapshot {
+        Snapshot {
+            version: 1,
+            time: time.to_string(),
+            tree: Id::default(),
+            paths: vec!["/p".into()],
+            host: "h".into(),
+            user: String::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            strategy: SnapStrategy::Full,
+            parent: None,
+            size: 0,
+            files: 0,
+            summary: Summary::default(),
+            program_version: String::new(),
+            repaired_from: None,
+        }
+    }
+
+    fn id(i: usize) -> Id {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        Id(b)
+    }
+
+    fn kept(snaps: &[(Id, Snapshot)], p: &Policy, now: &str) -> BTreeSet<Id> {
+        let now = DateTime::parse_from_rfc3339(now).unwrap();
+        let refs: Vec<(Id, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
+        apply_group(&refs, p, now).into_iter().filter(|d| d.keep).map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn calendar_boundaries() {
+        // 2020-12-31 (Thu) and 2021-01-01..03 are ISO week 53 of 2020; 2021-01-04 starts week 1.
+        let times = ["2020-12-30T12:00:00Z", "2020-12-31T23:00:00Z", "2021-01-01T01:00:00Z", "2021-01-03T10:00:00Z", "2021-01-04T09:00:00Z"];
+        let snaps: Vec<(Id, Snapshot)> = times.iter().enumerate().map(|(i, t)| (id(i), snap(t, &[]))).collect();
+        let now = "2021-02-01T00:00:00Z";
+        let weekly = Policy { keep_weekly: Some(2), ..Default::default() };
+        assert_eq!(kept(&snaps, &weekly, now), [id(3), id(4)].into());
+        let yearly = Policy { keep_yearly: Some(5), ..Default::default() };
+        assert_eq!(kept(&snaps, &yearly, now), [id(1), id(4)].into());
+        let monthly = Policy { keep_monthly: Some(1), ..Default::default() };
+        assert_eq!(kept(&snaps, &monthly, now), [id(4)].into());
+        let daily = Policy { keep_daily: Some(3), ..Default::default() };
+        assert_eq!(kept(&snaps, &daily, now), [id(2), id(3), id(4)].into());
+        // Caps and the protection of the newest.
+        let age = Policy { max_age_secs: Some(1), ..Default::default() };
+        assert_eq!(kept(&snaps, &age, now), [id(4)].into());
+        let age_empty = Policy { max_age_secs: Some(1), allow_empty: true, ..Default::default() };
+        assert!(kept(&snaps, &age_empty, now).is_empty());
+        let versions = Policy { max_versions: Some(2), ..Default::default() };
+        assert_eq!(kept(&snaps, &versions, now), [id(3), id(4)].into());
+        let within = Policy { keep_within_secs: Some(parse_duration("2d").unwrap()), ..Default::default() };
+        assert_eq!(kept(&snaps, &within, now), [id(3), id(4)].into());
+        assert_eq!(parse_duration("1y6m2d12h").unwrap(), 365 * 86400 + 180 * 86400 + 2 * 86400 + 12 * 3600);
+        assert!(parse_duration("5x").is_err() && parse_duration("").is_err() && parse_duration("d").is_err());
+    }
+
+    /// The reference model: the rules as set definitions, written
+    /// independently of the single-pass implementation.
+    fn model(snaps: &[(Id, Snapshot)], p: &Policy, now: DateTime<FixedOffset>) -> BTreeSet<Id> {
+        let mut order: Vec<(DateTime<FixedOffset>, Id, &Snapshot)> =
+            snaps.iter().map(|(i, s)| (s.timestamp(), *i, s)).collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        let mut keep: HashSet<Id> = HashSet::new();
+        let any_rule = p.has_keep_rule();
+        if let Some(n) = p.keep_last {
+            keep.extend(order.iter().take(n as usize).map(|o| o.1));
+        }
+        let buckets: [(Option<u32>, fn(&DateTime<FixedOffset>) -> String); 5] = [
+            (p.keep_hourly, |t| t.format("%Y-%m-%d %H").to_string()),
+            (p.keep_daily, |t| t.format("%Y-%m-%d").to_string()),
+            (p.keep_weekly, |t| t.format("%G-W%V").to_string()),
+            (p.keep_monthly, |t| t.format("%Y-%m").to_string()),
+            (p.keep_yearly, |t| t.format("%Y").to_string()),
+        ];
+        for (n, f) in buckets {
+            let Some(n) = n else { continue };
+            // The newest snapshot of each bucket, buckets ordered by their newest member.
+            let mut seen: Vec<String> = Vec::new();
+            for o in &order {
+                let b = f(&o.0);
+                if !seen.contains(&b) {
+                    seen.push(b);
+                    if seen.len() <= n as usize {
+                        keep.insert(o.1);
+                    }
+                }
+            }
+        }
+        if let Some(w) = p.keep_within_secs {
+            let newest = order[0].0;
+            keep.extend(order.iter().filter(|o| (newest - o.0).num_seconds() < w).map(|o| o.1));
+        }
+        keep.extend(order.iter().filter(|o| o.2.tags.iter().any(|t| p.keep_tags.contains(t))).map(|o| o.1));
+        let mut result: Vec<Id> = order.iter().map(|o| o.1).filter(|i| !any_rule || keep.contains(i)).collect();
+        if let Some(m) = p.max_versions {
+            result.truncate(m as usize);
+        }
+        if let Some(a) = p.max_age_secs {
+            result.retain(|i| {
+                let t = order.iter().find(|o| o.1 == *i).unwrap().0;
+                (now - t).num_seconds() <= a
+            });
+        }
+        if !p.allow_empty && !result.contains(&order[0].1) {
+            result.push(order[0].1);
+        }
+        result.into_iter().collect()
+    }
+
+    fn policy_strategy() -> impl Strategy<Value = Policy> {
+        let n = || proptest::option::weighted(0.4, 0u32..6);
+        (n(), n(), n(), n(), n(), n(), proptest::option::weighted(0.2, 0i64..2_000_000), proptest::bool::weighted(0.2), n(), proptest::option::weighted(0.2, 0i64..40_000_000), any::<bool>())
+            .prop_map(|(l, h, d, w, m, y, within, tag, mv, age, ae)| Policy {
+                keep_last: l,
+                keep_hourly: h,
+                keep_daily: d,
+                keep_weekly: w,
+                keep_monthly: m,
+                keep_yearly: y,
+                keep_within_secs: within,
+                keep_tags: if tag { vec!["keep".into()] } else { vec![] },
+                max_versions: mv,
+                max_age_secs: age,
+                allow_empty: ae,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn matches_the_reference_model(
+            offsets in proptest::collection::vec((0i64..60_000_000, proptest::bool::weighted(0.1)), 1..40),
+            p in policy_strategy(),
+        ) {
+            let base = DateTime::parse_from_rfc3339("2019-06-01T00:00:00+02:00").unwrap();
+            let snaps: Vec<(Id, Snapshot)> = offsets.iter().enumerate().map(|(i, (o, tagged))| {
+                let t = base + chrono::TimeDelta::seconds(*o);
+                (id(i), snap(&t.to_rfc3339(), if *tagged { &["keep"] } else { &[] }))
+            }).collect();
+            let now = base + chrono::TimeDelta::seconds(62_000_000);
+            let refs: Vec<(Id, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
+            let got: BTreeSet<Id> = apply_group(&refs, &p, now).into_iter().filter(|d| d.keep).map(|d| d.id).collect();
+            prop_assert_eq!(got, model(&snaps, &p, now));
+        }
+    }
+}
