@@ -139,8 +139,10 @@ impl Fx {
         fs::write(src.join("b/t1.txt"), "text one, changed for the second snapshot\n").unwrap();
         let snap2 = arca.backup(&[&src], &[]);
         let packs2: BTreeSet<_> = files_below(&arca.repo.join("data")).difference(&packs1).cloned().collect();
-        let index2: BTreeSet<_> = files_below(&arca.repo.join("index")).difference(&index1).cloned().collect();
-        let big: Vec<_> = packs1.iter().filter(|p| fs::metadata(p).unwrap().len() > 64 * 1024).cloned().collect();
+        let index2: BTreeSet<_> =
+            files_below(&arca.repo.join("index")).difference(&index1).cloned().collect();
+        let big: Vec<_> =
+            packs1.iter().filter(|p| fs::metadata(p).unwrap().len() > 64 * 1024).cloned().collect();
         assert_eq!(big.len(), 1, "backup 1 writes exactly one big data pack: {packs1:?}");
         assert!(packs1.len() >= 2, "backup 1 writes a data pack and a tree pack: {packs1:?}");
         assert!(!packs2.is_empty() && !index2.is_empty(), "backup 2 writes packs and an index");
@@ -210,7 +212,9 @@ impl Fx {
 
 fn set_of(v: &Value, key: &str) -> BTreeSet<String> {
     match v.get(key).and_then(Value::as_array) {
-        Some(a) => a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect(),
+        Some(a) => {
+            a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
+        }
         None => BTreeSet::from([format!("<field `{key}` missing or not an array>")]),
     }
 }
@@ -291,7 +295,9 @@ fn check_report_union(c: &mut Checks, what: &str, out: &Out, expected: &[(&str, 
                         out.describe()
                     )
                 });
-                c.check(s["valid"] == false, || format!("{what}: snapshot {} should be invalid: {s}", &id[..8]));
+                c.check(s["valid"] == false, || {
+                    format!("{what}: snapshot {} should be invalid: {s}", &id[..8])
+                });
             }
         }
     }
@@ -322,12 +328,15 @@ fn check_salvage(
     damaged: &BTreeSet<String>,
 ) {
     let target = fx.next_target();
-    let args: Vec<OsString> = vec!["restore".into(), snap.into(), "--target".into(), target.clone().into_os_string()];
+    let args: Vec<OsString> =
+        vec!["restore".into(), snap.into(), "--target".into(), target.clone().into_os_string()];
     let out = fx.arca.run_json(&args);
     let what = format!("restore {} from the damaged repository", &snap[..snap.len().min(8)]);
     let whole = damaged.is_empty();
     let want_code = if whole { 0 } else { 1 };
-    c.check(out.code == want_code, || format!("{what}: exit code {} (want {want_code}): {}", out.code, out.describe()));
+    c.check(out.code == want_code, || {
+        format!("{what}: exit code {} (want {want_code}): {}", out.code, out.describe())
+    });
     let v = out.json();
     c.check(v["success"] == Value::Bool(whole), || format!("{what}: success should be {whole}: {v:#}"));
     let errs: Vec<String> = v["errors"]
@@ -346,10 +355,14 @@ fn check_salvage(
         } else {
             match fs::read(&r) {
                 Ok(got) => {
-                    c.check(&got == bytes, || format!("{what}: intact file {f} restored with different bytes"));
+                    c.check(&got == bytes, || {
+                        format!("{what}: intact file {f} restored with different bytes")
+                    });
                 }
                 Err(e) => {
-                    c.check(false, || format!("{what}: intact file {f} was not restored ({e}): {}", out.describe()));
+                    c.check(false, || {
+                        format!("{what}: intact file {f} was not restored ({e}): {}", out.describe())
+                    });
                 }
             }
         }
@@ -370,10 +383,14 @@ fn current_contents(fx: &Fx) -> BTreeMap<String, Vec<u8>> {
 fn check_clean(c: &mut Checks, fx: &Fx, what: &str) -> Value {
     let out = fx.verify(&["--read-data"]);
     let v = out.json();
-    c.check(out.code == 0, || format!("{what}: verify --read-data exit {} (want 0): {}", out.code, out.describe()));
+    c.check(out.code == 0, || {
+        format!("{what}: verify --read-data exit {} (want 0): {}", out.code, out.describe())
+    });
     c.check(v["valid"] == true, || format!("{what}: valid should be true: {v:#}"));
     for k in ["corrupted", "missing", "errors"] {
-        c.check(jarr_opt(&v, k).is_some_and(|a| a.is_empty()), || format!("{what}: `{k}` should be empty: {v:#}"));
+        c.check(jarr_opt(&v, k).is_some_and(|a| a.is_empty()), || {
+            format!("{what}: `{k}` should be empty: {v:#}")
+        });
     }
     if let Some(snaps) = v["snapshots"].as_array() {
         for s in snaps {
@@ -491,7 +508,9 @@ fn data_pack_byte_flip_exact_file() {
 
     // Remedy: back up again (verify --read-data recorded the damaged blob).
     let b = backup_again(&fx);
-    c.check(ju64(&b["summary"], "bytes_added") > 0, || format!("the new backup stores the damaged chunk again: {b:#}"));
+    c.check(ju64(&b["summary"], "bytes_added") > 0, || {
+        format!("the new backup stores the damaged chunk again: {b:#}")
+    });
     let v = check_clean(&mut c, &fx, "after backup again");
     c.check(jarr_opt(&v, "warnings").is_some_and(|w| !w.is_empty()), || {
         format!("the damaged copy that lost nothing is reported in warnings: {v:#}")
@@ -520,7 +539,9 @@ fn data_pack_byte_flip_encrypted() {
     for id in [fx.id1(), fx.id2()] {
         let s = snap_entry(&v, id);
         c.check(
-            s.is_some_and(|s| set_of(s, "corrupted") == cor && set_of(s, "missing").is_empty() && s["valid"] == false),
+            s.is_some_and(|s| {
+                set_of(s, "corrupted") == cor && set_of(s, "missing").is_empty() && s["valid"] == false
+            }),
             || format!("snapshot {} reports exactly {cor:?}: {v:#}", &id[..8]),
         );
     }
@@ -548,7 +569,8 @@ fn tree_pack_byte_flip_folder() {
             }
         }
     }
-    let (pack, at) = hit.expect("the tree blob of a/ (naming f1.bin and f3.bin) is in a tree pack of backup 1");
+    let (pack, at) =
+        hit.expect("the tree blob of a/ (naming f1.bin and f3.bin) is in a tree pack of backup 1");
     flip(&pack, at);
 
     let a_dir = sset(&[fx.dir("a")]);
@@ -561,13 +583,18 @@ fn tree_pack_byte_flip_folder() {
         // A damaged tree is damage (corrupted); accept "missing" too, but
         // the folder must be reported exactly, with its trailing slash.
         c.check((gc == a_dir && gm.is_empty()) || (gm == a_dir && gc.is_empty()), || {
-            format!("snapshot {}: want exactly {a_dir:?} reported, got corrupted {gc:?} missing {gm:?}: {v:#}", &id[..8])
+            format!(
+                "snapshot {}: want exactly {a_dir:?} reported, got corrupted {gc:?} missing {gm:?}: {v:#}",
+                &id[..8]
+            )
         });
         c.check(s["valid"] == false, || format!("snapshot {} invalid: {s}", &id[..8]));
     }
     // Structure-only verify loads every tree: it sees the damaged tree too.
     let out = fx.verify(&[]);
-    c.check(out.code == 4, || format!("structure-only verify loads trees and must see the damage: {}", out.describe()));
+    c.check(out.code == 4, || {
+        format!("structure-only verify loads trees and must see the damage: {}", out.describe())
+    });
 
     let damaged: BTreeSet<String> = BIG.iter().map(|(n, _)| fx.p(n)).collect();
     check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &damaged);
@@ -618,7 +645,9 @@ fn tree_pack_byte_flip_root() {
     // a source state that no longer exists, so it cannot be healed).
     let b = backup_again(&fx);
     let out = fx.verify(&["--read-data", jstr(&b, "id")]);
-    c.check(out.code == 0 && out.json()["valid"] == true, || format!("new snapshot verifies clean: {}", out.describe()));
+    c.check(out.code == 0 && out.json()["valid"] == true, || {
+        format!("new snapshot verifies clean: {}", out.describe())
+    });
     c.finish();
 }
 
@@ -634,9 +663,12 @@ fn tree_pack_byte_flip_encrypted() {
     for args in [&["--read-data"][..], &[][..]] {
         let out = fx.verify(args);
         let v = out.json();
-        c.check(out.code == 4 && v["valid"] == false, || format!("verify {args:?}: exit 4, invalid: {}", out.describe()));
+        c.check(out.code == 4 && v["valid"] == false, || {
+            format!("verify {args:?}: exit 4, invalid: {}", out.describe())
+        });
         let s1 = snap_entry(&v, fx.id1()).cloned().unwrap_or(Value::Null);
-        let reported: BTreeSet<String> = set_of(&s1, "corrupted").union(&set_of(&s1, "missing")).cloned().collect();
+        let reported: BTreeSet<String> =
+            set_of(&s1, "corrupted").union(&set_of(&s1, "missing")).cloned().collect();
         c.check(
             s1["valid"] == false
                 && (reported.iter().any(|p| p.ends_with('/'))
@@ -667,10 +699,15 @@ fn index_byte_flip() {
     for args in [&[][..], &["--read-data"][..]] {
         let out = fx.verify(args);
         let v = check_report(&mut c, &format!("verify {args:?}"), &out, &expect);
-        c.check(errors_mention(&v, &name), || format!("verify {args:?}: errors should name index {name}: {v:#}"));
+        c.check(errors_mention(&v, &name), || {
+            format!("verify {args:?}: errors should name index {name}: {v:#}")
+        });
     }
-    let damaged: BTreeSet<String> =
-        BIG.iter().map(|(n, _)| fx.p(n)).chain(["b/t1.orig", "b/t2.txt", "b/t3.txt"].map(|n| fx.p(n))).collect();
+    let damaged: BTreeSet<String> = BIG
+        .iter()
+        .map(|(n, _)| fx.p(n))
+        .chain(["b/t1.orig", "b/t2.txt", "b/t3.txt"].map(|n| fx.p(n)))
+        .collect();
     check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &damaged);
 
     let out = fx.arca.run_json(&["repair", "index"]);
@@ -693,16 +730,23 @@ fn snapshot_byte_flip() {
     for args in [&[][..], &["--read-data"][..]] {
         let out = fx.verify(args);
         let v = out.json();
-        c.check(out.code == 4 && v["valid"] == false, || format!("verify {args:?}: exit 4, invalid: {}", out.describe()));
-        c.check(errors_mention(&v, fx.id1()), || format!("verify {args:?}: an error names snapshot {}: {v:#}", fx.id1()));
+        c.check(out.code == 4 && v["valid"] == false, || {
+            format!("verify {args:?}: exit 4, invalid: {}", out.describe())
+        });
+        c.check(errors_mention(&v, fx.id1()), || {
+            format!("verify {args:?}: an error names snapshot {}: {v:#}", fx.id1())
+        });
         let s2 = snap_entry(&v, fx.id2()).cloned().unwrap_or(Value::Null);
         c.check(s2["valid"] == true, || format!("verify {args:?}: snapshot 2 is listed and valid: {v:#}"));
     }
     let out = fx.arca.run_json(&["snapshots"]);
     c.check(out.code == 0, || format!("`snapshots` still lists the intact snapshot: {}", out.describe()));
     if out.code == 0 {
-        let ids: Vec<String> =
-            out.json().as_array().map(|a| a.iter().map(|s| jstr(s, "id").to_string()).collect()).unwrap_or_default();
+        let ids: Vec<String> = out
+            .json()
+            .as_array()
+            .map(|a| a.iter().map(|s| jstr(s, "id").to_string()).collect())
+            .unwrap_or_default();
         c.check(ids.contains(&fx.id2().to_string()), || format!("`snapshots` lists snapshot 2: {ids:?}"));
     }
     // Restorable by id and as `latest` (snapshot 2 is the latest).
@@ -764,10 +808,9 @@ fn key_byte_flip() {
     c.check(out.code == 1, || format!("first password, its key damaged: exit 1: {}", out.describe()));
     let second = fx.arca.with_password("second password");
     let out = second.run_json(&["snapshots"]);
-    c.check(
-        out.code == 0 && out.json().as_array().is_some_and(|a| a.len() == 2),
-        || format!("the second password still opens the repository: {}", out.describe()),
-    );
+    c.check(out.code == 0 && out.json().as_array().is_some_and(|a| a.len() == 2), || {
+        format!("the second password still opens the repository: {}", out.describe())
+    });
     let target = fx.next_target();
     let out = second.run_json(&["restore", "latest", "--target", target.to_str().unwrap()]);
     c.check(out.code == 0, || format!("restore with the second password: {}", out.describe()));
@@ -807,8 +850,7 @@ fn pack_deleted() {
     let fx = Fx::new(20, &[]);
     let mut c = Checks::new("pack deleted");
     fs::remove_file(&fx.data1).unwrap();
-    let expect =
-        [(fx.id1(), sset(&[]), fx.in_data1(1)), (fx.id2(), sset(&[]), fx.in_data1(2))];
+    let expect = [(fx.id1(), sset(&[]), fx.in_data1(1)), (fx.id2(), sset(&[]), fx.in_data1(2))];
     for args in [&[][..], &["--read-data"][..]] {
         let v = check_report(&mut c, &format!("verify {args:?}"), &fx.verify(args), &expect);
         let name = fx.data1.file_name().unwrap().to_str().unwrap();
@@ -880,7 +922,9 @@ fn repair_snapshots() {
     let out = fx.arca.run_json(&["repair", "snapshots", "--read-data", "--dry-run"]);
     c.check(out.code == 0, || format!("repair snapshots --dry-run: {}", out.describe()));
     let dry = out.json();
-    c.check(dry.as_array().is_some_and(|a| a.len() == 2), || format!("dry run lists both snapshots: {dry:#}"));
+    c.check(dry.as_array().is_some_and(|a| a.len() == 2), || {
+        format!("dry run lists both snapshots: {dry:#}")
+    });
     c.check(fx.arca.snapshots().len() == 2, || "a dry run writes no snapshot".into());
 
     let out = fx.arca.run_json(&["repair", "snapshots", "--read-data"]);
@@ -953,7 +997,9 @@ fn parity_rebuilds_pack() {
     let mut c = Checks::new("parity");
     for p in fx.packs1.iter().chain(&fx.packs2) {
         let name = p.file_name().unwrap();
-        c.check(fx.arca.repo.join("parity").join(name).is_file(), || format!("parity file for pack {name:?}"));
+        c.check(fx.arca.repo.join("parity").join(name).is_file(), || {
+            format!("parity file for pack {name:?}")
+        });
     }
     let pristine = fs::read(&fx.data1).unwrap();
     let len = pristine.len() as u64;
@@ -963,7 +1009,9 @@ fn parity_rebuilds_pack() {
     flip(&fx.data1, 3 * len / 4);
     let out = fx.verify(&["--read-data"]);
     let v = out.json();
-    c.check(out.code == 0 && v["valid"] == true, || format!("2 damaged regions are rebuilt: exit 0: {}", out.describe()));
+    c.check(out.code == 0 && v["valid"] == true, || {
+        format!("2 damaged regions are rebuilt: exit 0: {}", out.describe())
+    });
     c.check(
         jarr_opt(&v, "repaired").is_some_and(|r| r.iter().any(|x| x.to_string().contains(&name))),
         || format!("`repaired` names the pack {name}: {v:#}"),
@@ -982,12 +1030,13 @@ fn parity_rebuilds_pack() {
     }
     let out = fx.verify(&["--read-data"]);
     let v = out.json();
-    c.check(out.code == 4 && v["valid"] == false, || format!("12 damaged regions: exit 4: {}", out.describe()));
+    c.check(out.code == 4 && v["valid"] == false, || {
+        format!("12 damaged regions: exit 4: {}", out.describe())
+    });
     c.check(errors_mention(&v, "too damaged"), || format!("an error says the pack is too damaged: {v:#}"));
-    c.check(
-        !set_of(&v, "corrupted").is_empty() || !set_of(&v, "missing").is_empty(),
-        || format!("files of the unrecoverable pack are reported: {v:#}"),
-    );
+    c.check(!set_of(&v, "corrupted").is_empty() || !set_of(&v, "missing").is_empty(), || {
+        format!("files of the unrecoverable pack are reported: {v:#}")
+    });
     c.finish();
 }
 
@@ -1006,7 +1055,9 @@ fn subsets_and_restore_test() {
         let read: u64 = vs.iter().map(|v| ju64(v, "packs_read")).sum();
         let checked = ju64(&vs[0], "packs_checked");
         c.check(checked == packs.len() as u64, || format!("packs_checked is every pack: {:#}", vs[0]));
-        c.check(read == checked, || format!("{pair:?}: packs_read sum {read} == packs_checked {checked}: {vs:#?}"));
+        c.check(read == checked, || {
+            format!("{pair:?}: packs_read sum {read} == packs_checked {checked}: {vs:#?}")
+        });
         for o in &outs {
             c.check(o.code == 0, || format!("{pair:?} on an intact repository: {}", o.describe()));
         }
@@ -1026,9 +1077,15 @@ fn subsets_and_restore_test() {
             fs::create_dir_all(&a.cache).unwrap();
             let codes: Vec<i32> =
                 pair.iter().map(|s| a.run_json(&["verify", "--read-data-subset", s]).code).collect();
-            c.check(codes.iter().filter(|&&x| x == 4).count() == 1 && codes.iter().all(|&x| x == 0 || x == 4), || {
-                format!("pack {} damaged: exactly one of the runs {pair:?} finds it, exit codes {codes:?}", rel.display())
-            });
+            c.check(
+                codes.iter().filter(|&&x| x == 4).count() == 1 && codes.iter().all(|&x| x == 0 || x == 4),
+                || {
+                    format!(
+                        "pack {} damaged: exactly one of the runs {pair:?} finds it, exit codes {codes:?}",
+                        rel.display()
+                    )
+                },
+            );
         }
     }
 

@@ -280,25 +280,28 @@ fn zip_out(
             .map(|t| t.with_timezone(&chrono::Local).naive_local())
             .and_then(|t| zip::DateTime::try_from(t).ok())
             .unwrap_or_default();
-        let opts = SimpleFileOptions::default()
-            .last_modified_time(time)
-            .unix_permissions(n.mode)
-            .large_file(n.size > u32::MAX as u64);
+        let opts = SimpleFileOptions::default().last_modified_time(time).large_file(n.size > u32::MAX as u64);
+        // The full mode (setuid, setgid, sticky too) in the Unix external
+        // attributes: `unix_permissions` would keep only the 0o777 bits.
+        let attrs = |file_type: u32, dos: u32| {
+            opts.system(zip::System::Unix).external_attributes(((file_type | n.mode) << 16) | dos)
+        };
         match n.kind {
             NodeKind::File => {
-                z.start_file(name.as_str(), opts.compression_method(zip::CompressionMethod::Deflated))
-                    .map_err(wrap)?;
+                let o = attrs(0o100000, 0).compression_method(zip::CompressionMethod::Deflated);
+                z.start_file(name.as_str(), o).map_err(wrap)?;
                 let mut reader = ContentReader::new(repo, index, &n.content);
                 io::copy(&mut reader, &mut z).map_err(|e| Error::io(&name, e))?;
                 r.files += 1;
                 r.bytes += n.size;
                 progress.advance(1, n.size);
             }
-            NodeKind::Dir => z.add_directory(name.as_str(), opts).map_err(wrap)?,
+            // 0x10: the MS-DOS directory attribute, for readers that look at it.
+            NodeKind::Dir => z.add_directory(name.as_str(), attrs(0o040000, 0x10)).map_err(wrap)?,
             NodeKind::Symlink => {
                 let target =
                     String::from_utf8_lossy(n.link_target.as_deref().unwrap_or_default()).into_owned();
-                z.add_symlink(name.as_str(), target, opts).map_err(wrap)?;
+                z.add_symlink(name.as_str(), target, opts.unix_permissions(0o777)).map_err(wrap)?;
             }
             _ => {
                 // zip has no fifos, devices or sockets.

@@ -334,8 +334,15 @@ mod tests {
     #[test]
     fn calendar_boundaries() {
         // 2020-12-31 (Thu) and 2021-01-01..03 are ISO week 53 of 2020; 2021-01-04 starts week 1.
-        let times = ["2020-12-30T12:00:00Z", "2020-12-31T23:00:00Z", "2021-01-01T01:00:00Z", "2021-01-03T10:00:00Z", "2021-01-04T09:00:00Z"];
-        let snaps: Vec<(Id, Snapshot)> = times.iter().enumerate().map(|(i, t)| (id(i), snap(t, &[]))).collect();
+        let times = [
+            "2020-12-30T12:00:00Z",
+            "2020-12-31T23:00:00Z",
+            "2021-01-01T01:00:00Z",
+            "2021-01-03T10:00:00Z",
+            "2021-01-04T09:00:00Z",
+        ];
+        let snaps: Vec<(Id, Snapshot)> =
+            times.iter().enumerate().map(|(i, t)| (id(i), snap(t, &[]))).collect();
         let now = "2021-02-01T00:00:00Z";
         let weekly = Policy { keep_weekly: Some(2), ..Default::default() };
         assert_eq!(kept(&snaps, &weekly, now), [id(3), id(4)].into());
@@ -395,7 +402,8 @@ mod tests {
             keep.extend(order.iter().filter(|o| (newest - o.0).num_seconds() < w).map(|o| o.1));
         }
         keep.extend(order.iter().filter(|o| o.2.tags.iter().any(|t| p.keep_tags.contains(t))).map(|o| o.1));
-        let mut result: Vec<Id> = order.iter().map(|o| o.1).filter(|i| !any_rule || keep.contains(i)).collect();
+        let mut result: Vec<Id> =
+            order.iter().map(|o| o.1).filter(|i| !any_rule || keep.contains(i)).collect();
         if let Some(m) = p.max_versions {
             result.truncate(m as usize);
         }
@@ -413,7 +421,19 @@ mod tests {
 
     fn policy_strategy() -> impl Strategy<Value = Policy> {
         let n = || proptest::option::weighted(0.4, 0u32..6);
-        (n(), n(), n(), n(), n(), n(), proptest::option::weighted(0.2, 0i64..2_000_000), proptest::bool::weighted(0.2), n(), proptest::option::weighted(0.2, 0i64..40_000_000), any::<bool>())
+        (
+            n(),
+            n(),
+            n(),
+            n(),
+            n(),
+            n(),
+            proptest::option::weighted(0.2, 0i64..2_000_000),
+            proptest::bool::weighted(0.2),
+            n(),
+            proptest::option::weighted(0.2, 0i64..40_000_000),
+            any::<bool>(),
+        )
             .prop_map(|(l, h, d, w, m, y, within, tag, mv, age, ae)| Policy {
                 keep_last: l,
                 keep_hourly: h,
