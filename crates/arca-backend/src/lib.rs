@@ -105,6 +105,13 @@ pub trait Backend: Send + Sync {
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>>;
     /// Removes an object; succeeds if it is already gone.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+    /// Removes what interrupted `put`s left behind (temporary files);
+    /// returns the bytes freed. Call it only while no other process writes,
+    /// i.e. under an exclusive repository lock. Stores whose writes are
+    /// atomic by nature leave nothing and keep this default.
+    fn remove_temporaries(&self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -131,5 +138,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         (**self).delete(kind, name)
+    }
+    fn remove_temporaries(&self) -> Result<u64> {
+        (**self).remove_temporaries()
     }
 }

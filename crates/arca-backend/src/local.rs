@@ -153,6 +153,34 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn remove_temporaries(&self) -> Result<u64> {
+        let mut freed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(d) = stack.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err("listing", &d, e)),
+            };
+            for ent in rd.flatten() {
+                let p = ent.path();
+                match ent.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(p),
+                    Ok(_) if ent.file_name().to_string_lossy().starts_with(TEMP_PREFIX) => {
+                        let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+                        match fs::remove_file(&p) {
+                            Ok(()) => freed += size,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(self.err("deleting", &p, e)),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(freed)
+    }
+
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         let p = self.full(kind, name);
         match fs::remove_file(&p) {
@@ -184,6 +212,8 @@ mod tests {
         // temporary files are never listed
         fs::write(dir.path().join("repo/data/ab/.tmp-x"), b"partial").unwrap();
         assert_eq!(b.list(FileKind::Pack).unwrap().len(), 1);
+        assert_eq!(b.remove_temporaries().unwrap(), 7);
+        assert!(!dir.path().join("repo/data/ab/.tmp-x").exists());
         b.delete(FileKind::Pack, &name).unwrap();
         b.delete(FileKind::Pack, &name).unwrap();
         assert!(b.list(FileKind::Pack).unwrap().is_empty());

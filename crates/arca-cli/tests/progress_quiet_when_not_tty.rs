@@ -42,7 +42,7 @@ fn progress_quiet_when_not_tty() {
     no_progress(&out, "backup");
     let lines = out.stdout.lines().filter(|l| !l.trim().is_empty()).count();
     assert!(
-        lines >= 1 && lines <= 15,
+        (1..=15).contains(&lines),
         "backup prints a short human summary ({lines} lines): {}",
         out.describe()
     );

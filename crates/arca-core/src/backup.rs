@@ -530,7 +530,7 @@ fn explain_no_space(repo: &Repository, e: Error) -> Error {
         return e;
     }
     let free = nix::sys::statvfs::statvfs(repo.location().as_str())
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .ok();
     let detail = format!(
         "{e}. Free space now: {}; the backup needs at least {} MiB more for its next pack. \

@@ -376,7 +376,8 @@ mod tests {
         if let Some(n) = p.keep_last {
             keep.extend(order.iter().take(n as usize).map(|o| o.1));
         }
-        let buckets: [(Option<u32>, fn(&DateTime<FixedOffset>) -> String); 5] = [
+        type Label = fn(&DateTime<FixedOffset>) -> String;
+        let buckets: [(Option<u32>, Label); 5] = [
             (p.keep_hourly, |t| t.format("%Y-%m-%d %H").to_string()),
             (p.keep_daily, |t| t.format("%Y-%m-%d").to_string()),
             (p.keep_weekly, |t| t.format("%G-W%V").to_string()),

@@ -11,6 +11,8 @@
 //! then are unused packs deleted. A kill at any point leaves every used blob
 //! indexed in a pack that exists; running prune again finishes the work.
 //!
+//! Temporary files left by interrupted writes are removed too.
+//!
 //! Memory: the set of used blob ids (32 bytes plus hash-map overhead, about
 //! 50 bytes per blob) plus the index.
 
@@ -208,7 +210,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
         repo.backend().delete(FileKind::Pack, &id.to_hex())?;
         repo.backend().delete(FileKind::Parity, &id.to_hex())?;
     }
-    result.bytes_reclaimed = freed.saturating_sub(packed_bytes(repo, &packed.index_files)?);
+    // Leftovers of interrupted writes: safe to remove under the exclusive lock.
+    let temporaries = repo.backend().remove_temporaries()?;
+    result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed_bytes(repo, &packed.index_files)?);
     Ok(result)
 }
 

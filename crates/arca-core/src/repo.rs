@@ -20,6 +20,9 @@ use crate::pack::{self, PackEntry};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
+/// Snapshots with their ids, oldest first.
+pub type SnapshotList = Vec<(Id, Snapshot)>;
+
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
@@ -333,7 +336,7 @@ impl Repository {
     }
 
     /// All snapshots, oldest first. Unreadable ones are returned as errors.
-    pub fn snapshots_lenient(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots_lenient(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let names = self.backend.list(FileKind::Snapshot)?;
         let loaded: Vec<Result<(Id, Snapshot)>> = names
             .par_iter()

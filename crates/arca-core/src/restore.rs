@@ -36,6 +36,9 @@ use crate::snapshot::PathError;
 use crate::tree::{Node, NodeKind};
 use crate::walk::{walk, Visit};
 
+/// Granularity of hole detection when writing files (a filesystem block).
+const SPARSE_BLOCK: usize = 4096;
+
 /// Prefix of the temporary names files are written under.
 pub const TEMP_PREFIX: &str = ".arca-restore-";
 
@@ -251,13 +254,23 @@ impl Ctx<'_> {
             let mut hole = false;
             for id in &node.content {
                 let data = self.repo.read_blob(self.index, id)?;
-                // All-zero chunks become holes: sparse files stay sparse.
-                if data.iter().all(|&b| b == 0) {
-                    f.seek(SeekFrom::Current(data.len() as i64)).map_err(|e| Error::io(dest, e))?;
-                    hole = true;
-                } else {
-                    f.write_all(&data).map_err(|e| Error::io(dest, e))?;
-                    hole = false;
+                // Runs of zero blocks become holes: sparse files stay sparse.
+                // Other runs are written in one call each.
+                let zero = |i: usize| data[i..(i + SPARSE_BLOCK).min(data.len())].iter().all(|&b| b == 0);
+                let mut i = 0;
+                while i < data.len() {
+                    let z = zero(i);
+                    let mut j = (i + SPARSE_BLOCK).min(data.len());
+                    while j < data.len() && zero(j) == z {
+                        j = (j + SPARSE_BLOCK).min(data.len());
+                    }
+                    if z {
+                        f.seek(SeekFrom::Current((j - i) as i64)).map_err(|e| Error::io(dest, e))?;
+                    } else {
+                        f.write_all(&data[i..j]).map_err(|e| Error::io(dest, e))?;
+                    }
+                    hole = z;
+                    i = j;
                 }
                 self.progress.advance(0, data.len() as u64);
             }

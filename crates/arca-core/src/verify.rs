@@ -162,6 +162,7 @@ fn check_packs(
     repo: &Repository,
     index: &Index,
     read: &(dyn Fn(&Id) -> bool + Sync),
+    relevant: Option<&IdSet>,
     progress: &dyn Progress,
 ) -> Result<Vec<PackCheck>> {
     let listed: HashMap<String, u64> =
@@ -172,13 +173,20 @@ fn check_packs(
             by_pack[loc.pack as usize].push((*id, *loc));
         }
     }
+    // Checking chosen snapshots: only the packs holding their blobs matter.
+    let wanted: Vec<bool> = match relevant {
+        None => vec![true; index.packs.len()],
+        Some(ids) => by_pack.iter().map(|b| b.iter().any(|(id, _)| ids.contains(id))).collect(),
+    };
     let read_bytes: u64 = index.packs.iter().filter(|p| read(&p.id)).map(|p| p.size).sum();
     progress.totals(index.packs.len() as u64, read_bytes);
     Ok(index
         .packs
         .par_iter()
         .zip(by_pack.par_iter())
-        .map(|(pack, blobs)| {
+        .zip(wanted.par_iter())
+        .filter(|(_, w)| **w)
+        .map(|((pack, blobs), _)| {
             let name = pack.id.to_hex();
             let object = repo.object_name(FileKind::Pack, &name);
             let all = |d: Damage| blobs.iter().map(|(id, _)| (*id, d)).collect::<Vec<_>>();
@@ -319,6 +327,25 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
     PackCheck { bad, problems, header_ok, repaired, blobs_read: blobs.len() as u64, read: true }
 }
 
+/// Every blob the given snapshots use, as far as their trees can be read
+/// (an unreadable tree is reported by the walk that maps damage to paths).
+fn referenced_blobs(repo: &Repository, index: &Index, snaps: &[(Id, crate::snapshot::Snapshot)]) -> IdSet {
+    let mut seen = IdSet::default();
+    let mut stack: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Ok(tree) = repo.load_tree(index, &id) {
+            for n in tree.nodes {
+                seen.extend(n.content);
+                stack.extend(n.subtree);
+            }
+        }
+    }
+    seen
+}
+
 /// Blobs whose every stored copy is damaged or gone.
 fn fully_damaged(index: &Index, checks: &[PackCheck]) -> IdMap<Damage> {
     let mut bad_copies: HashMap<Id, Vec<Damage>> = HashMap::new();
@@ -345,7 +372,7 @@ pub fn damaged_blobs(
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<IdSet> {
-    let checks = check_packs(repo, index, &|_: &Id| read_data, progress)?;
+    let checks = check_packs(repo, index, &|_: &Id| read_data, None, progress)?;
     Ok(fully_damaged(index, &checks).into_keys().collect())
 }
 
@@ -369,8 +396,23 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             (position(id) + 10_000 - subset_start) % 10_000 < width
         }
     };
-    let checks = check_packs(repo, &index, &read, progress)?;
+    let (snaps, snap_errors) = repo.snapshots_lenient()?;
+    errors.extend(snap_errors.iter().map(|e| e.to_string()));
+    let selected: Vec<_> = snaps
+        .into_iter()
+        .filter(|(id, _)| opts.snapshots.is_empty() || opts.snapshots.contains(id))
+        .collect();
+    for want in &opts.snapshots {
+        if !selected.iter().any(|(id, _)| id == want) {
+            return Err(Error::SnapshotNotFound(want.to_hex()));
+        }
+    }
+
+    let relevant =
+        if opts.snapshots.is_empty() { None } else { Some(referenced_blobs(repo, &index, &selected)) };
+    let checks = check_packs(repo, &index, &read, relevant.as_ref(), progress)?;
     let damaged = fully_damaged(&index, &checks);
+    let packs_checked = checks.len() as u64;
     let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
     for c in checks {
         packs_read += c.read as u64;
@@ -392,22 +434,10 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     }
     if let Some(cache) = repo.cache() {
         // Tell the next backup which blobs to store again (self-healing).
-        let mut known =
-            if opts.read_data && opts.subset.is_none() { IdSet::default() } else { cache.damaged_blobs() };
+        let complete = opts.read_data && opts.subset.is_none() && opts.snapshots.is_empty();
+        let mut known = if complete { IdSet::default() } else { cache.damaged_blobs() };
         known.extend(damaged.keys().copied());
         cache.set_damaged_blobs(&known);
-    }
-
-    let (snaps, snap_errors) = repo.snapshots_lenient()?;
-    errors.extend(snap_errors.iter().map(|e| e.to_string()));
-    let selected: Vec<_> = snaps
-        .into_iter()
-        .filter(|(id, _)| opts.snapshots.is_empty() || opts.snapshots.contains(id))
-        .collect();
-    for want in &opts.snapshots {
-        if !selected.iter().any(|(id, _)| id == want) {
-            return Err(Error::SnapshotNotFound(want.to_hex()));
-        }
     }
 
     let mut per_snapshot = Vec::new();
@@ -455,7 +485,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         corrupted: all_corrupted.into_iter().collect(),
         missing: all_missing.into_iter().collect(),
         snapshots: per_snapshot,
-        packs_checked: index.packs.len() as u64,
+        packs_checked,
         packs_read,
         blobs_checked,
         errors,

@@ -14,15 +14,13 @@ pub enum Visit {
     Skip,
 }
 
+/// The visitor of [`walk`]: `(path, depth, node)`.
+pub type Visitor<'a> = dyn FnMut(&[u8], usize, &Node) -> Result<Visit> + 'a;
+
 /// Calls `visit(path, depth, node)` for every node below `root`; `path` is
 /// absolute (`/a/b`), raw bytes; depth 0 is a child of the root. A tree that
 /// cannot be loaded is an error.
-pub fn walk(
-    repo: &Repository,
-    index: &Index,
-    root: &Id,
-    visit: &mut dyn FnMut(&[u8], usize, &Node) -> Result<Visit>,
-) -> Result<()> {
+pub fn walk(repo: &Repository, index: &Index, root: &Id, visit: &mut Visitor) -> Result<()> {
     let mut path = Vec::new();
     walk_tree(repo, index, root, &mut path, 0, visit)
 }
@@ -33,7 +31,7 @@ fn walk_tree(
     id: &Id,
     path: &mut Vec<u8>,
     depth: usize,
-    visit: &mut dyn FnMut(&[u8], usize, &Node) -> Result<Visit>,
+    visit: &mut Visitor,
 ) -> Result<()> {
     let tree = repo.load_tree(index, id)?;
     for node in &tree.nodes {

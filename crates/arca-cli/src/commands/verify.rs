@@ -57,7 +57,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     if let Some(spec) = &args.restore_test {
         let (id, snap) = if spec.is_empty() {
             let all = repo.snapshots()?;
-            let pick = all.into_iter().filter(|(id, _)| ids.is_empty() || ids.contains(id)).next_back();
+            let pick = all.into_iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id));
             pick.ok_or_else(|| anyhow::anyhow!("no snapshot to restore-test in {}", repo.location()))?
         } else {
             super::snapshot(&repo, spec)?
