@@ -53,13 +53,14 @@ fn special_tree_fidelity() {
         "symlink mtime lost"
     );
 
-    // The sparse file keeps its holes: far fewer blocks than its length.
+    // The sparse file keeps its holes: it holds about 13 KB of data, so
+    // anything near a chunk (512 KiB+) means zero runs were written out.
     let sparse = std::fs::metadata(copy.join("sparse.img")).unwrap();
     assert_eq!(sparse.len(), SPARSE_SIZE);
     let allocated = sparse.blocks() * 512;
     eprintln!("restored sparse file: {allocated} bytes allocated for {SPARSE_SIZE}");
     assert!(
-        allocated <= SPARSE_SIZE / 4,
+        allocated <= 256 * 1024,
         "restored sparse file allocates {allocated} bytes for {SPARSE_SIZE} logical bytes (holes not restored)"
     );
 }
