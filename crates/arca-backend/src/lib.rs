@@ -7,9 +7,11 @@
 
 mod error;
 mod local;
+mod s3;
 
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
+pub use s3::{S3Backend, S3Config};
 
 /// The kinds of files in a repository. Each maps to a folder (or prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +114,11 @@ pub trait Backend: Send + Sync {
     fn remove_temporaries(&self) -> Result<u64> {
         Ok(0)
     }
+    /// Whether each request is costly (a network round trip): callers then
+    /// cache metadata locally and read whole packs rather than many ranges.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -141,5 +148,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn remove_temporaries(&self) -> Result<u64> {
         (**self).remove_temporaries()
+    }
+    fn is_remote(&self) -> bool {
+        (**self).is_remote()
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use arca_backend::{Backend, LocalBackend};
+use arca_backend::{Backend, LocalBackend, S3Backend, S3Config};
 
 /// Where the repository is, and whether it is the implicit default one.
 pub struct Location {
@@ -25,7 +25,9 @@ pub fn resolve(repo: Option<&str>) -> Result<Location> {
     let (path, is_default) = match repo {
         None => (default_repo_path()?, true),
         Some(s) if s.starts_with("s3://") => {
-            bail!("repository {s}: the S3 backend is not available in this build yet; use a local path")
+            let config = S3Config::from_url_and_env(s).map_err(anyhow::Error::msg)?;
+            let backend = S3Backend::new(config)?;
+            return Ok(Location { backend: Arc::new(backend), is_default: false, local_path: None });
         }
         Some(s) if s.starts_with("file://") => (PathBuf::from(&s["file://".len()..]), false),
         Some(s) if s.contains("://") => {

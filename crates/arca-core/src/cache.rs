@@ -1,6 +1,8 @@
 //! The local cache folder of one repository (`<cache root>/<repository id>/`).
 //!
-//! It holds what this host learned and may forget at any time: the blobs a
+//! It holds what this host learned and may forget at any time: copies of
+//! the metadata of a remote repository (index files, snapshot files, tree
+//! blobs; each validated by its hash or seal when used), the blobs a
 //! `verify --read-data` found damaged (so the next backup stores them again
 //! and heals the repository) and the position of the rotating
 //! `--read-data-subset`. Nothing in it is trusted for correctness: a lost
@@ -35,6 +37,40 @@ impl Cache {
             let tmp = self.dir.join(format!(".{name}.tmp"));
             if fs::write(&tmp, data).is_ok() {
                 let _ = fs::rename(&tmp, self.dir.join(name));
+            }
+        }
+    }
+
+    /// A cached copy of a repository object (`index/<id>`, `snapshots/<id>`,
+    /// `trees/<blob id>`). The caller validates it (hash or seal) and calls
+    /// [`Cache::evict`] when it does not check out.
+    pub fn get(&self, folder: &str, id: &Id) -> Option<Vec<u8>> {
+        fs::read(self.dir.join(folder).join(id.to_hex())).ok()
+    }
+
+    pub fn put(&self, folder: &str, id: &Id, data: &[u8]) {
+        let dir = self.dir.join(folder);
+        if fs::create_dir_all(&dir).is_ok() {
+            let tmp = dir.join(format!(".{}.tmp", id.to_hex()));
+            if fs::write(&tmp, data).is_ok() {
+                let _ = fs::rename(&tmp, dir.join(id.to_hex()));
+            }
+        }
+    }
+
+    pub fn evict(&self, folder: &str, id: &Id) {
+        let _ = fs::remove_file(self.dir.join(folder).join(id.to_hex()));
+    }
+
+    /// Drops cached objects of `folder` that are not in `keep` (removed
+    /// from the repository since).
+    pub fn retain(&self, folder: &str, keep: &IdSet) {
+        if let Ok(rd) = fs::read_dir(self.dir.join(folder)) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if Id::from_hex(&name.to_string_lossy()).is_some_and(|id| !keep.contains(&id)) {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
     }

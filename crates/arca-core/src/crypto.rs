@@ -75,6 +75,8 @@ pub enum OpenError {
     WrongScheme { found: u8, expected: u8 },
     #[error("authentication failed (damaged data or wrong key)")]
     Authentication,
+    #[error("checksum mismatch (damaged data)")]
+    Checksum,
 }
 
 /// Seals and opens envelopes, computes blob ids. Cheap to share.
@@ -158,7 +160,7 @@ impl Crypto {
                 }
                 let (body, sum) = sealed[1..].split_at(sealed.len() - 33);
                 if blake3::hash(body).as_bytes() != sum {
-                    return Err(OpenError::Authentication);
+                    return Err(OpenError::Checksum);
                 }
                 Ok(body.to_vec())
             }

@@ -111,7 +111,16 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     let mut keep_loc: HashMap<Id, u32> = HashMap::new();
     let mut result = PruneResult { dry_run: opts.dry_run, ..Default::default() };
     for id in &used {
-        match index.locations(id).find(|l| listed.contains_key(&index.pack(l).id)) {
+        let mut present = index.locations(id).filter(|l| listed.contains_key(&index.pack(l).id)).peekable();
+        let first = present.peek().copied();
+        // A blob stored more than once (self-healing stores a second copy
+        // because the first is damaged): keep a copy that reads back intact.
+        let chosen = if index.locations(id).nth(1).is_some() {
+            present.find(|l| repo.read_blob_at(&index, id, l).is_ok()).or(first)
+        } else {
+            first
+        };
+        match chosen {
             Some(l) => {
                 keep_loc.insert(*id, l.pack);
             }

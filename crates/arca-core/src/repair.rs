@@ -144,7 +144,8 @@ pub fn repair_snapshots(
     let packer = Packer::new(repo, index.clone(), IdSet::default(), dry_run, 1);
     let mut out = Vec::new();
     let mut new_snapshots = Vec::new();
-    for (sid, snap) in repo.snapshots()? {
+    // A snapshot file that cannot be read cannot be repaired: verify names it.
+    for (sid, snap) in repo.snapshots_lenient()?.0 {
         let mut removed = Vec::new();
         let root = if bad(&snap.tree) || repo.load_tree(&index, &snap.tree).is_err() {
             removed.extend(snap.paths.iter().map(|p| format!("{p}/")));
@@ -168,10 +169,22 @@ pub fn repair_snapshots(
         new_snapshots.push(Snapshot { tree, tags, repaired_from: Some(sid), ..snap });
         out.push(RepairedSnapshot { original: sid.to_hex(), repaired: None, removed });
     }
-    // Trees first, then the snapshots naming them.
+    // Trees first, then the snapshots naming them, with their counts taken
+    // from what they now hold.
     packer.finish()?;
     if !dry_run {
-        for (snap, r) in new_snapshots.iter().zip(out.iter_mut()) {
+        let index = repo.load_index()?;
+        for (snap, r) in new_snapshots.iter_mut().zip(out.iter_mut()) {
+            let (mut files, mut size) = (0, 0);
+            crate::walk::walk(repo, &index, &snap.tree, &mut |_, _, n| {
+                if n.kind == NodeKind::File {
+                    files += 1;
+                    size += n.size;
+                }
+                Ok(crate::walk::Visit::Descend)
+            })?;
+            snap.files = files;
+            snap.size = size;
             r.repaired = Some(repo.save_snapshot(snap)?.to_hex());
         }
     }

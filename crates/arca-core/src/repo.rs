@@ -220,14 +220,33 @@ impl Repository {
         Ok(id)
     }
 
+    /// The local cache of a remote repository's metadata, if any.
+    fn metadata_cache(&self) -> Option<&Cache> {
+        self.cache.as_ref().filter(|_| self.backend.is_remote())
+    }
+
     /// Loads a file written by [`save_file`], checking its name and seal.
+    /// Index and snapshot files of a remote repository come from the local
+    /// cache when a valid copy is there.
     pub fn load_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
         let name = id.to_hex();
         let object = self.object_name(kind, &name);
-        let stored = self.backend.get(kind, &name)?;
-        if Id::of_bytes(&stored) != *id {
-            return Err(Error::corrupt(&object, "content does not match its name (hash mismatch)"));
-        }
+        let folder = kind.dir();
+        let cache = self.metadata_cache().filter(|_| matches!(kind, FileKind::Index | FileKind::Snapshot));
+        let cached = cache.and_then(|c| c.get(folder, id)).filter(|b| Id::of_bytes(b) == *id);
+        let stored = match cached {
+            Some(b) => b,
+            None => {
+                let b = self.backend.get(kind, &name)?;
+                if Id::of_bytes(&b) != *id {
+                    return Err(Error::corrupt(&object, "content does not match its name (hash mismatch)"));
+                }
+                if let Some(c) = cache {
+                    c.put(folder, id, &b);
+                }
+                b
+            }
+        };
         let plain = self.crypto.open(&stored).map_err(|e| Error::corrupt(&object, e.to_string()))?;
         compress::decode(plain, &|| object.clone())
     }
@@ -241,6 +260,9 @@ impl Repository {
     /// are returned beside the index instead of failing the whole load.
     pub fn load_index_lenient(&self) -> Result<(Index, Vec<Error>)> {
         let names = self.backend.list(FileKind::Index)?;
+        if let Some(c) = self.metadata_cache() {
+            c.retain("index", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
+        }
         let loaded: Vec<(Id, Result<IndexFile>)> = names
             .par_iter()
             .map(|e| match Id::from_hex(&e.name) {
@@ -284,6 +306,17 @@ impl Repository {
     /// Reads a blob, falling back to another stored copy when the first is
     /// damaged or gone.
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let tree_cache = self
+            .metadata_cache()
+            .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::pack::BlobType::Tree));
+        if let Some(c) = tree_cache {
+            if let Some(sealed) = c.get("trees", id) {
+                match self.decode_blob(id, &sealed, &|| format!("cached tree {}", id.short())) {
+                    Ok(data) => return Ok(data),
+                    Err(_) => c.evict("trees", id),
+                }
+            }
+        }
         let mut first_error = None;
         for loc in index.locations(id) {
             match self.read_blob_at(index, id, loc) {
@@ -299,9 +332,15 @@ impl Repository {
     pub fn read_blob_at(&self, index: &Index, id: &Id, loc: &crate::index::BlobLoc) -> Result<Vec<u8>> {
         let pack = index.pack(loc).id.to_hex();
         let sealed = self.backend.get_range(FileKind::Pack, &pack, loc.offset as u64, loc.length as u64)?;
-        self.decode_blob(id, &sealed, &|| {
+        let data = self.decode_blob(id, &sealed, &|| {
             format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack))
-        })
+        })?;
+        if loc.kind == crate::pack::BlobType::Tree {
+            if let Some(c) = self.metadata_cache() {
+                c.put("trees", id, &sealed);
+            }
+        }
+        Ok(data)
     }
 
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
@@ -338,6 +377,9 @@ impl Repository {
     /// All snapshots, oldest first. Unreadable ones are returned as errors.
     pub fn snapshots_lenient(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let names = self.backend.list(FileKind::Snapshot)?;
+        if let Some(c) = self.metadata_cache() {
+            c.retain("snapshots", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
+        }
         let loaded: Vec<Result<(Id, Snapshot)>> = names
             .par_iter()
             .map(|e| {
@@ -370,7 +412,8 @@ impl Repository {
     /// Resolves `latest` or a unique hex prefix (4+ digits).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {
-            let mut snaps = self.snapshots()?;
+            // A damaged snapshot file does not hide the intact ones.
+            let (mut snaps, _) = self.snapshots_lenient()?;
             return snaps
                 .pop()
                 .ok_or_else(|| Error::SnapshotNotFound("latest (the repository has no snapshots)".into()));

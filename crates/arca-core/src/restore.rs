@@ -34,7 +34,7 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::PathError;
 use crate::tree::{Node, NodeKind};
-use crate::walk::{walk, Visit};
+use crate::walk::{walk_tolerant, Visit};
 
 /// Granularity of hole detection when writing files (a filesystem block).
 const SPARSE_BLOCK: usize = 4096;
@@ -118,9 +118,10 @@ fn target_path(target: &Path, snap_path: &[u8]) -> PathBuf {
     target.join(OsStr::from_bytes(rel))
 }
 
-/// What to restore, in walk order (parents before children), and for each
-/// folder the names it has in the snapshot (for `delete`).
-type Plan = (Vec<Item>, HashMap<Vec<u8>, HashSet<Vec<u8>>>);
+/// What to restore, in walk order (parents before children); for each
+/// folder the names it has in the snapshot (for `delete`); and the folders
+/// whose listing could not be read (their contents cannot be restored).
+type Plan = (Vec<Item>, HashMap<Vec<u8>, HashSet<Vec<u8>>>, Vec<(Vec<u8>, Error)>);
 
 fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Plan> {
     let include = PathFilter::new(&opts.include)?;
@@ -130,44 +131,112 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
     // Depth of the folder matched by an include: everything below it is in.
     let mut included_depth: Option<usize> = None;
     let mut dir_stack: Vec<usize> = Vec::new();
-    walk(repo, index, root, &mut |path: &[u8], depth: usize, node: &Node| {
-        let parent = &path[..path.len() - node.name.len() - 1];
-        names.entry(parent.to_vec()).or_default().insert(node.name.clone());
-        if included_depth.is_some_and(|d| depth <= d) {
-            included_depth = None;
-        }
-        let p = Path::new(OsStr::from_bytes(path));
-        if exclude.matches(p) {
-            return Ok(Visit::Skip);
-        }
-        while dir_stack.len() > depth {
-            dir_stack.pop();
-        }
-        let matched = included_depth.is_some() || include.is_empty() || include.matches(p);
-        if node.kind == NodeKind::Dir {
-            if matched && included_depth.is_none() && !include.is_empty() {
-                included_depth = Some(depth);
+    let mut unreadable = Vec::new();
+    walk_tolerant(
+        repo,
+        index,
+        root,
+        &mut |path: &[u8], depth: usize, node: &Node| {
+            let parent = &path[..path.len() - node.name.len() - 1];
+            names.entry(parent.to_vec()).or_default().insert(node.name.clone());
+            if included_depth.is_some_and(|d| depth <= d) {
+                included_depth = None;
             }
-            dir_stack.push(items.len());
-            items.push(Item { path: path.to_vec(), node: node.clone(), tentative: !matched });
-            names.entry(path.to_vec()).or_default();
-            return Ok(Visit::Descend);
-        }
-        if matched {
-            for &i in &dir_stack {
-                items[i].tentative = false;
+            let p = Path::new(OsStr::from_bytes(path));
+            if exclude.matches(p) {
+                return Ok(Visit::Skip);
             }
-            items.push(Item { path: path.to_vec(), node: node.clone(), tentative: false });
-        }
-        Ok(Visit::Descend)
-    })?;
+            while dir_stack.len() > depth {
+                dir_stack.pop();
+            }
+            let matched = included_depth.is_some() || include.is_empty() || include.matches(p);
+            if node.kind == NodeKind::Dir {
+                if matched && included_depth.is_none() && !include.is_empty() {
+                    included_depth = Some(depth);
+                }
+                dir_stack.push(items.len());
+                items.push(Item { path: path.to_vec(), node: node.clone(), tentative: !matched });
+                names.entry(path.to_vec()).or_default();
+                return Ok(Visit::Descend);
+            }
+            if matched {
+                for &i in &dir_stack {
+                    items[i].tentative = false;
+                }
+                items.push(Item { path: path.to_vec(), node: node.clone(), tentative: false });
+            }
+            Ok(Visit::Descend)
+        },
+        &mut |path: &[u8], e: Error| unreadable.push((path.to_vec(), e)),
+    )?;
     items.retain(|i| !i.tentative);
-    Ok((items, names))
+    Ok((items, names, unreadable))
+}
+
+/// Whole packs fetched once for a remote repository, where ranged reads
+/// would cost a round trip per blob. Bounded: a few packs at a time.
+struct PackCache {
+    /// Bytes this restore needs from each pack (by index position).
+    needed: HashMap<u32, u64>,
+    slots: Mutex<std::collections::VecDeque<(u32, PackSlot)>>,
+}
+
+type PackSlot = std::sync::Arc<std::sync::OnceLock<Option<std::sync::Arc<Vec<u8>>>>>;
+
+const CACHED_PACKS: usize = 4;
+
+impl PackCache {
+    fn new(index: &Index, items: &[Item]) -> PackCache {
+        let mut needed: HashMap<u32, u64> = HashMap::new();
+        for it in items.iter().filter(|i| i.node.kind == NodeKind::File) {
+            for id in &it.node.content {
+                if let Some(l) = index.get(id) {
+                    *needed.entry(l.pack).or_default() += l.length as u64;
+                }
+            }
+        }
+        PackCache { needed, slots: Mutex::new(std::collections::VecDeque::new()) }
+    }
+
+    /// A blob from a whole cached pack, when this restore needs at least a
+    /// quarter of that pack; `None` means: read the blob by itself.
+    fn blob(&self, repo: &Repository, index: &Index, id: &Id) -> Option<Vec<u8>> {
+        let loc = index.get(id)?;
+        let pack = index.pack(loc);
+        if self.needed.get(&loc.pack).copied().unwrap_or(0) * 4 < pack.size {
+            return None;
+        }
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            match slots.iter().find(|(p, _)| *p == loc.pack) {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let s = PackSlot::default();
+                    slots.push_back((loc.pack, s.clone()));
+                    if slots.len() > CACHED_PACKS {
+                        slots.pop_front();
+                    }
+                    s
+                }
+            }
+        };
+        let bytes = slot
+            .get_or_init(|| {
+                repo.backend()
+                    .get(arca_backend::FileKind::Pack, &pack.id.to_hex())
+                    .ok()
+                    .map(std::sync::Arc::new)
+            })
+            .clone()?;
+        let sealed = bytes.get(loc.offset as usize..(loc.offset + loc.length) as usize)?;
+        repo.decode_blob(id, sealed, &|| format!("blob {}", id.short())).ok()
+    }
 }
 
 struct Ctx<'a> {
     repo: &'a Repository,
     index: &'a Index,
+    packs: Option<PackCache>,
     progress: &'a dyn Progress,
     chown: bool,
     overwrite: Overwrite,
@@ -253,7 +322,12 @@ impl Ctx<'_> {
                 OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(dest, e))?;
             let mut hole = false;
             for id in &node.content {
-                let data = self.repo.read_blob(self.index, id)?;
+                // Any problem with a cached pack falls back to a plain read,
+                // which tries every copy and reports the precise error.
+                let data = match self.packs.as_ref().and_then(|c| c.blob(self.repo, self.index, id)) {
+                    Some(d) => d,
+                    None => self.repo.read_blob(self.index, id)?,
+                };
                 // Runs of zero blocks become holes: sparse files stay sparse.
                 // Other runs are written in one call each.
                 let zero = |i: usize| data[i..(i + SPARSE_BLOCK).min(data.len())].iter().all(|&b| b == 0);
@@ -322,11 +396,12 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
-    let (items, names) = plan(repo, index, root, opts)?;
+    let (items, names, unreadable) = plan(repo, index, root, opts)?;
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let ctx = Ctx {
         repo,
         index,
+        packs: repo.backend().is_remote().then(|| PackCache::new(index, &items)),
         progress,
         chown: fsmeta::is_root(),
         overwrite: opts.overwrite,
@@ -334,6 +409,11 @@ pub fn restore(
         out_of_space: AtomicBool::new(false),
         kept: AtomicU64::new(0),
     };
+
+    for (path, e) in unreadable {
+        let dest = target_path(&opts.target, &path);
+        ctx.fail(&dest, format!("the contents of this folder cannot be restored: {e}"));
+    }
 
     let (files, bytes) = items
         .iter()

@@ -144,6 +144,9 @@ enum Damage {
 
 /// The outcome of checking one pack.
 struct PackCheck {
+    pack: Id,
+    /// Every blob the index places in this pack.
+    ids: Vec<Id>,
     /// Blobs of this pack whose copy here is damaged or gone.
     bad: Vec<(Id, Damage)>,
     /// Problems of the pack itself.
@@ -196,6 +199,8 @@ fn check_packs(
                     check_blobs(repo, &name, &object, pack.size, blobs)
                 }
                 None => PackCheck {
+                    pack: Id::default(),
+                    ids: Vec::new(),
                     bad: all(Damage::Missing),
                     problems: vec![format!("{object}: pack is missing")],
                     header_ok: true,
@@ -204,6 +209,8 @@ fn check_packs(
                     read: false,
                 },
                 Some(&size) if size != pack.size && !reading => PackCheck {
+                    pack: Id::default(),
+                    ids: Vec::new(),
                     bad: all(Damage::Corrupted),
                     problems: vec![format!("{object}: size {size} differs from the indexed {}", pack.size)],
                     header_ok: true,
@@ -213,6 +220,8 @@ fn check_packs(
                 },
                 Some(_) if reading => check_blobs(repo, &name, &object, pack.size, blobs),
                 Some(_) => PackCheck {
+                    pack: Id::default(),
+                    ids: Vec::new(),
                     bad: Vec::new(),
                     problems: Vec::new(),
                     header_ok: true,
@@ -222,7 +231,7 @@ fn check_packs(
                 },
             };
             progress.advance(1, if reading { pack.size } else { 0 });
-            r
+            PackCheck { pack: pack.id, ids: blobs.iter().map(|(id, _)| *id).collect(), ..r }
         })
         .collect())
 }
@@ -262,6 +271,8 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
         Err(e) => {
             let d = if e.is_not_found() { Damage::Missing } else { Damage::Corrupted };
             return PackCheck {
+                pack: Id::default(),
+                ids: Vec::new(),
                 bad: blobs.iter().map(|(id, _)| (*id, d)).collect(),
                 problems: vec![format!("{object}: {e}")],
                 header_ok: true,
@@ -286,6 +297,8 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
     if bytes.is_empty() && size > 0 {
         problems.push(format!("{object}: pack is missing"));
         return PackCheck {
+            pack: Id::default(),
+            ids: Vec::new(),
             bad: blobs.iter().map(|(id, _)| (*id, Damage::Missing)).collect(),
             problems,
             header_ok: true,
@@ -324,7 +337,16 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
             bad.push((*id, Damage::Corrupted));
         }
     }
-    PackCheck { bad, problems, header_ok, repaired, blobs_read: blobs.len() as u64, read: true }
+    PackCheck {
+        pack: Id::default(),
+        ids: Vec::new(),
+        bad,
+        problems,
+        header_ok,
+        repaired,
+        blobs_read: blobs.len() as u64,
+        read: true,
+    }
 }
 
 /// Every blob the given snapshots use, as far as their trees can be read
@@ -414,17 +436,40 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let damaged = fully_damaged(&index, &checks);
     let packs_checked = checks.len() as u64;
     let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
+    let troubled: IdSet = checks.iter().filter(|c| !c.problems.is_empty()).map(|c| c.pack).collect();
+    // Blobs whose only copies sit in packs with a damaged header: readable
+    // now, but such a pack cannot be re-indexed; the next backup stores them
+    // again so that they have a sound copy.
+    let mut heal = IdSet::default();
     for c in checks {
         packs_read += c.read as u64;
         repaired.extend(c.repaired);
         blobs_checked += c.blobs_read;
-        // Harmless damage: every damaged blob of the pack has an intact copy
-        // elsewhere (self-healed), or the damaged bytes are ones no index
-        // refers to (a blob left out by `repair index`). Prune removes it.
-        let harmless = c.header_ok && c.bad.iter().all(|(id, _)| !damaged.contains_key(id));
-        if harmless {
+        if c.problems.is_empty() {
+            continue;
+        }
+        let lost: Vec<Id> = c.bad.iter().map(|(id, _)| *id).filter(|id| damaged.contains_key(id)).collect();
+        let exposed: Vec<Id> = if c.header_ok {
+            Vec::new()
+        } else {
+            let sound_copy = |id: &Id| {
+                index
+                    .locations(id)
+                    .any(|l| index.pack(l).id != c.pack && !troubled.contains(&index.pack(l).id))
+            };
+            c.ids.iter().filter(|id| !sound_copy(id)).copied().collect()
+        };
+        heal.extend(exposed.iter().copied());
+        // Harmless: every affected blob has a sound copy elsewhere (after
+        // self-healing), or the damaged bytes are ones no index refers to, or
+        // (checking chosen snapshots) no blob they use is affected.
+        let affects = relevant.as_ref().is_none_or(|r| lost.iter().chain(&exposed).any(|id| r.contains(id)));
+        if lost.is_empty() && exposed.is_empty() {
             warnings
                 .extend(c.problems.into_iter().map(|p| format!("{p} (no data is lost: prune removes it)")));
+        } else if !affects {
+            warnings
+                .extend(c.problems.into_iter().map(|p| format!("{p} (not used by the checked snapshots)")));
         } else {
             errors.extend(c.problems);
         }
@@ -437,6 +482,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         let complete = opts.read_data && opts.subset.is_none() && opts.snapshots.is_empty();
         let mut known = if complete { IdSet::default() } else { cache.damaged_blobs() };
         known.extend(damaged.keys().copied());
+        known.extend(heal);
         cache.set_damaged_blobs(&known);
     }
 

@@ -15,7 +15,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (a_id, a) = super::snapshot(&repo, &args.from)?;
     let (b_id, b) = super::snapshot(&repo, &args.to)?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let changes = diff(&repo, &index, &a.tree, &b.tree)?;
     if cli.json {
         output::json(&serde_json::json!({

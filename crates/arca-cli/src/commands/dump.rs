@@ -16,7 +16,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (_, snap) = super::snapshot(&repo, &args.snapshot)?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     dump(&repo, &index, &snap.tree, &args.path, &mut out)?;

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (id, snap) = super::snapshot(&repo, &args.snapshot)?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let (out, tmp): (Box<dyn Write>, Option<PathBuf>) = match &args.output {
         Some(p) => {
             let tmp = p.with_file_name(format!(

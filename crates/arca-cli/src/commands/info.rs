@@ -28,7 +28,7 @@ struct TreeStats {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (id, snap) = super::snapshot(&repo, &args.snapshot)?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let mut st = TreeStats::default();
     let mut seen = IdSet::default();
     walk(&repo, &index, &snap.tree, &mut |_, _, node| {

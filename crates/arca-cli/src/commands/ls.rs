@@ -61,7 +61,7 @@ fn entry(path: &[u8], n: &Node) -> Entry {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (_, snap) = super::snapshot(&repo, &args.snapshot)?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let prefix = args.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let mut out = Vec::new();
     walk(&repo, &index, &snap.tree, &mut |path, _, node| {

@@ -87,6 +87,26 @@ pub fn open(cli: &Cli) -> Result<Repository> {
     open_at(cli, &locate(cli)?)
 }
 
+/// The index, leaving out (with a warning) index files that cannot be read,
+/// so that what is intact can still be listed and restored.
+pub fn load_index(repo: &Repository) -> Result<arca_core::index::Index> {
+    let (index, errors) = repo.load_index_lenient()?;
+    for e in errors {
+        eprintln!("arca: warning: {e}; data it names is unreachable until `arca repair index`");
+    }
+    Ok(index)
+}
+
+/// Every readable snapshot, oldest first; damaged snapshot files are named
+/// in a warning and skipped.
+pub fn snapshots(repo: &Repository) -> Result<arca_core::repo::SnapshotList> {
+    let (snaps, errors) = repo.snapshots_lenient()?;
+    for e in errors {
+        eprintln!("arca: warning: {e}");
+    }
+    Ok(snaps)
+}
+
 /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
 pub fn lock(cli: &Cli, repo: &Repository, exclusive: bool, op: &str) -> Result<arca_core::lock::Lock> {
     Ok(repo.lock_wait(exclusive, op, cli.retry_lock.unwrap_or_default())?)

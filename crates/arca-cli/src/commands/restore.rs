@@ -55,8 +55,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
                         .map(|p| p.to_string_lossy().into_owned())
                 })
                 .transpose()?;
-            let found = repo
-                .snapshots()?
+            let found = super::snapshots(&repo)?
                 .into_iter()
                 .filter(|(_, s)| s.timestamp() <= t)
                 .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.host == h))
@@ -71,7 +70,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         (None, None) => unreachable!("clap requires a snapshot or --at"),
     };
     let _lock = super::lock(cli, &repo, false, "restore")?;
-    let index = repo.load_index()?;
+    let index = super::load_index(&repo)?;
     let opts = RestoreOptions {
         target: args.target.clone(),
         include: args.include.clone(),

@@ -25,8 +25,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             arca_core::backup::normalize(std::path::Path::new(p)).map(|p| p.to_string_lossy().into_owned())
         })
         .transpose()?;
-    let list: Vec<BackupMetadata> = repo
-        .snapshots()?
+    let list: Vec<BackupMetadata> = super::snapshots(&repo)?
         .iter()
         .filter(|(_, s)| args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
         .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.host == h))

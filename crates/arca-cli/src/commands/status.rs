@@ -6,7 +6,7 @@ use crate::{outln, output, Cli};
 
 pub fn run(cli: &Cli) -> Result<u8> {
     let repo = super::open(cli)?;
-    let snaps = repo.snapshots()?;
+    let snaps = super::snapshots(&repo)?;
     let total_size: u64 = repo.backend().list(arca_backend::FileKind::Pack)?.iter().map(|e| e.size).sum();
     let locks: Vec<_> = list_locks(&**repo.backend(), repo.crypto())?
         .into_iter()

@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         ids.push(super::snapshot(&repo, s)?.0);
     }
     if args.host.is_some() || !args.tag.is_empty() {
-        let all = repo.snapshots()?;
+        let all = super::snapshots(&repo)?;
         let chosen = all.iter().filter(|(id, s)| {
             (ids.is_empty() || ids.contains(id))
                 && args.host.as_ref().is_none_or(|h| &s.host == h)
@@ -56,13 +56,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let mut r = r?;
     if let Some(spec) = &args.restore_test {
         let (id, snap) = if spec.is_empty() {
-            let all = repo.snapshots()?;
+            let all = super::snapshots(&repo)?;
             let pick = all.into_iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id));
             pick.ok_or_else(|| anyhow::anyhow!("no snapshot to restore-test in {}", repo.location()))?
         } else {
             super::snapshot(&repo, spec)?
         };
-        let index = repo.load_index()?;
+        let index = super::load_index(&repo)?;
         let bar = progress::for_terminal(cli.json, "restore-tested");
         let scratch = std::env::temp_dir();
         let t = restore_test(&repo, &index, &id, &snap, &scratch, bar.as_progress());

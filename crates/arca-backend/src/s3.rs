@@ -1,0 +1,245 @@
+//! S3-compatible object storage through OpenDAL.
+//!
+//! Retries with exponential backoff and jitter, timeouts and a concurrency
+//! limit are OpenDAL layers, not code of ours. S3 `PUT` is atomic: an object
+//! is either absent or complete, so `put` needs no temporary object. The
+//! engines are synchronous; this backend runs its requests on a small tokio
+//! runtime of its own.
+
+use std::io;
+use std::time::Duration;
+
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
+use opendal::{services, EntryMode, Operator};
+
+use crate::{Backend, BackendError, Entry, ErrorKind, FileKind, Result};
+
+/// Where and how to reach the bucket. Credentials are never displayed.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`).
+    pub prefix: String,
+    /// e.g. `http://127.0.0.1:3900`; empty for AWS.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Use `bucket.host` addressing instead of `host/bucket` (path style is
+    /// what self-hosted stores such as Garage and MinIO expect).
+    pub virtual_host_style: bool,
+    /// Parallel requests at most.
+    pub concurrency: usize,
+    /// Attempts for a request that fails with a temporary error.
+    pub retries: usize,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// Parses `s3://bucket/prefix`; endpoint, region and keys come from
+    /// `AWS_ENDPOINT_URL`, `AWS_REGION` (or `AWS_DEFAULT_REGION`),
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
+    pub fn from_url_and_env(url: &str) -> std::result::Result<S3Config, String> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url}: not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{url}: no bucket name (use s3://bucket/prefix)"));
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(S3Config {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: env("AWS_ENDPOINT_URL").unwrap_or_default(),
+            region: env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+            virtual_host_style: env("ARCA_S3_VIRTUAL_HOST_STYLE").is_some_and(|v| v == "1" || v == "true"),
+            concurrency: 8,
+            retries: 5,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// `s3://bucket/prefix at endpoint`, for messages.
+    pub fn describe(&self) -> String {
+        let at = if self.endpoint.is_empty() { String::new() } else { format!(" at {}", self.endpoint) };
+        if self.prefix.is_empty() {
+            format!("s3://{}{at}", self.bucket)
+        } else {
+            format!("s3://{}/{}{at}", self.bucket, self.prefix)
+        }
+    }
+}
+
+pub struct S3Backend {
+    op: Operator,
+    runtime: tokio::runtime::Runtime,
+    config: S3Config,
+}
+
+impl S3Backend {
+    pub fn new(config: S3Config) -> Result<S3Backend> {
+        let location = config.describe();
+        let fail = |e: String| BackendError {
+            kind: ErrorKind::Other,
+            object: location.clone(),
+            action: "configuring",
+            temporary: false,
+            source: io::Error::other(e),
+        };
+        let mut b = services::S3::default()
+            .bucket(&config.bucket)
+            .root(&format!("/{}", config.prefix))
+            .region(&config.region)
+            // Never ask the EC2 metadata address: it does not exist off AWS.
+            .disable_ec2_metadata();
+        if !config.endpoint.is_empty() {
+            b = b.endpoint(&config.endpoint);
+        }
+        if !config.access_key_id.is_empty() {
+            b = b.access_key_id(&config.access_key_id).secret_access_key(&config.secret_access_key);
+        }
+        if config.virtual_host_style {
+            b = b.enable_virtual_host_style();
+        }
+        let op = Operator::new(b)
+            .map_err(|e| fail(e.to_string()))?
+            .layer(TimeoutLayer::new().with_timeout(config.timeout).with_io_timeout(config.timeout))
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_max_times(config.retries)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10)),
+            )
+            .layer(ConcurrentLimitLayer::new(config.concurrency.max(1)))
+            .finish();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("arca-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(S3Backend { op, runtime, config })
+    }
+
+    fn err(&self, action: &'static str, path: &str, e: opendal::Error) -> BackendError {
+        let kind = match e.kind() {
+            opendal::ErrorKind::NotFound => ErrorKind::NotFound,
+            opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            opendal::ErrorKind::RangeNotSatisfied => ErrorKind::ShortObject,
+            _ => ErrorKind::Other,
+        };
+        // The message names the endpoint, bucket and key, never a credential.
+        let cause = match e.kind() {
+            opendal::ErrorKind::PermissionDenied => {
+                "access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
+                    .to_string()
+            }
+            opendal::ErrorKind::ConfigInvalid => format!("invalid configuration: {e}"),
+            _ => e.to_string(),
+        };
+        BackendError {
+            kind,
+            object: format!("{}/{}", self.config.describe(), path),
+            action,
+            temporary: e.is_temporary(),
+            source: io::Error::other(cause),
+        }
+    }
+}
+
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        self.config.describe()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn create(&self) -> Result<()> {
+        // Object stores have no folders; check the bucket answers.
+        self.runtime.block_on(self.op.list("config")).map(|_| ()).map_err(|e| self.err("listing", "", e))
+    }
+
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        let p = kind.path(name);
+        self.runtime.block_on(self.op.exists(&p)).map_err(|e| self.err("checking", &p, e))
+    }
+
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let p = kind.path(name);
+        self.runtime
+            .block_on(self.op.write(&p, data.to_vec()))
+            .map(|_| ())
+            .map_err(|e| self.err("writing", &p, e))
+    }
+
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let p = kind.path(name);
+        self.runtime.block_on(self.op.read(&p)).map(|b| b.to_vec()).map_err(|e| self.err("reading", &p, e))
+    }
+
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let p = kind.path(name);
+        let data = self
+            .runtime
+            .block_on(async { self.op.read_with(&p).range(offset..offset + length).await })
+            .map(|b| b.to_vec())
+            .map_err(|e| self.err("reading", &p, e))?;
+        if data.len() as u64 != length {
+            return Err(BackendError {
+                kind: ErrorKind::ShortObject,
+                object: format!("{}/{}", self.config.describe(), p),
+                action: "reading",
+                temporary: false,
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("got {} of {length} bytes", data.len()),
+                ),
+            });
+        }
+        Ok(data)
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
+        if matches!(kind, FileKind::Config | FileKind::Policy) {
+            let name = kind.path("");
+            return match self.runtime.block_on(self.op.stat(&name)) {
+                Ok(m) => Ok(vec![Entry { name, size: m.content_length() }]),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(self.err("listing", &name, e)),
+            };
+        }
+        let dir = format!("{}/", kind.dir());
+        let entries = self
+            .runtime
+            .block_on(async { self.op.list_with(&dir).recursive(true).await })
+            .map_err(|e| self.err("listing", &dir, e))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().mode() == EntryMode::FILE)
+            .map(|e| Entry { name: e.name().to_string(), size: e.metadata().content_length() })
+            .collect())
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        let p = kind.path(name);
+        // S3 DELETE of a missing key succeeds: idempotent as the trait asks.
+        self.runtime.block_on(self.op.delete(&p)).map_err(|e| self.err("deleting", &p, e))
+    }
+}
