@@ -49,6 +49,8 @@ pub enum Command {
     Dump(commands::dump::Args),
     /// Stream a snapshot (or part of it) as a tar, tar.zst or zip archive.
     Export(commands::export::Args),
+    /// Replicate snapshots into another repository (re-encrypted with its keys).
+    Copy(commands::copy::Args),
     /// Show one snapshot in detail.
     Info(commands::info::Args),
     /// List the entries of a snapshot.

@@ -94,3 +94,18 @@ pub fn new_key(file: Option<&Path>) -> Result<String> {
     }
     bail!("no new password: set ARCA_NEW_PASSWORD, give --new-password-file, or run on a terminal")
 }
+
+/// The password of the target repository of `copy`: `ARCA_TO_PASSWORD`,
+/// `--to-password-file` (or `ARCA_TO_PASSWORD_FILE`), or a prompt.
+pub fn target(file: Option<&Path>) -> Result<Option<String>> {
+    if let Ok(p) = std::env::var("ARCA_TO_PASSWORD") {
+        return Ok(Some(p));
+    }
+    if let Some(f) = file {
+        return from_file(f).map(Some);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt("target repository password: ").map(Some);
+    }
+    Ok(None)
+}

@@ -299,14 +299,16 @@ fn prune_killed_at_many_points_loses_nothing() {
     let src = base.join("src");
     fs::create_dir_all(&src).unwrap();
 
-    // 14 backups: each adds 1 MiB that stays (A) and 3 MiB that the next
-    // one replaces (B). With the last two kept, every older pack is a
-    // quarter used: prune --max-unused 0 repacks them all.
-    const N: usize = 14;
+    // 16 backups: each adds 4 MiB that stays (A) and 3 MiB that the next
+    // one replaces (B), in one pack. With the last two kept, every older
+    // pack is partly used: prune --max-unused 0 repacks ~60 MiB, which
+    // takes long enough to be killed at many points.
+    const N: usize = 16;
+    const A: u64 = 4 * MIB;
     let mut ids = Vec::new();
     let mut states = Vec::new();
     for i in 0..N {
-        write_random(&src.join(format!("a{i:02}.bin")), MIB, 10 + i as u64);
+        write_random(&src.join(format!("a{i:02}.bin")), A, 10 + i as u64);
         if i > 0 {
             fs::remove_file(src.join(format!("b{:02}.bin", i - 1))).unwrap();
         }
@@ -333,8 +335,13 @@ fn prune_killed_at_many_points_loses_nothing() {
     fs::remove_dir_all(&calib.repo).unwrap();
     eprintln!("a complete prune --max-unused 0 takes {full:?}");
 
+    // Fixed points, and points spread over the measured duration.
     let mut delays: Vec<u64> = vec![50, 200, 500, 1000];
-    delays.push((full.as_millis() as f64 * 0.75) as u64);
+    for frac in [0.3, 0.6, 0.85] {
+        delays.push((full.as_millis() as f64 * frac) as u64);
+    }
+    delays.sort_unstable();
+    delays.dedup_by(|a, b| a.abs_diff(*b) < 30);
     let check = |when: &str| {
         verify_clean(&arca, when);
         assert_eq!(snapshot_ids(&arca), kept, "snapshots {when}");
@@ -374,7 +381,7 @@ fn prune_killed_at_many_points_loses_nothing() {
         // No `unlock`: the dead prune's lock must not block verify or restore.
         check(&when);
     }
-    assert!(kills >= 3, "prune was killed only {kills} times: it finishes too fast to test ({full:?})");
+    assert!(kills >= 4, "prune was killed only {kills} times: it finishes too fast to test ({full:?})");
     assert!(locks_left >= 1, "no kill left a lock behind: the stale-lock path was not exercised");
 
     // A prune (exclusive: it must see the dead locks as stale) completes...
@@ -389,10 +396,10 @@ fn prune_killed_at_many_points_loses_nothing() {
         0,
         "a prune right after a complete prune would remove packs: {again}"
     );
-    // All the garbage is gone: 14 MiB of A and the last two B remain.
+    // All the garbage is gone: every A and the last two B remain.
     let size_after = dir_bytes(&arca.repo);
     eprintln!("repository: {size_before} bytes before, {size_after} after");
-    let used = (N as u64) * MIB + 6 * MIB;
+    let used = (N as u64) * A + 6 * MIB;
     assert!(
         size_after >= used && size_after <= used + 2 * MIB,
         "after the final prune the repository holds {size_after} bytes; the used data is {used}"
@@ -431,7 +438,7 @@ fn forget_killed_midway_leaves_a_verifiable_repository() {
     eprintln!("a complete forget --prune takes {full:?}");
 
     let mut partial = 0;
-    for (n, frac) in [0.3, 0.5, 0.7, 0.9].iter().enumerate() {
+    for (n, frac) in [0.15, 0.3, 0.45, 0.6, 0.8].iter().enumerate() {
         let repo = base.join(format!("repo{n}"));
         cp_a(&template, &repo);
         let mut a = arca.at(&repo);

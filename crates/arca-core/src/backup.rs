@@ -516,6 +516,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         },
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         repaired_from: None,
+        original: None,
     };
     let id = if opts.dry_run {
         None

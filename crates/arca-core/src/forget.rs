@@ -316,6 +316,7 @@ mod tests {
             summary: Summary::default(),
             program_version: String::new(),
             repaired_from: None,
+            original: None,
         }
     }
 

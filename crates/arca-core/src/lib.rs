@@ -10,6 +10,7 @@ pub mod cache;
 pub mod chunker;
 pub mod compress;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod error;

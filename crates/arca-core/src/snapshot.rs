@@ -87,6 +87,9 @@ pub struct Snapshot {
     /// Set on snapshots written by `repair snapshots`: the damaged original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired_from: Option<Id>,
+    /// Set on snapshots written by `copy`: the id in the repository it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 impl Snapshot {

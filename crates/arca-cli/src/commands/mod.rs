@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod backup;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod export;
@@ -30,6 +31,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Init(a) => init::run(cli, a),
         Command::Backup(a) => backup::run(cli, a),
         Command::Snapshots(a) => snapshots::run(cli, a),
+        Command::Copy(a) => copy::run(cli, a),
         Command::Diff(a) => diff::run(cli, a),
         Command::Dump(a) => dump::run(cli, a),
         Command::Export(a) => export::run(cli, a),

@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use arca_core::copy::copy;
+use arca_core::Repository;
+
+use crate::{location, outln, output, password, progress, Cli};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshots to copy (id prefixes or `latest`); all when none given.
+    pub snapshots: Vec<String>,
+    /// The target repository (path, file:// or s3://); it must exist (`arca init`).
+    #[arg(long)]
+    pub to: String,
+    /// File holding the target repository's password (else ARCA_TO_PASSWORD or a prompt).
+    #[arg(long, env = "ARCA_TO_PASSWORD_FILE")]
+    pub to_password_file: Option<PathBuf>,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
+    let src = super::open(cli)?;
+    let to = location::resolve(Some(&args.to))?;
+    let pw = if Repository::needs_password(&*to.backend)? {
+        password::target(args.to_password_file.as_deref())?
+    } else {
+        None
+    };
+    if pw.is_none() && Repository::needs_password(&*to.backend)? {
+        bail!(
+            "the target repository {} needs a password: set ARCA_TO_PASSWORD or give --to-password-file",
+            args.to
+        );
+    }
+    let mut dst = Repository::open(to.backend.clone(), pw.as_deref())?;
+    if let Some(root) = super::cache_root() {
+        dst.set_cache_root(&root);
+    }
+    if dst.config().id == src.config().id {
+        bail!("source and target are the same repository ({})", src.location());
+    }
+    let snaps = if args.snapshots.is_empty() {
+        super::snapshots(&src)?
+    } else {
+        args.snapshots.iter().map(|s| super::snapshot(&src, s)).collect::<Result<Vec<_>>>()?
+    };
+    let _src_lock = super::lock(cli, &src, false, "copy (source)")?;
+    let _dst_lock = super::lock(cli, &dst, false, "copy (target)")?;
+    let index = super::load_index(&src)?;
+    let bar = progress::for_terminal(cli.json, "copied");
+    let r = copy(&src, &index, &dst, &snaps, bar.as_progress());
+    bar.done();
+    let r = r?;
+    if cli.json {
+        output::json(&r)?;
+    } else {
+        for c in &r.copied {
+            outln!("copied {} -> {}", &c.source[..8], &c.target[..8]);
+        }
+        outln!(
+            "{} snapshots copied, {} already in {}; {} blobs ({}) added",
+            r.copied.len(),
+            r.already_present.len(),
+            dst.location(),
+            r.blobs_added,
+            output::bytes(r.bytes_added)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,148 @@
+//! Replicating snapshots into another repository.
+//!
+//! Blob ids are keyed per repository, so every blob is read, re-identified
+//! with the target's id key and re-encrypted with the target's key; only
+//! blobs the target lacks are stored. Trees are rewritten with the target's
+//! ids. A copied snapshot records `original` (its id in the source), which
+//! makes copying again a no-op for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::index::{IdSet, Index};
+use crate::pack::BlobType;
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::tree::{NodeKind, Tree};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Copied {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyResult {
+    pub copied: Vec<Copied>,
+    /// Source snapshots the target already has.
+    pub already_present: Vec<String>,
+    pub blobs_added: u64,
+    pub bytes_added: u64,
+}
+
+struct Copier<'a> {
+    src: &'a Repository,
+    src_index: &'a Index,
+    dst: &'a Repository,
+    packer: Packer,
+    /// Source blob id -> target blob id, for this run.
+    ids: Mutex<HashMap<Id, Id>>,
+    progress: &'a dyn Progress,
+}
+
+impl Copier<'_> {
+    fn blob(&self, id: &Id, kind: BlobType) -> Result<Id> {
+        if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(*t);
+        }
+        let data = self.src.read_blob(self.src_index, id)?;
+        let target = self.dst.crypto().blob_id(&data);
+        if self.packer.claim(target) {
+            self.packer.add(kind, target, &data)?;
+        }
+        self.progress.advance(0, data.len() as u64);
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
+        Ok(target)
+    }
+
+    fn tree(&self, id: &Id) -> Result<Id> {
+        if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(*t);
+        }
+        let tree = self.src.load_tree(self.src_index, id)?;
+        let nodes = tree
+            .nodes
+            .into_par_iter()
+            .map(|mut n| {
+                match n.kind {
+                    NodeKind::File => {
+                        n.content =
+                            n.content.iter().map(|c| self.blob(c, BlobType::Data)).collect::<Result<_>>()?;
+                        self.progress.advance(1, 0);
+                    }
+                    NodeKind::Dir => {
+                        if let Some(sub) = n.subtree {
+                            n.subtree = Some(self.tree(&sub)?);
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(n)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut t = Tree { nodes };
+        t.sort();
+        let bytes = t.encode();
+        let target = self.dst.crypto().blob_id(&bytes);
+        if self.packer.claim(target) {
+            self.packer.add(BlobType::Tree, target, &bytes)?;
+        }
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
+        Ok(target)
+    }
+}
+
+/// Copies `snapshots` of `src` into `dst` (both open; `dst` locked shared by
+/// the caller).
+pub fn copy(
+    src: &Repository,
+    src_index: &Index,
+    dst: &Repository,
+    snapshots: &[(Id, Snapshot)],
+    progress: &dyn Progress,
+) -> Result<CopyResult> {
+    let (existing, _) = dst.snapshots_lenient()?;
+    // Source id -> target id of snapshots copied before.
+    let present: HashMap<Id, Id> = existing.iter().filter_map(|(tid, s)| Some((s.original?, *tid))).collect();
+    let dst_index = Arc::new(dst.load_index()?);
+    let copier = Copier {
+        src,
+        src_index,
+        dst,
+        packer: Packer::new(dst, dst_index, IdSet::default(), false, 2),
+        ids: Mutex::new(HashMap::new()),
+        progress,
+    };
+    let mut result = CopyResult::default();
+    let mut pending: Vec<(Id, Snapshot)> = Vec::new();
+    for (sid, snap) in snapshots {
+        if present.contains_key(sid) || snap.original.is_some_and(|o| present.contains_key(&o)) {
+            result.already_present.push(sid.to_hex());
+            continue;
+        }
+        let tree = copier.tree(&snap.tree)?;
+        pending
+            .push((*sid, Snapshot { tree, original: Some(snap.original.unwrap_or(*sid)), ..snap.clone() }));
+    }
+    let Copier { packer, .. } = copier;
+    let stats = packer.finish()?;
+    result.blobs_added = stats.blobs_added;
+    result.bytes_added = stats.bytes_added;
+    // Snapshots last, once everything they name is durable; parents map to
+    // their copies when those exist.
+    let mut mapped: HashMap<Id, Id> = present;
+    for (sid, mut snap) in pending {
+        snap.parent = snap.parent.and_then(|p| mapped.get(&p).copied());
+        let tid = dst.save_snapshot(&snap)?;
+        mapped.insert(sid, tid);
+        result.copied.push(Copied { source: sid.to_hex(), target: tid.to_hex() });
+    }
+    Ok(result)
+}
