@@ -13,6 +13,20 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// "N new, N changed, N unchanged, N removed; read X, added Y in Z s".
+pub fn change_summary(s: &arca_core::snapshot::Summary) -> String {
+    format!(
+        "{} new, {} changed, {} unchanged, {} removed; read {}, added {} in {:.1} s",
+        s.files_new,
+        s.files_changed,
+        s.files_unchanged,
+        s.files_removed,
+        bytes(s.bytes_read),
+        bytes(s.bytes_added),
+        s.duration_ms as f64 / 1000.0
+    )
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

@@ -73,7 +73,7 @@ pub fn dump(repo: &Repository, index: &Index, root: &Id, path: &str, out: &mut d
     if node.kind != NodeKind::File {
         return Err(Error::Invalid(format!(
             "{path} is a {}, not a file: use `arca export` for folders",
-            crate::diff::kind_name(node.kind)
+            node.kind.name()
         )));
     }
     let mut r = ContentReader::new(repo, index, &node.content);

@@ -31,18 +31,6 @@ pub struct DiffEntry {
     pub what: Vec<&'static str>,
 }
 
-pub fn kind_name(k: NodeKind) -> &'static str {
-    match k {
-        NodeKind::File => "file",
-        NodeKind::Dir => "dir",
-        NodeKind::Symlink => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice => "chardev",
-        NodeKind::BlockDevice => "blockdev",
-        NodeKind::Socket => "socket",
-    }
-}
-
 /// What differs between two versions of one entry. A folder's mtime is
 /// left out: it changes whenever an entry is added or removed, which the
 /// diff already shows.
@@ -85,7 +73,7 @@ struct Differ<'a> {
 impl Differ<'_> {
     fn push(&mut self, path: &[u8], change: Change, node: &Node, what: Vec<&'static str>) {
         let path = String::from_utf8_lossy(path).into_owned();
-        self.out.push(DiffEntry { path, change, kind: kind_name(node.kind), what });
+        self.out.push(DiffEntry { path, change, kind: node.kind.name(), what });
     }
 
     /// Lists a whole added or removed entry, with everything below it.
@@ -101,7 +89,7 @@ impl Differ<'_> {
                 let mut full = path.to_vec();
                 full.extend_from_slice(&p);
                 let path = String::from_utf8_lossy(&full).into_owned();
-                self.out.push(DiffEntry { path, change, kind: kind_name(kind), what: Vec::new() });
+                self.out.push(DiffEntry { path, change, kind: kind.name(), what: Vec::new() });
             }
         }
         Ok(())

@@ -22,6 +22,22 @@ pub enum NodeKind {
     Socket,
 }
 
+impl NodeKind {
+    /// The name used in listings and JSON: file, dir, symlink, fifo,
+    /// chardev, blockdev, socket.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::CharDevice => "chardev",
+            NodeKind::BlockDevice => "blockdev",
+            NodeKind::Socket => "socket",
+        }
+    }
+}
+
 /// A point in time with nanosecond precision (seconds since the Unix epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct Timestamp {

@@ -130,18 +130,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             None => "dry run: nothing written".to_string(),
         };
         outln!(
-            "{what} ({}{}): {} files, {}; {} new, {} changed, {} unchanged, {} removed; read {}, added {} in {:.1} s",
+            "{what} ({}{}): {} files, {}; {}",
             snap.strategy.as_str(),
             snap.parent.map(|p| format!(" of {}", p.short())).unwrap_or_default(),
             snap.files,
             output::bytes(snap.size),
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            s.files_removed,
-            output::bytes(s.bytes_read),
-            output::bytes(s.bytes_added),
-            s.duration_ms as f64 / 1000.0
+            output::change_summary(s)
         );
         if !s.errors.is_empty() {
             outln!(

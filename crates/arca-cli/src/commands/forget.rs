@@ -1,12 +1,12 @@
 use anyhow::{bail, Result};
 use arca_backend::FileKind;
 use arca_core::forget::{apply, Decision, GroupBy, Policy};
-use arca_core::prune::{prune, PruneOptions, PruneResult};
+use arca_core::prune::PruneResult;
 use arca_core::{Id, Repository};
 use serde::Serialize;
 
 use super::retention::{PolicyArgs, PruneArgs};
-use crate::{outln, output, progress, Cli};
+use crate::{outln, output, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,15 +17,8 @@ pub struct Args {
     /// Group snapshots by these fields before applying the policy: host, paths, tags (comma separated).
     #[arg(long, default_value = "host,paths")]
     pub group_by: GroupBy,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only consider snapshots with this tag.
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Only consider snapshots that include this path.
-    #[arg(long)]
-    pub path: Option<String>,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// Reclaim the space afterwards (see `arca prune`).
     #[arg(long)]
     pub prune: bool,
@@ -170,30 +163,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     if !explicit.is_empty() && !policy.is_empty() {
         bail!("give either snapshot ids or a policy, not both");
     }
-    let want_path = args
-        .path
-        .as_deref()
-        .map(|p| {
-            arca_core::backup::normalize(std::path::Path::new(p)).map(|p| p.to_string_lossy().into_owned())
-        })
-        .transpose()?;
-    let filter = |s: &arca_core::snapshot::Snapshot| {
-        args.host.as_ref().is_none_or(|h| &s.host == h)
-            && (args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
-            && want_path.as_ref().is_none_or(|p| s.paths.contains(p))
-    };
+    let compiled = args.filter.compile()?;
+    let filter = |s: &arca_core::snapshot::Snapshot| compiled.matches(s);
     let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "forget")?) };
     let mut report = forget_with(&repo, &policy, &explicit, args.group_by, &filter, args.dry_run)?;
     if args.prune {
-        let opts = PruneOptions {
-            max_unused_percent: args.prune_args.max_unused,
-            max_repack_bytes: args.prune_args.max_repack_size,
-            dry_run: args.dry_run,
-        };
-        let bar = progress::for_terminal(cli.json, "marked");
-        let p = prune(&repo, &opts, bar.as_progress());
-        bar.done();
-        let p = p?;
+        let p = super::prune::execute(cli, &repo, &args.prune_args, args.dry_run)?;
         report.reclaimed_bytes = p.bytes_reclaimed;
         report.prune = Some(p);
     }

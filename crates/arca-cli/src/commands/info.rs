@@ -77,16 +77,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     );
     outln!("stored     {} chunks, {}", st.chunks, output::bytes(st.stored_bytes));
     let s = &m.summary;
-    outln!(
-        "change     {} new, {} changed, {} unchanged, {} removed; read {}, added {} in {:.1} s",
-        s.files_new,
-        s.files_changed,
-        s.files_unchanged,
-        s.files_removed,
-        output::bytes(s.bytes_read),
-        output::bytes(s.bytes_added),
-        s.duration_ms as f64 / 1000.0
-    );
+    outln!("change     {}", output::change_summary(s));
     for e in &s.errors {
         outln!("unreadable {}: {}", e.path, e.error);
     }

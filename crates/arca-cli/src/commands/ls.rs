@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::tree::{Node, NodeKind, Timestamp};
+use arca_core::tree::{Node, Timestamp};
 use arca_core::walk::{walk, Visit};
 use serde::Serialize;
 
@@ -27,18 +27,6 @@ struct Entry {
     link_target: Option<String>,
 }
 
-fn kind_name(k: NodeKind) -> &'static str {
-    match k {
-        NodeKind::File => "file",
-        NodeKind::Dir => "dir",
-        NodeKind::Symlink => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice => "chardev",
-        NodeKind::BlockDevice => "blockdev",
-        NodeKind::Socket => "socket",
-    }
-}
-
 fn time(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t.secs, t.nanos)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
@@ -48,7 +36,7 @@ fn time(t: Timestamp) -> String {
 fn entry(path: &[u8], n: &Node) -> Entry {
     Entry {
         path: String::from_utf8_lossy(path).into_owned(),
-        kind: kind_name(n.kind),
+        kind: n.kind.name(),
         size: n.size,
         mode: format!("{:04o}", n.mode),
         uid: n.uid,

@@ -5,6 +5,7 @@ pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod export;
+pub mod filter;
 pub mod forget;
 pub mod info;
 pub mod init;

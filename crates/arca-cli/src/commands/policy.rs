@@ -1,8 +1,7 @@
 use anyhow::{bail, Result};
-use arca_core::prune::{prune, PruneOptions};
 
 use super::retention::{PolicyArgs, PruneArgs};
-use crate::{outln, output, progress, Cli};
+use crate::{outln, output, Cli};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -76,15 +75,7 @@ pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
         &|_| true,
         args.dry_run,
     )?;
-    let opts = PruneOptions {
-        max_unused_percent: args.prune.max_unused,
-        max_repack_bytes: args.prune.max_repack_size,
-        dry_run: args.dry_run,
-    };
-    let bar = progress::for_terminal(cli.json, "marked");
-    let p = prune(&repo, &opts, bar.as_progress());
-    bar.done();
-    let p = p?;
+    let p = super::prune::execute(cli, &repo, &args.prune, args.dry_run)?;
     report.reclaimed_bytes = p.bytes_reclaimed;
     report.prune = Some(p);
     if cli.json {

@@ -13,12 +13,9 @@ pub struct Args {
     /// Restore the latest snapshot taken at or before this time (RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]] local).
     #[arg(long)]
     pub at: Option<String>,
-    /// With --at: only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// With --at: only snapshots that include this source path.
-    #[arg(long)]
-    pub path: Option<String>,
+    /// With --at: which snapshots to choose from.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// Folder to restore into; the snapshot's absolute paths are recreated below it.
     #[arg(long, short = 't')]
     pub target: PathBuf,
@@ -47,19 +44,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         (Some(s), _) => super::snapshot(&repo, s)?,
         (None, Some(at)) => {
             let t = super::backup::parse_time(at)?;
-            let want_path = args
-                .path
-                .as_deref()
-                .map(|p| {
-                    arca_core::backup::normalize(std::path::Path::new(p))
-                        .map(|p| p.to_string_lossy().into_owned())
-                })
-                .transpose()?;
+            let filter = args.filter.compile()?;
             let found = super::snapshots(&repo)?
                 .into_iter()
                 .filter(|(_, s)| s.timestamp() <= t)
-                .filter(|(_, s)| args.host.as_ref().is_none_or(|h| &s.host == h))
-                .filter(|(_, s)| want_path.as_ref().is_none_or(|p| s.paths.contains(p)))
+                .filter(|(_, s)| filter.matches(s))
                 .max_by_key(|(_, s)| s.timestamp());
             let Some(found) = found else {
                 bail!("no snapshot taken at or before {at} in {}", repo.location())

@@ -7,12 +7,8 @@ use crate::{exit, outln, output, progress, Cli};
 pub struct Args {
     /// Snapshots to check (id prefixes or `latest`); all when none given.
     pub snapshots: Vec<String>,
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots with this tag; repeatable (any matches).
-    #[arg(long)]
-    pub tag: Vec<String>,
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
     /// Also read every pack and authenticate every blob.
     #[arg(long)]
     pub read_data: bool,
@@ -32,16 +28,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     for s in &args.snapshots {
         ids.push(super::snapshot(&repo, s)?.0);
     }
-    if args.host.is_some() || !args.tag.is_empty() {
+    if !args.filter.is_empty() {
+        let filter = args.filter.compile()?;
         let all = super::snapshots(&repo)?;
-        let chosen = all.iter().filter(|(id, s)| {
-            (ids.is_empty() || ids.contains(id))
-                && args.host.as_ref().is_none_or(|h| &s.host == h)
-                && (args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
-        });
+        let chosen = all.iter().filter(|(id, s)| (ids.is_empty() || ids.contains(id)) && filter.matches(s));
         ids = chosen.map(|(id, _)| *id).collect();
         if ids.is_empty() {
-            anyhow::bail!("no snapshot matches the given --host/--tag in {}", repo.location());
+            anyhow::bail!("no snapshot matches the given --host/--tag/--path in {}", repo.location());
         }
     }
     let _lock = super::lock(cli, &repo, false, "verify")?;
