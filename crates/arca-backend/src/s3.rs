@@ -144,13 +144,26 @@ impl S3Backend {
             _ => ErrorKind::Other,
         };
         // The message names the endpoint, bucket and key, never a credential.
+        let text = e.to_string();
+        if text.contains("NoSuchBucket") {
+            return BackendError {
+                kind: ErrorKind::Other,
+                object: self.config.describe(),
+                action,
+                temporary: false,
+                source: io::Error::other(format!(
+                    "bucket {:?} does not exist at this endpoint: create it (or fix the bucket name) first",
+                    self.config.bucket
+                )),
+            };
+        }
         let cause = match e.kind() {
             opendal::ErrorKind::PermissionDenied => {
                 "access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
                     .to_string()
             }
             opendal::ErrorKind::ConfigInvalid => format!("invalid configuration: {e}"),
-            _ => e.to_string(),
+            _ => text,
         };
         BackendError {
             kind,
@@ -196,11 +209,31 @@ impl Backend for S3Backend {
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let p = kind.path(name);
-        let data = self
-            .runtime
-            .block_on(async { self.op.read_with(&p).range(offset..offset + length).await })
-            .map(|b| b.to_vec())
-            .map_err(|e| self.err("reading", &p, e))?;
+        let short = || BackendError {
+            kind: ErrorKind::ShortObject,
+            object: format!("{}/{}", self.config.describe(), p),
+            action: "reading",
+            temporary: false,
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{length} bytes at {offset} requested"),
+            ),
+        };
+        let data =
+            match self.runtime.block_on(async { self.op.read_with(&p).range(offset..offset + length).await })
+            {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    // A range past the end fails in several ways (416, a short
+                    // body): tell a short object apart by its size.
+                    if let Ok(m) = self.runtime.block_on(self.op.stat(&p)) {
+                        if m.content_length() < offset + length {
+                            return Err(short());
+                        }
+                    }
+                    return Err(self.err("reading", &p, e));
+                }
+            };
         if data.len() as u64 != length {
             return Err(BackendError {
                 kind: ErrorKind::ShortObject,

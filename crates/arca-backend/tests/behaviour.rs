@@ -258,23 +258,39 @@ fn s3_backend_behaviour() {
     }
 }
 
+/// One backend call, its result shown as text.
+type Op<'a> = Box<dyn Fn() -> Result<String, BackendError> + 'a>;
+
 /// Every operation of `b` fails with an error that names the endpoint and the
 /// bucket, never holds the secret, and comes within the time budget.
-fn all_fail(b: &S3Backend, what: &str, endpoint: &str, bucket: &str, secrets: &[&str], with_puts: bool) -> Vec<String> {
+fn all_fail(
+    b: &S3Backend,
+    what: &str,
+    endpoint: &str,
+    bucket: &str,
+    secrets: &[&str],
+    with_puts: bool,
+) -> Vec<String> {
     let name = hex_name(1);
     // Reads first: s3s-fs, unlike AWS, creates a missing bucket on PUT.
-    let mut ops: Vec<(&str, Box<dyn Fn() -> Result<String, BackendError> + '_>)> = vec![
+    let mut ops: Vec<(&str, Op<'_>)> = vec![
         ("create", Box::new(|| b.create().map(|v| format!("{v:?}")))),
         ("exists", Box::new(|| b.exists(FileKind::Snapshot, &name).map(|v| format!("{v:?}")))),
         ("get", Box::new(|| b.get(FileKind::Config, "config").map(|v| format!("{} bytes", v.len())))),
-        ("get_range", Box::new(|| b.get_range(FileKind::Pack, &name, 0, 2).map(|v| format!("{} bytes", v.len())))),
+        (
+            "get_range",
+            Box::new(|| b.get_range(FileKind::Pack, &name, 0, 2).map(|v| format!("{} bytes", v.len()))),
+        ),
         ("list", Box::new(|| b.list(FileKind::Snapshot).map(|v| format!("{v:?}")))),
         ("list config", Box::new(|| b.list(FileKind::Config).map(|v| format!("{v:?}")))),
         ("delete", Box::new(|| b.delete(FileKind::Lock, &name).map(|v| format!("{v:?}")))),
     ];
     if with_puts {
         ops.push(("put", Box::new(|| b.put(FileKind::Pack, &name, b"data").map(|v| format!("{v:?}")))));
-        ops.push(("put config", Box::new(|| b.put(FileKind::Config, "config", b"{}").map(|v| format!("{v:?}")))));
+        ops.push((
+            "put config",
+            Box::new(|| b.put(FileKind::Config, "config", b"{}").map(|v| format!("{v:?}"))),
+        ));
     }
     let mut failures = Vec::new();
     for (op, f) in ops {
@@ -286,7 +302,14 @@ fn all_fail(b: &S3Backend, what: &str, endpoint: &str, bucket: &str, secrets: &[
         if took > Duration::from_secs(45) {
             failures.push(format!("{what}: {op} took {took:?} (timeout 10 s, 2 retries)"));
         }
+        // About one object, S3 answers a missing bucket as it answers a
+        // missing object (HEAD has no body to say NoSuchBucket; DELETE of a
+        // missing key succeeds): "absent" is a true answer there. Every
+        // listing and every read still fails, and that is what arca relies on
+        // to report the bucket (see the s3_missing_bucket CLI test).
+        let object_level = what == "missing bucket" && matches!(op, "exists" | "list config" | "delete");
         match r {
+            Ok(_) if object_level => {}
             Ok(v) => failures.push(format!("{what}: {op} succeeded ({v}) instead of failing")),
             Err(e) => {
                 let shown = format!("{e}");

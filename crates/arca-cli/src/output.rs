@@ -7,7 +7,11 @@ use serde::Serialize;
 
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // Keep the io::Error (a closed pipe must be recognisable as one).
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => std::io::Error::from(kind),
+        None => std::io::Error::other(e),
+    })?;
     writeln!(out)?;
     out.flush()?;
     Ok(())

@@ -363,8 +363,8 @@ fn prune_killed_at_many_points_loses_nothing() {
             std::thread::sleep(Duration::from_millis(2));
         }
         let when;
-        if p.running() {
-            let out = p.sigkill();
+        let out = if p.running() { p.sigkill() } else { p.wait(Duration::from_secs(1)) };
+        if out.code != 0 {
             assert_eq!(out.code, -9, "{}", out.describe());
             kills += 1;
             let left = lock_files(&arca.repo);
@@ -373,15 +373,14 @@ fn prune_killed_at_many_points_loses_nothing() {
             }
             when = format!("after prune was killed at {delay} ms (lock files left: {})", left.len());
         } else {
-            // It finished first: then it must have succeeded.
-            p.wait(Duration::from_secs(1)).ok();
+            // It finished first (and succeeded).
             when = format!("after a prune that completed within {delay} ms");
         }
         eprintln!("{when}");
         // No `unlock`: the dead prune's lock must not block verify or restore.
         check(&when);
     }
-    assert!(kills >= 4, "prune was killed only {kills} times: it finishes too fast to test ({full:?})");
+    assert!(kills >= 3, "prune was killed only {kills} times: it finishes too fast to test ({full:?})");
     assert!(locks_left >= 1, "no kill left a lock behind: the stale-lock path was not exercised");
 
     // A prune (exclusive: it must see the dead locks as stale) completes...
@@ -454,11 +453,8 @@ fn forget_killed_midway_leaves_a_verifiable_repository() {
         while start.elapsed() < delay && p.running() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        if p.running() {
-            p.sigkill();
-        } else {
-            p.wait(Duration::from_secs(1)).ok();
-        }
+        let out = if p.running() { p.sigkill() } else { p.wait(Duration::from_secs(1)) };
+        assert!(out.code == 0 || out.code == -9, "{}", out.describe());
         let left = snapshot_ids(&a);
         if left.len() > 1 && left.len() < all.len() {
             partial += 1;

@@ -236,7 +236,15 @@ pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<Fix
     let mut keep: Vec<bool> = if policy.has_keep_rule() {
         reasons.iter().map(|r| !r.is_empty()).collect()
     } else {
-        // Only caps: everything is kept up to them.
+        // Only caps: everything is kept up to them, and they are the reason.
+        for r in reasons.iter_mut() {
+            if policy.max_versions.is_some() {
+                r.push("max-versions".into());
+            }
+            if policy.max_age_secs.is_some() {
+                r.push("max-age".into());
+            }
+        }
         vec![true; sorted.len()]
     };
     let mut removed_by: Vec<Option<&str>> = vec![None; sorted.len()];
@@ -247,6 +255,7 @@ pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<Fix
                 kept += 1;
                 if kept > max {
                     keep[i] = false;
+                    reasons[i].clear();
                     removed_by[i] = Some("max-versions");
                 }
             }
@@ -256,6 +265,7 @@ pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<Fix
         for (i, (_, t, _)) in sorted.iter().enumerate() {
             if keep[i] && (now - *t).num_seconds() > age {
                 keep[i] = false;
+                reasons[i].clear();
                 removed_by[i] = Some("max-age");
             }
         }

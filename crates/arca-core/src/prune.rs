@@ -38,11 +38,18 @@ pub struct PruneOptions {
     /// Repack at most this many bytes of packs in one run.
     pub max_repack_bytes: Option<u64>,
     pub dry_run: bool,
+    /// Snapshots to count as already removed (a dry run of `forget --prune`).
+    pub ignore_snapshots: Vec<Id>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused_percent: 5.0, max_repack_bytes: None, dry_run: false }
+        PruneOptions {
+            max_unused_percent: 5.0,
+            max_repack_bytes: None,
+            dry_run: false,
+            ignore_snapshots: Vec::new(),
+        }
     }
 }
 
@@ -98,7 +105,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     let snaps = repo.snapshots().map_err(|e| {
         Error::Invalid(format!("{e}; prune needs every snapshot readable to know what is used"))
     })?;
-    let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let roots: Vec<Id> =
+        snaps.iter().filter(|(id, _)| !opts.ignore_snapshots.contains(id)).map(|(_, s)| s.tree).collect();
     let used = used_blobs(repo, &index, &roots, progress)?;
     let listed: HashMap<Id, u64> = repo
         .backend()
@@ -130,6 +138,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     // Per pack: entries, and used / unused bytes.
     let mut entries: Vec<Vec<PackEntry>> = vec![Vec::new(); index.packs.len()];
     let mut used_bytes = vec![0u64; index.packs.len()];
+    let mut unused_bytes = vec![0u64; index.packs.len()];
     for (id, _) in index.blobs() {
         for l in index.locations(id) {
             let e = PackEntry {
@@ -144,6 +153,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
                 used_bytes[l.pack as usize] += l.length as u64;
                 result.blobs_used += 1;
             } else {
+                unused_bytes[l.pack as usize] += l.length as u64;
                 result.blobs_unused += 1;
             }
         }
@@ -154,7 +164,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     let mut repack_budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
     for (i, p) in index.packs.iter().enumerate() {
         let Some(&size) = listed.get(&p.id) else { continue };
-        let unused_share = 100.0 * (size.saturating_sub(used_bytes[i])) as f64 / size.max(1) as f64;
+        // Shares of blob bytes: the header and trailer are not waste.
+        let blob_bytes = (used_bytes[i] + unused_bytes[i]).max(1);
+        let unused_share = 100.0 * unused_bytes[i] as f64 / blob_bytes as f64;
         if used_bytes[i] == 0 {
             remove.push(p.id);
         } else if unused_share > opts.max_unused_percent && size <= repack_budget {

@@ -91,7 +91,12 @@ impl Repository {
         let location = backend.location();
         match backend.get(FileKind::Config, "config") {
             Ok(bytes) => Config::decode(&bytes, &location),
-            Err(e) if e.is_not_found() => Err(Error::NoRepository(location)),
+            Err(e) if e.is_not_found() => {
+                // No config: tell an empty place from an unreachable one (a
+                // missing bucket answers "not found" to single objects too).
+                backend.list(FileKind::Key)?;
+                Err(Error::NoRepository(location))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -51,6 +51,24 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// `AWS_*` variables for an endpoint, with the test access key and `secret`.
+pub fn aws_env(endpoint: &str, secret: &str) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", REGION),
+        ("AWS_DEFAULT_REGION", REGION),
+        // Empty values count as unset.
+        ("ARCA_S3_VIRTUAL_HOST_STYLE", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_SESSION_TOKEN", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect()
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
@@ -151,6 +169,11 @@ impl S3Server {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points an `arca` process at this server.
+    pub fn aws_env(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        aws_env(&self.endpoint(), SECRET_KEY)
     }
 
     /// Creates a bucket (a folder of the root); returns its folder.

@@ -117,6 +117,12 @@ pub fn forget_with(
     Ok(report)
 }
 
+impl ForgetReport {
+    pub fn removed_id_list(&self) -> Vec<Id> {
+        self.removed_ids.iter().filter_map(|h| Id::from_hex(h)).collect()
+    }
+}
+
 pub fn print(report: &ForgetReport) -> Result<()> {
     for g in &report.groups {
         outln!("{}:", if g.group.is_empty() { "all snapshots" } else { &g.group });
@@ -168,7 +174,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "forget")?) };
     let mut report = forget_with(&repo, &policy, &explicit, args.group_by, &filter, args.dry_run)?;
     if args.prune {
-        let p = super::prune::execute(cli, &repo, &args.prune_args, args.dry_run)?;
+        let p = super::prune::execute(cli, &repo, &args.prune_args, args.dry_run, &report.removed_id_list())?;
         report.reclaimed_bytes = p.bytes_reclaimed;
         report.prune = Some(p);
     }

@@ -75,7 +75,7 @@ pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
         &|_| true,
         args.dry_run,
     )?;
-    let p = super::prune::execute(cli, &repo, &args.prune, args.dry_run)?;
+    let p = super::prune::execute(cli, &repo, &args.prune, args.dry_run, &report.removed_id_list())?;
     report.reclaimed_bytes = p.bytes_reclaimed;
     report.prune = Some(p);
     if cli.json {
