@@ -263,11 +263,12 @@ pub fn content_matches(repo: &Repository, path: &Path, node: &Node) -> io::Resul
 
 impl Ctx<'_> {
     fn fail(&self, path: &Path, e: impl std::fmt::Display) {
-        self.progress.warn(&format!("{}: {e}", path.display()));
-        self.errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PathError { path: path.display().to_string(), error: e.to_string() });
+        // Errors about this very path already start with it: say it once.
+        let shown = path.display().to_string();
+        let text = e.to_string();
+        let cause = text.strip_prefix(&format!("{shown}: ")).unwrap_or(&text).to_string();
+        self.progress.warn(&format!("{shown}: {cause}"));
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(PathError { path: shown, error: cause });
     }
 
     /// Decides from what is at `dest` whether to write; `Ok(false)` keeps it.
