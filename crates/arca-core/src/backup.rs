@@ -440,7 +440,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let (snapshots, _) = repo.snapshots_lenient()?;
     let (parent, strategy) = choose_parent(&snapshots, opts.strategy, &host, &paths, opts.parent)?;
     let index = Arc::new(index);
-    let packer = Packer::new(repo, index.clone(), absent, opts.dry_run, 2);
+    // Remote stores have latency to hide: more packs in flight.
+    let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
+    let packer = Packer::new(repo, index.clone(), absent, opts.dry_run, uploaders);
     packer.adopt_packs(adopted);
 
     let engine = Engine {
