@@ -8,6 +8,7 @@
 //!   each damaged file in `errors` and never leaves a damaged file behind,
 //! - the remedy (a new backup, `repair index`, `repair snapshots`, parity),
 //!   after which `verify --read-data` is clean again.
+//!
 //! Plus: parity rebuilds, `--read-data-subset` coverage and `--restore-test`.
 //!
 //! Which file a damaged byte belongs to must be known independently of arca.
@@ -535,14 +536,17 @@ fn data_pack_byte_flip_exact_file() {
         &mut c,
         "verify --read-data",
         &fx.verify(&["--read-data"]),
-        &[(fx.id1(), sset(&[victim.clone()]), sset(&[])), (fx.id2(), sset(&[victim.clone()]), sset(&[]))],
+        &[
+            (fx.id1(), sset(std::slice::from_ref(&victim)), sset(&[])),
+            (fx.id2(), sset(std::slice::from_ref(&victim)), sset(&[])),
+        ],
     );
     let pack_name = fx.data1.file_name().unwrap().to_str().unwrap();
     c.check(errors_mention(&v, pack_name), || format!("errors should name pack {pack_name}: {v:#}"));
     // Structure-only verify does not read data: it finds nothing.
     check_report(&mut c, "verify (structure only)", &fx.verify(&[]), &[(fx.id1(), sset(&[]), sset(&[]))]);
 
-    check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &sset(&[victim.clone()]));
+    check_salvage(&mut c, &fx, "latest", &current_contents(&fx), &sset(std::slice::from_ref(&victim)));
 
     // Remedy: back up again (verify --read-data recorded the damaged blob).
     let b = backup_again(&fx);
@@ -993,7 +997,7 @@ fn repair_snapshots() {
                 c.check(false, || format!("repair result lacks original {orig}: {rep:#}"));
             }
             Some(r) => {
-                c.check(set_of(r, "removed") == sset(&[victim.clone()]), || {
+                c.check(set_of(r, "removed") == sset(std::slice::from_ref(&victim)), || {
                     format!("snapshot {}: removed should be exactly [{victim}]: {r}", &orig[..8])
                 });
                 if let Some(id) = r["repaired"].as_str() {
@@ -1027,9 +1031,10 @@ fn repair_snapshots() {
             || format!("repaired snapshot {} verifies clean: {s}", &rid[..8]),
         );
         let o = snap_entry(&v, orig).cloned().unwrap_or(Value::Null);
-        c.check(o["valid"] == false && set_of(&o, "corrupted") == sset(&[victim.clone()]), || {
-            format!("original {} still listed with its damage: {o}", &orig[..8])
-        });
+        c.check(
+            o["valid"] == false && set_of(&o, "corrupted") == sset(std::slice::from_ref(&victim)),
+            || format!("original {} still listed with its damage: {o}", &orig[..8]),
+        );
     }
     // Verifying only a repaired snapshot: its entry is clean (the damaged
     // pack is shared with its intact files, so the run may still exit 4).

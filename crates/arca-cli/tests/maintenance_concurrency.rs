@@ -362,20 +362,19 @@ fn prune_killed_at_many_points_loses_nothing() {
         while start.elapsed() < Duration::from_millis(*delay) && p.running() {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let when;
         let out = if p.running() { p.sigkill() } else { p.wait(Duration::from_secs(1)) };
-        if out.code != 0 {
+        let when = if out.code != 0 {
             assert_eq!(out.code, -9, "{}", out.describe());
             kills += 1;
             let left = lock_files(&arca.repo);
             if !left.is_empty() {
                 locks_left += 1;
             }
-            when = format!("after prune was killed at {delay} ms (lock files left: {})", left.len());
+            format!("after prune was killed at {delay} ms (lock files left: {})", left.len())
         } else {
             // It finished first (and succeeded).
-            when = format!("after a prune that completed within {delay} ms");
-        }
+            format!("after a prune that completed within {delay} ms")
+        };
         eprintln!("{when}");
         // No `unlock`: the dead prune's lock must not block verify or restore.
         check(&when);
