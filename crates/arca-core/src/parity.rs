@@ -43,7 +43,20 @@ fn shards(pack: &[u8], size: usize) -> Vec<Vec<u8>> {
 pub fn encode(pack: &[u8], percent: u8) -> Vec<u8> {
     let m = recovery_shards(percent);
     let size = shard_size(pack.len());
-    let data = shards(pack, size);
+    // Borrow the pack's bytes; only shards reaching past its end are copied
+    // (zero-padded), so encoding needs no second copy of the pack.
+    let padded: Vec<Vec<u8>> = (0..DATA_SHARDS)
+        .filter(|i| (i + 1) * size > pack.len())
+        .map(|i| {
+            let mut s = pack.get(i * size..).unwrap_or(&[]).to_vec();
+            s.resize(size, 0);
+            s
+        })
+        .collect();
+    let first_padded = DATA_SHARDS - padded.len();
+    let data: Vec<&[u8]> = (0..DATA_SHARDS)
+        .map(|i| if i < first_padded { &pack[i * size..(i + 1) * size] } else { padded[i - first_padded].as_slice() })
+        .collect();
     let recovery = reed_solomon_simd::encode(DATA_SHARDS, m, &data)
         .expect("64 data shards and at most 64 recovery shards of an even size");
     let mut out = Vec::with_capacity(HEADER + (DATA_SHARDS + m) * 32 + m * size + 32);
@@ -52,7 +65,7 @@ pub fn encode(pack: &[u8], percent: u8) -> Vec<u8> {
     out.extend_from_slice(&(size as u32).to_le_bytes());
     out.extend_from_slice(&(DATA_SHARDS as u16).to_le_bytes());
     out.extend_from_slice(&(m as u16).to_le_bytes());
-    for s in data.iter().chain(recovery.iter()) {
+    for s in data.iter().copied().chain(recovery.iter().map(|r| r.as_slice())) {
         out.extend_from_slice(blake3::hash(s).as_bytes());
     }
     for r in &recovery {
