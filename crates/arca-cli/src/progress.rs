@@ -35,7 +35,7 @@ impl Bar {
     fn refresh(&self) {
         let total = self.total_files.load(Ordering::Relaxed);
         let done = self.files.load(Ordering::Relaxed);
-        self.bar.set_message(format!("{} {done}/{total} files", self.verb));
+        self.bar.set_message(format!("{done}/{total} files {}", self.verb));
     }
 
     pub fn finish(&self) {
@@ -59,7 +59,7 @@ pub fn for_terminal(json: bool, verb: &'static str) -> Box<dyn ProgressSink> {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+                "{elapsed_precise} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg} [{wide_bar}]",
             )
             .expect("valid template")
             .progress_chars("=> "),

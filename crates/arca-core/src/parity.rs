@@ -55,7 +55,13 @@ pub fn encode(pack: &[u8], percent: u8) -> Vec<u8> {
         .collect();
     let first_padded = DATA_SHARDS - padded.len();
     let data: Vec<&[u8]> = (0..DATA_SHARDS)
-        .map(|i| if i < first_padded { &pack[i * size..(i + 1) * size] } else { padded[i - first_padded].as_slice() })
+        .map(|i| {
+            if i < first_padded {
+                &pack[i * size..(i + 1) * size]
+            } else {
+                padded[i - first_padded].as_slice()
+            }
+        })
         .collect();
     let recovery = reed_solomon_simd::encode(DATA_SHARDS, m, &data)
         .expect("64 data shards and at most 64 recovery shards of an even size");
