@@ -461,7 +461,14 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     }
     let stop_scan = std::sync::atomic::AtomicBool::new(false);
     let walked = std::thread::scope(|scope| {
-        scope.spawn(|| scan_totals(&sources, &engine.excludes, progress, &stop_scan));
+        // With a parent, its totals are a good estimate for the ETA and cost
+        // nothing; scanning would stat every file a second time.
+        match &parent {
+            Some((_, p)) => progress.totals(p.files, p.size),
+            None => {
+                scope.spawn(|| scan_totals(&sources, &engine.excludes, progress, &stop_scan));
+            }
+        }
         let r = if layout.source {
             // The filesystem root itself is a source.
             let mut prev = Node::new(Vec::new(), NodeKind::Dir);
