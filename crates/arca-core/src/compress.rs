@@ -45,7 +45,20 @@ pub fn decode(buf: Vec<u8>, object: &dyn Fn() -> String) -> Result<Vec<u8>> {
             if size > MAX_DECOMPRESSED as u64 {
                 return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
             }
-            let out = zstd::bulk::decompress(frame, size as usize)
+            // One decompression context per thread: creating one per blob
+            // costs more than decompressing a small tree.
+            thread_local! {
+                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            let out = DECOMPRESSOR
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    d.as_mut().expect("just created").decompress(frame, size as usize)
+                })
                 .map_err(|e| Error::corrupt(object(), format!("zstd: {e}")))?;
             if out.len() as u64 != size {
                 return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
