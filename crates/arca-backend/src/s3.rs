@@ -209,15 +209,12 @@ impl Backend for S3Backend {
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let p = kind.path(name);
-        let short = || BackendError {
+        let short = |what: String| BackendError {
             kind: ErrorKind::ShortObject,
             object: format!("{}/{}", self.config.describe(), p),
             action: "reading",
             temporary: false,
-            source: io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{length} bytes at {offset} requested"),
-            ),
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, what),
         };
         let data =
             match self.runtime.block_on(async { self.op.read_with(&p).range(offset..offset + length).await })
@@ -228,23 +225,14 @@ impl Backend for S3Backend {
                     // body): tell a short object apart by its size.
                     if let Ok(m) = self.runtime.block_on(self.op.stat(&p)) {
                         if m.content_length() < offset + length {
-                            return Err(short());
+                            return Err(short(format!("{length} bytes at {offset} requested")));
                         }
                     }
                     return Err(self.err("reading", &p, e));
                 }
             };
         if data.len() as u64 != length {
-            return Err(BackendError {
-                kind: ErrorKind::ShortObject,
-                object: format!("{}/{}", self.config.describe(), p),
-                action: "reading",
-                temporary: false,
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("got {} of {length} bytes", data.len()),
-                ),
-            });
+            return Err(short(format!("got {} of {length} bytes", data.len())));
         }
         Ok(data)
     }
