@@ -14,33 +14,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-/// xorshift64*, seeded per case (no external crates).
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        let mut s = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03);
-        if s.0 == 0 {
-            s.0 = 1;
-        }
-        for _ in 0..4 {
-            s.next();
-        }
-        s
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const CASES: u64 = 60;
 
 fn repo_files(repo: &Path) -> Vec<PathBuf> {
@@ -85,7 +58,7 @@ fn any_flipped_byte_is_detected() {
     let mut undetected = Vec::new();
     let mut per_kind: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
     for case in 0..CASES {
-        let mut rng = XorShift::new(case + 1);
+        let mut rng = Rng::new(case + 1);
         let rel = files[rng.below(files.len() as u64) as usize].clone();
         let dir = base.join(format!("case-{case:02}"));
         fs::create_dir_all(&dir).unwrap();

@@ -32,6 +32,11 @@ pub struct MasterKey {
     pub id: [u8; 32],
     /// Seed of the chunker's gear table, so cut points do not reveal content.
     pub chunker_seed: u64,
+    /// BLAKE3 of the `config` object as written by `init`: the plaintext
+    /// config is checked against it once a key opens, so damage to it is
+    /// seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 impl MasterKey {
@@ -43,7 +48,7 @@ impl MasterKey {
         encrypt.copy_from_slice(&b[..32]);
         id.copy_from_slice(&b[32..64]);
         let chunker_seed = u64::from_le_bytes(b[64..72].try_into().unwrap());
-        MasterKey { encrypt, id, chunker_seed }
+        MasterKey { encrypt, id, chunker_seed, config_hash: None }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Repository {
     key_name: String,
     gear: Arc<Gear>,
     cache: Option<Cache>,
+    /// Set when the config does not match the hash the key records.
+    config_damage: Option<String>,
 }
 
 /// A key file as listed by `key list`.
@@ -63,7 +65,9 @@ impl Repository {
         }
         let mut config = Config::new(encryption, compression_level);
         config.parity_percent = parity_percent;
-        let master = MasterKey::random();
+        let config_bytes = config.encode();
+        let mut master = MasterKey::random();
+        master.config_hash = Some(Id::of_bytes(&config_bytes).to_hex());
         let password = match encryption {
             Encryption::None => None,
             Encryption::Xchacha20Poly1305 => Some(password.ok_or(Error::PasswordRequired(location.clone()))?),
@@ -72,7 +76,7 @@ impl Repository {
         let key = KeyFile::wrap(&master, password)?;
         let key_name = Id::random().to_hex();
         backend.put(FileKind::Key, &key_name, &key.encode())?;
-        backend.put(FileKind::Config, "config", &config.encode())?;
+        backend.put(FileKind::Config, "config", &config_bytes)?;
         Ok(Self::assemble(backend, config, master, key_name))
     }
 
@@ -84,7 +88,7 @@ impl Repository {
     ) -> Repository {
         let crypto = Crypto::new(&master, config.encryption == Encryption::Xchacha20Poly1305);
         let gear = Arc::new(Gear::new(config.chunker, master.chunker_seed));
-        Repository { backend, config, crypto, master, key_name, gear, cache: None }
+        Repository { backend, config, crypto, master, key_name, gear, cache: None, config_damage: None }
     }
 
     pub fn read_config(backend: &dyn Backend) -> Result<Config> {
@@ -138,7 +142,11 @@ impl Repository {
                 continue;
             }
             match kf.unwrap_key(password, &object) {
-                Ok(Some(master)) => return Ok(Self::assemble(backend, config, master, entry.name)),
+                Ok(Some(master)) => {
+                    let mut repo = Self::assemble(backend, config, master, entry.name);
+                    repo.check_config()?;
+                    return Ok(repo);
+                }
                 Ok(None) => {}
                 Err(e) => damaged.push(e.to_string()),
             }
@@ -150,6 +158,27 @@ impl Repository {
             return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
         }
         Err(Error::WrongPassword(location))
+    }
+
+    /// Compares the stored config with the hash the key recorded at init.
+    /// A mismatch does not stop the repository from opening (its data may
+    /// well be intact) but is kept for `verify` and warnings.
+    fn check_config(&mut self) -> Result<()> {
+        if let Some(want) = &self.master.config_hash {
+            let stored = self.backend.get(FileKind::Config, "config")?;
+            if Id::of_bytes(&stored).to_hex() != *want {
+                self.config_damage = Some(format!(
+                    "{}: damaged: it differs from the checksum recorded in the keys",
+                    self.object_name(FileKind::Config, "")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Damage found in the config when opening, if any.
+    pub fn config_damage(&self) -> Option<&str> {
+        self.config_damage.as_deref()
     }
 
     /// Uses `<root>/<repository id>/` as this repository's local cache.

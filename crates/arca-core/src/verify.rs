@@ -405,6 +405,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let mut repaired = Vec::new();
     let (index, index_errors) = repo.load_index_lenient()?;
     errors.extend(index_errors.iter().map(|e| e.to_string()));
+    errors.extend(repo.config_damage().map(str::to_string));
 
     let subset_start = match (opts.subset, repo.cache()) {
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),

@@ -75,6 +75,9 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
     if let Some(root) = cache_root() {
         repo.set_cache_root(&root);
     }
+    if let Some(damage) = repo.config_damage() {
+        eprintln!("arca: warning: {damage}; run `arca verify`");
+    }
     Ok(repo)
 }
 
