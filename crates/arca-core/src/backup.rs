@@ -149,16 +149,6 @@ impl<'a> Engine<'a> {
         self.repo.load_tree(self.packer.index(), &id).ok()
     }
 
-    fn save_tree(&self, mut tree: Tree) -> Result<Id> {
-        tree.sort();
-        let bytes = tree.encode();
-        let id = self.repo.crypto().blob_id(&bytes);
-        if self.packer.claim(id) {
-            self.packer.add(BlobType::Tree, id, &bytes)?;
-        }
-        Ok(id)
-    }
-
     /// Counts the files of a removed parent entry (recursively for dirs).
     fn count_removed(&self, node: &Node) {
         match node.kind {
@@ -277,7 +267,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        self.save_tree(tree)
+        self.packer.add_tree(tree)
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -347,7 +337,7 @@ impl<'a> Engine<'a> {
                 Ok(Some(node))
             })
             .collect::<Result<_>>()?;
-        self.save_tree(Tree { nodes: nodes.into_iter().flatten().collect() })
+        self.packer.add_tree(Tree { nodes: nodes.into_iter().flatten().collect() })
     }
 }
 

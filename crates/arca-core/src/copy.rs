@@ -87,13 +87,7 @@ impl Copier<'_> {
                 Ok(n)
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut t = Tree { nodes };
-        t.sort();
-        let bytes = t.encode();
-        let target = self.dst.crypto().blob_id(&bytes);
-        if self.packer.claim(target) {
-            self.packer.add(BlobType::Tree, target, &bytes)?;
-        }
+        let target = self.packer.add_tree(Tree { nodes })?;
         self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
         Ok(target)
     }

@@ -184,6 +184,18 @@ impl Packer {
         !self.stored(&id) && self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
     }
 
+    /// Stores a directory listing (sorted, so equal folders give equal ids)
+    /// unless it is already stored; returns its id.
+    pub fn add_tree(&self, mut tree: crate::tree::Tree) -> Result<Id> {
+        tree.sort();
+        let bytes = tree.encode();
+        let id = self.shared.crypto.blob_id(&bytes);
+        if self.claim(id) {
+            self.add(BlobType::Tree, id, &bytes)?;
+        }
+        Ok(id)
+    }
+
     /// Compresses, seals and adds a claimed blob.
     pub fn add(&self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<()> {
         let sealed = self.shared.crypto.seal(&compress::encode(plaintext, self.shared.compression));

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{IdSet, Index, IndexFile, IndexPack};
+use crate::index::{IdSet, Index, IndexPack};
 use crate::pack::PackEntry;
 use crate::packer::Packer;
 use crate::progress::Progress;
@@ -203,8 +203,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
         }
     }
     let packed = packer.finish()?;
-    // (2) New index files for every kept pack, superseding the old ones.
-    let supersedes: Vec<Id> = old_index_files.iter().filter_map(|n| Id::from_hex(n)).collect();
+    // (2) New index files for every kept pack, superseding the old ones;
     let kept_packs: Vec<IndexPack> = keep
         .iter()
         .map(|&i| IndexPack {
@@ -213,19 +212,10 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
             blobs: entries[i].clone(),
         })
         .collect();
-    let mut written = packed.index_files.clone();
-    for chunk in kept_packs.chunks(512) {
-        let file = IndexFile { supersedes: supersedes.clone(), packs: chunk.to_vec() };
-        written.push(repo.save_file(FileKind::Index, &file.encode())?);
-    }
-    result.index_files_written = written.len() as u64;
-    // (3) Old index files.
-    for name in &old_index_files {
-        if !written.iter().any(|w| w.to_hex() == *name) {
-            repo.backend().delete(FileKind::Index, name)?;
-            result.index_files_removed += 1;
-        }
-    }
+    // (3) the old index files go once the new ones are durable.
+    let (written, removed) = repo.replace_index(&old_index_files, &kept_packs)?;
+    result.index_files_written = (packed.index_files.len() + written.len()) as u64;
+    result.index_files_removed = removed;
     // (4) Packs nothing refers to any more, and their parity.
     for id in remove.iter().chain(repack.iter().map(|&i| &index.packs[i].id)) {
         repo.backend().delete(FileKind::Pack, &id.to_hex())?;

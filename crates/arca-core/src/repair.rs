@@ -9,16 +9,13 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::index::{IdSet, Index, IndexFile, IndexPack};
-use crate::pack::{self, BlobType};
+use crate::index::{IdSet, Index, IndexPack};
+use crate::pack;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{NodeKind, Tree};
-
-/// Packs per rebuilt index file.
-const PACKS_PER_FILE: usize = 512;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairIndexResult {
@@ -93,27 +90,9 @@ pub fn repair_index(
             Err(e) => result.packs_skipped.push(e),
         }
     }
-    let supersedes: Vec<Id> = old.iter().filter_map(|n| Id::from_hex(n)).collect();
-    let mut chunks: Vec<Vec<IndexPack>> = Vec::new();
-    while !good.is_empty() {
-        let rest = good.split_off(good.len().min(PACKS_PER_FILE));
-        chunks.push(std::mem::replace(&mut good, rest));
-    }
-    if chunks.is_empty() {
-        chunks.push(Vec::new());
-    }
-    let mut written = Vec::new();
-    for packs in chunks {
-        let file = IndexFile { supersedes: supersedes.clone(), packs };
-        written.push(repo.save_file(FileKind::Index, &file.encode())?);
-    }
+    let (written, removed) = repo.replace_index(&old, &good)?;
     result.index_files_written = written.len() as u64;
-    for name in &old {
-        if !written.iter().any(|w| w.to_hex() == *name) {
-            repo.backend().delete(FileKind::Index, name)?;
-            result.index_files_removed += 1;
-        }
-    }
+    result.index_files_removed = removed;
     Ok(result)
 }
 
@@ -164,7 +143,7 @@ pub fn repair_snapshots(
         // An unreadable root cannot be rewritten: the repaired snapshot is empty.
         let tree = match root {
             Some(t) => t,
-            None => save_tree(repo, &packer, Tree::default())?,
+            None => packer.add_tree(Tree::default())?,
         };
         new_snapshots.push(Snapshot { tree, tags, repaired_from: Some(sid), ..snap });
         out.push(RepairedSnapshot { original: sid.to_hex(), repaired: None, removed });
@@ -189,16 +168,6 @@ pub fn repair_snapshots(
         }
     }
     Ok(out)
-}
-
-fn save_tree(repo: &Repository, packer: &Packer, mut t: Tree) -> Result<Id> {
-    t.sort();
-    let bytes = t.encode();
-    let id = repo.crypto().blob_id(&bytes);
-    if packer.claim(id) {
-        packer.add(BlobType::Tree, id, &bytes)?;
-    }
-    Ok(id)
 }
 
 /// Rewrites a tree without damaged entries; `None` when nothing changed.
@@ -248,5 +217,5 @@ fn rewrite(
     if !changed {
         return Ok(None);
     }
-    Ok(Some(save_tree(repo, packer, Tree { nodes })?))
+    Ok(Some(packer.add_tree(Tree { nodes })?))
 }

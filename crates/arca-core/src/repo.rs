@@ -285,6 +285,28 @@ impl Repository {
         compress::decode(plain, &|| object.clone())
     }
 
+    /// Writes index files naming `packs` (512 packs per file, at least one
+    /// file), each superseding the index files `old`, then deletes those old
+    /// files. New before old: an interruption leaves a redundant index,
+    /// never a missing one. Returns the new files and how many were deleted.
+    pub fn replace_index(&self, old: &[String], packs: &[crate::index::IndexPack]) -> Result<(Vec<Id>, u64)> {
+        let supersedes: Vec<Id> = old.iter().filter_map(|n| Id::from_hex(n)).collect();
+        let mut written = Vec::new();
+        for chunk in packs.chunks(512).chain(packs.is_empty().then_some(&[][..])) {
+            let file = IndexFile { supersedes: supersedes.clone(), packs: chunk.to_vec() };
+            written.push(self.save_file(FileKind::Index, &file.encode())?);
+        }
+        let mut removed = 0;
+        for name in old {
+            // A new file can have an old one's name only with its content.
+            if !written.iter().any(|w| w.to_hex() == *name) {
+                self.backend.delete(FileKind::Index, name)?;
+                removed += 1;
+            }
+        }
+        Ok((written, removed))
+    }
+
     pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
         let plain = self.load_file(FileKind::Index, id)?;
         IndexFile::decode(&plain, &self.object_name(FileKind::Index, &id.to_hex()))
