@@ -37,6 +37,8 @@ struct Shared {
     bytes_added: AtomicU64,
     blobs_added: AtomicU64,
     packs_written: AtomicU64,
+    /// Bytes of the packs written (headers included).
+    pack_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             }
         }
         self.packs_written.fetch_add(1, Ordering::Relaxed);
+        self.pack_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let batch = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.push(IndexPack { id, size: bytes.len() as u64, blobs: entries });
@@ -96,6 +99,7 @@ pub struct PackerStats {
     pub bytes_added: u64,
     pub blobs_added: u64,
     pub packs_written: u64,
+    pub pack_bytes: u64,
     pub index_files: Vec<Id>,
 }
 
@@ -131,6 +135,7 @@ impl Packer {
             bytes_added: AtomicU64::new(0),
             blobs_added: AtomicU64::new(0),
             packs_written: AtomicU64::new(0),
+            pack_bytes: AtomicU64::new(0),
         });
         let (tx, rx) = bounded::<PackBuilder>(UPLOAD_QUEUE);
         let uploaders = (0..uploaders.max(1))
@@ -272,6 +277,7 @@ impl Packer {
             bytes_added: self.shared.bytes_added.load(Ordering::Relaxed),
             blobs_added: self.shared.blobs_added.load(Ordering::Relaxed),
             packs_written: self.shared.packs_written.load(Ordering::Relaxed),
+            pack_bytes: self.shared.pack_bytes.load(Ordering::Relaxed),
             index_files: std::mem::take(
                 &mut *self.shared.index_files.lock().unwrap_or_else(|p| p.into_inner()),
             ),

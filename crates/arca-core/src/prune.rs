@@ -223,15 +223,6 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     }
     // Leftovers of interrupted writes: safe to remove under the exclusive lock.
     let temporaries = repo.backend().remove_temporaries()?;
-    result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed_bytes(repo, &packed.index_files)?);
+    result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed.pack_bytes);
     Ok(result)
-}
-
-/// Bytes of the packs named by the given (new) index files.
-fn packed_bytes(repo: &Repository, files: &[Id]) -> Result<u64> {
-    let mut total = 0;
-    for f in files {
-        total += repo.load_index_file(f)?.packs.iter().map(|p| p.size).sum::<u64>();
-    }
-    Ok(total)
 }
