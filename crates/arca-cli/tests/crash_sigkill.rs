@@ -39,9 +39,15 @@ fn crash_sigkill() {
     // The kills are spread over that time, so they hit every phase.
     let scratch = arca.at(&base.join("calibration-repo"));
     scratch.init();
-    let t0 = Instant::now();
-    scratch.backup(&[&src], &[]);
-    let full = t0.elapsed();
+    // Twice, keeping the faster: the first run also warms the page cache,
+    // and a calibration slower than the real backups lets them finish
+    // before the late kills.
+    let mut full = Duration::MAX;
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        scratch.backup(&[&src], &["--force"]);
+        full = full.min(t0.elapsed());
+    }
     std::fs::remove_dir_all(&scratch.repo).unwrap();
     eprintln!("a complete backup of {total} bytes takes {full:?}");
     let delays: Vec<u64> =
@@ -99,6 +105,10 @@ fn crash_sigkill() {
             // counts as the complete backup.
             assert_eq!(snaps.len(), 1, "{snaps:?}");
             eprintln!("attempt {i}: killed after its snapshot was saved");
+            // That attempt completed: it is not a kill in the middle.
+            if late {
+                late_kills -= 1;
+            }
             completed = Some(snaps[0].clone());
             break;
         }

@@ -34,6 +34,11 @@ pub struct KeyFile {
     pub kdf: Kdf,
     /// Hex of the sealed master key (or of its plain JSON with kdf "none").
     pub key: String,
+    /// BLAKE3 of this JSON written with an empty checksum: the descriptive
+    /// fields (host, user, dates, KDF) are not sealed, so damage to them is
+    /// caught here.
+    #[serde(default)]
+    pub checksum: String,
 }
 
 /// Argon2id cost: 64 MiB, 3 passes — about 0.1–0.3 s on one core, which is
@@ -98,16 +103,34 @@ impl KeyFile {
                 hex::encode(&plain),
             ),
         };
-        Ok(KeyFile { version: 1, created: chrono::Utc::now().to_rfc3339(), host, user, kdf, key })
+        Ok(KeyFile {
+            version: 1,
+            created: chrono::Utc::now().to_rfc3339(),
+            host,
+            user,
+            kdf,
+            key,
+            checksum: String::new(),
+        })
+    }
+
+    fn sum(&self) -> String {
+        let unsummed = KeyFile { checksum: String::new(), ..self.clone() };
+        blake3::hash(&serde_json::to_vec(&unsummed).expect("key file serializes")).to_hex().to_string()
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("key file serializes")
+        let summed = KeyFile { checksum: self.sum(), ..self.clone() };
+        serde_json::to_vec_pretty(&summed).expect("key file serializes")
     }
 
     pub fn decode(bytes: &[u8], object: &str) -> Result<KeyFile> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(object, format!("key file is not valid: {e}")))
+        let kf: KeyFile = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(object, format!("key file is not valid: {e}")))?;
+        if kf.checksum != kf.sum() {
+            return Err(Error::corrupt(object, "key file is damaged (checksum mismatch)"));
+        }
+        Ok(kf)
     }
 
     pub fn needs_password(&self) -> bool {
@@ -148,6 +171,8 @@ mod tests {
         assert_eq!(k.unwrap_key(Some("pw"), "k").unwrap().unwrap().encrypt, m.encrypt);
         assert!(k.unwrap_key(Some("bad"), "k").unwrap().is_none());
         assert!(!String::from_utf8(k.encode()).unwrap().contains(&hex::encode(m.encrypt)));
+        let damaged = String::from_utf8(k.encode()).unwrap().replacen("\"user\": \"", "\"user\": \"x", 1);
+        assert!(KeyFile::decode(damaged.as_bytes(), "k").is_err());
         let n = KeyFile::wrap(&m, None).unwrap();
         assert_eq!(n.unwrap_key(None, "k").unwrap().unwrap().id, m.id);
     }

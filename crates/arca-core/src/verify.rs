@@ -406,6 +406,13 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let (index, index_errors) = repo.load_index_lenient()?;
     errors.extend(index_errors.iter().map(|e| e.to_string()));
     errors.extend(repo.config_damage().map(str::to_string));
+    for k in repo.backend().list(FileKind::Key)? {
+        let object = repo.object_name(FileKind::Key, &k.name);
+        let checked = repo.backend().get(FileKind::Key, &k.name).map_err(Error::from);
+        if let Err(e) = checked.and_then(|b| crate::keyfile::KeyFile::decode(&b, &object)) {
+            errors.push(e.to_string());
+        }
+    }
 
     let subset_start = match (opts.subset, repo.cache()) {
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),
