@@ -36,19 +36,20 @@ fn crash_sigkill() {
     std::fs::create_dir_all(&logs).unwrap();
 
     // Calibrate: how long does one complete backup of this tree take here?
-    // The kills are spread over that time, so they hit every phase.
-    let scratch = arca.at(&base.join("calibration-repo"));
-    scratch.init();
-    // Twice, keeping the faster: the first run also warms the page cache,
-    // and a calibration slower than the real backups lets them finish
+    // The kills are spread over that time, so they hit every phase. Twice,
+    // each into a fresh repository (a second backup into the same one would
+    // store nothing), keeping the faster: the first run also warms the page
+    // cache, and a calibration slower than the real backups lets them finish
     // before the late kills.
     let mut full = Duration::MAX;
-    for _ in 0..2 {
+    for k in 0..2 {
+        let scratch = arca.at(&base.join(format!("calibration-repo-{k}")));
+        scratch.init();
         let t0 = Instant::now();
-        scratch.backup(&[&src], &["--force"]);
+        scratch.backup(&[&src], &[]);
         full = full.min(t0.elapsed());
+        std::fs::remove_dir_all(&scratch.repo).unwrap();
     }
-    std::fs::remove_dir_all(&scratch.repo).unwrap();
     eprintln!("a complete backup of {total} bytes takes {full:?}");
     let delays: Vec<u64> =
         [0.05, 0.25, 0.5, 0.75].iter().map(|f| ((full.as_millis() as f64 * f) as u64).max(20)).collect();
