@@ -103,6 +103,20 @@ pub trait Backend: Send + Sync {
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
     /// Reads `length` bytes at `offset`; fails if the object is shorter.
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    /// [`Backend::get_range`] into a caller's buffer (replacing its
+    /// contents), so a reader that goes through many ranges reuses one
+    /// allocation instead of faulting in fresh pages for each.
+    fn get_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        *buf = self.get_range(kind, name, offset, length)?;
+        Ok(())
+    }
     /// Lists the objects of a kind, in no particular order.
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>>;
     /// Removes an object; succeeds if it is already gone.
@@ -119,6 +133,24 @@ pub trait Backend: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+    /// A writer that streams an object of `kind` to the store as it is
+    /// assembled, so a pack never has to sit whole in memory; `None` when
+    /// the store can only take whole objects (the caller then buffers and
+    /// calls `put`).
+    fn writer(&self, _kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {
+        Ok(None)
+    }
+}
+
+/// An object written piece by piece and published whole by [`finish`]:
+/// until then nothing is visible under any name, and dropping the writer
+/// removes what was written. `finish` gives the guarantees of `put`.
+///
+/// [`finish`]: ObjectWriter::finish
+pub trait ObjectWriter: Send {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes the object durable and visible as `name`.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -140,6 +172,16 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         (**self).get_range(kind, name, offset, length)
     }
+    fn get_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        (**self).get_range_into(kind, name, offset, length, buf)
+    }
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
         (**self).list(kind)
     }
@@ -151,5 +193,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn is_remote(&self) -> bool {
         (**self).is_remote()
+    }
+    fn writer(&self, kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {
+        (**self).writer(kind)
     }
 }

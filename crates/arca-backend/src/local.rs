@@ -6,10 +6,10 @@
 //! `list` ignores and maintenance removes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{Backend, BackendError, Entry, FileKind, Result};
+use crate::{Backend, BackendError, Entry, FileKind, ObjectWriter, Result};
 
 pub const TEMP_PREFIX: &str = ".tmp-";
 
@@ -36,9 +36,7 @@ impl LocalBackend {
 
     fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let dir = path.parent().expect("object paths have a parent");
-        let mut suffix = [0u8; 8];
-        getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
+        let tmp = temp_name(dir)?;
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -51,6 +49,59 @@ impl LocalBackend {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+}
+
+fn temp_name(dir: &Path) -> io::Result<PathBuf> {
+    let mut suffix = [0u8; 8];
+    getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
+    Ok(dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix))))
+}
+
+/// A pack streamed to `<kind dir>/.tmp-<random>`, renamed into place once
+/// complete and synced; removed if dropped unfinished.
+struct LocalWriter {
+    root: PathBuf,
+    kind: FileKind,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl LocalWriter {
+    fn err(&self, action: &'static str, path: &Path, e: io::Error) -> BackendError {
+        BackendError::from_io(action, path.display().to_string(), e)
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("written after finish");
+        file.write_all(data).map_err(|e| BackendError::from_io("writing", self.tmp.display().to_string(), e))
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
+        let file = self.file.take().expect("finished twice");
+        file.sync_all().map_err(|e| self.err("writing", &self.tmp, e))?;
+        drop(file);
+        let path = self.root.join(self.kind.path(name));
+        let dir = path.parent().expect("object paths have a parent").to_path_buf();
+        let renamed = match fs::rename(&self.tmp, &path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.tmp.exists() => {
+                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                fs::rename(&self.tmp, &path)
+            }
+            r => r,
+        };
+        renamed.map_err(|e| self.err("writing", &path, e))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.err("writing", &dir, e))
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -101,14 +152,28 @@ impl Backend for LocalBackend {
     }
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get_range_into(kind, name, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn get_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
         let p = self.full(kind, name);
-        let read = || -> io::Result<Vec<u8>> {
-            let mut f = File::open(&p)?;
-            f.seek(SeekFrom::Start(offset))?;
+        let mut read = || -> io::Result<()> {
+            let f = File::open(&p)?;
             let len = usize::try_from(length).map_err(|_| io::Error::other("range too large"))?;
-            let mut buf = vec![0u8; len];
-            f.read_exact(&mut buf)?;
-            Ok(buf)
+            buf.clear();
+            buf.reserve_exact(len);
+            buf.resize(len, 0);
+            f.read_exact_at(buf, offset)
         };
         read().map_err(|e| self.err("reading", &p, e))
     }
@@ -181,6 +246,21 @@ impl Backend for LocalBackend {
         Ok(freed)
     }
 
+    fn writer(&self, kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {
+        let dir = self.root.join(kind.dir());
+        let tmp = temp_name(&dir).map_err(|e| self.err("writing", &dir, e))?;
+        let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                open()
+            }
+            r => r,
+        }
+        .map_err(|e| self.err("writing", &tmp, e))?;
+        Ok(Some(Box::new(LocalWriter { root: self.root.clone(), kind, tmp, file: Some(file) })))
+    }
+
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         let p = self.full(kind, name);
         match fs::remove_file(&p) {
@@ -215,6 +295,19 @@ mod tests {
         assert_eq!(b.remove_temporaries().unwrap(), 7);
         assert!(!dir.path().join("repo/data/ab/.tmp-x").exists());
         b.delete(FileKind::Pack, &name).unwrap();
+        b.delete(FileKind::Pack, &name).unwrap();
+        // A streamed object is invisible until finished, then complete.
+        let mut w = b.writer(FileKind::Pack).unwrap().unwrap();
+        w.write(b"streamed ").unwrap();
+        w.write(b"pack").unwrap();
+        assert!(b.list(FileKind::Pack).unwrap().is_empty());
+        w.finish(&name).unwrap();
+        assert_eq!(b.get(FileKind::Pack, &name).unwrap(), b"streamed pack");
+        // Dropped unfinished: nothing left behind, not even a temporary.
+        let mut w = b.writer(FileKind::Pack).unwrap().unwrap();
+        w.write(b"abandoned").unwrap();
+        drop(w);
+        assert_eq!(b.remove_temporaries().unwrap(), 0);
         b.delete(FileKind::Pack, &name).unwrap();
         assert!(b.list(FileKind::Pack).unwrap().is_empty());
         let e = b.get(FileKind::Snapshot, "nope").unwrap_err();

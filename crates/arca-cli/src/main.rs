@@ -100,7 +100,25 @@ pub mod exit {
     pub const DAMAGE: u8 = 4;
 }
 
+/// glibc raises its mmap threshold to the size of each large block freed
+/// (up to 32 MiB), after which chunk-sized buffers come from per-thread
+/// arenas and stay in the process long after use. A fixed threshold keeps
+/// big temporary buffers mapped only while used: a first backup peaked
+/// 14 MB lower with it, at no measurable cost in time (long-lived buffers
+/// are pooled by their owners).
+/// The one `unsafe` in arca (the workspace denies it elsewhere).
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match commands::run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -61,9 +61,6 @@ pub struct BackupResult {
     pub snapshot: Snapshot,
 }
 
-/// Chunks of a big file compressed and sealed together in parallel.
-const BATCH_CHUNKS: usize = 4;
-
 #[derive(Default)]
 struct Stats {
     files: AtomicU64,
@@ -172,7 +169,8 @@ impl<'a> Engine<'a> {
         meta: &Metadata,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
-        let mut node = match fsmeta::read_node(path, name, meta, &self.names) {
+        let previous = parent.filter(|_| !self.force);
+        let mut node = match fsmeta::read_node(path, name, meta, &self.names, previous) {
             Ok(n) => n,
             Err(e) => {
                 self.record(path, io_cause(&e));
@@ -231,24 +229,26 @@ impl<'a> Engine<'a> {
     fn dir(&self, path: &Path, parent: Option<&Node>) -> Result<Id> {
         self.stats.dirs.fetch_add(1, Ordering::Relaxed);
         let parent_tree = self.parent_tree(parent);
-        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+        // The entries keep the folder open: each is stat'ed relative to it
+        // (DirEntry::metadata is fstatat), not by walking its whole path.
+        let mut entries: Vec<(Vec<u8>, PathBuf, fs::DirEntry)> = Vec::new();
         match fs::read_dir(path) {
             Ok(rd) => {
                 for ent in rd {
                     match ent {
-                        Ok(ent) => entries.push((ent.file_name().as_bytes().to_vec(), ent.path())),
+                        Ok(ent) => entries.push((ent.file_name().as_bytes().to_vec(), ent.path(), ent)),
                         Err(e) => self.record(path, io_cause(&e)),
                     }
                 }
             }
             Err(e) => self.record(path, io_cause(&e)),
         }
-        entries.sort();
-        entries.retain(|(_, p)| !self.excluded(p));
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.retain(|(_, p, _)| !self.excluded(p));
         let nodes: Vec<Option<Node>> = entries
             .into_par_iter()
-            .map(|(name, p)| {
-                let meta = match fs::symlink_metadata(&p) {
+            .map(|(name, p, ent)| {
+                let meta = match ent.metadata() {
                     Ok(m) => m,
                     Err(e) => {
                         self.record(&p, io_cause(&e));
@@ -275,35 +275,31 @@ impl<'a> Engine<'a> {
     }
 
     /// Reads, chunks and stores a file; returns its chunk ids and length.
+    /// Chunks are cut in runs of about `max_size` bytes and a run's chunks
+    /// are hashed, compressed and sealed in parallel, straight from the
+    /// chunker's buffer.
     fn file_content(&self, path: &Path, size: u64) -> std::result::Result<(Vec<Id>, u64), FileError> {
         let file = File::open(path).map_err(FileError::Io)?;
         let mut chunker = Chunker::new(self.repo.gear(), file, size);
         let mut ids = Vec::new();
         let mut total = 0u64;
-        let mut batch: Vec<Vec<u8>> = Vec::new();
         loop {
-            let chunk = chunker.next_chunk().map_err(FileError::Io)?;
-            let done = chunk.is_none();
-            if let Some(c) = chunk {
-                total += c.len() as u64;
-                self.stats.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
-                batch.push(c);
-            }
-            if batch.len() >= BATCH_CHUNKS || (done && !batch.is_empty()) {
-                let stored: Vec<Id> = if batch.len() == 1 {
-                    vec![self.store_chunk(&batch[0]).map_err(FileError::Repo)?]
-                } else {
-                    batch
-                        .par_iter()
-                        .map(|c| self.store_chunk(c))
-                        .collect::<Result<_>>()
-                        .map_err(FileError::Repo)?
-                };
-                ids.extend(stored);
-                batch.clear();
-            }
-            if done {
+            let run = chunker.next_batch().map_err(FileError::Io)?;
+            if run.is_empty() {
                 return Ok((ids, total));
+            }
+            let bytes: u64 = run.iter().map(|c| c.len() as u64).sum();
+            total += bytes;
+            self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+            if run.len() == 1 {
+                ids.push(self.store_chunk(run[0]).map_err(FileError::Repo)?);
+            } else {
+                let stored: Vec<Id> = run
+                    .par_iter()
+                    .map(|c| self.store_chunk(c))
+                    .collect::<Result<_>>()
+                    .map_err(FileError::Repo)?;
+                ids.extend(stored);
             }
         }
     }
@@ -330,8 +326,8 @@ impl<'a> Engine<'a> {
                     return self.entry(&p, name.clone(), &meta, prev);
                 }
                 // An intermediate folder: its metadata, and only the sources below it.
-                let mut node =
-                    fsmeta::read_node(&p, name.clone(), &meta, &self.names).map_err(|e| Error::io(&p, e))?;
+                let mut node = fsmeta::read_node(&p, name.clone(), &meta, &self.names, prev)
+                    .map_err(|e| Error::io(&p, e))?;
                 let sub = self.parent_tree(prev);
                 node.subtree = Some(self.layout_tree(child, &p, sub.as_ref())?);
                 Ok(Some(node))

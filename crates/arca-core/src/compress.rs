@@ -12,20 +12,94 @@ pub const MAX_DECOMPRESSED: usize = 512 << 20;
 /// Compresses `data` with zstd at `level` (0 = never compress), keeping the
 /// raw bytes when the frame would not save at least 1/32 of them.
 pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
+    let mut out = vec![0; encoded_bound(data.len())];
+    let n = encode_into(data, level, &mut out);
+    out.truncate(n);
+    out
+}
+
+/// The most bytes [`encode_into`] writes for `len` input bytes.
+pub fn encoded_bound(len: usize) -> usize {
+    1 + zstd::zstd_safe::compress_bound(len).max(len)
+}
+
+/// [`encode`] into `out` (at least [`encoded_bound`] long); returns the
+/// length written. The zstd context is kept per thread and level: creating
+/// one per blob cost a tenth of a first backup's CPU time.
+pub fn encode_into(data: &[u8], level: i32, out: &mut [u8]) -> usize {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
     if level > 0 && data.len() >= 64 {
-        if let Ok(frame) = zstd::bulk::compress(data, level) {
-            if frame.len() + data.len() / 32 < data.len() {
-                let mut out = Vec::with_capacity(frame.len() + 1);
-                out.push(ZSTD);
-                out.extend_from_slice(&frame);
-                return out;
+        // The frame must save at least 1/32, or the raw bytes are kept.
+        let limit = data.len() - data.len() / 32;
+        let frame = COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_none_or(|(l, _)| *l != level) {
+                *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
             }
+            let (_, compressor) = c.as_mut().expect("just created");
+            compressor.compress_to_buffer(data, &mut out[1..]).ok()
+        });
+        if let Some(n) = frame.filter(|&n| n < limit) {
+            out[0] = ZSTD;
+            return n + 1;
         }
     }
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(RAW);
-    out.extend_from_slice(data);
-    out
+    out[0] = RAW;
+    out[1..1 + data.len()].copy_from_slice(data);
+    data.len() + 1
+}
+
+/// Reverses [`encode`] without copying: the plaintext is the stored bytes
+/// themselves or is decompressed into `scratch` (reused between calls).
+pub fn decode_ref<'a>(
+    buf: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    object: &dyn Fn() -> String,
+) -> Result<&'a [u8]> {
+    match buf.first() {
+        Some(&RAW) => Ok(&buf[1..]),
+        Some(&ZSTD) => {
+            decompress_into(&buf[1..], scratch, object)?;
+            Ok(scratch)
+        }
+        Some(&b) => Err(Error::corrupt(object(), format!("unknown compression byte {b}"))),
+        None => Err(Error::corrupt(object(), "empty compressed object")),
+    }
+}
+
+/// Decompresses one zstd frame into `out` (replacing its contents).
+fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String) -> Result<()> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::corrupt(object(), "zstd frame without a valid content size"))?;
+    if size > MAX_DECOMPRESSED as u64 {
+        return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
+    }
+    // One decompression context per thread: creating one per blob costs
+    // more than decompressing a small tree.
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    out.clear();
+    out.reserve_exact(size as usize);
+    DECOMPRESSOR
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            d.as_mut().expect("just created").decompress_to_buffer(frame, out)
+        })
+        .map_err(|e| Error::corrupt(object(), format!("zstd: {e}")))?;
+    if out.len() as u64 != size {
+        return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
+    }
+    Ok(())
 }
 
 /// Reverses [`encode`]. `object` names what is decoded, for the error.
@@ -37,32 +111,8 @@ pub fn decode(buf: Vec<u8>, object: &dyn Fn() -> String) -> Result<Vec<u8>> {
             Ok(buf)
         }
         Some(&ZSTD) => {
-            let frame = &buf[1..];
-            let size = zstd::zstd_safe::get_frame_content_size(frame)
-                .ok()
-                .flatten()
-                .ok_or_else(|| Error::corrupt(object(), "zstd frame without a valid content size"))?;
-            if size > MAX_DECOMPRESSED as u64 {
-                return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
-            }
-            // One decompression context per thread: creating one per blob
-            // costs more than decompressing a small tree.
-            thread_local! {
-                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-                    const { std::cell::RefCell::new(None) };
-            }
-            let out = DECOMPRESSOR
-                .with(|d| {
-                    let mut d = d.borrow_mut();
-                    if d.is_none() {
-                        *d = Some(zstd::bulk::Decompressor::new()?);
-                    }
-                    d.as_mut().expect("just created").decompress(frame, size as usize)
-                })
-                .map_err(|e| Error::corrupt(object(), format!("zstd: {e}")))?;
-            if out.len() as u64 != size {
-                return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
-            }
+            let mut out = Vec::new();
+            decompress_into(&buf[1..], &mut out, object)?;
             Ok(out)
         }
         Some(&b) => Err(Error::corrupt(object(), format!("unknown compression byte {b}"))),
@@ -79,11 +129,14 @@ mod tests {
         #[test]
         fn roundtrip(data in proptest::collection::vec(0u8..4, 0..20000), level in 0i32..6) {
             let enc = encode(&data, level);
+            let mut scratch = vec![9u8; 7];
+            prop_assert_eq!(decode_ref(&enc, &mut scratch, &|| "t".into()).unwrap(), &data[..]);
             prop_assert_eq!(decode(enc, &|| "t".into()).unwrap(), data);
         }
 
         #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_ref(&data, &mut Vec::new(), &|| "t".into());
             let _ = decode(data, &|| "t".into());
         }
     }
@@ -94,5 +147,15 @@ mod tests {
         getrandom::getrandom(&mut data).unwrap();
         assert_eq!(encode(&data, 3)[0], RAW);
         assert_eq!(encode(&[7u8; 100_000], 3)[0], ZSTD);
+    }
+
+    #[test]
+    fn levels_switch_per_thread() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ (i / 997) as u8).collect();
+        let one = encode(&data, 1);
+        let nineteen = encode(&data, 19);
+        assert_ne!(one, nineteen, "the cached context kept its first level");
+        assert_eq!(encode(&data, 1), one);
+        assert_eq!(decode(nineteen, &|| "t".into()).unwrap(), data);
     }
 }

@@ -20,6 +20,8 @@ const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// Bytes an envelope adds to its plaintext (the larger of the two schemes).
 pub const OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+/// Most bytes an envelope puts after its plaintext (scheme 0's checksum).
+pub const SEAL_TRAILER_MAX: usize = 32;
 
 /// The secrets of a repository, stored only wrapped inside key files.
 #[derive(Clone, Serialize, Deserialize)]
@@ -118,26 +120,84 @@ impl Crypto {
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD + 8);
+        let start = self.prefix_len();
+        let mut out = vec![0u8; start + plaintext.len() + 32];
+        out[start..start + plaintext.len()].copy_from_slice(plaintext);
+        let n = self.seal_in_place(&mut out, plaintext.len());
+        out.truncate(n);
+        out
+    }
+
+    /// Bytes an envelope puts before its plaintext.
+    pub fn prefix_len(&self) -> usize {
+        if self.cipher.is_some() {
+            1 + NONCE_LEN
+        } else {
+            1
+        }
+    }
+
+    /// Seals in place, for callers that build the plaintext directly inside
+    /// their buffer: `buf[prefix_len()..prefix_len() + len]` is the
+    /// plaintext, followed by room for `SEAL_TRAILER_MAX` bytes.
+    /// Returns the sealed length (the same bytes [`Crypto::seal`] gives).
+    pub fn seal_in_place(&self, buf: &mut [u8], len: usize) -> usize {
+        let start = self.prefix_len();
         match &self.cipher {
             Some(cipher) => {
                 let mut nonce = [0u8; NONCE_LEN];
                 getrandom::getrandom(&mut nonce).expect("the operating system's random source failed");
-                out.push(SCHEME_XCHACHA);
-                out.extend_from_slice(&nonce);
-                out.extend_from_slice(plaintext);
+                buf[0] = SCHEME_XCHACHA;
+                buf[1..start].copy_from_slice(&nonce);
                 let tag = cipher
-                    .encrypt_in_place_detached(XNonce::from_slice(&nonce), &[], &mut out[1 + NONCE_LEN..])
+                    .encrypt_in_place_detached(XNonce::from_slice(&nonce), &[], &mut buf[start..start + len])
                     .expect("XChaCha20-Poly1305 encrypts any length below 256 GiB");
-                out.extend_from_slice(&tag);
+                buf[start + len..start + len + TAG_LEN].copy_from_slice(&tag);
+                start + len + TAG_LEN
             }
             None => {
-                out.push(SCHEME_NONE);
-                out.extend_from_slice(plaintext);
-                out.extend_from_slice(blake3::hash(plaintext).as_bytes());
+                buf[0] = SCHEME_NONE;
+                let sum = blake3::hash(&buf[start..start + len]);
+                buf[start + len..start + len + 32].copy_from_slice(sum.as_bytes());
+                start + len + 32
             }
         }
-        out
+    }
+
+    /// [`Crypto::open`] where the bytes lie: decrypts `sealed` in place and
+    /// returns the plaintext part of it. On failure `sealed` is unchanged
+    /// (the tag is checked before anything is decrypted).
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], OpenError> {
+        let expected = if self.cipher.is_some() { SCHEME_XCHACHA } else { SCHEME_NONE };
+        let Some(&scheme) = sealed.first() else { return Err(OpenError::TooShort(0)) };
+        if scheme != expected {
+            return Err(OpenError::WrongScheme { found: scheme, expected });
+        }
+        match &self.cipher {
+            Some(cipher) => {
+                if sealed.len() < OVERHEAD {
+                    return Err(OpenError::TooShort(sealed.len()));
+                }
+                let body_len = sealed.len() - OVERHEAD;
+                let (head, rest) = sealed.split_at_mut(1 + NONCE_LEN);
+                let (body, tag) = rest.split_at_mut(body_len);
+                cipher
+                    .decrypt_in_place_detached(XNonce::from_slice(&head[1..]), &[], body, (&*tag).into())
+                    .map_err(|_| OpenError::Authentication)?;
+                Ok(body)
+            }
+            None => {
+                if sealed.len() < 33 {
+                    return Err(OpenError::TooShort(sealed.len()));
+                }
+                let body_len = sealed.len() - 33;
+                let body = &mut sealed[1..1 + body_len];
+                if blake3::hash(body).as_bytes()[..] != sealed[1 + body_len..] {
+                    return Err(OpenError::Checksum);
+                }
+                Ok(&mut sealed[1..1 + body_len])
+            }
+        }
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
@@ -183,7 +243,9 @@ mod tests {
         fn seal_open_roundtrip(data in proptest::collection::vec(any::<u8>(), 0..4096), enc in any::<bool>()) {
             let c = Crypto::new(&MasterKey::random(), enc);
             let sealed = c.seal(&data);
-            prop_assert_eq!(c.open(&sealed).unwrap(), data);
+            prop_assert_eq!(c.open(&sealed).unwrap(), data.clone());
+            let mut copy = sealed.clone();
+            prop_assert_eq!(c.open_in_place(&mut copy).unwrap(), &data[..]);
         }
 
         #[test]
@@ -193,6 +255,9 @@ mod tests {
             let i = pos % sealed.len();
             sealed[i] ^= 1 << bit;
             prop_assert!(c.open(&sealed).is_err());
+            let before = sealed.clone();
+            prop_assert!(c.open_in_place(&mut sealed).is_err());
+            prop_assert_eq!(sealed, before, "a failed open changed the bytes");
         }
     }
 

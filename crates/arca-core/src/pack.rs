@@ -81,45 +81,68 @@ impl PackEntry {
     }
 }
 
-/// Accumulates sealed blobs into one pack in memory.
-pub struct PackBuilder {
-    data: Vec<u8>,
+/// Where a pack's bytes go as it is assembled: memory, or a file streamed
+/// to the store (so a pack never sits whole in memory).
+pub trait PackOutput {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+}
+
+impl PackOutput for Vec<u8> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Accumulates sealed blobs into one pack, hashing them on the way for the
+/// pack id.
+pub struct PackBuilder<O> {
+    out: O,
+    hasher: blake3::Hasher,
+    len: u64,
     entries: Vec<PackEntry>,
 }
 
-impl PackBuilder {
-    pub fn with_capacity(cap: usize) -> PackBuilder {
-        PackBuilder { data: Vec::with_capacity(cap), entries: Vec::new() }
+impl<O: PackOutput> PackBuilder<O> {
+    pub fn new(out: O) -> PackBuilder<O> {
+        PackBuilder { out, hasher: blake3::Hasher::new(), len: 0, entries: Vec::new() }
     }
 
-    pub fn len(&self) -> usize {
-        self.data.len()
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    pub fn add(&mut self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) {
-        let offset = u32::try_from(self.data.len()).expect("packs stay below 4 GiB");
-        self.data.extend_from_slice(sealed);
-        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.out.write(data)?;
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        Ok(())
     }
 
-    /// Appends the sealed header and trailer; returns the bytes, their id
-    /// (BLAKE3 of the bytes) and the entries.
-    pub fn finish(mut self, crypto: &Crypto) -> (Vec<u8>, Id, Vec<PackEntry>) {
+    pub fn add(&mut self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
+        let offset = u32::try_from(self.len).expect("packs stay below 4 GiB");
+        self.append(sealed)?;
+        self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
+        Ok(())
+    }
+
+    /// Appends the sealed header and trailer; returns the output, the pack's
+    /// id (BLAKE3 of its bytes), its length and its entries.
+    pub fn finish(mut self, crypto: &Crypto) -> Result<(O, Id, u64, Vec<PackEntry>)> {
         let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
             e.write(&mut header);
         }
-        let sealed = crypto.seal(&header);
-        self.data.extend_from_slice(&sealed);
-        self.data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        self.data.extend_from_slice(MAGIC);
-        let id = Id::of_bytes(&self.data);
-        (self.data, id, self.entries)
+        let mut tail = crypto.seal(&header);
+        tail.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+        tail.extend_from_slice(MAGIC);
+        self.append(&tail)?;
+        Ok((self.out, Id(*self.hasher.finalize().as_bytes()), self.len, self.entries))
     }
 }
 
@@ -183,13 +206,14 @@ mod tests {
     #[test]
     fn build_and_parse() {
         let c = Crypto::new(&MasterKey::random(), true);
-        let mut b = PackBuilder::with_capacity(100);
+        let mut b = PackBuilder::new(Vec::new());
         let s1 = c.seal(b"one");
         let s2 = c.seal(b"second blob");
-        b.add(BlobType::Data, c.blob_id(b"one"), 3, &s1);
-        b.add(BlobType::Tree, c.blob_id(b"second blob"), 11, &s2);
-        let (bytes, id, entries) = b.finish(&c);
+        b.add(BlobType::Data, c.blob_id(b"one"), 3, &s1).unwrap();
+        b.add(BlobType::Tree, c.blob_id(b"second blob"), 11, &s2).unwrap();
+        let (bytes, id, len, entries) = b.finish(&c).unwrap();
         assert_eq!(id, Id::of_bytes(&bytes));
+        assert_eq!(len, bytes.len() as u64);
         let parsed = entries_of(&bytes, &c, "p").unwrap();
         assert_eq!(parsed, entries);
         let e = parsed[1];

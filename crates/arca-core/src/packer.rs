@@ -1,28 +1,56 @@
 //! Assembles sealed blobs into packs, uploads them on background threads,
 //! and writes index files once their packs are durable.
 //!
-//! Memory is bounded: one open pack per blob type plus at most
-//! `UPLOAD_QUEUE` finished packs waiting for upload. An index file is
-//! written every `PACKS_PER_INDEX` packs, so a killed backup leaves its
-//! uploaded data indexed and the next backup reuses it.
+//! Memory: on a store that takes streamed writes (local disk) each sealed
+//! blob goes straight from the worker's scratch buffer into the open pack's
+//! temporary file, so packs cost no memory at all; only the upload threads'
+//! final fsync and rename wait in the queue. Stores that take whole objects
+//! (S3), and packs that get parity, are assembled in memory: one open pack
+//! per blob type plus at most `UPLOAD_QUEUE` finished packs.
+//!
+//! An index file is written every `PACKS_PER_INDEX` packs, so a killed
+//! backup leaves its uploaded data indexed and the next backup reuses it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use arca_backend::{Backend, FileKind};
+use arca_backend::{Backend, FileKind, ObjectWriter};
 use crossbeam_channel::{bounded, Sender};
 
 use crate::compress;
-use crate::crypto::Crypto;
+use crate::crypto::{Crypto, SEAL_TRAILER_MAX};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IdSet, Index, IndexFile, IndexPack};
-use crate::pack::{BlobType, PackBuilder};
+use crate::pack::{BlobType, PackBuilder, PackOutput};
 use crate::repo::Repository;
 
 const UPLOAD_QUEUE: usize = 2;
 const PACKS_PER_INDEX: usize = 8;
+
+/// Where an open pack's bytes go.
+enum Sink {
+    /// The whole pack in memory, `put` when complete.
+    Memory(Vec<u8>),
+    /// Streamed to the store as blobs arrive.
+    Stream(Box<dyn ObjectWriter>),
+    /// A dry run: nothing is written.
+    Discard,
+}
+
+impl PackOutput for Sink {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Sink::Memory(v) => v.extend_from_slice(data),
+            Sink::Stream(w) => w.write(data)?,
+            Sink::Discard => {}
+        }
+        Ok(())
+    }
+}
+
+type Builder = PackBuilder<Sink>;
 
 struct Shared {
     backend: Arc<dyn Backend>,
@@ -53,23 +81,27 @@ impl Shared {
         self.first_error.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    fn upload(&self, builder: PackBuilder) -> Result<()> {
-        let (bytes, id, entries) = builder.finish(&self.crypto);
-        if !self.dry_run {
-            self.backend.put(FileKind::Pack, &id.to_hex(), &bytes)?;
-            if self.parity_percent > 0 {
-                self.backend.put(
-                    FileKind::Parity,
-                    &id.to_hex(),
-                    &crate::parity::encode(&bytes, self.parity_percent),
-                )?;
+    fn upload(&self, builder: Builder) -> Result<()> {
+        let (sink, id, size, entries) = builder.finish(&self.crypto)?;
+        match sink {
+            Sink::Memory(bytes) => {
+                self.backend.put(FileKind::Pack, &id.to_hex(), &bytes)?;
+                if self.parity_percent > 0 {
+                    self.backend.put(
+                        FileKind::Parity,
+                        &id.to_hex(),
+                        &crate::parity::encode(&bytes, self.parity_percent),
+                    )?;
+                }
             }
+            Sink::Stream(w) => w.finish(&id.to_hex())?,
+            Sink::Discard => {}
         }
         self.packs_written.fetch_add(1, Ordering::Relaxed);
-        self.pack_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.pack_bytes.fetch_add(size, Ordering::Relaxed);
         let batch = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.push(IndexPack { id, size: bytes.len() as u64, blobs: entries });
+            pending.push(IndexPack { id, size, blobs: entries });
             if pending.len() >= PACKS_PER_INDEX {
                 std::mem::take(&mut *pending)
             } else {
@@ -109,9 +141,9 @@ pub struct Packer {
     /// Indexed blobs known to be damaged or gone: stored again when met.
     absent: IdSet,
     claimed: Mutex<IdSet>,
-    open: [Mutex<Option<PackBuilder>>; 2],
-    pack_size: usize,
-    tx: Option<Sender<PackBuilder>>,
+    open: [Mutex<Option<Builder>>; 2],
+    pack_size: u64,
+    tx: Option<Sender<Builder>>,
     uploaders: Vec<JoinHandle<()>>,
 }
 
@@ -137,7 +169,7 @@ impl Packer {
             packs_written: AtomicU64::new(0),
             pack_bytes: AtomicU64::new(0),
         });
-        let (tx, rx) = bounded::<PackBuilder>(UPLOAD_QUEUE);
+        let (tx, rx) = bounded::<Builder>(UPLOAD_QUEUE);
         let uploaders = (0..uploaders.max(1))
             .map(|i| {
                 let rx = rx.clone();
@@ -163,7 +195,7 @@ impl Packer {
             absent,
             claimed: Mutex::new(IdSet::default()),
             open: [Mutex::new(None), Mutex::new(None)],
-            pack_size: repo.config().pack_size as usize,
+            pack_size: repo.config().pack_size as u64,
             tx: Some(tx),
             uploaders,
         }
@@ -201,9 +233,47 @@ impl Packer {
         Ok(id)
     }
 
-    /// Compresses, seals and adds a claimed blob.
+    /// Compresses, seals and adds a claimed blob. The blob is compressed and
+    /// sealed in place in a per-thread buffer, then written to the open pack:
+    /// no copy of it is allocated on the way.
     pub fn add(&self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<()> {
-        let sealed = self.shared.crypto.seal(&compress::encode(plaintext, self.shared.compression));
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut own = Vec::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let buf = match &mut borrowed {
+                Ok(b) => &mut **b,
+                Err(_) => &mut own,
+            };
+            let crypto = &self.shared.crypto;
+            let start = crypto.prefix_len();
+            let need = start + compress::encoded_bound(plaintext.len()) + SEAL_TRAILER_MAX;
+            if buf.len() < need {
+                buf.reserve_exact(need - buf.len());
+                buf.resize(need, 0);
+            }
+            let n = compress::encode_into(plaintext, self.shared.compression, &mut buf[start..]);
+            let sealed = crypto.seal_in_place(buf, n);
+            self.append(kind, id, plaintext.len() as u32, &buf[..sealed])
+        })
+    }
+
+    fn new_sink(&self) -> Result<Sink> {
+        if self.shared.dry_run {
+            return Ok(Sink::Discard);
+        }
+        // Parity is computed over the whole pack, so those stay in memory.
+        if self.shared.parity_percent == 0 {
+            if let Some(w) = self.shared.backend.writer(FileKind::Pack)? {
+                return Ok(Sink::Stream(w));
+            }
+        }
+        Ok(Sink::Memory(Vec::with_capacity(self.pack_size as usize + (1 << 20))))
+    }
+
+    fn append(&self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
         self.shared.bytes_added.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
         let slot = match kind {
@@ -212,8 +282,16 @@ impl Packer {
         };
         let full = {
             let mut open = self.open[slot].lock().unwrap_or_else(|p| p.into_inner());
-            let builder = open.get_or_insert_with(|| PackBuilder::with_capacity(self.pack_size + (1 << 20)));
-            builder.add(kind, id, plaintext.len() as u32, &sealed);
+            if open.is_none() {
+                *open = Some(PackBuilder::new(self.new_sink()?));
+            }
+            let builder = open.as_mut().expect("just opened");
+            if let Err(e) = builder.add(kind, id, raw_length, sealed) {
+                // A pack that failed a write is abandoned (its temporary
+                // file removed); what it held is not indexed.
+                *open = None;
+                return Err(e);
+            }
             if builder.len() >= self.pack_size {
                 open.take()
             } else {
@@ -226,7 +304,7 @@ impl Packer {
         self.check()
     }
 
-    fn send(&self, b: PackBuilder) -> Result<()> {
+    fn send(&self, b: Builder) -> Result<()> {
         if let Some(tx) = &self.tx {
             // The queue is bounded: a slow backend slows the producers.
             if tx.send(b).is_err() {
