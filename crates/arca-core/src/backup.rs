@@ -260,6 +260,13 @@ impl<'a> Engine<'a> {
             })
             .collect::<Result<_>>()?;
         let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
+        // An unchanged folder is its parent's tree: no need to encode, hash
+        // and look it up again (unless that stored copy is known damaged).
+        if let (Some(pt), Some(id)) = (&parent_tree, parent.and_then(|p| p.subtree)) {
+            if pt.nodes == tree.nodes && self.packer.is_known(&id) {
+                return Ok(id);
+            }
+        }
         if let Some(pt) = &parent_tree {
             for old in &pt.nodes {
                 if tree.find(&old.name).is_none() {
