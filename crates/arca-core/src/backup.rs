@@ -284,31 +284,34 @@ impl<'a> Engine<'a> {
     /// Reads, chunks and stores a file; returns its chunk ids and length.
     /// Chunks are cut in runs of about `max_size` bytes and a run's chunks
     /// are hashed, compressed and sealed in parallel, straight from the
-    /// chunker's buffer.
+    /// chunker's buffer, while the next run is read.
     fn file_content(&self, path: &Path, size: u64) -> std::result::Result<(Vec<Id>, u64), FileError> {
         let file = File::open(path).map_err(FileError::Io)?;
-        let mut chunker = Chunker::new(self.repo.gear(), file, size);
+        let chunker = Chunker::new(self.repo.gear(), file, size);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let runs = chunker
+            .runs(|run| -> Result<(Vec<Id>, u64)> {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok((Vec::new(), 0));
+                }
+                let bytes: u64 = run.iter().map(|c| c.len() as u64).sum();
+                self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                let ids = if run.len() == 1 {
+                    self.store_chunk(run[0]).map(|id| vec![id])
+                } else {
+                    run.par_iter().map(|c| self.store_chunk(c)).collect::<Result<_>>()
+                };
+                ids.inspect_err(|_| failed.store(true, Ordering::Relaxed)).map(|ids| (ids, bytes))
+            })
+            .map_err(FileError::Io)?;
         let mut ids = Vec::new();
-        let mut total = 0u64;
-        loop {
-            let run = chunker.next_batch().map_err(FileError::Io)?;
-            if run.is_empty() {
-                return Ok((ids, total));
-            }
-            let bytes: u64 = run.iter().map(|c| c.len() as u64).sum();
+        let mut total = 0;
+        for run in runs {
+            let (run_ids, bytes) = run.map_err(FileError::Repo)?;
+            ids.extend(run_ids);
             total += bytes;
-            self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-            if run.len() == 1 {
-                ids.push(self.store_chunk(run[0]).map_err(FileError::Repo)?);
-            } else {
-                let stored: Vec<Id> = run
-                    .par_iter()
-                    .map(|c| self.store_chunk(c))
-                    .collect::<Result<_>>()
-                    .map_err(FileError::Repo)?;
-                ids.extend(stored);
-            }
         }
+        Ok((ids, total))
     }
 
     fn store_chunk(&self, chunk: &[u8]) -> Result<Id> {

@@ -27,6 +27,8 @@ use crate::pack::{BlobType, PackBuilder, PackOutput};
 use crate::repo::Repository;
 
 const UPLOAD_QUEUE: usize = 2;
+/// Largest sealing scratch buffer a worker keeps between blobs.
+const SCRATCH_KEPT: usize = 2 << 20;
 const PACKS_PER_INDEX: usize = 8;
 
 /// Where an open pack's bytes go.
@@ -256,7 +258,12 @@ impl Packer {
             }
             let n = compress::encode_into(plaintext, self.shared.compression, &mut buf[start..]);
             let sealed = crypto.seal_in_place(buf, n);
-            self.append(kind, id, plaintext.len() as u32, &buf[..sealed])
+            let appended = self.append(kind, id, plaintext.len() as u32, &buf[..sealed]);
+            // Kept for the next blob, but not at the size of a rare huge one.
+            if buf.len() > SCRATCH_KEPT {
+                *buf = Vec::new();
+            }
+            appended
         })
     }
 
