@@ -79,6 +79,7 @@ fn index_lookup(c: &mut Criterion) {
     let entries = random_entries(N, 6);
     let mut index = Index::default();
     index.add_pack(Id([1; 32]), u64::MAX, &entries);
+    index.compact();
     let mut rng = Rng::new(8);
     // Lookups in a random order over the whole table: 2^20 ids to look up,
     // far more than the caches hold, so each lookup pays its cache misses.
@@ -97,6 +98,16 @@ fn index_lookup(c: &mut Criterion) {
             })
         });
     }
+    // Each lookup's id depends on the one before's result (offsets are even,
+    // so the sequence is the same, but the processor cannot know): the
+    // latency of one lookup, where the ones above overlap several.
+    let mut i = 0usize;
+    g.bench_function("get_hit_chained", |b| {
+        b.iter(|| {
+            let offset = index.get(black_box(&hits[i])).map_or(1, |l| l.offset);
+            i = (i + 1 + (offset & 1) as usize) & (LOOKUPS - 1);
+        })
+    });
     g.finish();
     let mut g = c.benchmark_group("index_1M_build");
     g.sample_size(10);
@@ -107,6 +118,23 @@ fn index_lookup(c: &mut Criterion) {
             Index::default,
             |mut idx| {
                 idx.add_pack(Id([1; 32]), u64::MAX, &entries);
+                idx
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // As loading index files does: packs of 250 entries one at a time, then
+    // `compact` as `Repository::load_index` does.
+    g.bench_function("add_pack_250_and_compact", |b| {
+        b.iter_batched(
+            Index::default,
+            |mut idx| {
+                for (i, pack) in entries.chunks(250).enumerate() {
+                    let mut id = [0xffu8; 32];
+                    id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    idx.add_pack(Id(id), u64::MAX, pack);
+                }
+                idx.compact();
                 idx
             },
             BatchSize::PerIteration,

@@ -140,16 +140,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
     let mut used_bytes = vec![0u64; index.packs.len()];
     let mut unused_bytes = vec![0u64; index.packs.len()];
     for (id, _) in index.blobs() {
-        for l in index.locations(id) {
-            let e = PackEntry {
-                kind: l.kind,
-                id: *id,
-                offset: l.offset,
-                length: l.length,
-                raw_length: l.raw_length,
-            };
+        for l in index.locations(&id) {
+            let e =
+                PackEntry { kind: l.kind, id, offset: l.offset, length: l.length, raw_length: l.raw_length };
             entries[l.pack as usize].push(e);
-            if keep_loc.get(id) == Some(&l.pack) {
+            if keep_loc.get(&id) == Some(&l.pack) {
                 used_bytes[l.pack as usize] += l.length as u64;
                 result.blobs_used += 1;
             } else {

@@ -337,6 +337,7 @@ impl Repository {
                 Err(e) => errors.push(e),
             }
         }
+        index.compact();
         Ok((index, errors))
     }
 

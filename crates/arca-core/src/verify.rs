@@ -174,8 +174,8 @@ fn check_packs(
         repo.backend().list(FileKind::Pack)?.into_iter().map(|e| (e.name, e.size)).collect();
     let mut by_pack: Vec<Vec<(Id, BlobLoc)>> = vec![Vec::new(); index.packs.len()];
     for (id, _) in index.blobs() {
-        for loc in index.locations(id) {
-            by_pack[loc.pack as usize].push((*id, *loc));
+        for loc in index.locations(&id) {
+            by_pack[loc.pack as usize].push((id, *loc));
         }
     }
     // Checking chosen snapshots: only the packs holding their blobs matter.
