@@ -26,6 +26,9 @@ impl Progress for Bar {
         }
         self.bar.inc(bytes);
     }
+    fn wants_totals(&self) -> bool {
+        true
+    }
     fn warn(&self, message: &str) {
         self.bar.suspend(|| eprintln!("arca: warning: {message}"));
     }

@@ -461,9 +461,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         // nothing; scanning would stat every file a second time.
         match &parent {
             Some((_, p)) => progress.totals(p.files, p.size),
-            None => {
+            // Counting stats every file a second time: only for a display.
+            None if progress.wants_totals() => {
                 scope.spawn(|| scan_totals(&sources, &engine.excludes, progress, &stop_scan));
             }
+            None => {}
         }
         let r = if layout.source {
             // The filesystem root itself is a source.

@@ -23,6 +23,20 @@ pub fn encoded_bound(len: usize) -> usize {
     1 + zstd::zstd_safe::compress_bound(len).max(len)
 }
 
+/// A zstd context for `level`. Level 3 (the default) keeps its search but
+/// uses level 2's table sizes (hash log 16, chain log 15): on the Rust
+/// toolchain in 1 MiB blocks that compresses 14% faster for 0.9% more
+/// bytes, while zstd still shrinks the tables for small inputs.
+fn compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    use zstd::zstd_safe::CParameter;
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    if level == 3 {
+        c.set_parameter(CParameter::HashLog(16))?;
+        c.set_parameter(CParameter::ChainLog(15))?;
+    }
+    Ok(c)
+}
+
 /// [`encode`] into `out` (at least [`encoded_bound`] long); returns the
 /// length written. The zstd context is kept per thread and level: creating
 /// one per blob cost a tenth of a first backup's CPU time.
@@ -37,7 +51,7 @@ pub fn encode_into(data: &[u8], level: i32, out: &mut [u8]) -> usize {
         let frame = COMPRESSOR.with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_none_or(|(l, _)| *l != level) {
-                *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+                *c = Some((level, compressor(level).ok()?));
             }
             let (_, compressor) = c.as_mut().expect("just created");
             compressor.compress_to_buffer(data, &mut out[1..]).ok()

@@ -27,6 +27,8 @@ use crate::pack::{BlobType, PackBuilder, PackOutput};
 use crate::repo::Repository;
 
 const UPLOAD_QUEUE: usize = 2;
+/// Bytes of small blobs gathered before a write to a streamed pack.
+const STREAM_GATHER: usize = 256 << 10;
 /// Largest sealing scratch buffer a worker keeps between blobs.
 const SCRATCH_KEPT: usize = 2 << 20;
 const PACKS_PER_INDEX: usize = 8;
@@ -35,8 +37,9 @@ const PACKS_PER_INDEX: usize = 8;
 enum Sink {
     /// The whole pack in memory, `put` when complete.
     Memory(Vec<u8>),
-    /// Streamed to the store as blobs arrive.
-    Stream(Box<dyn ObjectWriter>),
+    /// Streamed to the store as blobs arrive; small blobs are gathered in
+    /// `pending` first, so a pack of small files is not a write call each.
+    Stream { writer: Box<dyn ObjectWriter>, pending: Vec<u8> },
     /// A dry run: nothing is written.
     Discard,
 }
@@ -45,7 +48,18 @@ impl PackOutput for Sink {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         match self {
             Sink::Memory(v) => v.extend_from_slice(data),
-            Sink::Stream(w) => w.write(data)?,
+            Sink::Stream { writer, pending } => {
+                let big = data.len() >= STREAM_GATHER / 2;
+                if !pending.is_empty() && (big || pending.len() + data.len() > STREAM_GATHER) {
+                    writer.write(pending)?;
+                    pending.clear();
+                }
+                if big {
+                    writer.write(data)?;
+                } else {
+                    pending.extend_from_slice(data);
+                }
+            }
             Sink::Discard => {}
         }
         Ok(())
@@ -96,7 +110,10 @@ impl Shared {
                     )?;
                 }
             }
-            Sink::Stream(w) => w.finish(&id.to_hex())?,
+            Sink::Stream { mut writer, pending } => {
+                writer.write(&pending)?;
+                writer.finish(&id.to_hex())?
+            }
             Sink::Discard => {}
         }
         self.packs_written.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +291,7 @@ impl Packer {
         // Parity is computed over the whole pack, so those stay in memory.
         if self.shared.parity_percent == 0 {
             if let Some(w) = self.shared.backend.writer(FileKind::Pack)? {
-                return Ok(Sink::Stream(w));
+                return Ok(Sink::Stream { writer: w, pending: Vec::with_capacity(STREAM_GATHER) });
             }
         }
         Ok(Sink::Memory(Vec::with_capacity(self.pack_size as usize + (1 << 20))))

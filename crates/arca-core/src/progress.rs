@@ -8,6 +8,11 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _files: u64, _bytes: u64) {}
     /// A non-fatal problem (an unreadable file, say).
     fn warn(&self, _message: &str) {}
+    /// Whether totals are shown: an engine may then spend work to estimate
+    /// them (a first backup counts its sources on a spare thread).
+    fn wants_totals(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.
