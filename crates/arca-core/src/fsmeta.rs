@@ -199,20 +199,38 @@ pub fn create_special(path: &Path, node: &Node) -> io::Result<bool> {
 /// may bump mtime, so times come last. Call it after a file's content is
 /// written, and for a directory after its children have been restored.
 pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> io::Result<()> {
+    apply(Target::Path(path), node, chown)
+}
+
+/// [`apply_metadata`] through an open regular file: no path is looked up
+/// again for each of the four calls, which made up a tenth of a restore.
+pub fn apply_file_metadata(file: &std::fs::File, node: &Node, chown: bool) -> io::Result<()> {
+    apply(Target::File(file), node, chown)
+}
+
+enum Target<'a> {
+    Path(&'a Path),
+    File(&'a std::fs::File),
+}
+
+fn apply(target: Target, node: &Node, chown: bool) -> io::Result<()> {
+    use xattr::FileExt as _;
     if chown {
-        fchownat(
-            None,
-            path,
-            Some(Uid::from_raw(node.uid)),
-            Some(Gid::from_raw(node.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+        match target {
+            Target::Path(path) => fchownat(None, path, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?,
+            Target::File(file) => nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), uid, gid)?,
+        }
     }
     let root = is_root();
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
         // xattr::set is lsetxattr: a symlink gets its own attribute.
-        if let Err(e) = xattr::set(path, name, &x.value) {
+        let set = match target {
+            Target::Path(path) => xattr::set(path, name, &x.value),
+            Target::File(file) => file.set_xattr(name, &x.value),
+        };
+        if let Err(e) = set {
             let privileged = x.name.starts_with(b"trusted.") || x.name.starts_with(b"security.");
             let denied = e.raw_os_error() == Some(Errno::EPERM as i32);
             // A target filesystem without xattrs, or a non-root restore of
@@ -223,13 +241,22 @@ pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> io::Result<()> {
             return Err(e);
         }
     }
-    // Linux has no lchmod: chmod would follow the link and change its target.
-    if node.kind != NodeKind::Symlink {
-        std::fs::set_permissions(path, Permissions::from_mode(node.mode & 0o7777))?;
+    // After chown, which clears setuid bits. Linux has no lchmod: chmod
+    // would follow a link and change its target.
+    let mode = Permissions::from_mode(node.mode & 0o7777);
+    match target {
+        Target::Path(path) if node.kind != NodeKind::Symlink => std::fs::set_permissions(path, mode)?,
+        Target::Path(_) => {}
+        Target::File(file) => file.set_permissions(mode)?,
     }
     let mtime = TimeSpec::new(node.mtime.secs, i64::from(node.mtime.nanos));
     // atime is not recorded (see tree.rs): restore it as the mtime.
-    utimensat(None, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?;
+    match target {
+        Target::Path(path) => utimensat(None, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?,
+        Target::File(file) => {
+            nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(file), &mtime, &mtime)?
+        }
+    }
     Ok(())
 }
 

@@ -243,6 +243,8 @@ struct Ctx<'a> {
     errors: Mutex<Vec<PathError>>,
     out_of_space: AtomicBool,
     kept: AtomicU64,
+    /// Folders (snapshot paths) this restore created: empty before it.
+    fresh_dirs: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// Whether the file at `path` has exactly the content of `node`.
@@ -272,7 +274,12 @@ impl Ctx<'_> {
     }
 
     /// Decides from what is at `dest` whether to write; `Ok(false)` keeps it.
-    fn should_write(&self, dest: &Path, node: &Node) -> Result<bool> {
+    fn should_write(&self, dest: &Path, snap_path: &[u8], node: &Node) -> Result<bool> {
+        // Nothing can be in the way in a folder this restore created.
+        let parent = &snap_path[..snap_path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+        if self.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent) {
+            return Ok(true);
+        }
         let meta = match fs::symlink_metadata(dest) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
@@ -299,8 +306,8 @@ impl Ctx<'_> {
 
     /// Restores one file: kept, or written under a temporary name and
     /// renamed. Returns the bytes written.
-    fn restore_file(&self, dest: &Path, node: &Node) -> Result<u64> {
-        if !self.should_write(dest, node)? {
+    fn restore_file(&self, dest: &Path, snap_path: &[u8], node: &Node) -> Result<u64> {
+        if !self.should_write(dest, snap_path, node)? {
             if self.overwrite == Overwrite::IfChanged {
                 // Same content: make the metadata right too.
                 fsmeta::apply_metadata(dest, node, self.chown).map_err(|e| Error::io(dest, e))?;
@@ -357,8 +364,8 @@ impl Ctx<'_> {
             if f.metadata().map_err(|e| Error::io(dest, e))?.len() != node.size {
                 f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
             }
+            fsmeta::apply_file_metadata(&f, node, self.chown).map_err(|e| Error::io(dest, e))?;
             drop(f);
-            fsmeta::apply_metadata(&tmp, node, self.chown).map_err(|e| Error::io(dest, e))?;
             fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
         })();
         if result.is_err() {
@@ -435,6 +442,7 @@ pub fn restore(
         errors: Mutex::new(Vec::new()),
         out_of_space: AtomicBool::new(false),
         kept: AtomicU64::new(0),
+        fresh_dirs: Mutex::new(HashSet::new()),
     };
 
     for (path, e) in unreadable {
@@ -453,12 +461,25 @@ pub fn restore(
     let mut dirs = 0u64;
     for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir) {
         let dest = target_path(&opts.target, &it.path);
-        if let Err(e) = fs::create_dir_all(&dest) {
-            ctx.fail(&dest, e);
-            failed_dirs.push(it.path.clone());
-        } else {
-            dirs += 1;
-            remove_leftovers(&dest);
+        let created = match fs::create_dir(&dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dest.is_dir() => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&dest).map(|()| false),
+            Err(e) => Err(e),
+        };
+        match created {
+            Err(e) => {
+                ctx.fail(&dest, e);
+                failed_dirs.push(it.path.clone());
+            }
+            Ok(true) => {
+                dirs += 1;
+                ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
+            }
+            Ok(false) => {
+                dirs += 1;
+                remove_leftovers(&dest);
+            }
         }
     }
     let under_failed =
@@ -486,7 +507,7 @@ pub fn restore(
                 ctx.fail(&dest, "not restored: the target ran out of space");
                 return None;
             }
-            let r = ctx.restore_file(&dest, &it.node);
+            let r = ctx.restore_file(&dest, &it.path, &it.node);
             progress.advance(1, 0);
             match r {
                 Ok(n) => Some(n),
