@@ -170,9 +170,13 @@ impl Backend for LocalBackend {
         let mut read = || -> io::Result<()> {
             let f = File::open(&p)?;
             let len = usize::try_from(length).map_err(|_| io::Error::other("range too large"))?;
-            buf.clear();
-            buf.reserve_exact(len);
-            buf.resize(len, 0);
+            // Only growth is zero-filled: a reused buffer is not cleared
+            // again for every read.
+            if buf.len() < len {
+                buf.reserve_exact(len - buf.len());
+                buf.resize(len, 0);
+            }
+            buf.truncate(len);
             f.read_exact_at(buf, offset)
         };
         read().map_err(|e| self.err("reading", &p, e))

@@ -137,8 +137,11 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
         index,
         root,
         &mut |path: &[u8], depth: usize, node: &Node| {
-            let parent = &path[..path.len() - node.name.len() - 1];
-            names.entry(parent.to_vec()).or_default().insert(node.name.clone());
+            // Only `--delete` needs every folder's names.
+            if opts.delete {
+                let parent = &path[..path.len() - node.name.len() - 1];
+                names.entry(parent.to_vec()).or_default().insert(node.name.clone());
+            }
             if included_depth.is_some_and(|d| depth <= d) {
                 included_depth = None;
             }
@@ -156,7 +159,9 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
                 }
                 dir_stack.push(items.len());
                 items.push(Item { path: path.to_vec(), node: node.clone(), tentative: !matched });
-                names.entry(path.to_vec()).or_default();
+                if opts.delete {
+                    names.entry(path.to_vec()).or_default();
+                }
                 return Ok(Visit::Descend);
             }
             if matched {
@@ -170,6 +175,8 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
         &mut |path: &[u8], e: Error| unreadable.push((path.to_vec(), e)),
     )?;
     items.retain(|i| !i.tentative);
+    // Held for the whole restore: give back the growth slack.
+    items.shrink_to_fit();
     Ok((items, names, unreadable))
 }
 
