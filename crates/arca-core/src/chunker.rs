@@ -180,18 +180,11 @@ impl<'g, R: Read> Chunker<'g, R> {
         Ok(())
     }
 
-    /// The next run of chunks, as slices of the internal buffer: about
-    /// `max_size` bytes' worth, at least one chunk unless the source ended
-    /// (then the run is empty). Cutting a run at once lets the caller process
-    /// its chunks in parallel without copying them; the cut points are the
-    /// same as [`Chunker::next_chunk`]'s.
-    pub fn next_batch(&mut self) -> io::Result<Vec<&[u8]>> {
-        let run = self.cut_run()?;
-        Ok(run.into_iter().map(|r| &self.buf[r]).collect())
-    }
-
-    /// Runs [`Chunker::next_batch`] to the end of the source, calling
-    /// `process` on each run (in order) and returning its results. While a
+    /// Cuts the source into runs of chunks, about `max_size` bytes' worth
+    /// each, calling `process` on each run (in order, with the chunks as
+    /// slices of the internal buffer, so they can be processed in parallel
+    /// without copies) and returning its results. The cut points are the
+    /// same as [`Chunker::next_chunk`]'s. While a
     /// run is processed the next one is read into a second buffer, so a big
     /// file's reading overlaps its hashing and sealing instead of leaving the
     /// other workers idle between runs. Small sources never get the second
@@ -305,16 +298,7 @@ mod tests {
             }
             // Buffering does not change the cut points.
             prop_assert_eq!(chunks(&gear, &data, 0), cs.clone());
-            // Nor does cutting in runs.
-            let mut c = Chunker::new(&gear, &data[..], hint);
-            let mut runs: Vec<Vec<u8>> = Vec::new();
-            loop {
-                let run = c.next_batch().unwrap();
-                if run.is_empty() { break; }
-                runs.extend(run.iter().map(|r| r.to_vec()));
-            }
-            prop_assert_eq!(runs, cs.clone());
-            // Nor does reading ahead into a second buffer.
+            // Nor does cutting in runs and reading ahead into a second buffer.
             let c = Chunker::new(&gear, &data[..], hint);
             let ahead: Vec<Vec<u8>> = c.runs(|run| run.iter().map(|r| r.to_vec()).collect::<Vec<_>>()).unwrap().concat();
             prop_assert_eq!(ahead, cs);

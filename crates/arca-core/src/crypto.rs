@@ -168,67 +168,44 @@ impl Crypto {
     /// returns the plaintext part of it. On failure `sealed` is unchanged
     /// (the tag is checked before anything is decrypted).
     pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], OpenError> {
-        let expected = if self.cipher.is_some() { SCHEME_XCHACHA } else { SCHEME_NONE };
-        let Some(&scheme) = sealed.first() else { return Err(OpenError::TooShort(0)) };
-        if scheme != expected {
-            return Err(OpenError::WrongScheme { found: scheme, expected });
-        }
-        match &self.cipher {
-            Some(cipher) => {
-                if sealed.len() < OVERHEAD {
-                    return Err(OpenError::TooShort(sealed.len()));
-                }
-                let body_len = sealed.len() - OVERHEAD;
-                let (head, rest) = sealed.split_at_mut(1 + NONCE_LEN);
-                let (body, tag) = rest.split_at_mut(body_len);
-                cipher
-                    .decrypt_in_place_detached(XNonce::from_slice(&head[1..]), &[], body, (&*tag).into())
-                    .map_err(|_| OpenError::Authentication)?;
-                Ok(body)
-            }
-            None => {
-                if sealed.len() < 33 {
-                    return Err(OpenError::TooShort(sealed.len()));
-                }
-                let body_len = sealed.len() - 33;
-                let body = &mut sealed[1..1 + body_len];
-                if blake3::hash(body).as_bytes()[..] != sealed[1 + body_len..] {
-                    return Err(OpenError::Checksum);
-                }
-                Ok(&mut sealed[1..1 + body_len])
-            }
-        }
+        let body = self.body_range(sealed)?;
+        let (head, rest) = sealed.split_at_mut(body.start);
+        let (plain, trailer) = rest.split_at_mut(body.len());
+        self.unseal(head, plain, trailer)?;
+        Ok(plain)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let body = self.body_range(sealed)?;
+        let mut plain = sealed[body.clone()].to_vec();
+        self.unseal(&sealed[..body.start], &mut plain, &sealed[body.end..])?;
+        Ok(plain)
+    }
+
+    /// Checks an envelope's scheme and length; returns where its body lies.
+    fn body_range(&self, sealed: &[u8]) -> Result<std::ops::Range<usize>, OpenError> {
         let expected = if self.cipher.is_some() { SCHEME_XCHACHA } else { SCHEME_NONE };
         let Some(&scheme) = sealed.first() else { return Err(OpenError::TooShort(0)) };
         if scheme != expected {
             return Err(OpenError::WrongScheme { found: scheme, expected });
         }
+        let trailer = if self.cipher.is_some() { TAG_LEN } else { SEAL_TRAILER_MAX };
+        let start = self.prefix_len();
+        if sealed.len() < start + trailer {
+            return Err(OpenError::TooShort(sealed.len()));
+        }
+        Ok(start..sealed.len() - trailer)
+    }
+
+    /// Authenticates and decrypts `body` in place, given the envelope's
+    /// bytes before it (`head`) and after it (`trailer`).
+    fn unseal(&self, head: &[u8], body: &mut [u8], trailer: &[u8]) -> Result<(), OpenError> {
         match &self.cipher {
-            Some(cipher) => {
-                if sealed.len() < OVERHEAD {
-                    return Err(OpenError::TooShort(sealed.len()));
-                }
-                let nonce = XNonce::from_slice(&sealed[1..1 + NONCE_LEN]);
-                let (body, tag) = sealed[1 + NONCE_LEN..].split_at(sealed.len() - OVERHEAD);
-                let mut buf = body.to_vec();
-                cipher
-                    .decrypt_in_place_detached(nonce, &[], &mut buf, tag.into())
-                    .map_err(|_| OpenError::Authentication)?;
-                Ok(buf)
-            }
-            None => {
-                if sealed.len() < 33 {
-                    return Err(OpenError::TooShort(sealed.len()));
-                }
-                let (body, sum) = sealed[1..].split_at(sealed.len() - 33);
-                if blake3::hash(body).as_bytes() != sum {
-                    return Err(OpenError::Checksum);
-                }
-                Ok(body.to_vec())
-            }
+            Some(cipher) => cipher
+                .decrypt_in_place_detached(XNonce::from_slice(&head[1..]), &[], body, trailer.into())
+                .map_err(|_| OpenError::Authentication),
+            None if blake3::hash(body).as_bytes()[..] == *trailer => Ok(()),
+            None => Err(OpenError::Checksum),
         }
     }
 }

@@ -397,29 +397,20 @@ impl Repository {
                 _ => return self.read_blob(index, id).map(|d| f(&d)),
             };
             let (sealed, scratch) = &mut *guard;
-            let mut first_error = None;
-            for loc in index.locations(id) {
+            let mut f = Some(f);
+            first_intact_copy(index, id, |loc| {
                 let pack = index.pack(loc).id.to_hex();
                 let object = || format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack));
-                let read = self.backend.get_range_into(
+                self.backend.get_range_into(
                     FileKind::Pack,
                     &pack,
                     loc.offset as u64,
                     loc.length as u64,
                     sealed,
-                );
-                match read
-                    .map_err(Error::from)
-                    .and_then(|()| self.open_blob_in_place(id, sealed, scratch, &object))
-                {
-                    Ok(data) => return Ok(f(data)),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            Err(first_error
-                .unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)")))
+                )?;
+                let data = self.open_blob_in_place(id, sealed, scratch, &object)?;
+                Ok(f.take().expect("only the first intact copy is handed on")(data))
+            })
         })
     }
 
@@ -437,16 +428,7 @@ impl Repository {
                 }
             }
         }
-        let mut first_error = None;
-        for loc in index.locations(id) {
-            match self.read_blob_at(index, id, loc) {
-                Ok(data) => return Ok(data),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_error.unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)")))
+        first_intact_copy(index, id, |loc| self.read_blob_at(index, id, loc))
     }
 
     pub fn read_blob_at(&self, index: &Index, id: &Id, loc: &crate::index::BlobLoc) -> Result<Vec<u8>> {
@@ -616,4 +598,23 @@ impl Repository {
     pub fn key_name(&self) -> &str {
         &self.key_name
     }
+}
+
+/// Tries `read` on each stored copy of a blob, the first copy first, and
+/// returns the first that succeeds; else the first copy's error.
+fn first_intact_copy<R>(
+    index: &Index,
+    id: &Id,
+    mut read: impl FnMut(&crate::index::BlobLoc) -> Result<R>,
+) -> Result<R> {
+    let mut first_error = None;
+    for loc in index.locations(id) {
+        match read(loc) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)")))
 }

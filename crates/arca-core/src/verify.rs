@@ -162,6 +162,27 @@ struct PackCheck {
     read: bool,
 }
 
+impl PackCheck {
+    /// Nothing wrong found (`read`: its data was read, `blobs_read` blobs).
+    fn intact(read: bool, blobs_read: u64) -> PackCheck {
+        PackCheck {
+            pack: Id::default(),
+            ids: Vec::new(),
+            bad: Vec::new(),
+            problems: Vec::new(),
+            header_ok: true,
+            repaired: None,
+            blobs_read,
+            read,
+        }
+    }
+
+    /// The listing alone shows the pack missing or of the wrong size.
+    fn listed_wrong(bad: Vec<(Id, Damage)>, problem: String) -> PackCheck {
+        PackCheck { bad, problems: vec![problem], ..PackCheck::intact(false, 0) }
+    }
+}
+
 /// Checks every indexed pack (reading the data of those `read` selects).
 fn check_packs(
     repo: &Repository,
@@ -200,49 +221,16 @@ fn check_packs(
                 None if reading && repo.config().parity_percent > 0 => {
                     check_blobs(repo, &name, &object, pack.size, blobs)
                 }
-                None => PackCheck {
-                    pack: Id::default(),
-                    ids: Vec::new(),
-                    bad: all(Damage::Missing),
-                    problems: vec![format!("{object}: pack is missing")],
-                    header_ok: true,
-                    repaired: None,
-                    blobs_read: 0,
-                    read: false,
-                },
-                Some(&size) if size != pack.size && !reading => PackCheck {
-                    pack: Id::default(),
-                    ids: Vec::new(),
-                    bad: all(Damage::Corrupted),
-                    problems: vec![format!("{object}: size {size} differs from the indexed {}", pack.size)],
-                    header_ok: true,
-                    repaired: None,
-                    blobs_read: 0,
-                    read: false,
-                },
+                None => PackCheck::listed_wrong(all(Damage::Missing), format!("{object}: pack is missing")),
+                Some(&size) if size != pack.size && !reading => PackCheck::listed_wrong(
+                    all(Damage::Corrupted),
+                    format!("{object}: size {size} differs from the indexed {}", pack.size),
+                ),
                 Some(&size) if reading && size == pack.size && pack_is_intact(repo, &name, size, blobs) => {
-                    PackCheck {
-                        pack: Id::default(),
-                        ids: Vec::new(),
-                        bad: Vec::new(),
-                        problems: Vec::new(),
-                        header_ok: true,
-                        repaired: None,
-                        blobs_read: blobs.len() as u64,
-                        read: true,
-                    }
+                    PackCheck::intact(true, blobs.len() as u64)
                 }
                 Some(_) if reading => check_blobs(repo, &name, &object, pack.size, blobs),
-                Some(_) => PackCheck {
-                    pack: Id::default(),
-                    ids: Vec::new(),
-                    bad: Vec::new(),
-                    problems: Vec::new(),
-                    header_ok: true,
-                    repaired: None,
-                    blobs_read: 0,
-                    read: false,
-                },
+                Some(_) => PackCheck::intact(false, 0),
             };
             progress.advance(1, if reading { pack.size } else { 0 });
             PackCheck { pack: pack.id, ids: blobs.iter().map(|(id, _)| *id).collect(), ..r }
