@@ -199,13 +199,22 @@ pub fn create_special(path: &Path, node: &Node) -> io::Result<bool> {
 /// may bump mtime, so times come last. Call it after a file's content is
 /// written, and for a directory after its children have been restored.
 pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> io::Result<()> {
-    apply(Target::Path(path), node, chown)
+    apply(Target::Path(path), node, chown, None)
 }
 
 /// [`apply_metadata`] through an open regular file: no path is looked up
 /// again for each of the four calls, which made up a tenth of a restore.
-pub fn apply_file_metadata(file: &std::fs::File, node: &Node, chown: bool) -> io::Result<()> {
-    apply(Target::File(file), node, chown)
+///
+/// `current` is the file's metadata now: an owner or mode it already has is
+/// not set again. Each change is an inode update (a journal transaction on
+/// ext4), and a restore creates most files with the right owner and mode.
+pub fn apply_file_metadata(
+    file: &std::fs::File,
+    node: &Node,
+    chown: bool,
+    current: &Metadata,
+) -> io::Result<()> {
+    apply(Target::File(file), node, chown, Some(current))
 }
 
 enum Target<'a> {
@@ -213,16 +222,18 @@ enum Target<'a> {
     File(&'a std::fs::File),
 }
 
-fn apply(target: Target, node: &Node, chown: bool) -> io::Result<()> {
+fn apply(target: Target, node: &Node, chown: bool, current: Option<&Metadata>) -> io::Result<()> {
     use xattr::FileExt as _;
-    if chown {
+    let owned = current.is_some_and(|m| m.uid() == node.uid && m.gid() == node.gid);
+    // A chown clears setuid bits, so the mode is set again after one.
+    let chowned = chown && !owned;
+    if chowned {
         let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
         match target {
             Target::Path(path) => fchownat(None, path, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?,
             Target::File(file) => nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), uid, gid)?,
         }
     }
-    let root = is_root();
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
         // xattr::set is lsetxattr: a symlink gets its own attribute.
@@ -235,7 +246,7 @@ fn apply(target: Target, node: &Node, chown: bool) -> io::Result<()> {
             let denied = e.raw_os_error() == Some(Errno::EPERM as i32);
             // A target filesystem without xattrs, or a non-root restore of
             // kernel-reserved namespaces, cannot do better: the data still matters.
-            if is_enotsup(&e) || (denied && privileged && !root) {
+            if is_enotsup(&e) || (denied && privileged && !is_root()) {
                 continue;
             }
             return Err(e);
@@ -243,8 +254,10 @@ fn apply(target: Target, node: &Node, chown: bool) -> io::Result<()> {
     }
     // After chown, which clears setuid bits. Linux has no lchmod: chmod
     // would follow a link and change its target.
+    let moded = !chowned && current.is_some_and(|m| m.mode() & 0o7777 == node.mode & 0o7777);
     let mode = Permissions::from_mode(node.mode & 0o7777);
     match target {
+        _ if moded => {}
         Target::Path(path) if node.kind != NodeKind::Symlink => std::fs::set_permissions(path, mode)?,
         Target::Path(_) => {}
         Target::File(file) => file.set_permissions(mode)?,
@@ -393,6 +406,36 @@ mod tests {
         let file = Node::new(b"f".to_vec(), NodeKind::File);
         let err = create_special(&dst.path().join("f"), &file).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn file_metadata_is_set_whatever_the_file_starts_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let chown = is_root();
+        let mut node = Node::new(b"f".to_vec(), NodeKind::File);
+        node.mtime = Timestamp { secs: 1_500_000_000, nanos: 42 };
+        // (mode the file is created with, owner it gets, mode it must end with)
+        let me = (geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let mut cases = vec![(0o644, me, 0o644), (0o600, me, 0o4751), (0o600, me, 0o000), (0o755, me, 0o755)];
+        if chown {
+            // Another owner: chown clears setuid, so the mode is set again.
+            cases.extend([(0o4755, (1234, 5678), 0o4755), (0o644, (1234, 5678), 0o644)]);
+        }
+        for (i, (created, (uid, gid), want)) in cases.into_iter().enumerate() {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, b"x").unwrap();
+            std::fs::set_permissions(&path, Permissions::from_mode(created)).unwrap();
+            node.mode = want;
+            (node.uid, node.gid) = (uid, gid);
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            apply_file_metadata(&f, &node, chown, &f.metadata().unwrap()).unwrap();
+            let m = lstat(&path);
+            assert_eq!(m.mode() & 0o7777, want, "case {i}");
+            assert_eq!(timestamp(m.mtime(), m.mtime_nsec()), node.mtime, "case {i}");
+            if chown {
+                assert_eq!((m.uid(), m.gid()), (uid, gid), "case {i}");
+            }
+        }
     }
 
     #[test]

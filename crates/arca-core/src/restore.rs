@@ -1,9 +1,10 @@
 //! The restore engine: recreate a snapshot (or part of it) under a target.
 //!
 //! Order: folders first (writable), then file contents in parallel (each
-//! written under a temporary name and renamed when complete, so a file that
-//! looks complete is complete), then hard links and special files, then the
-//! metadata of folders deepest first, so their times stick.
+//! written whole before it gets its name: unnamed and linked in, or under a
+//! temporary name and renamed, so a file that looks complete is complete),
+//! then hard links and special files, then the metadata of folders deepest
+//! first, so their times stick.
 //!
 //! Restoring into an existing tree follows `Overwrite`; the default,
 //! `IfChanged`, compares an existing file's content with the snapshot
@@ -15,7 +16,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -252,6 +253,8 @@ struct Ctx<'a> {
     kept: AtomicU64,
     /// Folders (snapshot paths) this restore created: empty before it.
     fresh_dirs: Mutex<HashSet<Vec<u8>>>,
+    /// How to name unnamed files, when the target supports them.
+    link_unnamed: Option<LinkUnnamed>,
 }
 
 /// Whether the file at `path` has exactly the content of `node`.
@@ -280,13 +283,16 @@ impl Ctx<'_> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(PathError { path: shown, error: cause });
     }
 
-    /// Decides from what is at `dest` whether to write; `Ok(false)` keeps it.
-    fn should_write(&self, dest: &Path, snap_path: &[u8], node: &Node) -> Result<bool> {
-        // Nothing can be in the way in a folder this restore created.
+    /// Whether the folder of `snap_path` is one this restore created:
+    /// nothing can be in the way there.
+    fn is_fresh(&self, snap_path: &[u8]) -> bool {
         let parent = &snap_path[..snap_path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
-        if self.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent) {
-            return Ok(true);
-        }
+        self.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent)
+    }
+
+    /// Decides from what is at `dest` (in a folder that existed before this
+    /// restore) whether to write; `Ok(false)` keeps it.
+    fn should_write(&self, dest: &Path, node: &Node) -> Result<bool> {
         let meta = match fs::symlink_metadata(dest) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
@@ -311,10 +317,11 @@ impl Ctx<'_> {
         })
     }
 
-    /// Restores one file: kept, or written under a temporary name and
-    /// renamed. Returns the bytes written.
+    /// Restores one file: kept, or written whole before it is named (see
+    /// [`Ctx::write_file`]). Returns the bytes written.
     fn restore_file(&self, dest: &Path, snap_path: &[u8], node: &Node) -> Result<u64> {
-        if !self.should_write(dest, snap_path, node)? {
+        let fresh = self.is_fresh(snap_path);
+        if !fresh && !self.should_write(dest, node)? {
             if self.overwrite == Overwrite::IfChanged {
                 // Same content: make the metadata right too.
                 fsmeta::apply_metadata(dest, node, self.chown).map_err(|e| Error::io(dest, e))?;
@@ -323,62 +330,167 @@ impl Ctx<'_> {
             self.progress.advance(0, node.size);
             return Ok(0);
         }
-        self.write_file(dest, node)?;
+        self.write_file(dest, node, fresh)?;
         Ok(node.size)
     }
 
-    fn write_file(&self, dest: &Path, node: &Node) -> Result<()> {
+    /// Writes a file whole before it gets its name, so a file that looks
+    /// complete is complete. In a folder this restore created, the file is
+    /// written unnamed (`O_TMPFILE`) and linked in when done: one directory
+    /// update instead of a temporary name and a rename, and a kill leaves
+    /// nothing behind. Elsewhere, or where the filesystem cannot, it is
+    /// written under a temporary name and renamed over what was there.
+    fn write_file(&self, dest: &Path, node: &Node, fresh: bool) -> Result<()> {
         let dir = dest.parent().unwrap_or(Path::new("/"));
-        let mut suffix = [0u8; 6];
-        getrandom::getrandom(&mut suffix).map_err(|e| Error::io(dest, io::Error::other(e)))?;
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
-        let result = (|| -> Result<()> {
-            let f =
-                OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(dest, e))?;
-            let write_blob = |offset: u64, id: &Id| -> Result<u64> {
-                // Any problem with a cached pack falls back to a plain read,
-                // which tries every copy and reports the precise error.
-                let written = match self.packs.as_ref().and_then(|c| c.blob(self.repo, self.index, id)) {
-                    Some(d) => write_sparse_at(&f, offset, &d),
-                    None => self.repo.with_blob(self.index, id, |d| write_sparse_at(&f, offset, d))?,
-                };
-                let len = written.map_err(|e| Error::io(dest, e))?;
-                self.progress.advance(0, len);
-                Ok(len)
-            };
-            // Each blob's place in the file follows from the plaintext
-            // lengths in the index, so a big file's blobs are read, opened
-            // and written in parallel, each at its offset.
-            let mut offsets = Vec::with_capacity(node.content.len());
-            let mut end = 0u64;
-            for id in &node.content {
-                offsets.push(end);
-                end += self.index.get(id).map_or(0, |l| u64::from(l.raw_length));
+        // Born with the snapshot's permission bits (plus the owner's read
+        // and write, which setting xattrs needs), so most files need no
+        // chmod afterwards; the exact mode is set with the rest.
+        let mode = (node.mode & 0o777) | 0o600;
+        let unnamed = match self.link_unnamed.filter(|_| fresh) {
+            Some(link) => open_unnamed(dir, mode).map_err(|e| Error::io(dest, e))?.map(|f| (f, link)),
+            None => None,
+        };
+        let (f, staging) = match unnamed {
+            Some((f, link)) => (f, Staging::Unnamed(link)),
+            None => {
+                let mut suffix = [0u8; 6];
+                getrandom::getrandom(&mut suffix).map_err(|e| Error::io(dest, io::Error::other(e)))?;
+                let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&tmp)
+                    .map_err(|e| Error::io(dest, e))?;
+                (f, Staging::Named(tmp))
             }
-            if node.content.len() > 1 && end == node.size {
-                node.content
-                    .par_iter()
-                    .zip(offsets)
-                    .try_for_each(|(id, offset)| write_blob(offset, id).map(drop))?;
-            } else {
-                let mut offset = 0;
-                for id in &node.content {
-                    offset += write_blob(offset, id)?;
-                }
+        };
+        let result = self.fill(&f, dest, node).and_then(|()| {
+            match &staging {
+                Staging::Unnamed(link) => link.link(&f, dest),
+                Staging::Named(tmp) => fs::rename(tmp, dest),
             }
-            // Trailing holes, and a file whose blobs came out short. Only
-            // when needed: a truncate on ext4 costs a journal transaction.
-            if f.metadata().map_err(|e| Error::io(dest, e))?.len() != node.size {
-                f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
-            }
-            fsmeta::apply_file_metadata(&f, node, self.chown).map_err(|e| Error::io(dest, e))?;
-            drop(f);
-            fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            .map_err(|e| Error::io(dest, e))
+        });
+        if let (Err(_), Staging::Named(tmp)) = (&result, &staging) {
+            let _ = fs::remove_file(tmp);
         }
         result
+    }
+
+    /// Writes the content and metadata of `node` into the open file `f`.
+    fn fill(&self, f: &File, dest: &Path, node: &Node) -> Result<()> {
+        let write_blob = |offset: u64, id: &Id| -> Result<u64> {
+            // Any problem with a cached pack falls back to a plain read,
+            // which tries every copy and reports the precise error.
+            let written = match self.packs.as_ref().and_then(|c| c.blob(self.repo, self.index, id)) {
+                Some(d) => write_sparse_at(f, offset, &d),
+                None => self.repo.with_blob(self.index, id, |d| write_sparse_at(f, offset, d))?,
+            };
+            let len = written.map_err(|e| Error::io(dest, e))?;
+            self.progress.advance(0, len);
+            Ok(len)
+        };
+        // Each blob's place in the file follows from the plaintext
+        // lengths in the index, so a big file's blobs are read, opened
+        // and written in parallel, each at its offset.
+        let mut offsets = Vec::with_capacity(node.content.len());
+        let mut end = 0u64;
+        for id in &node.content {
+            offsets.push(end);
+            end += self.index.get(id).map_or(0, |l| u64::from(l.raw_length));
+        }
+        if node.content.len() > 1 && end == node.size {
+            node.content
+                .par_iter()
+                .zip(offsets)
+                .try_for_each(|(id, offset)| write_blob(offset, id).map(drop))?;
+        } else {
+            let mut offset = 0;
+            for id in &node.content {
+                offset += write_blob(offset, id)?;
+            }
+        }
+        // Trailing holes, and a file whose blobs came out short. Only
+        // when needed: a truncate on ext4 costs a journal transaction.
+        let mut meta = f.metadata().map_err(|e| Error::io(dest, e))?;
+        if meta.len() != node.size {
+            f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
+            meta = f.metadata().map_err(|e| Error::io(dest, e))?;
+        }
+        fsmeta::apply_file_metadata(f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))
+    }
+}
+
+/// Where a file is written before it gets its final name.
+enum Staging {
+    /// Unnamed, linked in when complete.
+    Unnamed(LinkUnnamed),
+    /// Under this temporary name, renamed when complete.
+    Named(PathBuf),
+}
+
+/// How this process gives an unnamed (`O_TMPFILE`) file a name.
+#[derive(Debug, Clone, Copy)]
+enum LinkUnnamed {
+    /// `linkat(fd, "", AT_EMPTY_PATH)`: needs CAP_DAC_READ_SEARCH.
+    EmptyPath,
+    /// `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`: needs /proc.
+    ProcFd,
+}
+
+impl LinkUnnamed {
+    fn link(self, f: &File, dest: &Path) -> io::Result<()> {
+        use nix::fcntl::AtFlags;
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd();
+        match self {
+            LinkUnnamed::EmptyPath => {
+                nix::unistd::linkat(Some(fd), Path::new(""), None, dest, AtFlags::AT_EMPTY_PATH)
+            }
+            LinkUnnamed::ProcFd => {
+                let proc = PathBuf::from(format!("/proc/self/fd/{fd}"));
+                nix::unistd::linkat(None, proc.as_path(), None, dest, AtFlags::AT_SYMLINK_FOLLOW)
+            }
+        }
+        .map_err(io::Error::from)
+    }
+
+    /// The way that works here, found by naming a probe file in `dir`
+    /// (and removing it); `None` when unnamed files cannot be used.
+    fn probe(dir: &Path) -> Option<LinkUnnamed> {
+        let f = open_unnamed(dir, 0o600).ok()??;
+        [LinkUnnamed::EmptyPath, LinkUnnamed::ProcFd].into_iter().find(|way| {
+            let mut suffix = [0u8; 6];
+            if getrandom::getrandom(&mut suffix).is_err() {
+                return false;
+            }
+            let name = dir.join(format!("{TEMP_PREFIX}probe-{}", hex::encode(suffix)));
+            let linked = way.link(&f, &name).is_ok();
+            if linked {
+                let _ = fs::remove_file(&name);
+            }
+            linked
+        })
+    }
+}
+
+/// Opens an unnamed regular file in `dir`; `Ok(None)` when the kernel or
+/// the filesystem does not support them (the caller uses a temporary name).
+fn open_unnamed(dir: &Path, mode: u32) -> io::Result<Option<File>> {
+    match OpenOptions::new().write(true).mode(mode).custom_flags(nix::libc::O_TMPFILE).open(dir) {
+        Ok(f) => Ok(Some(f)),
+        // EISDIR: a kernel that predates O_TMPFILE; EOPNOTSUPP: a
+        // filesystem without it.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR | nix::libc::EINVAL)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -450,6 +562,7 @@ pub fn restore(
         out_of_space: AtomicBool::new(false),
         kept: AtomicU64::new(0),
         fresh_dirs: Mutex::new(HashSet::new()),
+        link_unnamed: LinkUnnamed::probe(&opts.target),
     };
 
     for (path, e) in unreadable {
@@ -556,15 +669,21 @@ pub fn restore(
             Err(e) => ctx.fail(&dest, e),
         }
     }
-    for it in items.iter().filter(|i| !matches!(i.node.kind, NodeKind::File | NodeKind::Dir)) {
-        if under_failed(&it.path) {
-            continue;
-        }
+    // Symlinks and other special files, in parallel: a tree can hold
+    // thousands of links, each a few path operations.
+    let specials: Vec<&Item> = items
+        .iter()
+        .filter(|i| !matches!(i.node.kind, NodeKind::File | NodeKind::Dir) && !under_failed(&i.path))
+        .collect();
+    specials.par_iter().for_each(|it| {
         let dest = target_path(&opts.target, &it.path);
-        if opts.overwrite == Overwrite::Never && fs::symlink_metadata(&dest).is_ok() {
-            continue;
+        // Nothing is in the way in a folder this restore created.
+        let fresh = ctx.is_fresh(&it.path);
+        if !fresh && opts.overwrite == Overwrite::Never && fs::symlink_metadata(&dest).is_ok() {
+            return;
         }
-        let r = clear(&dest).and_then(|_| fsmeta::create_special(&dest, &it.node)).and_then(|created| {
+        let cleared = if fresh { Ok(()) } else { clear(&dest) };
+        let r = cleared.and_then(|_| fsmeta::create_special(&dest, &it.node)).and_then(|created| {
             if created {
                 fsmeta::apply_metadata(&dest, &it.node, ctx.chown)
             } else {
@@ -574,7 +693,7 @@ pub fn restore(
         if let Err(e) = r {
             ctx.fail(&dest, e);
         }
-    }
+    });
     let mut deleted = 0u64;
     if opts.delete {
         for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir && !under_failed(&i.path)) {
@@ -652,4 +771,51 @@ pub fn restore(
         errors,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn unnamed_files_appear_only_when_linked_and_never_replace() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(LinkUnnamed::probe(d).is_some(), "the test folder's filesystem has O_TMPFILE");
+        assert!(names(d).is_empty(), "the probe leaves nothing behind");
+        // Naming through /proc works for everyone; the empty path needs
+        // CAP_DAC_READ_SEARCH (root).
+        let mut ways = vec![LinkUnnamed::ProcFd];
+        if fsmeta::is_root() {
+            ways.push(LinkUnnamed::EmptyPath);
+        }
+        for (i, way) in ways.into_iter().enumerate() {
+            let dest = d.join(format!("file{i}"));
+            let mut f = open_unnamed(d, 0o640).unwrap().expect("O_TMPFILE");
+            f.write_all(b"complete").unwrap();
+            assert_eq!(names(d).len(), i, "{way:?}: invisible while written");
+            way.link(&f, &dest).unwrap();
+            assert_eq!(fs::read(&dest).unwrap(), b"complete", "{way:?}");
+            assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o600, 0o600);
+            // An existing name is never replaced by a link.
+            let g = open_unnamed(d, 0o600).unwrap().unwrap();
+            assert_eq!(way.link(&g, &dest).unwrap_err().kind(), io::ErrorKind::AlreadyExists, "{way:?}");
+            drop(g);
+            assert_eq!(fs::read(&dest).unwrap(), b"complete", "{way:?}");
+        }
+        // Dropped unlinked: nothing is left.
+        drop(open_unnamed(d, 0o600).unwrap().unwrap());
+        assert!(names(d).iter().all(|n| n.starts_with("file")), "{:?}", names(d));
+    }
 }
