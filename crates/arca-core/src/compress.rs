@@ -37,6 +37,35 @@ fn compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     Ok(c)
 }
 
+/// Blobs at least this long are sampled before they are compressed whole.
+const SAMPLED_MIN: usize = 256 << 10;
+/// Bytes in each of the [`SAMPLES`] samples.
+const SAMPLE_LEN: usize = 2 << 10;
+const SAMPLES: usize = 32;
+
+/// Whether compressing `data` whole is not worth trying: every one of 32
+/// small samples spread evenly over it (6% of a 1 MiB blob) saves less than
+/// 1/128 on its own. Already-compressed data (media, archives) is where
+/// this holds; there the failed attempt on the whole blob was a tenth of
+/// the backup's CPU. Compressible data stops the check at its first sample.
+/// Many small samples rather than a few big ones: over /usr/share and a
+/// Python installation in 1 MiB blocks, 8 samples of 8 KiB skipped 3 blocks
+/// that compress whole (450 KB lost), 32 of 2 KiB none. `scratch` holds
+/// the samples' frames.
+fn looks_incompressible(data: &[u8], c: &mut zstd::bulk::Compressor<'static>, scratch: &mut [u8]) -> bool {
+    if data.len() < SAMPLED_MIN {
+        return false;
+    }
+    (0..SAMPLES).all(|i| {
+        let start = (data.len() - SAMPLE_LEN) * i / (SAMPLES - 1);
+        let sample = &data[start..start + SAMPLE_LEN];
+        // A frame that does not fit in the sample's own length is a
+        // failure to compress, not an error.
+        c.compress_to_buffer(sample, &mut scratch[..SAMPLE_LEN])
+            .map_or(true, |n| n > SAMPLE_LEN - SAMPLE_LEN / 128)
+    })
+}
+
 /// [`encode`] into `out` (at least [`encoded_bound`] long); returns the
 /// length written. The zstd context is kept per thread and level: creating
 /// one per blob cost a tenth of a first backup's CPU time.
@@ -54,6 +83,9 @@ pub fn encode_into(data: &[u8], level: i32, out: &mut [u8]) -> usize {
                 *c = Some((level, compressor(level).ok()?));
             }
             let (_, compressor) = c.as_mut().expect("just created");
+            if looks_incompressible(data, compressor, &mut out[1..]) {
+                return None;
+            }
             compressor.compress_to_buffer(data, &mut out[1..]).ok()
         });
         if let Some(n) = frame.filter(|&n| n < limit) {
@@ -161,6 +193,33 @@ mod tests {
         getrandom::getrandom(&mut data).unwrap();
         assert_eq!(encode(&data, 3)[0], RAW);
         assert_eq!(encode(&[7u8; 100_000], 3)[0], ZSTD);
+    }
+
+    #[test]
+    fn sampling_skips_only_what_does_not_compress() {
+        let mut random = vec![0u8; 1 << 20];
+        getrandom::getrandom(&mut random).unwrap();
+        let (mut compressor, mut scratch) = (compressor(3).unwrap(), vec![0u8; encoded_bound(1 << 20)]);
+        assert!(looks_incompressible(&random, &mut compressor, &mut scratch));
+        assert_eq!(encode(&random, 3), [&[RAW][..], &random].concat());
+        // Too short to sample: tried whole (and kept raw).
+        assert!(!looks_incompressible(&random[..SAMPLED_MIN - 1], &mut compressor, &mut scratch));
+        // Text in the last sample's place (64 KiB: more than the 1/32 a
+        // frame must save) is enough to try the whole blob.
+        let mut mixed = random.clone();
+        let text = b"fn main() { println!(\"hello\"); }\n".repeat((64 << 10) / 32);
+        let at = mixed.len() - text.len();
+        mixed[at..].copy_from_slice(&text);
+        assert!(!looks_incompressible(&mixed, &mut compressor, &mut scratch));
+        let enc = encode(&mixed, 3);
+        assert_eq!(enc[0], ZSTD);
+        assert_eq!(decode(enc, &|| "t".into()).unwrap(), mixed);
+        // Compressible between the samples only: skipped, stored raw, intact.
+        let mut between = random.clone();
+        let gap = (between.len() - SAMPLE_LEN) / (SAMPLES - 1);
+        between[SAMPLE_LEN..gap].fill(7);
+        assert!(looks_incompressible(&between, &mut compressor, &mut scratch));
+        assert_eq!(decode(encode(&between, 3), &|| "t".into()).unwrap(), between);
     }
 
     #[test]
