@@ -124,3 +124,55 @@ fn verify_detects_damage() {
     );
     assert_eq!(v["valid"], true, "{v}");
 }
+
+/// Snapshots share most of their folders, and verify works out once per
+/// folder whether anything below it is damaged: the damaged files must
+/// still be named in every snapshot that has them, at that snapshot's own
+/// paths (here one shared folder was renamed between the backups), and a
+/// snapshot that shares nothing damaged stays valid.
+#[test]
+fn damage_in_shared_folders_is_named_in_every_snapshot() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let (src, other) = (base.join("src"), base.join("other"));
+    make_random_tree(&src.join("x"), 4, 200_000, 7);
+    make_random_tree(&other, 3, 200_000, 8);
+    let arca = Arca::new(&base);
+    arca.init();
+    let snap_o = arca.backup(&[&other], &[]);
+    let before = data_files(&arca.repo);
+    let snap1 = arca.backup(&[&src], &[]);
+    let packs1: Vec<_> = data_files(&arca.repo).difference(&before).cloned().collect();
+    fs::rename(src.join("x/d01"), src.join("x/moved")).unwrap();
+    let snap2 = arca.backup(&[&src], &[]);
+    let v = arca.json(&["verify", "--read-data"]);
+    assert_eq!(v["valid"], true, "{v}");
+
+    // The data pack of the first backup of src (the largest of its packs;
+    // the tree blobs are in another): every file of src is gone.
+    let pack = packs1.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    fs::remove_file(pack).unwrap();
+    let v = arca.run_json(&["verify", "--read-data"]).code_is(4).json();
+    let files = |dirs: [&str; 4]| -> BTreeSet<String> {
+        dirs.iter()
+            .enumerate()
+            .map(|(i, d)| src.join(format!("x/{d}/file-{i:04}.bin")).to_str().unwrap().to_string())
+            .collect()
+    };
+    let missing_in = |snap: &serde_json::Value| -> BTreeSet<String> {
+        let s = jarr(&v, "snapshots")
+            .iter()
+            .find(|s| s["id"].as_str() == Some(jstr(snap, "id")))
+            .unwrap_or_else(|| panic!("{snap} not in {v}"));
+        jarr(s, "missing").iter().map(|p| p.as_str().unwrap().to_string()).collect()
+    };
+    let first = files(["d00", "d01", "d02", "d03"]);
+    let second = files(["d00", "moved", "d02", "d03"]);
+    assert_eq!(missing_in(&snap1), first, "{v}");
+    assert_eq!(missing_in(&snap2), second, "{v}");
+    assert!(missing_in(&snap_o).is_empty(), "{v}");
+    let all: BTreeSet<String> = jarr(&v, "missing").iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    assert_eq!(all, first.union(&second).cloned().collect(), "{v}");
+    let valid: Vec<_> = jarr(&v, "snapshots").iter().map(|s| s["valid"].clone()).collect();
+    assert_eq!(valid.iter().filter(|b| **b == true).count(), 1, "only the snapshot of `other` is valid: {v}");
+}

@@ -11,6 +11,7 @@
 //! per snapshot.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use arca_backend::FileKind;
 use rayon::prelude::*;
@@ -555,8 +556,17 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let mut per_snapshot = Vec::new();
     let mut all_corrupted = BTreeSet::new();
     let mut all_missing = BTreeSet::new();
-    let mut referenced = IdSet::default();
-    for (sid, snap) in &selected {
+    let clean = CleanTrees {
+        repo,
+        index: &index,
+        damaged: &damaged,
+        known: Mutex::new(IdMap::default()),
+        referenced: Mutex::new(IdSet::default()),
+    };
+    let roots_clean: Vec<bool> = selected.iter().map(|(_, snap)| clean.is_clean(&snap.tree)).collect();
+    let known = clean.known.into_inner().expect("no panics while held");
+    let mut referenced = clean.referenced.into_inner().expect("no panics while held");
+    for ((sid, snap), root_clean) in selected.iter().zip(roots_clean) {
         let mut corrupted = Vec::new();
         let mut missing = Vec::new();
         let mut check = |id: &Id| -> Option<Damage> {
@@ -569,8 +579,10 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         if let Some(d) = check(&snap.tree) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
             what.extend(snap.paths.iter().map(|p| format!("{p}/")));
-        } else {
-            let r = walk_checked(repo, &index, &snap.tree, &mut check, &mut corrupted, &mut missing);
+        } else if !root_clean {
+            let is_clean = |id: &Id| known.get(id) == Some(&true);
+            let r =
+                walk_checked(repo, &index, &snap.tree, &mut check, &is_clean, &mut corrupted, &mut missing);
             if let Err(e) = r {
                 errors.push(format!("snapshot {}: {e}", sid.short()));
             }
@@ -608,13 +620,62 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     })
 }
 
+/// Which trees have nothing damaged or missing anywhere below them, worked
+/// out once per tree however many snapshots share it, folders in parallel.
+/// Only snapshots whose root is not clean are walked to name paths, and
+/// those walks skip clean folders: walking every snapshot whole, one after
+/// the other, though they share most of their trees, was a quarter of
+/// `verify --read-data` on two snapshots and grew with every snapshot kept.
+struct CleanTrees<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    damaged: &'a IdMap<Damage>,
+    known: Mutex<IdMap<bool>>,
+    /// Every blob id met (all of a tree's nodes are looked at, not just
+    /// those up to the first problem, so the set is the same as a full
+    /// walk's).
+    referenced: Mutex<IdSet>,
+}
+
+impl CleanTrees<'_> {
+    /// Whether tree `id` and everything below it is indexed, undamaged and
+    /// loads.
+    fn is_clean(&self, id: &Id) -> bool {
+        if let Some(&c) = self.known.lock().expect("no panics while held").get(id) {
+            return c;
+        }
+        let sound = |id: &Id| self.index.contains(id) && !self.damaged.contains_key(id);
+        // A tree that is not sound is not read: the walk reports it.
+        let tree = if sound(id) { self.repo.load_tree(self.index, id).ok() } else { None };
+        let clean = tree.is_some_and(|tree| {
+            let content: Vec<Id> = tree.nodes.iter().flat_map(|n| n.content.iter().copied()).collect();
+            let content_sound = content.iter().all(sound);
+            self.referenced.lock().expect("no panics while held").extend(content);
+            // Two folders sharing a subtree may both work it out: same answer.
+            let subtrees_clean = tree
+                .nodes
+                .par_iter()
+                .filter_map(|n| n.subtree.as_ref())
+                .map(|sub| self.is_clean(sub))
+                .collect::<Vec<bool>>();
+            content_sound && subtrees_clean.into_iter().all(|c| c)
+        });
+        self.referenced.lock().expect("no panics while held").insert(*id);
+        self.known.lock().expect("no panics while held").insert(*id, clean);
+        clean
+    }
+}
+
 /// Walks one snapshot; a subtree that cannot be loaded makes its folder
-/// path missing or corrupted (everything below it is unreachable).
+/// path missing or corrupted (everything below it is unreachable). Folders
+/// whose tree `is_clean` are not descended into: nothing below them can be
+/// reported.
 fn walk_checked(
     repo: &Repository,
     index: &Index,
     root: &Id,
     check: &mut dyn FnMut(&Id) -> Option<Damage>,
+    is_clean: &dyn Fn(&Id) -> bool,
     corrupted: &mut Vec<String>,
     missing: &mut Vec<String>,
 ) -> Result<()> {
@@ -647,6 +708,7 @@ fn walk_checked(
                             missing.push(format!("{}/", shown()));
                             return Ok(Visit::Skip);
                         }
+                        None if is_clean(sub) => return Ok(Visit::Skip),
                         None => {}
                     }
                 }
