@@ -117,10 +117,34 @@ fn tune_allocator() {
     }
 }
 
+/// Stack of every thread that walks trees: the walks recurse once per
+/// folder level, and a legal path (4,095 bytes) can be 2,047 folders deep,
+/// where the 8 MiB main stack overflowed (a backup of a tree 2,035 deep
+/// aborted). Reserved, not used: only the pages a deep walk touches count.
+const STACK: usize = 256 << 20;
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    match commands::run(&cli) {
+    let pool = rayon::ThreadPoolBuilder::new().stack_size(STACK).build_global();
+    if let Err(e) = pool {
+        eprintln!("arca: error: starting worker threads: {e}");
+        return ExitCode::from(exit::FAILURE);
+    }
+    let worker = std::thread::Builder::new().name("arca".into()).stack_size(STACK).spawn(move || run(&cli));
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => code,
+        // A panic has printed its message already.
+        Ok(Err(_)) => ExitCode::from(exit::FAILURE),
+        Err(e) => {
+            eprintln!("arca: error: starting the main thread: {e}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> ExitCode {
+    match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // A closed stdout (`arca ls | head`) is not an error.

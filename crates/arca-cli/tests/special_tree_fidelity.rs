@@ -64,3 +64,30 @@ fn special_tree_fidelity() {
         "restored sparse file allocates {allocated} bytes for {SPARSE_SIZE} logical bytes (holes not restored)"
     );
 }
+
+/// A tree as deep as a legal path allows (about 2,000 folders): every walk
+/// recurses once per level, and the 8 MiB main stack overflowed on backup
+/// (the process aborted) before the walks got their own big stacks.
+#[test]
+fn deepest_legal_tree_survives_backup_verify_and_restore() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let (src, target) = (base.join("deep"), base.join("t"));
+    // As deep as possible while the restored path (the target, then the
+    // source's absolute path) still fits in PATH_MAX.
+    let depth = (4080 - target.as_os_str().len() - src.as_os_str().len()) / 2;
+    let rel: std::path::PathBuf = std::iter::repeat_n("d", depth).collect();
+    std::fs::create_dir_all(src.join(&rel)).unwrap();
+    std::fs::write(src.join(&rel).join("leaf"), b"at the bottom\n").unwrap();
+
+    let arca = Arca::new(&base);
+    arca.init();
+    let meta = arca.backup(&[&src], &[]);
+    assert!(jarr(&meta["summary"], "errors").is_empty(), "backup of a tree {depth} deep: {meta}");
+    let v = arca.json(&["verify", "--read-data"]);
+    assert_eq!(v["valid"], true, "{v}");
+    let res = arca.restore("latest", &target, &[]);
+    assert_eq!(res["success"], true, "restore of a tree {depth} deep: {res}");
+    let leaf = restored(&target, &src).join(&rel).join("leaf");
+    assert_eq!(std::fs::read(&leaf).unwrap(), b"at the bottom\n");
+}
