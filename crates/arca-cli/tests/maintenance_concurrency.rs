@@ -40,6 +40,30 @@ impl Bg {
 
     fn signal(&self, sig: Signal) {
         kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill -{sig:?} {}: {e}", self.what));
+        if sig == Signal::SIGSTOP {
+            self.wait_stopped();
+        }
+    }
+
+    /// `kill` returns before the process has stopped: a thread in the
+    /// middle of a write finishes it first. Waits until every thread of the
+    /// process shows as stopped, so the repository no longer changes.
+    fn wait_stopped(&self) {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let start = Instant::now();
+        loop {
+            let all_stopped = fs::read_dir(&tasks).unwrap().all(|t| {
+                // `pid (comm) S ...`: the state follows the last ')'.
+                let stat = fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('T' | 't')))
+            });
+            if all_stopped {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "`{}` did not stop within 30 s", self.what);
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn running(&mut self) -> bool {
@@ -241,7 +265,10 @@ fn lock_conflicts_fail_cleanly_or_wait() {
         backup.child.id(),
         out.describe()
     );
-    assert!(snapshot_files(&arca.repo) == before, "a prune refused for the lock changed the repository");
+    let after = snapshot_files(&arca.repo);
+    let changed: Vec<_> =
+        after.keys().chain(before.keys()).filter(|p| after.get(*p) != before.get(*p)).collect();
+    assert!(changed.is_empty(), "a prune refused for the lock changed the repository: {changed:?}");
     // forget and cleanup are maintenance too.
     let out = arca.run_json(&["forget", "--keep-last", "1"]);
     assert_eq!(out.code, 1, "forget while a backup runs: {}", out.describe());
