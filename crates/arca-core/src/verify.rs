@@ -565,24 +565,18 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     };
     let roots_clean: Vec<bool> = selected.iter().map(|(_, snap)| clean.is_clean(&snap.tree)).collect();
     let known = clean.known.into_inner().expect("no panics while held");
-    let mut referenced = clean.referenced.into_inner().expect("no panics while held");
+    // Every id the walks below meet was met there already.
+    let referenced = clean.referenced.into_inner().expect("no panics while held");
     for ((sid, snap), root_clean) in selected.iter().zip(roots_clean) {
         let mut corrupted = Vec::new();
         let mut missing = Vec::new();
-        let mut check = |id: &Id| -> Option<Damage> {
-            referenced.insert(*id);
-            if !index.contains(id) {
-                return Some(Damage::Missing);
-            }
-            damaged.get(id).copied()
-        };
+        let check = |id: &Id| damage_of(&index, &damaged, id);
         if let Some(d) = check(&snap.tree) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
             what.extend(snap.paths.iter().map(|p| format!("{p}/")));
         } else if !root_clean {
             let is_clean = |id: &Id| known.get(id) == Some(&true);
-            let r =
-                walk_checked(repo, &index, &snap.tree, &mut check, &is_clean, &mut corrupted, &mut missing);
+            let r = walk_checked(repo, &index, &snap.tree, &check, &is_clean, &mut corrupted, &mut missing);
             if let Err(e) = r {
                 errors.push(format!("snapshot {}: {e}", sid.short()));
             }
@@ -620,6 +614,15 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     })
 }
 
+/// What is wrong with blob `id` for a reader: not indexed, or every stored
+/// copy damaged or gone (`damaged`); `None` when it can be read.
+fn damage_of(index: &Index, damaged: &IdMap<Damage>, id: &Id) -> Option<Damage> {
+    if !index.contains(id) {
+        return Some(Damage::Missing);
+    }
+    damaged.get(id).copied()
+}
+
 /// Which trees have nothing damaged or missing anywhere below them, worked
 /// out once per tree however many snapshots share it, folders in parallel.
 /// Only snapshots whose root is not clean are walked to name paths, and
@@ -644,7 +647,7 @@ impl CleanTrees<'_> {
         if let Some(&c) = self.known.lock().expect("no panics while held").get(id) {
             return c;
         }
-        let sound = |id: &Id| self.index.contains(id) && !self.damaged.contains_key(id);
+        let sound = |id: &Id| damage_of(self.index, self.damaged, id).is_none();
         // A tree that is not sound is not read: the walk reports it.
         let tree = if sound(id) { self.repo.load_tree(self.index, id).ok() } else { None };
         let clean = tree.is_some_and(|tree| {
@@ -674,7 +677,7 @@ fn walk_checked(
     repo: &Repository,
     index: &Index,
     root: &Id,
-    check: &mut dyn FnMut(&Id) -> Option<Damage>,
+    check: &dyn Fn(&Id) -> Option<Damage>,
     is_clean: &dyn Fn(&Id) -> bool,
     corrupted: &mut Vec<String>,
     missing: &mut Vec<String>,
