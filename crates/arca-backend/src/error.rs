@@ -10,6 +10,10 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The object exists but is shorter than the requested range.
     ShortObject,
+    /// The storage refuses every write (a read-only mount, EROFS).
+    ReadOnly,
+    /// [`crate::Backend::put_new`] found the object already there.
+    AlreadyExists,
     /// Anything else; `temporary` says whether a retry may cure it.
     Other,
 }
@@ -34,6 +38,8 @@ impl BackendError {
             io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
             io::ErrorKind::UnexpectedEof => ErrorKind::ShortObject,
+            io::ErrorKind::ReadOnlyFilesystem => ErrorKind::ReadOnly,
+            io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             _ => ErrorKind::Other,
         };
         let temporary = matches!(
@@ -46,6 +52,12 @@ impl BackendError {
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
     }
+
+    /// Whether the storage refused a write for good: read-only, no
+    /// permission, or full. Read-only work can go on without writing.
+    pub fn is_write_refused(&self) -> bool {
+        matches!(self.kind, ErrorKind::ReadOnly | ErrorKind::PermissionDenied | ErrorKind::NoSpace)
+    }
 }
 
 impl fmt::Display for BackendError {
@@ -55,6 +67,10 @@ impl fmt::Display for BackendError {
                 write!(f, "no space left on the repository storage while {} {}", self.action, self.object)
             }
             ErrorKind::NotFound => write!(f, "{} not found", self.object),
+            ErrorKind::AlreadyExists => write!(f, "{} already exists", self.object),
+            ErrorKind::ReadOnly => {
+                write!(f, "{} {}: the storage is read-only ({})", self.action, self.object, self.source)
+            }
             ErrorKind::ShortObject => {
                 write!(f, "{} is shorter than expected (truncated?) while {}", self.object, self.action)
             }

@@ -99,6 +99,18 @@ pub trait Backend: Send + Sync {
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool>;
     /// Stores an object atomically and durably (see the trait's guarantees).
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Like [`Backend::put`], but only if no object of that name exists,
+    /// decided atomically by the store (an exclusive link locally, a
+    /// conditional `PUT` with `If-None-Match: *` on S3): of two callers at
+    /// once, exactly one succeeds and the other gets
+    /// [`ErrorKind::AlreadyExists`]. Creating a repository relies on it.
+    fn put_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+    /// Why an object is readable by more people than the owner of the
+    /// repository, if it is (e.g. a key file with mode 0644); `None` when it
+    /// is private or the store has no such notion.
+    fn exposure(&self, _kind: FileKind, _name: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Reads a whole object.
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
     /// Reads `length` bytes at `offset`; fails if the object is shorter.
@@ -165,6 +177,12 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         (**self).put(kind, name, data)
+    }
+    fn put_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        (**self).put_new(kind, name, data)
+    }
+    fn exposure(&self, kind: FileKind, name: &str) -> Result<Option<String>> {
+        (**self).exposure(kind, name)
     }
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         (**self).get(kind, name)

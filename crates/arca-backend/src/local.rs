@@ -4,15 +4,35 @@
 //! the final name and fsyncs the folder, so a crash leaves either the old
 //! state or the complete new object, plus at worst a `.tmp-` file that
 //! `list` ignores and maintenance removes.
+//!
+//! Privacy: every file is created 0600 and every folder 0700, whatever the
+//! umask: a key file readable by others lets anyone on the machine guess
+//! the password offline.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::{Backend, BackendError, Entry, FileKind, ObjectWriter, Result};
 
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Mode of every file the backend creates (before the umask, which can
+/// only take bits away).
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` and its missing parents, owner-only.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Opens a new file for writing, owner-only; fails if it exists.
+fn create_new_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
+}
 
 pub struct LocalBackend {
     root: PathBuf,
@@ -73,21 +93,45 @@ impl LocalBackend {
         BackendError::from_io(action, path.display().to_string(), e)
     }
 
-    fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+    /// Writes `data` under a temporary name, syncs it, and publishes it as
+    /// `path`: replacing what is there, or (`exclusive`) by a hard link that
+    /// fails with `AlreadyExists` when the name is taken, so exactly one of
+    /// two racing writers wins.
+    fn write_durable(&self, path: &Path, data: &[u8], exclusive: bool) -> io::Result<()> {
         let dir = path.parent().expect("object paths have a parent");
         let tmp = temp_name(dir)?;
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = create_new_file(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
-            fs::rename(&tmp, path)?;
+            if exclusive {
+                fs::hard_link(&tmp, path)?;
+                fs::remove_file(&tmp)?;
+            } else {
+                fs::rename(&tmp, path)?;
+            }
             File::open(dir)?.sync_all()
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    fn put_with(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()> {
+        let p = self.full(kind, name);
+        self.open.forget(&p);
+        match self.write_durable(&p, data, exclusive) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The folder is missing (e.g. a repository created by a tool
+                // that skips empty folders): create it and try once more.
+                let dir = p.parent().expect("object paths have a parent");
+                create_dirs(dir).map_err(|e| self.err("creating", dir, e))?;
+                self.write_durable(&p, data, exclusive).map_err(|e| self.err("writing", &p, e))
+            }
+            r => r.map_err(|e| self.err("writing", &p, e)),
+        }
     }
 }
 
@@ -128,7 +172,7 @@ impl ObjectWriter for LocalWriter {
         let dir = path.parent().expect("object paths have a parent").to_path_buf();
         let renamed = match fs::rename(&self.tmp, &path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.tmp.exists() => {
-                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                create_dirs(&dir).map_err(|e| self.err("creating", &dir, e))?;
                 fs::rename(&self.tmp, &path)
             }
             r => r,
@@ -158,7 +202,7 @@ impl Backend for LocalBackend {
             dirs.push(self.root.join("data").join(format!("{i:02x}")));
         }
         for d in dirs {
-            fs::create_dir_all(&d).map_err(|e| self.err("creating", &d, e))?;
+            create_dirs(&d).map_err(|e| self.err("creating", &d, e))?;
         }
         File::open(&self.root).and_then(|f| f.sync_all()).map_err(|e| self.err("syncing", &self.root, e))?;
         Ok(())
@@ -174,18 +218,23 @@ impl Backend for LocalBackend {
     }
 
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        self.put_with(kind, name, data, false)
+    }
+
+    fn put_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        self.put_with(kind, name, data, true)
+    }
+
+    fn exposure(&self, kind: FileKind, name: &str) -> Result<Option<String>> {
         let p = self.full(kind, name);
-        self.open.forget(&p);
-        match self.write_durable(&p, data) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The folder is missing (e.g. a repository created by a tool
-                // that skips empty folders): create it and try once more.
-                let dir = p.parent().expect("object paths have a parent");
-                fs::create_dir_all(dir).map_err(|e| self.err("creating", dir, e))?;
-                self.write_durable(&p, data).map_err(|e| self.err("writing", &p, e))
+        let mode = fs::symlink_metadata(&p).map_err(|e| self.err("checking", &p, e))?.mode() & 0o777;
+        Ok(match (mode & 0o040 != 0, mode & 0o004 != 0) {
+            (_, true) => {
+                Some(format!("{} has mode {mode:04o}: every user of this machine can read it", p.display()))
             }
-            r => r.map_err(|e| self.err("writing", &p, e)),
-        }
+            (true, false) => Some(format!("{} has mode {mode:04o}: its group can read it", p.display())),
+            (false, false) => None,
+        })
     }
 
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
@@ -295,10 +344,10 @@ impl Backend for LocalBackend {
     fn writer(&self, kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {
         let dir = self.root.join(kind.dir());
         let tmp = temp_name(&dir).map_err(|e| self.err("writing", &dir, e))?;
-        let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+        let open = || create_new_file(&tmp);
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                create_dirs(&dir).map_err(|e| self.err("creating", &dir, e))?;
                 open()
             }
             r => r,

@@ -141,6 +141,10 @@ impl S3Backend {
             opendal::ErrorKind::NotFound => ErrorKind::NotFound,
             opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             opendal::ErrorKind::RangeNotSatisfied => ErrorKind::ShortObject,
+            // 412 to a PUT with If-None-Match: *.
+            opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists => {
+                ErrorKind::AlreadyExists
+            }
             _ => ErrorKind::Other,
         };
         // The message names the endpoint, bucket and key, never a credential.
@@ -198,6 +202,14 @@ impl Backend for S3Backend {
         let p = kind.path(name);
         self.runtime
             .block_on(self.op.write(&p, data.to_vec()))
+            .map(|_| ())
+            .map_err(|e| self.err("writing", &p, e))
+    }
+
+    fn put_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let p = kind.path(name);
+        self.runtime
+            .block_on(async { self.op.write_with(&p, data.to_vec()).if_not_exists(true).await })
             .map(|_| ())
             .map_err(|e| self.err("writing", &p, e))
     }

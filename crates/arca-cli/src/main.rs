@@ -27,6 +27,11 @@ pub struct Cli {
     /// Wait up to this long for a conflicting lock to be released (e.g. 30s, 10m, 1h).
     #[arg(long, global = true, value_name = "DUR", value_parser = parse_wait)]
     pub retry_lock: Option<std::time::Duration>,
+    /// Take no lock: for commands that only read (restore, verify, copy's source), e.g. from
+    /// storage where a lock cannot be written. Without it they go on unlocked, with a note, when
+    /// the storage refuses the lock.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Configuration file with named jobs (used by the daemon).
     #[arg(long, global = true, env = "ARCA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -128,7 +133,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let pool = rayon::ThreadPoolBuilder::new().stack_size(STACK).build_global();
     if let Err(e) = pool {
-        eprintln!("arca: error: starting worker threads: {e}");
+        crate::errln!("arca: error: starting worker threads: {e}");
         return ExitCode::from(exit::FAILURE);
     }
     let worker = std::thread::Builder::new().name("arca".into()).stack_size(STACK).spawn(move || run(&cli));
@@ -137,7 +142,7 @@ fn main() -> ExitCode {
         // A panic has printed its message already.
         Ok(Err(_)) => ExitCode::from(exit::FAILURE),
         Err(e) => {
-            eprintln!("arca: error: starting the main thread: {e}");
+            crate::errln!("arca: error: starting the main thread: {e}");
             ExitCode::from(exit::FAILURE)
         }
     }
@@ -163,7 +168,7 @@ fn run(cli: &Cli) -> ExitCode {
                     msg.push_str(&c);
                 }
             }
-            eprintln!("arca: error: {}", msg.replace('\n', " "));
+            crate::errln!("arca: error: {}", msg.replace('\n', " "));
             ExitCode::from(exit::FAILURE)
         }
     }

@@ -46,11 +46,63 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Writes a line to stdout, failing (not panicking) on a closed pipe.
+/// A line for a person's terminal: file names can hold newlines, escape
+/// sequences and direction overrides that would forge or hide output, so
+/// control characters are written as `\n`, `\t`, `\x1b`, `\u{202e}` and a
+/// backslash as `\\` (as `ls --quoting-style=escape`). JSON output keeps
+/// the text as it is (serde escapes it as JSON requires).
+pub fn escape(line: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !line.chars().any(special) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 && special(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if special(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Writes a line to stdout, escaped for a terminal (see [`escape`]),
+/// failing (not panicking) on a closed pipe.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)?;
+        writeln!(std::io::stdout().lock(), "{}", $crate::output::escape(&format!($($arg)*)))?;
     }};
+}
+
+/// Writes a line to stderr, escaped for a terminal (see [`escape`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        eprintln!("{}", $crate::output::escape(&format!($($arg)*)));
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn control_characters_and_overrides_are_escaped() {
+        assert_eq!(escape("/plain/path é"), "/plain/path é");
+        assert_eq!(escape("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(escape("\x1b[31mred\x07"), "\\x1b[31mred\\x07");
+        assert_eq!(escape("x\u{202e}y\u{85}"), "x\\u{202e}y\\u{0085}");
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+    }
 }

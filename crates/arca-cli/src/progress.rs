@@ -30,7 +30,7 @@ impl Progress for Bar {
         true
     }
     fn warn(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("arca: warning: {message}"));
+        self.bar.suspend(|| crate::errln!("arca: warning: {message}"));
     }
 }
 
@@ -51,7 +51,7 @@ struct Quiet;
 
 impl Progress for Quiet {
     fn warn(&self, message: &str) {
-        eprintln!("arca: warning: {message}");
+        crate::errln!("arca: warning: {message}");
     }
 }
 

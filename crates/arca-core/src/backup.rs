@@ -162,12 +162,14 @@ impl<'a> Engine<'a> {
     }
 
     /// Backs up one directory entry; `None` when it is excluded or failed.
+    /// `source`: the entry is one of the paths given to back up.
     fn entry(
         &self,
         path: &Path,
         name: Vec<u8>,
         meta: &Metadata,
         parent: Option<&Node>,
+        source: bool,
     ) -> Result<Option<Node>> {
         let previous = parent.filter(|_| !self.force);
         let mut node = match fsmeta::read_node(path, name, meta, &self.names, previous) {
@@ -193,11 +195,20 @@ impl<'a> Engine<'a> {
                     self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.advance(1, node.size);
                 } else {
-                    match self.file_content(path, node.size) {
-                        Ok((content, read)) => {
+                    match self.file_content(path, meta) {
+                        Ok((content, read, changed)) => {
                             node.content = content;
                             // A file that grew or shrank while read is stored as read.
                             node.size = read;
+                            if let Some(how) = changed {
+                                self.record(
+                                    path,
+                                    format!(
+                                        "changed while it was read ({how}): stored as read ({read} bytes), \
+                                         which may never have existed as a whole; back it up again"
+                                    ),
+                                );
+                            }
                         }
                         Err(FileError::Io(e)) => {
                             self.record(path, io_cause(&e));
@@ -218,15 +229,27 @@ impl<'a> Engine<'a> {
                 self.stats.size.fetch_add(node.size, Ordering::Relaxed);
             }
             NodeKind::Dir => {
-                node.subtree = Some(self.dir(path, parent)?);
+                node.subtree = Some(self.dir(path, parent, source)?);
             }
+            NodeKind::Socket => self.progress.warn(&format!(
+                "{}: a Unix socket: only its name and metadata are recorded (a socket has no content, \
+                 and restore does not recreate it: the program that listens on it does)",
+                path.display()
+            )),
+            NodeKind::Symlink if source => self.progress.warn(&format!(
+                "{}: a symbolic link to {}: the link is stored, not what it points to; \
+                 name the target to back up its contents",
+                path.display(),
+                String::from_utf8_lossy(node.link_target.as_deref().unwrap_or_default())
+            )),
             _ => {}
         }
         Ok(Some(node))
     }
 
-    /// Backs up a directory's contents; returns the tree id.
-    fn dir(&self, path: &Path, parent: Option<&Node>) -> Result<Id> {
+    /// Backs up a directory's contents; returns the tree id. `source`: the
+    /// folder is one of the paths given to back up.
+    fn dir(&self, path: &Path, parent: Option<&Node>, source: bool) -> Result<Id> {
         self.stats.dirs.fetch_add(1, Ordering::Relaxed);
         let parent_tree = self.parent_tree(parent);
         // The entries keep the folder open: each is stat'ed relative to it
@@ -244,7 +267,15 @@ impl<'a> Engine<'a> {
             Err(e) => self.record(path, io_cause(&e)),
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let listed = entries.len();
         entries.retain(|(_, p, _)| !self.excluded(p));
+        if source && listed > 0 && entries.is_empty() {
+            self.progress.warn(&format!(
+                "{}: every one of its {listed} entries is excluded: the snapshot holds the folder alone; \
+                 check the exclude patterns",
+                path.display()
+            ));
+        }
         let nodes: Vec<Option<Node>> = entries
             .into_par_iter()
             .map(|(name, p, ent)| {
@@ -256,7 +287,7 @@ impl<'a> Engine<'a> {
                     }
                 };
                 let prev = parent_tree.as_ref().and_then(|t| t.find(&name));
-                self.entry(&p, name, &meta, prev)
+                self.entry(&p, name, &meta, prev, false)
             })
             .collect::<Result<_>>()?;
         let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
@@ -281,13 +312,21 @@ impl<'a> Engine<'a> {
         self.excludes.matches(path) || self.exclude_paths.iter().any(|p| p == path)
     }
 
-    /// Reads, chunks and stores a file; returns its chunk ids and length.
+    /// Reads, chunks and stores a file; returns its chunk ids, its length,
+    /// and how it changed while it was read, if it did (its status after
+    /// the read differs from `meta`, taken before).
     /// Chunks are cut in runs of about `max_size` bytes and a run's chunks
     /// are hashed, compressed and sealed in parallel, straight from the
     /// chunker's buffer, while the next run is read.
-    fn file_content(&self, path: &Path, size: u64) -> std::result::Result<(Vec<Id>, u64), FileError> {
+    fn file_content(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+    ) -> std::result::Result<(Vec<Id>, u64, Option<String>), FileError> {
         let file = File::open(path).map_err(FileError::Io)?;
-        let chunker = Chunker::new(self.repo.gear(), file, size);
+        // A second handle on the same open file, to fstat it after the read.
+        let probe = file.try_clone().map_err(FileError::Io)?;
+        let chunker = Chunker::new(self.repo.gear(), file, meta.len());
         let failed = std::sync::atomic::AtomicBool::new(false);
         let runs = chunker
             .runs(|run| -> Result<(Vec<Id>, u64)> {
@@ -311,7 +350,8 @@ impl<'a> Engine<'a> {
             ids.extend(run_ids);
             total += bytes;
         }
-        Ok((ids, total))
+        let after = probe.metadata().map_err(FileError::Io)?;
+        Ok((ids, total, changed_while_read(meta, &after)))
     }
 
     fn store_chunk(&self, chunk: &[u8]) -> Result<Id> {
@@ -333,10 +373,27 @@ impl<'a> Engine<'a> {
                 let prev = parent.and_then(|t| t.find(name));
                 let meta = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
                 if child.source {
-                    return self.entry(&p, name.clone(), &meta, prev);
+                    return self.entry(&p, name.clone(), &meta, prev, true);
                 }
-                // An intermediate folder: its metadata, and only the sources below it.
-                let mut node = fsmeta::read_node(&p, name.clone(), &meta, &self.names, prev)
+                // An intermediate folder: its metadata, and only the sources
+                // below it. A symlink here (`/bin -> usr/bin` on a merged-/usr
+                // system, for a source `/bin/ls`) is recorded as the folder it
+                // leads to, since the path given goes through it: a symlink
+                // node cannot hold the source below it.
+                let (real, meta) = if meta.file_type().is_symlink() {
+                    let real = fs::canonicalize(&p).map_err(|e| Error::io(&p, e))?;
+                    let m = fs::symlink_metadata(&real).map_err(|e| Error::io(&real, e))?;
+                    (real, m)
+                } else {
+                    (p.clone(), meta)
+                };
+                if !meta.is_dir() {
+                    return Err(Error::Invalid(format!(
+                        "source path below {}: it is not a folder",
+                        p.display()
+                    )));
+                }
+                let mut node = fsmeta::read_node(&real, name.clone(), &meta, &self.names, prev)
                     .map_err(|e| Error::io(&p, e))?;
                 let sub = self.parent_tree(prev);
                 node.subtree = Some(self.layout_tree(child, &p, sub.as_ref())?);
@@ -350,6 +407,43 @@ impl<'a> Engine<'a> {
 enum FileError {
     Io(io::Error),
     Repo(Error),
+}
+
+/// How a file's status after it was read differs from before, if it does:
+/// its content then may be a mix that never existed (Borg: "file changed
+/// while we backed it up"). Files of /proc keep their status while their
+/// content differs from their size, and are not reported.
+fn changed_while_read(before: &Metadata, after: &Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if (before.dev(), before.ino()) != (after.dev(), after.ino()) {
+        return Some("it was replaced by another file".into());
+    }
+    let mut how = Vec::new();
+    if before.size() != after.size() {
+        how.push(format!("size {} -> {}", before.size(), after.size()));
+    }
+    if (before.mtime(), before.mtime_nsec()) != (after.mtime(), after.mtime_nsec()) {
+        how.push("modified".to_string());
+    } else if (before.ctime(), before.ctime_nsec()) != (after.ctime(), after.ctime_nsec()) {
+        how.push("status changed".to_string());
+    }
+    (!how.is_empty()).then(|| how.join(", "))
+}
+
+/// Where each source path leads when the folders on its way are symlinks
+/// (`/bin/ls` -> `/usr/bin/ls`); sources without symlinked folders are left out.
+fn resolved_paths(sources: &[PathBuf]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for s in sources {
+        let (Some(parent), Some(name)) = (s.parent(), s.file_name()) else { continue };
+        if let Ok(real) = fs::canonicalize(parent) {
+            let real = real.join(name);
+            if real != *s {
+                out.insert(s.to_string_lossy().into_owned(), real.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Picks the parent snapshot for a strategy (DESIGN §3). Returns the parent
@@ -445,7 +539,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         repo,
         packer,
         names: NameCache::new(),
-        excludes: PathFilter::new(&opts.excludes)?,
+        excludes: PathFilter::excludes(&opts.excludes)?,
         exclude_paths: opts.exclude_paths.iter().filter_map(|p| normalize(p).ok()).collect(),
         force: opts.force || strategy == Strategy::Full,
         stats: Stats::default(),
@@ -471,7 +565,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             // The filesystem root itself is a source.
             let mut prev = Node::new(Vec::new(), NodeKind::Dir);
             prev.subtree = parent.as_ref().map(|(_, s)| s.tree);
-            engine.dir(Path::new("/"), parent.as_ref().map(|_| &prev))
+            engine.dir(Path::new("/"), parent.as_ref().map(|_| &prev), true)
         } else {
             let parent_root = parent.as_ref().and_then(|(_, s)| repo.load_tree(&index, &s.tree).ok());
             engine.layout_tree(&layout, Path::new("/"), parent_root.as_ref())
@@ -497,6 +591,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         version: 1,
         time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         tree,
+        resolved_paths: resolved_paths(&sources),
         paths,
         host,
         user: nix::unistd::User::from_uid(nix::unistd::geteuid())

@@ -7,8 +7,13 @@
 //! and heals the repository) and the position of the rotating
 //! `--read-data-subset`. Nothing in it is trusted for correctness: a lost
 //! or stale cache only costs re-checking.
+//!
+//! It is private to its owner (folders 0700, files 0600, whatever the
+//! umask): it holds encrypted metadata and which blobs are damaged.
 
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::id::Id;
@@ -22,6 +27,16 @@ pub struct Cache {
 const DAMAGED: &str = "damaged-blobs";
 const SUBSET: &str = "read-data-subset";
 
+/// Creates `dir` and its missing parents, owner-only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Writes a file readable by its owner only (replacing what is there).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?.write_all(data)
+}
+
 impl Cache {
     pub fn new(root: &Path, repository_id: &Id) -> Cache {
         Cache { dir: root.join(repository_id.to_hex()) }
@@ -33,9 +48,9 @@ impl Cache {
 
     fn write(&self, name: &str, data: &[u8]) {
         // Best effort: the cache is an optimisation, never a requirement.
-        if fs::create_dir_all(&self.dir).is_ok() {
+        if private_dir(&self.dir).is_ok() {
             let tmp = self.dir.join(format!(".{name}.tmp"));
-            if fs::write(&tmp, data).is_ok() {
+            if write_private(&tmp, data).is_ok() {
                 let _ = fs::rename(&tmp, self.dir.join(name));
             }
         }
@@ -50,9 +65,9 @@ impl Cache {
 
     pub fn put(&self, folder: &str, id: &Id, data: &[u8]) {
         let dir = self.dir.join(folder);
-        if fs::create_dir_all(&dir).is_ok() {
+        if private_dir(&dir).is_ok() {
             let tmp = dir.join(format!(".{}.tmp", id.to_hex()));
-            if fs::write(&tmp, data).is_ok() {
+            if write_private(&tmp, data).is_ok() {
                 let _ = fs::rename(&tmp, dir.join(id.to_hex()));
             }
         }

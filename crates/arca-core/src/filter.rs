@@ -17,6 +17,13 @@ pub struct PathFilter {
 
 fn compile(pattern: &str) -> Result<Glob> {
     let p = pattern.trim_end_matches('/');
+    // "" and "/" would become `**/`, which matches every path: never what
+    // anyone means, and as an exclude it silently empties a backup.
+    if p.is_empty() {
+        return Err(Error::Invalid(format!(
+            "invalid pattern {pattern:?}: it is empty and would match every path"
+        )));
+    }
     let full = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
     GlobBuilder::new(&full)
         .literal_separator(true)
@@ -36,6 +43,24 @@ impl PathFilter {
         }
         let set = b.build().map_err(|e| Error::Invalid(format!("invalid patterns: {e}")))?;
         Ok(PathFilter { set: Some(set) })
+    }
+
+    /// Exclude patterns for a backup: like [`PathFilter::new`], and a
+    /// pattern that matches every path (`*`, `**`, `/**`) is refused, since
+    /// it would store an empty snapshot and call it a success.
+    pub fn excludes(patterns: &[String]) -> Result<PathFilter> {
+        // Paths that share nothing: a pattern matching all of them matches
+        // everything for all practical purposes.
+        const PROBES: [&str; 4] = ["/a", "/arca-probe.d/x", "/.h/y.z/0", "/1/2/3/4/5"];
+        for p in patterns {
+            let one = PathFilter::new(std::slice::from_ref(p))?;
+            if PROBES.iter().all(|probe| one.matches(Path::new(probe))) {
+                return Err(Error::Invalid(format!(
+                    "exclude pattern {p:?} matches every path: the backup would store nothing"
+                )));
+            }
+        }
+        PathFilter::new(patterns)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,5 +87,20 @@ mod tests {
         assert!(!f.matches(Path::new("/r/sub")));
         assert!(PathFilter::new(&["a[".into()]).is_err());
         assert!(!PathFilter::new(&[]).unwrap().matches(Path::new("/x")));
+    }
+
+    #[test]
+    fn empty_and_all_matching_patterns_are_refused() {
+        for p in ["", "/", "//"] {
+            let e = PathFilter::new(&[p.to_string()]).err().expect(p).to_string();
+            assert!(e.contains("empty"), "{p:?}: {e}");
+        }
+        for p in ["*", "**", "/**", "**/*", "/*/**"] {
+            let e = PathFilter::excludes(&["*.log".into(), p.to_string()]).err().expect(p).to_string();
+            assert!(e.contains(&format!("{p:?}")) && e.contains("every path"), "{p:?}: {e}");
+        }
+        for p in ["*.log", "/tmp/**", "cache", ".*", "/*"] {
+            PathFilter::excludes(&[p.to_string()]).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        }
     }
 }

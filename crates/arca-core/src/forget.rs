@@ -315,6 +315,7 @@ mod tests {
             version: 1,
             time: time.to_string(),
             tree: Id::default(),
+            resolved_paths: Default::default(),
             paths: vec!["/p".into()],
             host: "h".into(),
             user: String::new(),

@@ -6,6 +6,11 @@
 //! its heartbeat is older than [`STALE_AFTER`] (any host). A live lock is
 //! refreshed every [`REFRESH_EVERY`] by a background thread. Stale locks
 //! never block anyone and are removed when seen.
+//!
+//! A lock file that does not open (garbage, zero bytes, cut short) is
+//! stale too: every key of a repository wraps the same master key and lock
+//! writes are atomic, so no live holder can have written it. It is removed
+//! when seen and reported through [`Lock::notes`], never taken for a holder.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -112,6 +117,7 @@ pub struct Lock {
     /// a sleep, so releasing a lock costs no time.
     stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
+    notes: Vec<String>,
 }
 
 fn write_lock(backend: &dyn Backend, crypto: &Crypto, info: &LockInfo) -> Result<String> {
@@ -121,8 +127,15 @@ fn write_lock(backend: &dyn Backend, crypto: &Crypto, info: &LockInfo) -> Result
 }
 
 /// The live locks that conflict with taking one of kind `exclusive`,
-/// removing stale ones on the way.
-fn conflicts(backend: &dyn Backend, crypto: &Crypto, exclusive: bool, own: &str) -> Result<Vec<LockInfo>> {
+/// removing stale ones on the way; unreadable lock files removed are
+/// described in `notes`.
+fn conflicts(
+    backend: &dyn Backend,
+    crypto: &Crypto,
+    exclusive: bool,
+    own: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<LockInfo>> {
     let mut out = Vec::new();
     for l in list_locks(backend, crypto)? {
         if l.id == own {
@@ -135,16 +148,16 @@ fn conflicts(backend: &dyn Backend, crypto: &Crypto, exclusive: bool, own: &str)
             }
             Some(info) if exclusive || info.exclusive => out.push(info),
             Some(_) => {}
-            // A lock we cannot read could be anyone's: it blocks exclusive use.
-            None if exclusive => out.push(LockInfo {
-                host: "?".into(),
-                pid: 0,
-                user: "?".into(),
-                exclusive: true,
-                operation: format!("unreadable lock {}", l.id),
-                time: String::new(),
-            }),
-            None => {}
+            None => {
+                let object = format!("{}/{}", backend.location(), FileKind::Lock.path(&l.id));
+                let done = match backend.delete(FileKind::Lock, &l.id) {
+                    Ok(()) => "removed it".to_string(),
+                    Err(e) => format!("could not remove it: {e}"),
+                };
+                notes.push(format!(
+                    "lock file {object} does not open (damaged, or not a lock): treated as stale, {done}"
+                ));
+            }
         }
     }
     Ok(out)
@@ -166,7 +179,8 @@ impl Lock {
         operation: &str,
     ) -> Result<Lock> {
         let location = backend.location();
-        let found = conflicts(&*backend, &crypto, exclusive, "")?;
+        let mut notes = Vec::new();
+        let found = conflicts(&*backend, &crypto, exclusive, "", &mut notes)?;
         if !found.is_empty() {
             return Err(Error::Locked { location, detail: describe(&found) });
         }
@@ -174,7 +188,7 @@ impl Lock {
         let name = write_lock(&*backend, &crypto, &info)?;
         // Two processes may have checked at the same moment: look again now
         // that ours is visible, and back off if there is a conflict.
-        let found = conflicts(&*backend, &crypto, exclusive, &name)?;
+        let found = conflicts(&*backend, &crypto, exclusive, &name, &mut notes)?;
         if !found.is_empty() {
             let _ = backend.delete(FileKind::Lock, &name);
             return Err(Error::Locked { location, detail: describe(&found) });
@@ -188,8 +202,23 @@ impl Lock {
                 .spawn(move || refresh_loop(state, stopped, crypto, info))
                 .ok()
         };
-        Ok(Lock { state, stop: Some(stop), refresher })
+        Ok(Lock { state, stop: Some(stop), refresher, notes })
     }
+
+    /// What taking the lock found worth telling: unreadable lock files
+    /// treated as stale.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+}
+
+/// The lock of an operation that only reads.
+pub enum ReadLock {
+    Held(Lock),
+    /// Not taken: the storage refuses writes (the reason says how), or the
+    /// caller asked for no lock. Reading works without one; only a prune
+    /// running at the same time could remove data being read.
+    Skipped(Option<String>),
 }
 
 fn refresh_loop(

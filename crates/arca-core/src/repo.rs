@@ -76,7 +76,17 @@ impl Repository {
         let key = KeyFile::wrap(&master, password)?;
         let key_name = Id::random().to_hex();
         backend.put(FileKind::Key, &key_name, &key.encode())?;
-        backend.put(FileKind::Config, "config", &config_bytes)?;
+        // The config is created exclusively: of two `init`s racing on one
+        // place exactly one wins, and the loser takes its key back (a key
+        // to another master key would otherwise be left beside the
+        // winner's; `open` skips such a key anyway, see there).
+        if let Err(e) = backend.put_new(FileKind::Config, "config", &config_bytes) {
+            let _ = backend.delete(FileKind::Key, &key_name);
+            return Err(match e.kind {
+                arca_backend::ErrorKind::AlreadyExists => Error::RepositoryExists(location),
+                _ => e.into(),
+            });
+        }
         Ok(Self::assemble(backend, config, master, key_name))
     }
 
@@ -124,6 +134,11 @@ impl Repository {
         }
         let mut any_needs_password = false;
         let mut damaged = Vec::new();
+        let config_hash = backend.get(FileKind::Config, "config").map(|b| Id::of_bytes(&b).to_hex()).ok();
+        // A key that opens but was made for another config (left by an
+        // `init` that lost a race, or copied in from another repository)
+        // is used only when no key matches this config.
+        let mut foreign: Option<(MasterKey, String)> = None;
         for entry in keys {
             let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
             let kf = match backend
@@ -142,6 +157,9 @@ impl Repository {
                 continue;
             }
             match kf.unwrap_key(password, &object) {
+                Ok(Some(master)) if master.config_hash.is_some() && master.config_hash != config_hash => {
+                    foreign.get_or_insert((master, entry.name));
+                }
                 Ok(Some(master)) => {
                     let mut repo = Self::assemble(backend, config, master, entry.name);
                     repo.check_config()?;
@@ -150,6 +168,13 @@ impl Repository {
                 Ok(None) => {}
                 Err(e) => damaged.push(e.to_string()),
             }
+        }
+        if let Some((master, name)) = foreign {
+            // The config itself may be the damaged part: open, and let
+            // `verify` report the mismatch.
+            let mut repo = Self::assemble(backend, config, master, name);
+            repo.check_config()?;
+            return Ok(repo);
         }
         if password.is_none() && any_needs_password {
             return Err(Error::PasswordRequired(location));
@@ -174,6 +199,20 @@ impl Repository {
             }
         }
         Ok(())
+    }
+
+    /// Key files that others than the repository's owner can read, each
+    /// with why: anyone who copies one can guess the password offline.
+    pub fn exposed_keys(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for k in self.backend.list(FileKind::Key)? {
+            if let Some(why) = self.backend.exposure(FileKind::Key, &k.name)? {
+                out.push(format!(
+                    "key file {why}: anyone who can copy it can try passwords offline; `chmod 600` it"
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Damage found in the config when opening, if any.
@@ -225,6 +264,31 @@ impl Repository {
                 }
                 r => return r,
             }
+        }
+    }
+
+    /// The lock of an operation that only reads (restore, verify, the
+    /// source of a copy): a shared lock when the storage takes one, and
+    /// none when it refuses writes (read-only mount, read-only credentials,
+    /// full disk) or `skip` asks for none: restoring from such storage is
+    /// the disaster case and must work. A conflicting exclusive lock still
+    /// refuses.
+    pub fn lock_for_reading(
+        &self,
+        operation: &str,
+        wait: std::time::Duration,
+        skip: bool,
+    ) -> Result<crate::lock::ReadLock> {
+        use crate::lock::ReadLock;
+        if skip {
+            return Ok(ReadLock::Skipped(None));
+        }
+        match self.lock_wait(false, operation, wait) {
+            Ok(l) => Ok(ReadLock::Held(l)),
+            Err(Error::Backend(e)) if e.action == "writing" && e.is_write_refused() => {
+                Ok(ReadLock::Skipped(Some(e.to_string())))
+            }
+            Err(e) => Err(e),
         }
     }
 

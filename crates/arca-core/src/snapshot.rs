@@ -73,6 +73,12 @@ pub struct Snapshot {
     pub tree: Id,
     /// Absolute source paths, as given (lossy UTF-8 for display and grouping).
     pub paths: Vec<String>,
+    /// Source paths that go through symlinked folders, with the path they
+    /// lead to (`/bin/ls` -> `/usr/bin/ls` on a merged-/usr system). The
+    /// tree stores them at the path given, each symlinked folder on the way
+    /// recorded as the folder it leads to.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resolved_paths: std::collections::BTreeMap<String, String>,
     pub host: String,
     pub user: String,
     pub tags: Vec<String>,
@@ -127,6 +133,7 @@ impl Snapshot {
             checksum: self.tree.to_hex(),
             parent: self.parent.map(|p| p.to_hex()),
             paths: self.paths.clone(),
+            resolved_paths: self.resolved_paths.clone(),
             host: self.host.clone(),
             user: self.user.clone(),
             tags: self.tags.clone(),
@@ -147,6 +154,8 @@ pub struct BackupMetadata {
     pub checksum: String,
     pub parent: Option<String>,
     pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resolved_paths: std::collections::BTreeMap<String, String>,
     pub host: String,
     pub user: String,
     pub tags: Vec<String>,

@@ -472,6 +472,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             errors.push(e.to_string());
         }
     }
+    warnings.extend(repo.exposed_keys()?);
 
     let subset_start = match (opts.subset, repo.cache()) {
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),

@@ -81,7 +81,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
                 && matches!(Repository::read_config(&*loc.backend), Err(Error::NoRepository(_))) =>
         {
             drop(e);
-            eprintln!("arca: creating the default repository at {}", loc.backend.location());
+            crate::errln!("arca: creating the default repository at {}", loc.backend.location());
             let init = super::init::Args {
                 encryption: "xchacha20-poly1305".into(),
                 compression: arca_core::config::DEFAULT_COMPRESSION_LEVEL,

@@ -44,8 +44,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     } else {
         args.snapshots.iter().map(|s| super::snapshot(&src, s)).collect::<Result<Vec<_>>>()?
     };
-    let _src_lock = super::lock(cli, &src, false, "copy (source)")?;
-    let _dst_lock = super::lock(cli, &dst, false, "copy (target)")?;
+    let _src_lock = super::read_lock(cli, &src, "copy (source)")?;
+    // --no-lock is about the source: the target is written, so always locked.
+    let _dst_lock = dst.lock_wait(false, "copy (target)", cli.retry_lock.unwrap_or_default())?;
+    super::lock_notes(_dst_lock.notes());
     let index = super::load_index(&src)?;
     let bar = progress::for_terminal(cli.json, "copied");
     let r = copy(&src, &index, &dst, &snaps, bar.as_progress());

@@ -60,7 +60,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         std::fs::rename(t, p).with_context(|| format!("renaming {} to {}", t.display(), p.display()))?;
     }
     for s in &r.skipped {
-        eprintln!("arca: warning: {s}: this archive format cannot hold it, skipped");
+        crate::errln!("arca: warning: {s}: this archive format cannot hold it, skipped");
     }
     if cli.json && args.output.is_some() {
         let mut v = serde_json::to_value(&r)?;

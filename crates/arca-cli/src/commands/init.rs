@@ -31,7 +31,7 @@ pub fn create(cli: &Cli, loc: &crate::location::Location, args: &Args) -> Result
     let encryption = if args.encryption == "none" { Encryption::None } else { Encryption::Xchacha20Poly1305 };
     let pw = match encryption {
         Encryption::None => {
-            eprintln!(
+            crate::errln!(
                 "arca: WARNING: creating an UNENCRYPTED repository: anyone who can read {} can read your data",
                 loc.backend.location()
             );

@@ -28,6 +28,22 @@ use crate::location::{self, Location};
 use crate::{password, Cli, Command};
 
 pub fn run(cli: &Cli) -> Result<u8> {
+    let reads_only = matches!(
+        cli.command,
+        Command::Snapshots(_)
+            | Command::Diff(_)
+            | Command::Dump(_)
+            | Command::Export(_)
+            | Command::Copy(_)
+            | Command::Info(_)
+            | Command::Ls(_)
+            | Command::Restore(_)
+            | Command::Status
+            | Command::Verify(_)
+    );
+    if cli.no_lock && !reads_only {
+        anyhow::bail!("--no-lock is only for commands that only read (restore, verify, copy's source, ls, …): this one writes to the repository and must lock it");
+    }
     match &cli.command {
         Command::Init(a) => init::run(cli, a),
         Command::Backup(a) => backup::run(cli, a),
@@ -76,7 +92,7 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
         repo.set_cache_root(&root);
     }
     if let Some(damage) = repo.config_damage() {
-        eprintln!("arca: warning: {damage}; run `arca verify`");
+        crate::errln!("arca: warning: {damage}; run `arca verify`");
     }
     Ok(repo)
 }
@@ -98,7 +114,7 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 pub fn load_index(repo: &Repository) -> Result<arca_core::index::Index> {
     let (index, errors) = repo.load_index_lenient()?;
     for e in errors {
-        eprintln!("arca: warning: {e}; data it names is unreachable until `arca repair index`");
+        crate::errln!("arca: warning: {e}; data it names is unreachable until `arca repair index`");
     }
     Ok(index)
 }
@@ -108,14 +124,43 @@ pub fn load_index(repo: &Repository) -> Result<arca_core::index::Index> {
 pub fn snapshots(repo: &Repository) -> Result<arca_core::repo::SnapshotList> {
     let (snaps, errors) = repo.snapshots_lenient()?;
     for e in errors {
-        eprintln!("arca: warning: {e}");
+        crate::errln!("arca: warning: {e}");
     }
     Ok(snaps)
 }
 
 /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
 pub fn lock(cli: &Cli, repo: &Repository, exclusive: bool, op: &str) -> Result<arca_core::lock::Lock> {
-    Ok(repo.lock_wait(exclusive, op, cli.retry_lock.unwrap_or_default())?)
+    if cli.no_lock {
+        anyhow::bail!(
+            "--no-lock is only for commands that only read: {op} writes to the repository and must lock it"
+        );
+    }
+    let lock = repo.lock_wait(exclusive, op, cli.retry_lock.unwrap_or_default())?;
+    lock_notes(lock.notes());
+    Ok(lock)
+}
+
+pub fn lock_notes(notes: &[String]) {
+    for n in notes {
+        crate::errln!("arca: note: {n}");
+    }
+}
+
+/// The lock of a command that only reads: none with `--no-lock`, and none
+/// (with a note) when the storage refuses to take one.
+pub fn read_lock(cli: &Cli, repo: &Repository, op: &str) -> Result<arca_core::lock::ReadLock> {
+    use arca_core::lock::ReadLock;
+    let lock = repo.lock_for_reading(op, cli.retry_lock.unwrap_or_default(), cli.no_lock)?;
+    match &lock {
+        ReadLock::Held(l) => lock_notes(l.notes()),
+        ReadLock::Skipped(Some(why)) => crate::errln!(
+            "arca: note: {op} goes on without a lock, the repository refuses one ({why}); \
+             a prune started meanwhile could remove data it reads"
+        ),
+        ReadLock::Skipped(None) => {}
+    }
+    Ok(lock)
 }
 
 /// Resolves a SNAP argument (`latest` or an id prefix).

@@ -53,12 +53,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             let Some(found) = found else {
                 bail!("no snapshot taken at or before {at} in {}", repo.location())
             };
-            eprintln!("arca: restoring snapshot {} taken {}", found.0.short(), found.1.time);
+            crate::errln!("arca: restoring snapshot {} taken {}", found.0.short(), found.1.time);
             found
         }
         (None, None) => unreachable!("clap requires a snapshot or --at"),
     };
-    let _lock = super::lock(cli, &repo, false, "restore")?;
+    let _lock = super::read_lock(cli, &repo, "restore")?;
     let index = super::load_index(&repo)?;
     let opts = RestoreOptions {
         target: args.target.clone(),
@@ -73,7 +73,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     bar.done();
     let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), args.target.display()))?;
     if r.target_full {
-        eprintln!(
+        crate::errln!(
             "arca: error: restore target {} ran out of space: {} files were restored completely, {} paths were not restored (listed)",
             r.target,
             r.files,

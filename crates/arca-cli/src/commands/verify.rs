@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             anyhow::bail!("no snapshot matches the given --host/--tag/--path in {}", repo.location());
         }
     }
-    let _lock = super::lock(cli, &repo, false, "verify")?;
+    let _lock = super::read_lock(cli, &repo, "verify")?;
     let bar = progress::for_terminal(cli.json, "checked");
     let opts = VerifyOptions {
         snapshots: ids.clone(),
