@@ -209,13 +209,57 @@ fn concurrent(b: Arc<dyn Backend>) {
     assert!(left.is_empty(), "{}: objects left after every thread deleted its own: {left:?}", b.location());
 }
 
+/// `put_new` on a name that exists fails with `AlreadyExists` and leaves
+/// the object as it was; with `racing`, from 8 threads at once on one name:
+/// exactly one wins, the others get `AlreadyExists`, and the object is the
+/// winner's, whole.
+fn exclusive_create(b: Arc<dyn Backend>, racing: bool) {
+    let name = hex_name(49_999);
+    b.put_new(FileKind::Key, &name, b"first").unwrap_or_else(|e| panic!("{}: put_new: {e}", b.location()));
+    let e = b.put_new(FileKind::Key, &name, b"second").expect_err("put_new over an existing object");
+    assert_eq!(e.kind, ErrorKind::AlreadyExists, "{}: {e}", b.location());
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert_eq!(b.get(FileKind::Key, &name).unwrap(), b"first", "{}: the first object stays", b.location());
+    b.delete(FileKind::Key, &name).unwrap();
+    for round in 0..if racing { 4u64 } else { 0 } {
+        let name = hex_name(50_000 + round);
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (b, name) = (b.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let data = bytes(5000 + t as usize, round * 10 + t);
+                    (b.put_new(FileKind::Key, &name, &data), data)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let winners: Vec<_> = results.iter().filter(|(r, _)| r.is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{}: round {round}: exactly one put_new wins", b.location());
+        for (r, _) in &results {
+            if let Err(e) = r {
+                assert_eq!(e.kind, ErrorKind::AlreadyExists, "{}: the losers hear why: {e}", b.location());
+            }
+        }
+        assert_eq!(
+            b.get(FileKind::Key, &name).unwrap(),
+            winners[0].1,
+            "{}: the winner's object",
+            b.location()
+        );
+        b.delete(FileKind::Key, &name).unwrap();
+    }
+    assert!(b.list(FileKind::Key).unwrap().is_empty(), "{}: put_new leaves nothing else", b.location());
+}
+
 #[test]
 fn local_backend_behaviour() {
     let dir = tempfile::tempdir().unwrap();
     let b = LocalBackend::new(dir.path().join("repo"));
     b.create().unwrap();
     suite(&b);
-    concurrent(Arc::new(b));
+    let b: Arc<dyn Backend> = Arc::new(b);
+    concurrent(b.clone());
+    exclusive_create(b, true);
 }
 
 fn s3_config(endpoint: &str, bucket: &str, prefix: &str, secret: &str) -> S3Config {
@@ -250,7 +294,13 @@ fn s3_backend_behaviour() {
     );
     assert!(!loc.contains(SECRET_KEY));
     suite(&b);
-    concurrent(Arc::new(b));
+    let b: Arc<dyn Backend> = Arc::new(b);
+    concurrent(b.clone());
+    // Not racing: the test server (s3s-fs) checks for the object and then
+    // writes, so two PUTs at the same instant can both pass its check; S3
+    // decides If-None-Match atomically. The header and the answer to it are
+    // what this checks.
+    exclusive_create(b, false);
     // The prefix is honoured: nothing was written outside it.
     for e in std::fs::read_dir(server.root.join("suite")).unwrap() {
         let e = e.unwrap();

@@ -95,7 +95,7 @@ mod tests {
             let e = PathFilter::new(&[p.to_string()]).err().expect(p).to_string();
             assert!(e.contains("empty"), "{p:?}: {e}");
         }
-        for p in ["*", "**", "/**", "**/*", "/*/**"] {
+        for p in ["*", "**", "/**", "**/*"] {
             let e = PathFilter::excludes(&["*.log".into(), p.to_string()]).err().expect(p).to_string();
             assert!(e.contains(&format!("{p:?}")) && e.contains("every path"), "{p:?}: {e}");
         }
