@@ -3,7 +3,9 @@
 //! Durability: `put` writes `<dir>/.tmp-<random>`, fsyncs it, renames it over
 //! the final name and fsyncs the folder, so a crash leaves either the old
 //! state or the complete new object, plus at worst a `.tmp-` file that
-//! `list` ignores and maintenance removes.
+//! `list` ignores and maintenance removes. A delete fsyncs the folder too
+//! (a forgotten snapshot must not come back after a power cut beside the
+//! packs prune deleted since), and so does creating a folder (its parent's).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -91,6 +93,24 @@ impl LocalBackend {
     }
 }
 
+/// fsyncs a folder: entries made or removed in it survive a power cut.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all`, then an fsync of the parent of every folder it
+/// created: a new folder's entry is durable only once its parent is synced.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 fn temp_name(dir: &Path) -> io::Result<PathBuf> {
     let mut suffix = [0u8; 8];
     getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
@@ -128,7 +148,7 @@ impl ObjectWriter for LocalWriter {
         let dir = path.parent().expect("object paths have a parent").to_path_buf();
         let renamed = match fs::rename(&self.tmp, &path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.tmp.exists() => {
-                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                create_dirs(&dir).map_err(|e| self.err("creating", &dir, e))?;
                 fs::rename(&self.tmp, &path)
             }
             r => r,
@@ -157,10 +177,15 @@ impl Backend for LocalBackend {
         for i in 0..256 {
             dirs.push(self.root.join("data").join(format!("{i:02x}")));
         }
-        for d in dirs {
-            fs::create_dir_all(&d).map_err(|e| self.err("creating", &d, e))?;
+        create_dirs(&self.root).map_err(|e| self.err("creating", &self.root, e))?;
+        for d in &dirs {
+            fs::create_dir_all(d).map_err(|e| self.err("creating", d, e))?;
         }
-        File::open(&self.root).and_then(|f| f.sync_all()).map_err(|e| self.err("syncing", &self.root, e))?;
+        // The new folders' entries: in the root, and in data/ (one fsync
+        // each rather than one per folder).
+        for d in [self.root.clone(), self.root.join(FileKind::Pack.dir())] {
+            sync_dir(&d).map_err(|e| self.err("syncing", &d, e))?;
+        }
         Ok(())
     }
 
@@ -181,7 +206,7 @@ impl Backend for LocalBackend {
                 // The folder is missing (e.g. a repository created by a tool
                 // that skips empty folders): create it and try once more.
                 let dir = p.parent().expect("object paths have a parent");
-                fs::create_dir_all(dir).map_err(|e| self.err("creating", dir, e))?;
+                create_dirs(dir).map_err(|e| self.err("creating", dir, e))?;
                 self.write_durable(&p, data).map_err(|e| self.err("writing", &p, e))
             }
             r => r.map_err(|e| self.err("writing", &p, e)),
@@ -298,7 +323,7 @@ impl Backend for LocalBackend {
         let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| self.err("creating", &dir, e))?;
+                create_dirs(&dir).map_err(|e| self.err("creating", &dir, e))?;
                 open()
             }
             r => r,
@@ -317,9 +342,16 @@ impl Backend for LocalBackend {
         let p = self.full(kind, name);
         self.open.forget(&p);
         match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("deleting", &p, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("deleting", &p, e)),
+        }
+        // Synced when already gone too: an earlier delete may have been cut
+        // short before its folder was synced.
+        let dir = p.parent().expect("object paths have a parent");
+        match sync_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err("deleting", &p, e)),
+            _ => Ok(()),
         }
     }
 }
