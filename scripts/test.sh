@@ -13,6 +13,7 @@ declare -A tools=(
   [diff]=diffutils       # diff -r --no-dereference after a restore
   [cp]=coreutils
   [cc]=gcc               # zstd-sys builds C code
+  [strace]=strace        # torture_durability: fsync before rename, folder fsyncs
 )
 missing=()
 for tool in "${!tools[@]}"; do

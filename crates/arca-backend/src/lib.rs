@@ -6,6 +6,8 @@
 //! backend, so an object store (S3 through OpenDAL) fits the same engines.
 
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod local;
 mod s3;
 

@@ -3,7 +3,9 @@
 //! Durability: `put` writes `<dir>/.tmp-<random>`, fsyncs it, renames it over
 //! the final name and fsyncs the folder, so a crash leaves either the old
 //! state or the complete new object, plus at worst a `.tmp-` file that
-//! `list` ignores and maintenance removes.
+//! `list` ignores and maintenance removes. A delete fsyncs the folder too
+//! (a forgotten snapshot must not come back after a power cut beside the
+//! packs prune deleted since), and so does creating a folder (its parent's).
 //!
 //! Privacy: every file is created 0600 and every folder 0700, whatever the
 //! umask: a key file readable by others lets anyone on the machine guess
@@ -24,8 +26,8 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
 
-/// Creates `dir` and its missing parents, owner-only.
-fn create_dirs(dir: &Path) -> io::Result<()> {
+/// Creates `dir` and its missing parents, owner-only, without syncing.
+fn create_private_dirs(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
@@ -135,6 +137,25 @@ impl LocalBackend {
     }
 }
 
+/// fsyncs a folder: entries made or removed in it survive a power cut.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents (owner-only), then fsyncs the
+/// parent of every folder it created: a new folder's entry is durable only
+/// once its parent is synced.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    create_private_dirs(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 fn temp_name(dir: &Path) -> io::Result<PathBuf> {
     let mut suffix = [0u8; 8];
     getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
@@ -201,10 +222,15 @@ impl Backend for LocalBackend {
         for i in 0..256 {
             dirs.push(self.root.join("data").join(format!("{i:02x}")));
         }
-        for d in dirs {
-            create_dirs(&d).map_err(|e| self.err("creating", &d, e))?;
+        create_dirs(&self.root).map_err(|e| self.err("creating", &self.root, e))?;
+        for d in &dirs {
+            create_private_dirs(d).map_err(|e| self.err("creating", d, e))?;
         }
-        File::open(&self.root).and_then(|f| f.sync_all()).map_err(|e| self.err("syncing", &self.root, e))?;
+        // The new folders' entries: in the root, and in data/ (one fsync
+        // each rather than one per folder).
+        for d in [self.root.clone(), self.root.join(FileKind::Pack.dir())] {
+            sync_dir(&d).map_err(|e| self.err("syncing", &d, e))?;
+        }
         Ok(())
     }
 
@@ -366,9 +392,16 @@ impl Backend for LocalBackend {
         let p = self.full(kind, name);
         self.open.forget(&p);
         match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("deleting", &p, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("deleting", &p, e)),
+        }
+        // Synced when already gone too: an earlier delete may have been cut
+        // short before its folder was synced.
+        let dir = p.parent().expect("object paths have a parent");
+        match sync_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.err("deleting", &p, e)),
+            _ => Ok(()),
         }
     }
 }

@@ -198,6 +198,20 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
         }
     }
     let packed = packer.finish()?;
+    // A pack just written can bear the name of one marked for deletion: in
+    // an unencrypted repository the same blobs make the same bytes (no
+    // random nonces), so re-running a prune that failed after writing its
+    // new pack writes that very orphan again. The new index names it now:
+    // it must stay.
+    let mut written_packs = IdSet::default();
+    for f in &packed.index_files {
+        written_packs.extend(repo.load_index_file(f)?.packs.iter().map(|p| p.id));
+    }
+    remove.retain(|id| !written_packs.contains(id));
+    repack.retain(|&i| !written_packs.contains(&index.packs[i].id));
+    result.packs_removed = remove.len() as u64;
+    let freed: u64 =
+        remove.iter().chain(repack.iter().map(|&i| &index.packs[i].id)).map(|id| listed[id]).sum();
     // (2) New index files for every kept pack, superseding the old ones;
     let kept_packs: Vec<IndexPack> = keep
         .iter()

@@ -856,3 +856,71 @@ impl Out {
         self
     }
 }
+
+// ---------------------------------------------------------------------------
+// The torture suite (torture_*.rs)
+
+/// How many times the torture tests' loops run: `ARCA_TORTURE_ITERATIONS`
+/// (default 1, the bounded CI run), read here only.
+pub fn torture_iterations() -> u64 {
+    std::env::var("ARCA_TORTURE_ITERATIONS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(1)
+}
+
+/// The seed of the torture tests' random choices: `ARCA_TORTURE_SEED`, else
+/// a fixed one so CI runs are repeatable.
+pub fn torture_seed() -> u64 {
+    std::env::var("ARCA_TORTURE_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x7042_7572_6521)
+}
+
+/// Prints the seed and the case when the test fails, to replay it with
+/// `ARCA_TORTURE_SEED`.
+pub struct Replay {
+    pub seed: u64,
+    pub case: String,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("torture failure: replay with ARCA_TORTURE_SEED={} (case: {})", self.seed, self.case);
+        }
+    }
+}
+
+/// Waits up to `delay` for `child`; SIGKILLs it if it is still running.
+/// Returns its exit status if it finished first, `None` if it was killed.
+pub fn kill_after(child: &mut Child, delay: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        if let Some(st) = child.try_wait().expect("wait for arca") {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if let Some(st) = child.try_wait().expect("wait for arca") {
+        return Some(st);
+    }
+    child.kill().expect("SIGKILL arca");
+    child.wait().expect("reap arca");
+    None
+}
+
+/// Waits for a background `arca` (see [`Arca::spawn`]) within
+/// [`COMMAND_TIMEOUT`]; returns its exit code, stdout and stderr.
+pub fn wait_logged(child: &mut Child, log: &Path) -> (Option<i32>, String, String) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for arca") {
+            break st;
+        }
+        if start.elapsed() > COMMAND_TIMEOUT {
+            let _ = child.kill();
+            panic!("a background arca did not finish within {COMMAND_TIMEOUT:?} (log {})", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = fs::read_to_string(log.with_extension("stdout")).unwrap_or_default();
+    let stderr = fs::read_to_string(log.with_extension("stderr")).unwrap_or_default();
+    assert!(!stderr.contains("panicked"), "arca panicked: {stderr}");
+    (status.code(), stdout, stderr)
+}
