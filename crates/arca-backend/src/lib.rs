@@ -131,8 +131,15 @@ pub trait Backend: Send + Sync {
         *buf = self.get_range(kind, name, offset, length)?;
         Ok(())
     }
-    /// Lists the objects of a kind, in no particular order.
+    /// Lists the objects of a kind, in no particular order: only those at
+    /// the path `get` reads them from ([`FileKind::path`]), so a listed
+    /// object can always be read under its listed name.
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>>;
+    /// Objects in a kind's folder that are not where `get` reads them (a
+    /// pack moved to another `data/xx/` folder, a file directly in `data/`),
+    /// as paths relative to the repository root: `list` leaves them out,
+    /// and `verify` names them.
+    fn misplaced(&self, kind: FileKind) -> Result<Vec<String>>;
     /// Removes an object; succeeds if it is already gone.
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
     /// Removes what interrupted `put`s left behind (temporary files);
@@ -204,6 +211,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
         (**self).list(kind)
+    }
+    fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
+        (**self).misplaced(kind)
     }
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         (**self).delete(kind, name)

@@ -156,6 +156,58 @@ fn create_dirs(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+impl LocalBackend {
+    /// The objects of a kind where `get` reads them, and the paths (relative
+    /// to the root) of files in its folder that are anywhere else: listing
+    /// a pack found in the wrong `data/xx/` folder under its name made
+    /// `verify` call it present while every read of it failed.
+    fn scan(&self, kind: FileKind) -> Result<(Vec<Entry>, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut misplaced = Vec::new();
+        if matches!(kind, FileKind::Config | FileKind::Policy) {
+            let name = kind.path("");
+            if let Ok(m) = fs::metadata(self.full(kind, &name)) {
+                out.push(Entry { name, size: m.len() });
+            }
+            return Ok((out, misplaced));
+        }
+        let dir = self.root.join(kind.dir());
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && d != dir => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((out, misplaced)),
+                Err(e) => return Err(self.err("listing", &d, e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| self.err("listing", &d, e))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let ft = ent.file_type().map_err(|e| self.err("listing", &ent.path(), e))?;
+                if ft.is_dir() && kind == FileKind::Pack && d == dir {
+                    stack.push(ent.path());
+                } else if ft.is_file() {
+                    let relative =
+                        ent.path().strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned());
+                    match relative {
+                        Ok(rel) if rel != kind.path(&name) => misplaced.push(rel),
+                        _ => match ent.metadata() {
+                            Ok(m) => out.push(Entry { name, size: m.len() }),
+                            // Deleted between read_dir and stat: not listed.
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(self.err("listing", &ent.path(), e)),
+                        },
+                    }
+                }
+            }
+        }
+        Ok((out, misplaced))
+    }
+}
+
 fn temp_name(dir: &Path) -> io::Result<PathBuf> {
     let mut suffix = [0u8; 8];
     getrandom::getrandom(&mut suffix).map_err(io::Error::other)?;
@@ -300,43 +352,11 @@ impl Backend for LocalBackend {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        if matches!(kind, FileKind::Config | FileKind::Policy) {
-            let name = kind.path("");
-            if let Ok(m) = fs::metadata(self.full(kind, &name)) {
-                out.push(Entry { name, size: m.len() });
-            }
-            return Ok(out);
-        }
-        let dir = self.root.join(kind.dir());
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && d != dir => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(self.err("listing", &d, e)),
-            };
-            for ent in rd {
-                let ent = ent.map_err(|e| self.err("listing", &d, e))?;
-                let name = ent.file_name().to_string_lossy().into_owned();
-                if name.starts_with(TEMP_PREFIX) {
-                    continue;
-                }
-                let ft = ent.file_type().map_err(|e| self.err("listing", &ent.path(), e))?;
-                if ft.is_dir() && kind == FileKind::Pack && d == dir {
-                    stack.push(ent.path());
-                } else if ft.is_file() {
-                    match ent.metadata() {
-                        Ok(m) => out.push(Entry { name, size: m.len() }),
-                        // Deleted between read_dir and stat: not listed.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(self.err("listing", &ent.path(), e)),
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.scan(kind)?.0)
+    }
+
+    fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
+        Ok(self.scan(kind)?.1)
     }
 
     fn remove_temporaries(&self) -> Result<u64> {

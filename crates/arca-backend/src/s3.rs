@@ -179,6 +179,37 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    /// The objects of a kind at the key `get` reads, and the keys under its
+    /// prefix that are anywhere else (`data/xx/<id>` whose `xx` is not the
+    /// id's first two digits, or deeper keys): those are not listed, since
+    /// no read under their name would find them.
+    fn scan(&self, kind: FileKind) -> Result<(Vec<Entry>, Vec<String>)> {
+        if matches!(kind, FileKind::Config | FileKind::Policy) {
+            let name = kind.path("");
+            return match self.runtime.block_on(self.op.stat(&name)) {
+                Ok(m) => Ok((vec![Entry { name, size: m.content_length() }], Vec::new())),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok((Vec::new(), Vec::new())),
+                Err(e) => Err(self.err("listing", &name, e)),
+            };
+        }
+        let dir = format!("{}/", kind.dir());
+        let entries = self
+            .runtime
+            .block_on(async { self.op.list_with(&dir).recursive(true).await })
+            .map_err(|e| self.err("listing", &dir, e))?;
+        let (mut out, mut misplaced) = (Vec::new(), Vec::new());
+        for e in entries.into_iter().filter(|e| e.metadata().mode() == EntryMode::FILE) {
+            if e.path().trim_start_matches('/') == kind.path(e.name()) {
+                out.push(Entry { name: e.name().to_string(), size: e.metadata().content_length() });
+            } else {
+                misplaced.push(e.path().trim_start_matches('/').to_string());
+            }
+        }
+        Ok((out, misplaced))
+    }
+}
+
 impl Backend for S3Backend {
     fn location(&self) -> String {
         self.config.describe()
@@ -250,24 +281,11 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
-        if matches!(kind, FileKind::Config | FileKind::Policy) {
-            let name = kind.path("");
-            return match self.runtime.block_on(self.op.stat(&name)) {
-                Ok(m) => Ok(vec![Entry { name, size: m.content_length() }]),
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(self.err("listing", &name, e)),
-            };
-        }
-        let dir = format!("{}/", kind.dir());
-        let entries = self
-            .runtime
-            .block_on(async { self.op.list_with(&dir).recursive(true).await })
-            .map_err(|e| self.err("listing", &dir, e))?;
-        Ok(entries
-            .into_iter()
-            .filter(|e| e.metadata().mode() == EntryMode::FILE)
-            .map(|e| Entry { name: e.name().to_string(), size: e.metadata().content_length() })
-            .collect())
+        Ok(self.scan(kind)?.0)
+    }
+
+    fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
+        Ok(self.scan(kind)?.1)
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {

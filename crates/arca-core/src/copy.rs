@@ -62,9 +62,14 @@ impl Copier<'_> {
         Ok(target)
     }
 
-    fn tree(&self, id: &Id) -> Result<Id> {
+    fn tree(&self, id: &Id, depth: usize) -> Result<Id> {
         if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*t);
+        }
+        // The walk's bound: a crafted tree must not overflow the stack.
+        if depth > crate::walk::MAX_DEPTH {
+            let path = format!("(tree {})", id.short());
+            return Err(crate::error::Error::TooDeep { path, limit: crate::walk::MAX_DEPTH });
         }
         let tree = self.src.load_tree(self.src_index, id)?;
         let nodes = tree
@@ -79,7 +84,7 @@ impl Copier<'_> {
                     }
                     NodeKind::Dir => {
                         if let Some(sub) = n.subtree {
-                            n.subtree = Some(self.tree(&sub)?);
+                            n.subtree = Some(self.tree(&sub, depth + 1)?);
                         }
                     }
                     _ => {}
@@ -121,7 +126,7 @@ pub fn copy(
             result.already_present.push(sid.to_hex());
             continue;
         }
-        let tree = copier.tree(&snap.tree)?;
+        let tree = copier.tree(&snap.tree, 0)?;
         pending
             .push((*sid, Snapshot { tree, original: Some(snap.original.unwrap_or(*sid)), ..snap.clone() }));
     }

@@ -95,9 +95,14 @@ impl Differ<'_> {
         Ok(())
     }
 
-    fn trees(&mut self, path: &mut Vec<u8>, a: Option<Id>, b: Option<Id>) -> Result<()> {
+    fn trees(&mut self, path: &mut Vec<u8>, a: Option<Id>, b: Option<Id>, depth: usize) -> Result<()> {
         if a == b {
             return Ok(());
+        }
+        // The walk's bound: a crafted tree must not overflow the stack.
+        if depth > crate::walk::MAX_DEPTH {
+            let path = crate::walk::shortened(path);
+            return Err(crate::Error::TooDeep { path, limit: crate::walk::MAX_DEPTH });
         }
         let ta = match a {
             Some(id) => self.repo.load_tree(self.index, &id)?,
@@ -141,7 +146,7 @@ impl Differ<'_> {
                             self.push(path, Change::Modified, y, what);
                         }
                         if x.kind == NodeKind::Dir {
-                            self.trees(path, x.subtree, y.subtree)?;
+                            self.trees(path, x.subtree, y.subtree, depth + 1)?;
                         }
                     }
                     i += 1;
@@ -157,6 +162,6 @@ impl Differ<'_> {
 /// The changes that turn the tree `from` into the tree `to`, in path order.
 pub fn diff(repo: &Repository, index: &Index, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
     let mut d = Differ { repo, index, out: Vec::new() };
-    d.trees(&mut Vec::new(), Some(*from), Some(*to))?;
+    d.trees(&mut Vec::new(), Some(*from), Some(*to), 0)?;
     Ok(d.out)
 }

@@ -22,6 +22,19 @@ pub enum Error {
     PasswordRequired(String),
     #[error("{object} is damaged: {cause}")]
     Corrupt { object: String, cause: String },
+    /// A tree blob that does not decode or breaks the tree rules (a bad
+    /// entry name, duplicates, disorder, fields that contradict the kind).
+    #[error("tree {tree} is damaged: {source}")]
+    Tree { tree: String, source: crate::tree::TreeError },
+    /// A walk met more entries than any real snapshot has
+    /// ([`crate::walk::MAX_ENTRIES`]): folders that share subtrees can make
+    /// a few small trees expand without bound.
+    #[error("snapshot expands to more than {limit} entries: the repository may be crafted")]
+    TooManyEntries { limit: u64 },
+    /// Folders nested deeper than [`crate::walk::MAX_DEPTH`], which no
+    /// legal path reaches.
+    #[error("folder {path} is nested deeper than {limit} levels: the repository may be crafted")]
+    TooDeep { path: String, limit: usize },
     #[error("format error: {0}")]
     Format(String),
     #[error("snapshot {0} not found")]

@@ -246,6 +246,8 @@ impl Packer {
     /// unless it is already stored; returns its id.
     pub fn add_tree(&self, mut tree: crate::tree::Tree) -> Result<Id> {
         tree.sort();
+        // The rules readers enforce: never store a tree they would refuse.
+        tree.validate().map_err(|source| Error::Tree { tree: "to be written".into(), source })?;
         let bytes = tree.encode();
         let id = self.shared.crypto.blob_id(&bytes);
         if self.claim(id) {

@@ -511,7 +511,7 @@ impl Repository {
 
     pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
         let data = self.read_blob(index, id)?;
-        Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree {}", id.short()), e.to_string()))
+        Tree::decode(&data).map_err(|source| Error::Tree { tree: id.short(), source })
     }
 
     /// Reads the header of a pack from the backend (trailer, then header).

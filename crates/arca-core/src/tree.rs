@@ -4,10 +4,16 @@
 //! stored as a blob of type `tree`, and addressed by the keyed hash of its
 //! encoding, so an unchanged directory produces the same id and dedups.
 //! Nodes are sorted by raw name bytes, which makes the encoding canonical.
+//!
+//! A tree is checked where it is decoded and where it is written
+//! ([`Tree::validate`]): a name is one path component, names are strictly
+//! ascending (no duplicates), and a node's fields agree with its kind. A
+//! tree that breaks a rule is damage (a crafted or corrupted repository): no
+//! reader ever sees a name like `..` or `a/b` that could lead outside a
+//! restore target.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::id::Id;
 
 /// What a node is. The numeric values are part of the format.
@@ -120,6 +126,40 @@ impl Node {
     }
 }
 
+/// Why a tree breaks the rules of [`Tree::validate`]. Names are shown
+/// escaped (`\\xNN` for bytes that are not printable ASCII).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("tree blob does not decode: {0}")]
+    Decode(String),
+    #[error("entry {index} has an invalid name \"{name}\": {why}")]
+    BadName { index: usize, name: String, why: &'static str },
+    #[error("entry \"{name}\" appears more than once")]
+    Duplicate { name: String },
+    #[error("entry \"{name}\" is out of order (after \"{previous}\"): entries must be sorted by name")]
+    Unsorted { name: String, previous: String },
+    #[error("entry \"{name}\" is a {kind} but has {field}")]
+    KindMismatch { name: String, kind: &'static str, field: &'static str },
+}
+
+/// A name for messages: printable ASCII as is, every other byte escaped.
+pub fn escape_name(name: &[u8]) -> String {
+    name.escape_ascii().to_string()
+}
+
+/// The one rule for entry names (see docs/repo-format.md): a single path
+/// component, so that joining it to a folder never leaves that folder.
+/// Linux cannot produce any other name from `readdir`.
+pub fn validate_name(name: &[u8]) -> std::result::Result<(), &'static str> {
+    match name {
+        [] => Err("the name is empty"),
+        b"." | b".." => Err("the name refers to a folder itself or its parent"),
+        _ if name.contains(&b'/') => Err("the name contains '/'"),
+        _ if name.contains(&0) => Err("the name contains a NUL byte"),
+        _ => Ok(()),
+    }
+}
+
 /// A directory listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
@@ -136,10 +176,56 @@ impl Tree {
         postcard::to_allocvec(self).expect("encoding a tree into memory cannot fail")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Tree> {
-        let tree: Tree = postcard::from_bytes(bytes)
-            .map_err(|e| Error::Format(format!("tree blob does not decode: {e}")))?;
+    /// Decodes and [validates](Tree::validate) a tree blob.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Tree, TreeError> {
+        let (tree, rest): (Tree, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| TreeError::Decode(e.to_string()))?;
+        // Writers never append anything: bytes after the tree are damage.
+        if !rest.is_empty() {
+            return Err(TreeError::Decode(format!("{} bytes after the end of the tree", rest.len())));
+        }
+        tree.validate()?;
         Ok(tree)
+    }
+
+    /// The rules every stored tree follows (writers check them too, after
+    /// sorting): valid names ([`validate_name`]), strictly ascending by raw
+    /// name bytes, and fields that fit the kind: only files have content,
+    /// only folders a subtree (a folder without one is empty: allowed,
+    /// although backup always writes one, an empty tree for an unreadable
+    /// folder), and a symlink, and only a symlink, has a target.
+    pub fn validate(&self) -> std::result::Result<(), TreeError> {
+        let mut previous: Option<&[u8]> = None;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let name = || escape_name(&node.name);
+            validate_name(&node.name).map_err(|why| TreeError::BadName { index, name: name(), why })?;
+            if let Some(prev) = previous {
+                match prev.cmp(&node.name) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => return Err(TreeError::Duplicate { name: name() }),
+                    std::cmp::Ordering::Greater => {
+                        return Err(TreeError::Unsorted { name: name(), previous: escape_name(prev) })
+                    }
+                }
+            }
+            previous = Some(&node.name);
+            let mismatch = |field| TreeError::KindMismatch { name: name(), kind: node.kind.name(), field };
+            if node.kind != NodeKind::File && !node.content.is_empty() {
+                return Err(mismatch("content"));
+            }
+            if node.kind != NodeKind::Dir && node.subtree.is_some() {
+                return Err(mismatch("a subtree"));
+            }
+            match (node.kind, &node.link_target) {
+                (NodeKind::Symlink, None) => return Err(mismatch("no link target")),
+                (NodeKind::Symlink, Some(t)) if t.is_empty() || t.contains(&0) => {
+                    return Err(mismatch("an empty link target or one with a NUL byte"))
+                }
+                (NodeKind::Symlink, Some(_)) | (_, None) => {}
+                (_, Some(_)) => return Err(mismatch("a link target")),
+            }
+        }
+        Ok(())
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
@@ -166,6 +252,70 @@ mod tests {
         assert_eq!(back.nodes[0].name, b"a");
         assert!(back.find(b"z\xff name").is_some());
         assert!(Tree::decode(&bytes[..bytes.len() - 3]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(Tree::decode(&longer), Err(TreeError::Decode(_))), "trailing bytes are refused");
+    }
+
+    fn encoded(nodes: Vec<Node>) -> Vec<u8> {
+        // Encoding does not validate: this is how a crafted tree looks.
+        Tree { nodes }.encode()
+    }
+
+    #[test]
+    fn names_that_leave_a_folder_are_refused() {
+        let bad: [&[u8]; 9] = [b"..", b"../x", b"a/../../x", b"/abs/path", b".", b"", b"a/b", b"a\0b", b"/"];
+        for name in bad {
+            let bytes = encoded(vec![Node::new(name.to_vec(), NodeKind::File)]);
+            let e = Tree::decode(&bytes).unwrap_err();
+            assert!(matches!(e, TreeError::BadName { index: 0, .. }), "{name:?}: {e}");
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("\"{}\"", escape_name(name))), "{shown}");
+            assert!(!shown.contains('\0'), "the NUL is escaped: {shown:?}");
+            assert!(validate_name(name).is_err());
+        }
+        for good in [&b"..."[..], b".a", b"a..", b"\xff\xfe", b" ", b"a\\b"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+            assert!(Tree::decode(&encoded(vec![Node::new(good.to_vec(), NodeKind::Fifo)])).is_ok());
+        }
+    }
+
+    #[test]
+    fn duplicates_and_disorder_are_refused() {
+        let two = |a: &[u8], b: &[u8]| {
+            encoded(vec![Node::new(a.to_vec(), NodeKind::File), Node::new(b.to_vec(), NodeKind::File)])
+        };
+        assert!(matches!(Tree::decode(&two(b"a", b"a")), Err(TreeError::Duplicate { .. })));
+        assert!(matches!(Tree::decode(&two(b"b", b"a")), Err(TreeError::Unsorted { .. })));
+        // Raw byte order: 0xff sorts after ASCII.
+        assert!(Tree::decode(&two(b"z", b"\xff")).is_ok());
+        assert!(matches!(Tree::decode(&two(b"\xff", b"z")), Err(TreeError::Unsorted { .. })));
+    }
+
+    #[test]
+    fn fields_that_contradict_the_kind_are_refused() {
+        let with = |kind, f: &dyn Fn(&mut Node)| {
+            let mut n = Node::new(b"n".to_vec(), kind);
+            f(&mut n);
+            Tree::decode(&encoded(vec![n]))
+        };
+        let mismatch =
+            |r: std::result::Result<Tree, TreeError>| matches!(r, Err(TreeError::KindMismatch { .. }));
+        assert!(mismatch(with(NodeKind::File, &|n| n.subtree = Some(Id([1; 32])))));
+        assert!(mismatch(with(NodeKind::File, &|n| n.link_target = Some(b"t".to_vec()))));
+        assert!(mismatch(with(NodeKind::Dir, &|n| n.content = vec![Id([1; 32])])));
+        assert!(mismatch(with(NodeKind::Symlink, &|_| {})));
+        assert!(mismatch(with(NodeKind::Symlink, &|n| n.link_target = Some(Vec::new()))));
+        assert!(mismatch(with(NodeKind::Symlink, &|n| n.link_target = Some(b"a\0b".to_vec()))));
+        assert!(mismatch(with(NodeKind::Fifo, &|n| n.content = vec![Id([1; 32])])));
+        assert!(mismatch(with(NodeKind::Socket, &|n| n.subtree = Some(Id([1; 32])))));
+        // What backup writes: a folder always with a subtree (an empty tree
+        // for an unreadable one); one without is accepted as empty.
+        assert!(with(NodeKind::Dir, &|n| n.subtree = Some(Id([1; 32]))).is_ok());
+        assert!(with(NodeKind::Dir, &|_| {}).is_ok());
+        assert!(with(NodeKind::Symlink, &|n| n.link_target = Some(b"../up".to_vec())).is_ok());
+        assert!(with(NodeKind::File, &|n| n.content = vec![Id([1; 32]), Id([1; 32])]).is_ok());
+        assert!(with(NodeKind::File, &|_| {}).is_ok());
     }
 
     proptest::proptest! {

@@ -23,7 +23,7 @@ use crate::index::{BlobLoc, IdMap, IdSet, Index};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::tree::NodeKind;
-use crate::walk::{walk, Visit};
+use crate::walk::{walk_tolerant, Visit, MAX_DEPTH, MAX_ENTRIES};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -464,6 +464,15 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     let mut repaired = Vec::new();
     let (index, index_errors) = repo.load_index_lenient()?;
     errors.extend(index_errors.iter().map(|e| e.to_string()));
+    // A pack in the wrong folder is never read: if indexed it is reported
+    // missing below; either way say where it lies and where it belongs.
+    for path in repo.backend().misplaced(FileKind::Pack)? {
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        warnings.push(format!(
+            "{path}: file in the wrong place: it is not read from there (a pack named so belongs at {}; move it there)",
+            FileKind::Pack.path(name)
+        ));
+    }
     errors.extend(repo.config_damage().map(str::to_string));
     for k in repo.backend().list(FileKind::Key)? {
         let object = repo.object_name(FileKind::Key, &k.name);
@@ -564,22 +573,34 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         known: Mutex::new(IdMap::default()),
         referenced: Mutex::new(IdSet::default()),
     };
-    let roots_clean: Vec<bool> = selected.iter().map(|(_, snap)| clean.is_clean(&snap.tree)).collect();
+    let roots: Vec<Judged> = selected.iter().map(|(_, snap)| clean.judge(&snap.tree, 0)).collect();
     let known = clean.known.into_inner().expect("no panics while held");
     // Every id the walks below meet was met there already.
     let referenced = clean.referenced.into_inner().expect("no panics while held");
-    for ((sid, snap), root_clean) in selected.iter().zip(roots_clean) {
+    for ((sid, snap), root) in selected.iter().zip(roots) {
         let mut corrupted = Vec::new();
         let mut missing = Vec::new();
         let check = |id: &Id| damage_of(&index, &damaged, id);
+        let whole = || snap.paths.iter().map(|p| format!("{p}/")).collect::<Vec<_>>();
         if let Some(d) = check(&snap.tree) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
-            what.extend(snap.paths.iter().map(|p| format!("{p}/")));
-        } else if !root_clean {
-            let is_clean = |id: &Id| known.get(id) == Some(&true);
-            let r = walk_checked(repo, &index, &snap.tree, &check, &is_clean, &mut corrupted, &mut missing);
-            if let Err(e) = r {
+            what.extend(whole());
+        } else if root.entries > MAX_ENTRIES {
+            // Walking it would not end: the count alone condemns it.
+            errors.push(format!(
+                "snapshot {}: {}",
+                sid.short(),
+                Error::TooManyEntries { limit: MAX_ENTRIES }
+            ));
+            corrupted.extend(whole());
+        } else if !root.clean {
+            let is_clean = |id: &Id| known.get(id).is_some_and(|j| j.clean);
+            let mut found = Found { corrupted: &mut corrupted, missing: &mut missing, errors: &mut errors };
+            if let Err(e) = walk_checked(repo, &index, &snap.tree, &check, &is_clean, &mut found) {
+                // The root tree unreadable, or nested too deep: nothing
+                // of the snapshot can be trusted to restore.
                 errors.push(format!("snapshot {}: {e}", sid.short()));
+                corrupted.extend(whole());
             }
         }
         corrupted.sort();
@@ -634,40 +655,89 @@ struct CleanTrees<'a> {
     repo: &'a Repository,
     index: &'a Index,
     damaged: &'a IdMap<Damage>,
-    known: Mutex<IdMap<bool>>,
+    known: Mutex<IdMap<Judged>>,
     /// Every blob id met (all of a tree's nodes are looked at, not just
     /// those up to the first problem, so the set is the same as a full
     /// walk's).
     referenced: Mutex<IdSet>,
 }
 
+/// What [`CleanTrees::judge`] found out about one tree.
+#[derive(Clone, Copy, Debug)]
+struct Judged {
+    /// Everything below is indexed, undamaged, loads, and every file's size
+    /// is the length of its content.
+    clean: bool,
+    /// How many entries a walk of it visits (saturating above
+    /// [`MAX_ENTRIES`]), so a crafted snapshot whose folders share subtrees
+    /// is found from its few distinct trees, without walking it.
+    entries: u64,
+}
+
+/// Whether a file node's size is the plaintext length of its content (as
+/// the index knows it); `None` when some blob is not indexed (reported as
+/// missing anyway).
+fn size_matches(index: &Index, node: &crate::tree::Node) -> Option<bool> {
+    let mut total = 0u64;
+    for id in &node.content {
+        total += u64::from(index.get(id)?.raw_length);
+    }
+    Some(total == node.size)
+}
+
 impl CleanTrees<'_> {
-    /// Whether tree `id` and everything below it is indexed, undamaged and
-    /// loads.
-    fn is_clean(&self, id: &Id) -> bool {
-        if let Some(&c) = self.known.lock().expect("no panics while held").get(id) {
-            return c;
+    /// Judges tree `id` (met `depth` folders below a snapshot's root).
+    fn judge(&self, id: &Id, depth: usize) -> Judged {
+        if depth > MAX_DEPTH {
+            // Not remembered: the same tree may be met again higher up.
+            // The walk that names damage reports the depth.
+            return Judged { clean: false, entries: 0 };
+        }
+        if let Some(&j) = self.known.lock().expect("no panics while held").get(id) {
+            return j;
         }
         let sound = |id: &Id| damage_of(self.index, self.damaged, id).is_none();
         // A tree that is not sound is not read: the walk reports it.
         let tree = if sound(id) { self.repo.load_tree(self.index, id).ok() } else { None };
-        let clean = tree.is_some_and(|tree| {
-            let content: Vec<Id> = tree.nodes.iter().flat_map(|n| n.content.iter().copied()).collect();
-            let content_sound = content.iter().all(sound);
-            self.referenced.lock().expect("no panics while held").extend(content);
-            // Two folders sharing a subtree may both work it out: same answer.
-            let subtrees_clean = tree
-                .nodes
-                .par_iter()
-                .filter_map(|n| n.subtree.as_ref())
-                .map(|sub| self.is_clean(sub))
-                .collect::<Vec<bool>>();
-            content_sound && subtrees_clean.into_iter().all(|c| c)
-        });
+        let judged = match tree {
+            None => Judged { clean: false, entries: 0 },
+            Some(tree) => {
+                let content: Vec<Id> = tree.nodes.iter().flat_map(|n| n.content.iter().copied()).collect();
+                let content_sound = content.iter().all(sound)
+                    && tree
+                        .nodes
+                        .iter()
+                        .filter(|n| n.kind == NodeKind::File)
+                        .all(|n| size_matches(self.index, n) != Some(false));
+                self.referenced.lock().expect("no panics while held").extend(content);
+                // Two folders sharing a subtree may both work it out: same answer.
+                let below = tree
+                    .nodes
+                    .par_iter()
+                    .filter(|n| n.kind == NodeKind::Dir)
+                    .filter_map(|n| n.subtree.as_ref())
+                    .map(|sub| self.judge(sub, depth + 1))
+                    .collect::<Vec<Judged>>();
+                let entries = below
+                    .iter()
+                    .fold(tree.nodes.len() as u64, |sum, j| sum.saturating_add(j.entries))
+                    .min(MAX_ENTRIES + 1);
+                Judged { clean: content_sound && below.iter().all(|j| j.clean), entries }
+            }
+        };
         self.referenced.lock().expect("no panics while held").insert(*id);
-        self.known.lock().expect("no panics while held").insert(*id, clean);
-        clean
+        self.known.lock().expect("no panics while held").insert(*id, judged);
+        judged
     }
+}
+
+/// Where [`walk_checked`] reports what it finds.
+struct Found<'a> {
+    corrupted: &'a mut Vec<String>,
+    missing: &'a mut Vec<String>,
+    /// Why a path is corrupted, when the path alone does not say (a folder
+    /// whose listing breaks the tree rules, a file of the wrong size).
+    errors: &'a mut Vec<String>,
 }
 
 /// Walks one snapshot; a subtree that cannot be loaded makes its folder
@@ -680,45 +750,73 @@ fn walk_checked(
     root: &Id,
     check: &dyn Fn(&Id) -> Option<Damage>,
     is_clean: &dyn Fn(&Id) -> bool,
-    corrupted: &mut Vec<String>,
-    missing: &mut Vec<String>,
+    found: &mut Found,
 ) -> Result<()> {
-    walk(repo, index, root, &mut |path, _, node| {
-        let shown = || String::from_utf8_lossy(path).into_owned();
-        match node.kind {
-            NodeKind::File => {
-                let mut worst = None;
-                for id in &node.content {
-                    match check(id) {
-                        Some(Damage::Corrupted) => worst = Some(Damage::Corrupted),
-                        Some(Damage::Missing) if worst.is_none() => worst = Some(Damage::Missing),
-                        _ => {}
+    let Found { corrupted, missing, errors } = found;
+    // A listing that is indexed and intact but does not decode, or breaks
+    // the tree rules (e.g. an entry named `..`): its folder is corrupted.
+    let mut unreadable: Vec<(String, Error)> = Vec::new();
+    walk_tolerant(
+        repo,
+        index,
+        root,
+        &mut |path, _, node| {
+            let shown = || String::from_utf8_lossy(path).into_owned();
+            match node.kind {
+                NodeKind::File => {
+                    let mut worst = None;
+                    for id in &node.content {
+                        match check(id) {
+                            Some(Damage::Corrupted) => worst = Some(Damage::Corrupted),
+                            Some(Damage::Missing) if worst.is_none() => worst = Some(Damage::Missing),
+                            _ => {}
+                        }
                     }
-                }
-                match worst {
-                    Some(Damage::Corrupted) => corrupted.push(shown()),
-                    Some(Damage::Missing) => missing.push(shown()),
-                    None => {}
-                }
-            }
-            NodeKind::Dir => {
-                if let Some(sub) = &node.subtree {
-                    match check(sub) {
-                        Some(Damage::Corrupted) => {
-                            corrupted.push(format!("{}/", shown()));
-                            return Ok(Visit::Skip);
+                    match worst {
+                        Some(Damage::Corrupted) => corrupted.push(shown()),
+                        Some(Damage::Missing) => missing.push(shown()),
+                        None if size_matches(index, node) == Some(false) => {
+                            let content: u64 = node
+                                .content
+                                .iter()
+                                .filter_map(|id| index.get(id))
+                                .map(|l| l.raw_length as u64)
+                                .sum();
+                            errors.push(format!(
+                                "{}: size {} differs from the {content} bytes of its content",
+                                shown(),
+                                node.size
+                            ));
+                            corrupted.push(shown());
                         }
-                        Some(Damage::Missing) => {
-                            missing.push(format!("{}/", shown()));
-                            return Ok(Visit::Skip);
-                        }
-                        None if is_clean(sub) => return Ok(Visit::Skip),
                         None => {}
                     }
                 }
+                NodeKind::Dir => {
+                    if let Some(sub) = &node.subtree {
+                        match check(sub) {
+                            Some(Damage::Corrupted) => {
+                                corrupted.push(format!("{}/", shown()));
+                                return Ok(Visit::Skip);
+                            }
+                            Some(Damage::Missing) => {
+                                missing.push(format!("{}/", shown()));
+                                return Ok(Visit::Skip);
+                            }
+                            None if is_clean(sub) => return Ok(Visit::Skip),
+                            None => {}
+                        }
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        Ok(Visit::Descend)
-    })
+            Ok(Visit::Descend)
+        },
+        &mut |path, e| unreadable.push((String::from_utf8_lossy(path).into_owned(), e)),
+    )?;
+    for (path, e) in unreadable {
+        errors.push(format!("{path}/: {e}"));
+        corrupted.push(format!("{path}/"));
+    }
+    Ok(())
 }
