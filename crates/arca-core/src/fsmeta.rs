@@ -6,18 +6,18 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{Metadata, Permissions};
+use std::fs::Metadata;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{mknod, utimensat, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, geteuid, mkfifo, Gid, Group, Uid, User};
+use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+use nix::unistd::{geteuid, Gid, Group, Uid, User};
+use rustix::fs::{self as rfs, AtFlags as RAtFlags, Gid as RGid, Mode as RMode, Uid as RUid};
 
 use crate::tree::{Node, NodeKind, Timestamp, Xattr};
 
@@ -159,51 +159,62 @@ fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
     Ok(out)
 }
 
-/// Creates a non-regular, non-directory entry at `path` (which must not exist).
+/// Creates a non-regular, non-directory entry `name` in the open folder
+/// `dir` (it must not exist there).
 ///
-/// Returns Ok(true) when something was created, Ok(false) for a socket (a
-/// socket file without its listening process is meaningless). Files and
-/// directories are InvalidInput: the restorer writes those itself. Device
-/// creation fails with the OS error (EPERM) when not permitted.
-pub fn create_special(path: &Path, node: &Node) -> io::Result<bool> {
-    // Created owner-only: until apply_metadata chowns and chmods it, a device
-    // node with the backup's mode could be opened by anyone under our owner.
-    let initial = Mode::S_IRUSR | Mode::S_IWUSR;
+/// Relative to the folder's descriptor, never by path: a symlink planted in
+/// the target cannot redirect it. Returns Ok(true) when something was
+/// created, Ok(false) for a socket (a socket file without its listening
+/// process is meaningless). Files and directories are InvalidInput: the
+/// restorer writes those itself. Device creation fails with the OS error
+/// (EPERM) when not permitted.
+pub fn create_special_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node) -> io::Result<bool> {
+    // Created owner-only: until the metadata is applied, a device node with
+    // the backup's mode could be opened by anyone under our owner.
+    let initial = RMode::RUSR | RMode::WUSR;
     match node.kind {
         NodeKind::Symlink => {
             let target = node.link_target.as_deref().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "symlink node has no link target")
             })?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), path)?;
+            rfs::symlinkat(target, dir, name)?;
         }
-        NodeKind::Fifo => mkfifo(path, initial)?,
-        NodeKind::CharDevice => mknod(path, SFlag::S_IFCHR, initial, node.rdev)?,
-        NodeKind::BlockDevice => mknod(path, SFlag::S_IFBLK, initial, node.rdev)?,
+        NodeKind::Fifo => rfs::mknodat(dir, name, rfs::FileType::Fifo, initial, 0)?,
+        NodeKind::CharDevice => rfs::mknodat(dir, name, rfs::FileType::CharacterDevice, initial, node.rdev)?,
+        NodeKind::BlockDevice => rfs::mknodat(dir, name, rfs::FileType::BlockDevice, initial, node.rdev)?,
         NodeKind::Socket => return Ok(false),
         NodeKind::File | NodeKind::Dir => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "create_special does not create regular files or directories",
+                "create_special_at does not create regular files or directories",
             ))
         }
     }
     Ok(true)
 }
 
-/// Applies metadata of `node` to the existing entry at `path`: ownership
-/// (when `chown`), extended attributes, mode (not for symlinks), then times.
+/// Applies metadata of `node` to the entry `name` of the open folder `dir`,
+/// which is not opened itself (a symlink, a FIFO or a device: opening those
+/// follows the link, blocks, or talks to a driver): ownership (when
+/// `chown`), extended attributes, mode (not for symlinks), then times, each
+/// without following a symlink.
 ///
 /// The order matters: chown clears setuid/setgid and security.capability, so
 /// xattrs and mode come after it; xattrs need write permission for non-root,
 /// so they come before a read-only mode; any change bumps ctime and writes
-/// may bump mtime, so times come last. Call it after a file's content is
-/// written, and for a directory after its children have been restored.
-pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> io::Result<()> {
-    apply(Target::Path(path), node, chown, None)
+/// may bump mtime, so times come last.
+pub fn apply_metadata_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node, chown: bool) -> io::Result<()> {
+    apply(Target::At(dir, name), node, chown, None)
 }
 
-/// [`apply_metadata`] through an open regular file: no path is looked up
-/// again for each of the four calls, which made up a tenth of a restore.
+/// The metadata of `node` through an open folder (see [`apply_metadata_at`]
+/// for the order); call it after the folder's children are restored.
+pub fn apply_dir_metadata(dir: BorrowedFd<'_>, node: &Node, chown: bool) -> io::Result<()> {
+    apply(Target::Fd(dir), node, chown, None)
+}
+
+/// The metadata of `node` through an open regular file: no path is looked
+/// up again for each of the four calls, which made up a tenth of a restore.
 ///
 /// `current` is the file's metadata now: an owner or mode it already has is
 /// not set again. Each change is an inode update (a journal transaction on
@@ -214,33 +225,50 @@ pub fn apply_file_metadata(
     chown: bool,
     current: &Metadata,
 ) -> io::Result<()> {
-    apply(Target::File(file), node, chown, Some(current))
+    apply(Target::Fd(file.as_fd()), node, chown, Some(current))
 }
 
+#[derive(Clone, Copy)]
 enum Target<'a> {
-    Path(&'a Path),
-    File(&'a std::fs::File),
+    /// An open file or folder.
+    Fd(BorrowedFd<'a>),
+    /// An entry of an open folder, by name.
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// The path of entry `name` of the open folder `dir` through /proc: the
+/// magic link pins the folder itself, so only `name` is looked up, and
+/// the `l*` calls do not follow it.
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(OsStr::from_bytes(name));
+    p
 }
 
 fn apply(target: Target, node: &Node, chown: bool, current: Option<&Metadata>) -> io::Result<()> {
-    use xattr::FileExt as _;
     let owned = current.is_some_and(|m| m.uid() == node.uid && m.gid() == node.gid);
     // A chown clears setuid bits, so the mode is set again after one.
     let chowned = chown && !owned;
     if chowned {
-        let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+        let (uid, gid) = (Some(RUid::from_raw(node.uid)), Some(RGid::from_raw(node.gid)));
         match target {
-            Target::Path(path) => fchownat(None, path, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?,
-            Target::File(file) => nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(file), uid, gid)?,
+            Target::At(dir, name) => rfs::chownat(dir, name, uid, gid, RAtFlags::SYMLINK_NOFOLLOW)?,
+            Target::Fd(fd) => rfs::fchown(fd, uid, gid)?,
         }
     }
     for x in &node.xattrs {
-        let name = OsStr::from_bytes(&x.name);
-        // xattr::set is lsetxattr: a symlink gets its own attribute.
         let set = match target {
-            Target::Path(path) => xattr::set(path, name, &x.value),
-            Target::File(file) => file.set_xattr(name, &x.value),
-        };
+            Target::Fd(fd) => rfs::fsetxattr(fd, x.name.as_slice(), &x.value, rfs::XattrFlags::empty()),
+            // Linux has no fd-relative lsetxattr. Through /proc the folder
+            // is the one we hold open and lsetxattr does not follow `name`,
+            // so this is as safe as the *at calls; Linux allows only
+            // trusted.* and security.* attributes on symlinks and devices,
+            // so this path is rare. Without /proc it fails and is reported.
+            Target::At(dir, name) => {
+                rfs::lsetxattr(proc_path(dir, name), x.name.as_slice(), &x.value, rfs::XattrFlags::empty())
+            }
+        }
+        .map_err(io::Error::from);
         if let Err(e) = set {
             let privileged = x.name.starts_with(b"trusted.") || x.name.starts_with(b"security.");
             let denied = e.raw_os_error() == Some(Errno::EPERM as i32);
@@ -252,23 +280,29 @@ fn apply(target: Target, node: &Node, chown: bool, current: Option<&Metadata>) -
             return Err(e);
         }
     }
-    // After chown, which clears setuid bits. Linux has no lchmod: chmod
-    // would follow a link and change its target.
+    // After chown, which clears setuid bits. Symlinks have no mode of
+    // their own (Linux ignores it).
     let moded = !chowned && current.is_some_and(|m| m.mode() & 0o7777 == node.mode & 0o7777);
-    let mode = Permissions::from_mode(node.mode & 0o7777);
     match target {
         _ if moded => {}
-        Target::Path(path) if node.kind != NodeKind::Symlink => std::fs::set_permissions(path, mode)?,
-        Target::Path(_) => {}
-        Target::File(file) => file.set_permissions(mode)?,
+        Target::Fd(fd) => rfs::fchmod(fd, RMode::from_bits_truncate(node.mode & 0o7777))?,
+        Target::At(_, _) if node.kind == NodeKind::Symlink => {}
+        // glibc implements AT_SYMLINK_NOFOLLOW through an O_PATH
+        // descriptor (and refuses a symlink), so a link swapped in since
+        // the entry was created is not followed.
+        Target::At(dir, name) => fchmodat(
+            Some(dir.as_raw_fd()),
+            OsStr::from_bytes(name),
+            Mode::from_bits_truncate(node.mode & 0o7777),
+            FchmodatFlags::NoFollowSymlink,
+        )?,
     }
-    let mtime = TimeSpec::new(node.mtime.secs, i64::from(node.mtime.nanos));
+    let mtime = rfs::Timespec { tv_sec: node.mtime.secs, tv_nsec: i64::from(node.mtime.nanos) };
     // atime is not recorded (see tree.rs): restore it as the mtime.
+    let times = rfs::Timestamps { last_access: mtime, last_modification: mtime };
     match target {
-        Target::Path(path) => utimensat(None, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)?,
-        Target::File(file) => {
-            nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(file), &mtime, &mtime)?
-        }
+        Target::At(dir, name) => rfs::utimensat(dir, name, &times, RAtFlags::SYMLINK_NOFOLLOW)?,
+        Target::Fd(fd) => rfs::futimens(fd, &times)?,
     }
     Ok(())
 }
@@ -281,6 +315,11 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::{mknod, utimensat, SFlag, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    use nix::unistd::mkfifo;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
 
     fn set_times(path: &Path, secs: i64, nanos: i64) {
         let t = TimeSpec::new(secs, nanos);
@@ -297,12 +336,13 @@ mod tests {
         let from = src.join(OsStr::from_bytes(name));
         let to = dst.join(OsStr::from_bytes(name));
         let node = read_node(&from, name.to_vec(), &lstat(&from), &names, None).unwrap();
+        let dir = std::fs::File::open(dst).unwrap();
         match node.kind {
             NodeKind::File => std::fs::write(&to, b"").unwrap(),
             NodeKind::Dir => std::fs::create_dir(&to).unwrap(),
-            _ => assert!(create_special(&to, &node).unwrap()),
+            _ => assert!(create_special_at(dir.as_fd(), name, &node).unwrap()),
         }
-        apply_metadata(&to, &node, is_root()).unwrap();
+        apply_metadata_at(dir.as_fd(), name, &node, is_root()).unwrap();
         let back = read_node(&to, name.to_vec(), &lstat(&to), &names, None).unwrap();
         let key =
             |n: &Node| (n.name.clone(), n.kind, n.mode, n.uid, n.gid, n.mtime, n.rdev, n.xattrs.clone());
@@ -400,11 +440,12 @@ mod tests {
             std::fs::read_dir(dst.path()).unwrap().map(|e| e.unwrap().file_name().into_vec()).collect();
         assert_eq!(listed, vec![name.to_vec()]);
 
+        let dir = std::fs::File::open(dst.path()).unwrap();
         let sock = Node::new(b"s".to_vec(), NodeKind::Socket);
-        assert!(!create_special(&dst.path().join("s"), &sock).unwrap());
+        assert!(!create_special_at(dir.as_fd(), b"s", &sock).unwrap());
         assert!(!dst.path().join("s").exists());
         let file = Node::new(b"f".to_vec(), NodeKind::File);
-        let err = create_special(&dst.path().join("f"), &file).unwrap_err();
+        let err = create_special_at(dir.as_fd(), b"f", &file).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 

@@ -6,6 +6,14 @@
 //! then hard links and special files, then the metadata of folders deepest
 //! first, so their times stick.
 //!
+//! Nothing outside the target is ever created, changed or deleted: the
+//! target is opened once, and every folder below it is opened from its
+//! parent's descriptor with `O_NOFOLLOW | O_DIRECTORY`; every entry is then
+//! created, opened, renamed, linked, removed or changed relative to its
+//! folder's descriptor, never through a path. A symlink standing where the
+//! snapshot has a folder is replaced (or reported with `--overwrite never`),
+//! never followed.
+//!
 //! Restoring into an existing tree follows `Overwrite`; the default,
 //! `IfChanged`, compares an existing file's content with the snapshot
 //! (re-chunked and hashed: checked, not assumed) and keeps it when equal,
@@ -13,16 +21,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::chunker::Chunker;
@@ -42,6 +52,12 @@ const SPARSE_BLOCK: usize = 4096;
 
 /// Prefix of the temporary names files are written under.
 pub const TEMP_PREFIX: &str = ".arca-restore-";
+
+/// At most this many folder descriptors are kept open (beyond those in use
+/// at the moment): a tree can hold millions of folders, and a process
+/// usually may open 1,024 files. A folder dropped from the set is opened
+/// again from its nearest open ancestor, name by name.
+const OPEN_DIRS: usize = 256;
 
 /// What to do with a file that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,7 +92,10 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub overwrite: Overwrite,
-    /// Remove entries of restored folders that are not in the snapshot.
+    /// Remove entries of restored folders that are not in the snapshot:
+    /// only in folders at or below the snapshot's source paths that are
+    /// restored whole (not in the folders leading to the sources, nor in
+    /// folders only partly selected by `include`).
     pub delete: bool,
     /// Re-read every restored file and check it against the snapshot.
     pub verify: bool,
@@ -112,6 +131,12 @@ struct Item {
     node: Node,
     /// A folder kept only if something below it is restored.
     tentative: bool,
+    /// At or below one of the snapshot's source paths: the folder's listing
+    /// is complete. Above them (the folders leading to a source), a tree
+    /// lists only the way to the sources.
+    complete: bool,
+    /// A folder selected whole by `include` (everything below it is in).
+    whole: bool,
 }
 
 fn target_path(target: &Path, snap_path: &[u8]) -> PathBuf {
@@ -119,12 +144,64 @@ fn target_path(target: &Path, snap_path: &[u8]) -> PathBuf {
     target.join(OsStr::from_bytes(rel))
 }
 
-/// What to restore, in walk order (parents before children); for each
-/// folder the names it has in the snapshot (for `delete`); and the folders
-/// whose listing could not be read (their contents cannot be restored).
-type Plan = (Vec<Item>, HashMap<Vec<u8>, HashSet<Vec<u8>>>, Vec<(Vec<u8>, Error)>);
+/// Splits a snapshot path `/a/b/c` into its folder `/a/b` and its name `c`;
+/// the root folder (the target) is the empty path.
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    let i = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    (&path[..i], path.get(i + 1..).unwrap_or_default())
+}
 
-fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> Result<Plan> {
+/// Whether `name` is one plain file name. Tree decoding checks names too;
+/// the restore does not rely on it, since a name like `..` or `a/b` would
+/// lead outside the folder it is created in.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+/// The snapshot's source paths as raw snapshot paths (`/a/b`; the root is
+/// empty), the way backup normalises them. A source whose recorded (lossy
+/// UTF-8) path does not match the tree's bytes is simply never found: its
+/// folders are then taken as incomplete, which deletes less, never more.
+fn source_paths(paths: &[String]) -> Vec<Vec<u8>> {
+    paths
+        .iter()
+        .map(|p| {
+            let mut out = Vec::new();
+            for c in Path::new(p).components() {
+                if let Component::Normal(n) = c {
+                    out.push(b'/');
+                    out.extend_from_slice(n.as_bytes());
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Whether `path` is at or below the source path `source`.
+fn covers(source: &[u8], path: &[u8]) -> bool {
+    path.starts_with(source) && (path.len() == source.len() || path[source.len()] == b'/')
+}
+
+/// What to restore, in walk order (parents before children).
+struct Plan {
+    items: Vec<Item>,
+    /// For each folder, the names it has in the snapshot (for `delete`).
+    names: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
+    /// Folders whose listing could not be read (their contents cannot be
+    /// restored, and nothing in them is deleted).
+    unreadable: Vec<(Vec<u8>, Error)>,
+    /// Entries whose name is not a plain file name, refused.
+    bad_names: Vec<Vec<u8>>,
+}
+
+fn plan(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    sources: &[Vec<u8>],
+    opts: &RestoreOptions,
+) -> Result<Plan> {
     let include = PathFilter::new(&opts.include)?;
     let exclude = PathFilter::new(&opts.exclude)?;
     let mut items: Vec<Item> = Vec::new();
@@ -133,11 +210,16 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
     let mut included_depth: Option<usize> = None;
     let mut dir_stack: Vec<usize> = Vec::new();
     let mut unreadable = Vec::new();
+    let mut bad_names = Vec::new();
     walk_tolerant(
         repo,
         index,
         root,
         &mut |path: &[u8], depth: usize, node: &Node| {
+            if !valid_name(&node.name) {
+                bad_names.push(path.to_vec());
+                return Ok(Visit::Skip);
+            }
             // Only `--delete` needs every folder's names.
             if opts.delete {
                 let parent = &path[..path.len() - node.name.len() - 1];
@@ -154,12 +236,19 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
                 dir_stack.pop();
             }
             let matched = included_depth.is_some() || include.is_empty() || include.matches(p);
+            let complete = sources.iter().any(|s| covers(s, path));
             if node.kind == NodeKind::Dir {
                 if matched && included_depth.is_none() && !include.is_empty() {
                     included_depth = Some(depth);
                 }
                 dir_stack.push(items.len());
-                items.push(Item { path: path.to_vec(), node: node.clone(), tentative: !matched });
+                items.push(Item {
+                    path: path.to_vec(),
+                    node: node.clone(),
+                    tentative: !matched,
+                    complete,
+                    whole: matched,
+                });
                 if opts.delete {
                     names.entry(path.to_vec()).or_default();
                 }
@@ -169,7 +258,13 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
                 for &i in &dir_stack {
                     items[i].tentative = false;
                 }
-                items.push(Item { path: path.to_vec(), node: node.clone(), tentative: false });
+                items.push(Item {
+                    path: path.to_vec(),
+                    node: node.clone(),
+                    tentative: false,
+                    complete,
+                    whole: true,
+                });
             }
             Ok(Visit::Descend)
         },
@@ -178,7 +273,7 @@ fn plan(repo: &Repository, index: &Index, root: &Id, opts: &RestoreOptions) -> R
     items.retain(|i| !i.tentative);
     // Held for the whole restore: give back the growth slack.
     items.shrink_to_fit();
-    Ok((items, names, unreadable))
+    Ok(Plan { items, names, unreadable, bad_names })
 }
 
 /// Whole packs fetched once for a remote repository, where ranged reads
@@ -241,6 +336,194 @@ impl PackCache {
     }
 }
 
+/// The open folders of the target, by snapshot path: at most
+/// [`OPEN_DIRS`] are kept; any other is opened again from its nearest open
+/// ancestor (at worst the target), one name at a time with `O_NOFOLLOW`,
+/// never by a path from outside.
+struct Dirs {
+    target: Arc<OwnedFd>,
+    open: Mutex<OpenDirs>,
+}
+
+#[derive(Default)]
+struct OpenDirs {
+    /// Descriptor and last use of each open folder.
+    fds: HashMap<Vec<u8>, (Arc<OwnedFd>, u64)>,
+    clock: u64,
+}
+
+/// Opens the folder `name` of `parent`, refusing a symlink (`ELOOP`) or a
+/// non-folder (`ENOTDIR`) in its place.
+fn open_dir_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    rfs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+impl Dirs {
+    fn new(target: OwnedFd) -> Dirs {
+        Dirs { target: Arc::new(target), open: Mutex::new(OpenDirs::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenDirs> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open folder at snapshot path `path` (empty: the target).
+    fn get(&self, path: &[u8]) -> io::Result<Arc<OwnedFd>> {
+        // Up to the deepest folder still open, then down one name at a time.
+        let mut end = path.len();
+        let mut fd = loop {
+            if end == 0 {
+                break self.target.clone();
+            }
+            {
+                let mut open = self.lock();
+                open.clock += 1;
+                let now = open.clock;
+                if let Some((fd, used)) = open.fds.get_mut(&path[..end]) {
+                    *used = now;
+                    break fd.clone();
+                }
+            }
+            end = path[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
+        };
+        while end < path.len() {
+            let next = path[end + 1..].iter().position(|&b| b == b'/').map_or(path.len(), |i| end + 1 + i);
+            let child = Arc::new(open_dir_at(fd.as_fd(), &path[end + 1..next])?);
+            self.insert(&path[..next], child.clone());
+            fd = child;
+            end = next;
+        }
+        Ok(fd)
+    }
+
+    fn insert(&self, path: &[u8], fd: Arc<OwnedFd>) {
+        let mut open = self.lock();
+        open.clock += 1;
+        let now = open.clock;
+        open.fds.insert(path.to_vec(), (fd, now));
+        if open.fds.len() > OPEN_DIRS {
+            // Close the least recently used half at once: the scan costs
+            // one pass per OPEN_DIRS / 2 insertions.
+            let mut uses: Vec<u64> = open.fds.values().map(|(_, u)| *u).collect();
+            let mid = uses.len() / 2;
+            let (_, cut, _) = uses.select_nth_unstable(mid);
+            let cut = *cut;
+            open.fds.retain(|_, (_, u)| *u >= cut);
+        }
+    }
+}
+
+/// Makes the folder `name` in `parent` and opens it. Returns the folder
+/// and whether this restore created it. A symlink in its place is
+/// removed (the link, never what it points to) and a folder made instead,
+/// unless `--overwrite never`, which reports it.
+fn make_dir(parent: BorrowedFd<'_>, name: &[u8], overwrite: Overwrite) -> io::Result<(OwnedFd, bool)> {
+    // Born like `mkdir` (umask applies); the snapshot's mode comes last.
+    let mode = Mode::from_bits_truncate(0o777);
+    match rfs::mkdirat(parent, name, mode) {
+        Ok(()) => return Ok((open_dir_at(parent, name)?, true)),
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match open_dir_at(parent, name) {
+        Ok(fd) => Ok((fd, false)),
+        Err(e) if matches!(e.raw_os_error(), Some(c) if c == Errno::LOOP.raw_os_error() || c == Errno::NOTDIR.raw_os_error()) =>
+        {
+            let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file is in the way of this folder",
+                ));
+            }
+            if overwrite == Overwrite::Never {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a symlink stands where the snapshot has a folder: not followed, and kept (--overwrite never)",
+                ));
+            }
+            rfs::unlinkat(parent, name, AtFlags::empty())?;
+            rfs::mkdirat(parent, name, mode)?;
+            Ok((open_dir_at(parent, name)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The entries of an open folder (without `.` and `..`).
+fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, FileType)>> {
+    let mut out = Vec::new();
+    for e in rfs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((name.to_vec(), e.file_type()));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the entry `name` of `dir`: a folder with everything in it, each
+/// folder opened from its parent without following a symlink; anything
+/// else (a symlink included) is unlinked itself.
+fn remove_entry(dir: BorrowedFd<'_>, name: &[u8], kind: FileType) -> io::Result<()> {
+    let kind = match kind {
+        FileType::Unknown => {
+            FileType::from_raw_mode(rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode)
+        }
+        k => k,
+    };
+    if kind != FileType::Directory {
+        return rfs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from);
+    }
+    match open_dir_at(dir, name) {
+        Ok(sub) => {
+            for (n, k) in list_dir(sub.as_fd())? {
+                remove_entry(sub.as_fd(), &n, k)?;
+            }
+            drop(sub);
+            rfs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(io::Error::from)
+        }
+        // Replaced by something else meanwhile: remove that entry itself.
+        Err(e)
+            if e.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+                || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) =>
+        {
+            rfs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes whatever non-folder is `name` in `dir`, so it can be recreated.
+fn clear_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            Err(io::Error::new(io::ErrorKind::AlreadyExists, "a folder is in the way"))
+        }
+        Ok(_) => rfs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from),
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes temporary files an interrupted restore left in `dir`.
+fn remove_leftovers(dir: BorrowedFd<'_>) {
+    if let Ok(entries) = list_dir(dir) {
+        for (name, _) in entries {
+            if name.starts_with(TEMP_PREFIX.as_bytes()) {
+                let _ = rfs::unlinkat(dir, name.as_slice(), AtFlags::empty());
+            }
+        }
+    }
+}
+
 struct Ctx<'a> {
     repo: &'a Repository,
     index: &'a Index,
@@ -257,20 +540,47 @@ struct Ctx<'a> {
     link_unnamed: Option<LinkUnnamed>,
 }
 
-/// Whether the file at `path` has exactly the content of `node`.
-pub fn content_matches(repo: &Repository, path: &Path, node: &Node) -> io::Result<bool> {
-    let f = File::open(path)?;
+/// Opens the regular file `name` of `dir` for reading; `None` when
+/// something else is there (a symlink is never read through).
+fn open_regular(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<File>> {
+    // NONBLOCK: a FIFO swapped in since the caller looked must not hang us.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let f = match rfs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::LOOP) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(f.metadata()?.is_file().then_some(f))
+}
+
+/// Whether the entry `name` of the open folder `dir` is a regular file with
+/// exactly the content of `node`; the file, open, when it is.
+pub fn content_matches(
+    repo: &Repository,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    node: &Node,
+) -> io::Result<Option<File>> {
+    let Some(f) = open_regular(dir, name)? else { return Ok(None) };
     if f.metadata()?.len() != node.size {
-        return Ok(false);
+        return Ok(None);
     }
-    let mut chunker = Chunker::new(repo.gear(), f, node.size);
+    let mut chunker = Chunker::new(repo.gear(), &f, node.size);
     let mut ids = node.content.iter();
     while let Some(chunk) = chunker.next_chunk()? {
         if ids.next() != Some(&repo.crypto().blob_id(&chunk)) {
-            return Ok(false);
+            return Ok(None);
         }
     }
-    Ok(ids.next().is_none())
+    drop(chunker);
+    Ok(ids.next().is_none().then_some(f))
+}
+
+/// What to do about an entry already in the target where the snapshot has a file.
+enum Existing {
+    Write,
+    /// Keep it; with the open file when its metadata is to be set.
+    Keep(Option<File>),
 }
 
 impl Ctx<'_> {
@@ -286,51 +596,101 @@ impl Ctx<'_> {
     /// Whether the folder of `snap_path` is one this restore created:
     /// nothing can be in the way there.
     fn is_fresh(&self, snap_path: &[u8]) -> bool {
-        let parent = &snap_path[..snap_path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+        let parent = split(snap_path).0;
         self.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent)
     }
 
-    /// Decides from what is at `dest` (in a folder that existed before this
-    /// restore) whether to write; `Ok(false)` keeps it.
-    fn should_write(&self, dest: &Path, node: &Node) -> Result<bool> {
-        let meta = match fs::symlink_metadata(dest) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return Err(Error::io(dest, e)),
+    /// Decides from what is `name` in `dir` (a folder that existed before
+    /// this restore) whether to write.
+    fn existing(&self, dir: BorrowedFd<'_>, name: &[u8], dest: &Path, node: &Node) -> Result<Existing> {
+        let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(Existing::Write),
+            Err(e) => return Err(Error::io(dest, e.into())),
         };
-        if meta.is_dir() {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if kind == FileType::Directory {
             return Err(Error::io(
                 dest,
                 io::Error::new(io::ErrorKind::AlreadyExists, "a folder is in the way"),
             ));
         }
-        Ok(match self.overwrite {
+        let write = match self.overwrite {
             Overwrite::Always => true,
             Overwrite::Never => false,
             Overwrite::IfNewer => {
                 (node.mtime.secs, node.mtime.nanos)
-                    > (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
+                    > (st.st_mtime, (st.st_mtime_nsec as i64).clamp(0, 999_999_999) as u32)
             }
+            // Anything but a regular file (a symlink above all) is
+            // replaced: never followed, never read through.
+            Overwrite::IfChanged if kind != FileType::RegularFile => true,
             Overwrite::IfChanged => {
-                !(meta.is_file() && content_matches(self.repo, dest, node).map_err(|e| Error::io(dest, e))?)
+                // Same content: keep it, and make the metadata right too.
+                match content_matches(self.repo, dir, name, node).map_err(|e| Error::io(dest, e))? {
+                    Some(f) => return Ok(Existing::Keep(Some(f))),
+                    None => true,
+                }
             }
-        })
+        };
+        Ok(if write { Existing::Write } else { Existing::Keep(None) })
     }
 
-    /// Restores one file: kept, or written whole before it is named (see
-    /// [`Ctx::write_file`]). Returns the bytes written.
-    fn restore_file(&self, dest: &Path, snap_path: &[u8], node: &Node) -> Result<u64> {
-        let fresh = self.is_fresh(snap_path);
-        if !fresh && !self.should_write(dest, node)? {
-            if self.overwrite == Overwrite::IfChanged {
-                // Same content: make the metadata right too.
-                fsmeta::apply_metadata(dest, node, self.chown).map_err(|e| Error::io(dest, e))?;
+    /// Refuses a file whose recorded size is not the sum of its blobs'
+    /// plaintext lengths: a crafted size would otherwise make a huge sparse
+    /// file of a few bytes. A blob the index lacks is left to the read,
+    /// which names it.
+    fn check_size(&self, dest: &Path, node: &Node) -> Result<()> {
+        let mut total = 0u64;
+        for id in &node.content {
+            match self.index.get(id) {
+                Some(l) => total = total.saturating_add(u64::from(l.raw_length)),
+                None => return Ok(()),
             }
-            self.kept.fetch_add(1, Ordering::Relaxed);
-            self.progress.advance(0, node.size);
-            return Ok(0);
         }
-        self.write_file(dest, node, fresh)?;
+        if total == node.size {
+            return Ok(());
+        }
+        Err(Error::io(
+            dest,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "not restored: the snapshot records a size of {} bytes but its {} content blobs hold {} bytes",
+                    node.size,
+                    node.content.len(),
+                    total
+                ),
+            ),
+        ))
+    }
+
+    /// Restores one file `name` in the open folder `dir`: kept, or written
+    /// whole before it is named (see [`Ctx::write_file`]). Returns the
+    /// bytes written.
+    fn restore_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        dest: &Path,
+        snap_path: &[u8],
+        node: &Node,
+    ) -> Result<u64> {
+        self.check_size(dest, node)?;
+        let fresh = self.is_fresh(snap_path);
+        if !fresh {
+            if let Existing::Keep(file) = self.existing(dir, name, dest, node)? {
+                if let Some(f) = file {
+                    let meta = f.metadata().map_err(|e| Error::io(dest, e))?;
+                    fsmeta::apply_file_metadata(&f, node, self.chown, &meta)
+                        .map_err(|e| Error::io(dest, e))?;
+                }
+                self.kept.fetch_add(1, Ordering::Relaxed);
+                self.progress.advance(0, node.size);
+                return Ok(0);
+            }
+        }
+        self.write_file(dir, name, dest, node, fresh)?;
         Ok(node.size)
     }
 
@@ -339,9 +699,16 @@ impl Ctx<'_> {
     /// written unnamed (`O_TMPFILE`) and linked in when done: one directory
     /// update instead of a temporary name and a rename, and a kill leaves
     /// nothing behind. Elsewhere, or where the filesystem cannot, it is
-    /// written under a temporary name and renamed over what was there.
-    fn write_file(&self, dest: &Path, node: &Node, fresh: bool) -> Result<()> {
-        let dir = dest.parent().unwrap_or(Path::new("/"));
+    /// written under a temporary name and renamed over what was there
+    /// (a symlink there is replaced itself). All relative to `dir`.
+    fn write_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        dest: &Path,
+        node: &Node,
+        fresh: bool,
+    ) -> Result<()> {
         // Born with the snapshot's permission bits (plus the owner's read
         // and write, which setting xattrs needs), so most files need no
         // chmod afterwards; the exact mode is set with the rest.
@@ -355,25 +722,23 @@ impl Ctx<'_> {
             None => {
                 let mut suffix = [0u8; 6];
                 getrandom::getrandom(&mut suffix).map_err(|e| Error::io(dest, io::Error::other(e)))?;
-                let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(suffix)));
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(&tmp)
-                    .map_err(|e| Error::io(dest, e))?;
-                (f, Staging::Named(tmp))
+                let tmp = format!("{TEMP_PREFIX}{}", hex::encode(suffix)).into_bytes();
+                let flags =
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let fd = rfs::openat(dir, tmp.as_slice(), flags, Mode::from_bits_truncate(mode))
+                    .map_err(|e| Error::io(dest, e.into()))?;
+                (File::from(fd), Staging::Named(tmp))
             }
         };
         let result = self.fill(&f, dest, node).and_then(|()| {
             match &staging {
-                Staging::Unnamed(link) => link.link(&f, dest),
-                Staging::Named(tmp) => fs::rename(tmp, dest),
+                Staging::Unnamed(link) => link.link(&f, dir, name),
+                Staging::Named(tmp) => rfs::renameat(dir, tmp.as_slice(), dir, name).map_err(io::Error::from),
             }
             .map_err(|e| Error::io(dest, e))
         });
         if let (Err(_), Staging::Named(tmp)) = (&result, &staging) {
-            let _ = fs::remove_file(tmp);
+            let _ = rfs::unlinkat(dir, tmp.as_slice(), AtFlags::empty());
         }
         result
     }
@@ -426,8 +791,8 @@ impl Ctx<'_> {
 enum Staging {
     /// Unnamed, linked in when complete.
     Unnamed(LinkUnnamed),
-    /// Under this temporary name, renamed when complete.
-    Named(PathBuf),
+    /// Under this temporary name (in the same folder), renamed when complete.
+    Named(Vec<u8>),
 }
 
 /// How this process gives an unnamed (`O_TMPFILE`) file a name.
@@ -440,17 +805,14 @@ enum LinkUnnamed {
 }
 
 impl LinkUnnamed {
-    fn link(self, f: &File, dest: &Path) -> io::Result<()> {
-        use nix::fcntl::AtFlags;
-        use std::os::fd::AsRawFd;
-        let fd = f.as_raw_fd();
+    /// Names the unnamed file `f` as `name` in the open folder `dir`.
+    fn link(self, f: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
         match self {
-            LinkUnnamed::EmptyPath => {
-                nix::unistd::linkat(Some(fd), Path::new(""), None, dest, AtFlags::AT_EMPTY_PATH)
-            }
+            LinkUnnamed::EmptyPath => rfs::linkat(f, "", dir, name, AtFlags::EMPTY_PATH),
             LinkUnnamed::ProcFd => {
-                let proc = PathBuf::from(format!("/proc/self/fd/{fd}"));
-                nix::unistd::linkat(None, proc.as_path(), None, dest, AtFlags::AT_SYMLINK_FOLLOW)
+                // The magic link names the file itself, not a path.
+                let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+                rfs::linkat(rfs::CWD, proc.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)
             }
         }
         .map_err(io::Error::from)
@@ -458,39 +820,38 @@ impl LinkUnnamed {
 
     /// The way that works here, found by naming a probe file in `dir`
     /// (and removing it); `None` when unnamed files cannot be used.
-    fn probe(dir: &Path) -> Option<LinkUnnamed> {
+    fn probe(dir: BorrowedFd<'_>) -> Option<LinkUnnamed> {
         let f = open_unnamed(dir, 0o600).ok()??;
         [LinkUnnamed::EmptyPath, LinkUnnamed::ProcFd].into_iter().find(|way| {
             let mut suffix = [0u8; 6];
             if getrandom::getrandom(&mut suffix).is_err() {
                 return false;
             }
-            let name = dir.join(format!("{TEMP_PREFIX}probe-{}", hex::encode(suffix)));
-            let linked = way.link(&f, &name).is_ok();
+            let name = format!("{TEMP_PREFIX}probe-{}", hex::encode(suffix)).into_bytes();
+            let linked = way.link(&f, dir, &name).is_ok();
             if linked {
-                let _ = fs::remove_file(&name);
+                let _ = rfs::unlinkat(dir, name.as_slice(), AtFlags::empty());
             }
             linked
         })
     }
 }
 
-/// Opens an unnamed regular file in `dir`; `Ok(None)` when the kernel or
-/// the filesystem does not support them (the caller uses a temporary name).
-fn open_unnamed(dir: &Path, mode: u32) -> io::Result<Option<File>> {
-    match OpenOptions::new().write(true).mode(mode).custom_flags(nix::libc::O_TMPFILE).open(dir) {
-        Ok(f) => Ok(Some(f)),
+/// Opens an unnamed regular file in the open folder `dir`; `Ok(None)` when
+/// the kernel or the filesystem does not support them (the caller uses a
+/// temporary name).
+fn open_unnamed(dir: BorrowedFd<'_>, mode: u32) -> io::Result<Option<File>> {
+    match rfs::openat(
+        dir,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    ) {
+        Ok(fd) => Ok(Some(File::from(fd))),
         // EISDIR: a kernel that predates O_TMPFILE; EOPNOTSUPP: a
         // filesystem without it.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR | nix::libc::EINVAL)
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -519,25 +880,12 @@ fn is_no_space(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
 }
 
-/// Removes whatever non-directory is at `path`, so it can be recreated.
-fn clear(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a folder is in the way")),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes temporary files an interrupted restore left in `dir`.
-fn remove_leftovers(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
+/// Opens (creating it when missing) the target folder. It is the one path
+/// resolved the ordinary way: the user chose it, symlinks and all.
+fn open_target(target: &Path) -> Result<OwnedFd> {
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    rfs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io(target, e.into()))
 }
 
 pub fn restore(
@@ -549,8 +897,9 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
-    let (items, names, unreadable) = plan(repo, index, root, opts)?;
-    fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
+    let sources = source_paths(&repo.load_snapshot(snapshot_id)?.paths);
+    let Plan { items, names, unreadable, bad_names } = plan(repo, index, root, &sources, opts)?;
+    let dirs = Dirs::new(open_target(&opts.target)?);
     let ctx = Ctx {
         repo,
         index,
@@ -562,48 +911,54 @@ pub fn restore(
         out_of_space: AtomicBool::new(false),
         kept: AtomicU64::new(0),
         fresh_dirs: Mutex::new(HashSet::new()),
-        link_unnamed: LinkUnnamed::probe(&opts.target),
+        link_unnamed: LinkUnnamed::probe(dirs.target.as_fd()),
     };
 
-    for (path, e) in unreadable {
-        let dest = target_path(&opts.target, &path);
+    for path in &bad_names {
+        let dest = target_path(&opts.target, path);
+        ctx.fail(&dest, "not restored: the snapshot gives this entry a name that is not a plain file name");
+    }
+    for (path, e) in &unreadable {
+        let dest = target_path(&opts.target, path);
         ctx.fail(&dest, format!("the contents of this folder cannot be restored: {e}"));
     }
+    let unreadable: HashSet<&[u8]> = unreadable.iter().map(|(p, _)| p.as_slice()).collect();
 
     let (files, bytes) = items
         .iter()
         .filter(|i| i.node.kind == NodeKind::File)
-        .fold((0u64, 0u64), |(f, b), i| (f + 1, b + i.node.size));
+        .fold((0u64, 0u64), |(f, b), i| (f + 1, b.saturating_add(i.node.size)));
     progress.totals(files, bytes);
 
     // Folders, writable for now; a folder that fails takes its contents with it.
     let mut failed_dirs: Vec<Vec<u8>> = Vec::new();
-    let mut dirs = 0u64;
+    let under_failed = |failed: &[Vec<u8>], p: &[u8]| {
+        failed.iter().any(|d| p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
+    };
+    let mut dirs_done = 0u64;
     for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir) {
-        let dest = target_path(&opts.target, &it.path);
-        let created = match fs::create_dir(&dest) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dest.is_dir() => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&dest).map(|()| false),
-            Err(e) => Err(e),
-        };
-        match created {
+        if under_failed(&failed_dirs, &it.path) {
+            continue;
+        }
+        let (parent, name) = split(&it.path);
+        let made = dirs.get(parent).and_then(|p| make_dir(p.as_fd(), name, opts.overwrite));
+        match made {
             Err(e) => {
-                ctx.fail(&dest, e);
+                ctx.fail(&target_path(&opts.target, &it.path), e);
                 failed_dirs.push(it.path.clone());
             }
-            Ok(true) => {
-                dirs += 1;
-                ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
-            }
-            Ok(false) => {
-                dirs += 1;
-                remove_leftovers(&dest);
+            Ok((fd, created)) => {
+                dirs_done += 1;
+                if created {
+                    ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
+                } else {
+                    remove_leftovers(fd.as_fd());
+                }
+                dirs.insert(&it.path, Arc::new(fd));
             }
         }
     }
-    let under_failed =
-        |p: &[u8]| failed_dirs.iter().any(|d| p.starts_with(d) && p.get(d.len()) == Some(&b'/'));
+    let under_failed = |p: &[u8]| under_failed(&failed_dirs, p);
 
     // Hard links: the first path of each (dev, inode) group gets the content.
     let mut first_of: HashMap<(u64, u64), &Item> = HashMap::new();
@@ -627,7 +982,11 @@ pub fn restore(
                 ctx.fail(&dest, "not restored: the target ran out of space");
                 return None;
             }
-            let r = ctx.restore_file(&dest, &it.path, &it.node);
+            let (parent, name) = split(&it.path);
+            let r = dirs
+                .get(parent)
+                .map_err(|e| Error::io(&dest, e))
+                .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
             progress.advance(1, 0);
             match r {
                 Ok(n) => Some(n),
@@ -656,13 +1015,11 @@ pub fn restore(
             ctx.fail(&dest, "not restored: the file it is a hard link of was not restored");
             continue;
         }
-        let src = target_path(&opts.target, &first.path);
-        let same = fs::symlink_metadata(&dest)
-            .ok()
-            .zip(fs::symlink_metadata(&src).ok())
-            .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
-        match if same { Ok(()) } else { clear(&dest).and_then(|_| fs::hard_link(&src, &dest)) } {
-            Ok(()) => {
+        match link_to(&dirs, &first.path, &it.path, opts.overwrite) {
+            Ok(linked) => {
+                if !linked {
+                    ctx.kept.fetch_add(1, Ordering::Relaxed);
+                }
                 restored_files += 1;
                 restored.insert(&it.path);
             }
@@ -670,60 +1027,90 @@ pub fn restore(
         }
     }
     // Symlinks and other special files, in parallel: a tree can hold
-    // thousands of links, each a few path operations.
+    // thousands of links, each a few calls.
     let specials: Vec<&Item> = items
         .iter()
         .filter(|i| !matches!(i.node.kind, NodeKind::File | NodeKind::Dir) && !under_failed(&i.path))
         .collect();
     specials.par_iter().for_each(|it| {
-        let dest = target_path(&opts.target, &it.path);
+        let (parent, name) = split(&it.path);
         // Nothing is in the way in a folder this restore created.
         let fresh = ctx.is_fresh(&it.path);
-        if !fresh && opts.overwrite == Overwrite::Never && fs::symlink_metadata(&dest).is_ok() {
-            return;
-        }
-        let cleared = if fresh { Ok(()) } else { clear(&dest) };
-        let r = cleared.and_then(|_| fsmeta::create_special(&dest, &it.node)).and_then(|created| {
-            if created {
-                fsmeta::apply_metadata(&dest, &it.node, ctx.chown)
-            } else {
-                Ok(())
+        let r = dirs.get(parent).and_then(|dir| {
+            let dir = dir.as_fd();
+            if !fresh
+                && opts.overwrite == Overwrite::Never
+                && rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+            {
+                return Ok(());
             }
+            if !fresh {
+                clear_at(dir, name)?;
+            }
+            if fsmeta::create_special_at(dir, name, &it.node)? {
+                fsmeta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
+            }
+            Ok(())
         });
         if let Err(e) = r {
-            ctx.fail(&dest, e);
+            ctx.fail(&target_path(&opts.target, &it.path), e);
         }
     });
     let mut deleted = 0u64;
     if opts.delete {
-        for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir && !under_failed(&i.path)) {
-            let dest = target_path(&opts.target, &it.path);
+        // Only listings known complete: folders at or below a source path,
+        // selected whole, restored, and whose listing could be read.
+        let complete = items.iter().filter(|i| {
+            i.node.kind == NodeKind::Dir
+                && i.complete
+                && i.whole
+                && !unreadable.contains(i.path.as_slice())
+                && !under_failed(&i.path)
+                && !failed_dirs.contains(&i.path)
+        });
+        for it in complete {
             let keep = names.get(&it.path);
-            let Ok(rd) = fs::read_dir(&dest) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().as_bytes().to_vec();
+            let dir = match dirs.get(&it.path).and_then(|d| list_dir(d.as_fd()).map(|l| (d, l))) {
+                Ok(d) => d,
+                Err(e) => {
+                    ctx.fail(
+                        &target_path(&opts.target, &it.path),
+                        format!("could not list for --delete: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let (fd, entries) = dir;
+            for (name, kind) in entries {
                 if keep.is_some_and(|k| k.contains(&name)) {
                     continue;
                 }
-                let p = e.path();
-                let r = match e.file_type() {
-                    Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
-                    _ => fs::remove_file(&p),
-                };
-                match r {
+                match remove_entry(fd.as_fd(), &name, kind) {
                     Ok(()) => deleted += 1,
-                    Err(err) => ctx.fail(&p, format!("could not delete: {err}")),
+                    Err(err) => {
+                        let mut p = it.path.clone();
+                        p.push(b'/');
+                        p.extend_from_slice(&name);
+                        ctx.fail(&target_path(&opts.target, &p), format!("could not delete: {err}"));
+                    }
                 }
             }
         }
     }
+    // Folder metadata, deepest first. The folders leading to the sources
+    // are the user's where they already existed: only those this restore
+    // created get the snapshot's metadata.
+    let fresh_dirs = ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for it in items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
         if under_failed(&it.path) || failed_dirs.contains(&it.path) {
             continue;
         }
-        let dest = target_path(&opts.target, &it.path);
-        if let Err(e) = fsmeta::apply_metadata(&dest, &it.node, ctx.chown) {
-            ctx.fail(&dest, e);
+        if !it.complete && !fresh_dirs.contains(&it.path) {
+            continue;
+        }
+        let r = dirs.get(&it.path).and_then(|d| fsmeta::apply_dir_metadata(d.as_fd(), &it.node, ctx.chown));
+        if let Err(e) = r {
+            ctx.fail(&target_path(&opts.target, &it.path), e);
         }
     }
     let mut verified = 0;
@@ -737,9 +1124,11 @@ pub fn restore(
             .filter(|i| i.node.kind == NodeKind::File && restored.contains(i.path.as_slice()))
             .map(|it| {
                 let dest = target_path(&opts.target, &it.path);
-                match content_matches(repo, &dest, &it.node) {
-                    Ok(true) => true,
-                    Ok(false) => {
+                let (parent, name) = split(&it.path);
+                let r = dirs.get(parent).and_then(|d| content_matches(repo, d.as_fd(), name, &it.node));
+                match r {
+                    Ok(Some(_)) => true,
+                    Ok(None) => {
                         ctx.fail(
                             &dest,
                             "verification failed: the restored content differs from the snapshot",
@@ -763,7 +1152,7 @@ pub fn restore(
         target: opts.target.display().to_string(),
         files: restored_files,
         files_kept: ctx.kept.into_inner(),
-        dirs,
+        dirs: dirs_done,
         bytes: written,
         deleted,
         verified,
@@ -771,6 +1160,26 @@ pub fn restore(
         errors,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Makes `path` a hard link of the restored file `first`, folder to folder
+/// by descriptor; the entry is linked itself, never what a symlink there
+/// points to. Returns false when an existing entry was kept
+/// (`--overwrite never`).
+fn link_to(dirs: &Dirs, first: &[u8], path: &[u8], overwrite: Overwrite) -> io::Result<bool> {
+    let (sp, sn) = split(first);
+    let (dp, dn) = split(path);
+    let (sdir, ddir) = (dirs.get(sp)?, dirs.get(dp)?);
+    let src = rfs::statat(&*sdir, sn, AtFlags::SYMLINK_NOFOLLOW)?;
+    match rfs::statat(&*ddir, dn, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(d) if (d.st_ino, d.st_dev) == (src.st_ino, src.st_dev) => return Ok(true),
+        Ok(_) if overwrite == Overwrite::Never => return Ok(false),
+        Ok(_) => clear_at(ddir.as_fd(), dn)?,
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rfs::linkat(&*sdir, sn, &*ddir, dn, AtFlags::empty())?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -792,7 +1201,9 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        assert!(LinkUnnamed::probe(d).is_some(), "the test folder's filesystem has O_TMPFILE");
+        let dfd = File::open(d).unwrap();
+        let dfd = dfd.as_fd();
+        assert!(LinkUnnamed::probe(dfd).is_some(), "the test folder's filesystem has O_TMPFILE");
         assert!(names(d).is_empty(), "the probe leaves nothing behind");
         // Naming through /proc works for everyone; the empty path needs
         // CAP_DAC_READ_SEARCH (root).
@@ -801,21 +1212,236 @@ mod tests {
             ways.push(LinkUnnamed::EmptyPath);
         }
         for (i, way) in ways.into_iter().enumerate() {
-            let dest = d.join(format!("file{i}"));
-            let mut f = open_unnamed(d, 0o640).unwrap().expect("O_TMPFILE");
+            let name = format!("file{i}");
+            let dest = d.join(&name);
+            let mut f = open_unnamed(dfd, 0o640).unwrap().expect("O_TMPFILE");
             f.write_all(b"complete").unwrap();
             assert_eq!(names(d).len(), i, "{way:?}: invisible while written");
-            way.link(&f, &dest).unwrap();
+            way.link(&f, dfd, name.as_bytes()).unwrap();
             assert_eq!(fs::read(&dest).unwrap(), b"complete", "{way:?}");
             assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o600, 0o600);
             // An existing name is never replaced by a link.
-            let g = open_unnamed(d, 0o600).unwrap().unwrap();
-            assert_eq!(way.link(&g, &dest).unwrap_err().kind(), io::ErrorKind::AlreadyExists, "{way:?}");
+            let g = open_unnamed(dfd, 0o600).unwrap().unwrap();
+            assert_eq!(
+                way.link(&g, dfd, name.as_bytes()).unwrap_err().kind(),
+                io::ErrorKind::AlreadyExists,
+                "{way:?}"
+            );
             drop(g);
             assert_eq!(fs::read(&dest).unwrap(), b"complete", "{way:?}");
         }
         // Dropped unlinked: nothing is left.
-        drop(open_unnamed(d, 0o600).unwrap().unwrap());
+        drop(open_unnamed(dfd, 0o600).unwrap().unwrap());
         assert!(names(d).iter().all(|n| n.starts_with("file")), "{:?}", names(d));
+    }
+
+    /// A repository (unencrypted) in `dir`, filled through the library, so
+    /// a test can craft any tree a hostile repository could hold.
+    struct Crafted {
+        repo: Repository,
+        packer: Option<crate::packer::Packer>,
+    }
+
+    impl Crafted {
+        fn new(dir: &Path) -> Crafted {
+            let backend: Arc<dyn arca_backend::Backend> =
+                Arc::new(arca_backend::LocalBackend::new(dir.join("repo")));
+            let repo = Repository::init(backend, None, crate::config::Encryption::None, 3, 0).unwrap();
+            let packer = crate::packer::Packer::new(
+                &repo,
+                Arc::new(Index::default()),
+                crate::index::IdSet::default(),
+                false,
+                1,
+            );
+            Crafted { repo, packer: Some(packer) }
+        }
+
+        fn file(&self, name: &[u8], data: &[u8]) -> Node {
+            let id = self.repo.crypto().blob_id(data);
+            let packer = self.packer.as_ref().unwrap();
+            if packer.claim(id) {
+                packer.add(crate::pack::BlobType::Data, id, data).unwrap();
+            }
+            let mut n = Node::new(name.to_vec(), NodeKind::File);
+            (n.mode, n.size, n.nlink, n.content) = (0o644, data.len() as u64, 1, vec![id]);
+            n
+        }
+
+        fn dir(&self, name: &[u8], nodes: Vec<Node>) -> Node {
+            let id = self.packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes }).unwrap();
+            let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+            (n.mode, n.subtree) = (0o755, Some(id));
+            n
+        }
+
+        /// Stores the root folder `nodes` and a snapshot of `paths`; restores
+        /// it into `target`.
+        fn restore(
+            mut self,
+            nodes: Vec<Node>,
+            paths: &[&str],
+            opts: RestoreOptions,
+        ) -> Result<RestoreResult> {
+            let root = self.packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes }).unwrap();
+            self.packer.take().unwrap().finish().unwrap();
+            let snap = crate::snapshot::Snapshot {
+                version: 1,
+                time: "2026-01-01T00:00:00Z".into(),
+                tree: root,
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+                host: "test".into(),
+                user: "test".into(),
+                tags: Vec::new(),
+                strategy: crate::snapshot::Strategy::Full,
+                parent: None,
+                size: 0,
+                files: 0,
+                summary: Default::default(),
+                program_version: "test".into(),
+                repaired_from: None,
+                original: None,
+            };
+            let id = self.repo.save_snapshot(&snap).unwrap();
+            let index = self.repo.load_index().unwrap();
+            restore(&self.repo, &index, &id, &root, &opts, &crate::progress::NoProgress)
+        }
+    }
+
+    fn opts(target: &Path) -> RestoreOptions {
+        RestoreOptions { target: target.to_path_buf(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_size_that_does_not_match_the_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Crafted::new(dir.path());
+        let mut huge = c.file(b"huge", b"8 bytes!");
+        huge.size = 1_000_000_000_000;
+        let mut short = c.file(b"short", b"sixteen bytes..!");
+        short.size = 3;
+        let ok = c.file(b"ok", b"fine");
+        let src = c.dir(b"src", vec![huge, short, ok]);
+        let target = dir.path().join("t");
+        let r = c.restore(vec![src], &["/src"], opts(&target)).unwrap();
+        assert!(!r.success);
+        let root = target.join("src");
+        for name in ["huge", "short"] {
+            assert!(fs::symlink_metadata(root.join(name)).is_err(), "{name} was written: {r:?}");
+            let e = r.errors.iter().find(|e| e.path == root.join(name).display().to_string());
+            let e = e.unwrap_or_else(|| panic!("no error for {name}: {r:?}"));
+            assert!(e.error.contains("size"), "{e:?}");
+        }
+        assert_eq!(r.errors.len(), 2, "{r:?}");
+        assert_eq!(fs::read(root.join("ok")).unwrap(), b"fine");
+        assert!(names(&root).iter().all(|n| !n.starts_with(TEMP_PREFIX)), "{:?}", names(&root));
+    }
+
+    #[test]
+    fn names_that_lead_out_of_their_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Crafted::new(dir.path());
+        // /src/../../escaped is the target's parent's child.
+        let escaped = c.file(b"escaped", b"written outside the target");
+        let up2 = c.dir(b"..", vec![escaped]);
+        let up1 = c.dir(b"..", vec![up2]);
+        let slash = c.file(b"../../slashed", b"written outside the target");
+        let fine = c.file(b"fine", b"inside");
+        let src = c.dir(b"src", vec![up1, slash, fine]);
+        let target = dir.path().join("t");
+        // A tree decoder that refuses such names makes /src unreadable;
+        // either way nothing may land outside the target.
+        let r = c.restore(vec![src], &["/src"], opts(&target)).unwrap();
+        assert!(!r.success, "{r:?}");
+        for name in ["escaped", "slashed"] {
+            assert!(fs::symlink_metadata(dir.path().join(name)).is_err(), "{name} written outside: {r:?}");
+        }
+        let mut outside = names(dir.path());
+        outside.retain(|n| n != "repo" && n != "t");
+        assert!(outside.is_empty(), "{outside:?}");
+    }
+
+    #[test]
+    fn delete_never_empties_a_folder_whose_listing_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Crafted::new(dir.path());
+        let mut src = Node::new(b"src".to_vec(), NodeKind::Dir);
+        src.mode = 0o755;
+        // A listing the repository does not have.
+        src.subtree = Some(Id::of_bytes(b"no such tree"));
+        let target = dir.path().join("t");
+        fs::create_dir_all(target.join("src/kept")).unwrap();
+        fs::write(target.join("src/precious"), b"the user's").unwrap();
+        let r = c.restore(vec![src], &["/src"], RestoreOptions { delete: true, ..opts(&target) }).unwrap();
+        assert!(!r.success);
+        assert_eq!(r.deleted, 0, "{r:?}");
+        assert_eq!(fs::read(target.join("src/precious")).unwrap(), b"the user's");
+        assert!(target.join("src/kept").is_dir());
+        assert!(r.errors.iter().any(|e| e.path == target.join("src").display().to_string()), "{r:?}");
+    }
+
+    /// Folder descriptors stay bounded however many folders a tree has,
+    /// and folders dropped from the set are found again (here 3 x 200
+    /// folders, one 300 deep).
+    #[test]
+    fn open_folders_are_bounded() {
+        struct MaxFds(AtomicU64);
+        impl Progress for MaxFds {
+            fn advance(&self, _: u64, _: u64) {
+                let n = fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
+                self.0.fetch_max(n, Ordering::Relaxed);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let c = Crafted::new(dir.path());
+        let mut wide = Vec::new();
+        for i in 0..600 {
+            let f = c.file(b"f", format!("file {i}").as_bytes());
+            wide.push(c.dir(format!("d{i:03}").as_bytes(), vec![f]));
+        }
+        let mut deep = c.dir(b"leaf", vec![c.file(b"bottom", b"bottom")]);
+        for _ in 0..300 {
+            deep = c.dir(b"n", vec![deep]);
+        }
+        wide.push(deep);
+        let src = c.dir(b"src", wide);
+        let target = dir.path().join("t");
+        let Crafted { repo, packer } = c;
+        let root = packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes: vec![src] }).unwrap();
+        packer.unwrap().finish().unwrap();
+        let snap = crate::snapshot::Snapshot {
+            version: 1,
+            time: "2026-01-01T00:00:00Z".into(),
+            tree: root,
+            paths: vec!["/src".into()],
+            host: "test".into(),
+            user: "test".into(),
+            tags: Vec::new(),
+            strategy: crate::snapshot::Strategy::Full,
+            parent: None,
+            size: 0,
+            files: 0,
+            summary: Default::default(),
+            program_version: "test".into(),
+            repaired_from: None,
+            original: None,
+        };
+        let id = repo.save_snapshot(&snap).unwrap();
+        let index = repo.load_index().unwrap();
+        let before = fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let progress = MaxFds(AtomicU64::new(0));
+        let o = RestoreOptions { verify: true, ..opts(&target) };
+        let r = restore(&repo, &index, &id, &root, &o, &progress).unwrap();
+        assert!(r.success, "{r:?}");
+        assert_eq!(r.files, 601);
+        let max = progress.0.into_inner();
+        // The set, plus one chain being reopened, plus files and packs in use.
+        assert!(max > 0 && max < before + OPEN_DIRS as u64 + 64, "{max} descriptors open (before: {before})");
+        let mut bottom = target.join("src");
+        for _ in 0..300 {
+            bottom.push("n");
+        }
+        assert_eq!(fs::read(bottom.join("leaf/bottom")).unwrap(), b"bottom");
+        assert_eq!(fs::read(target.join("src/d599/f")).unwrap(), b"file 599");
     }
 }
