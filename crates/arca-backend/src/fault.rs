@@ -366,6 +366,14 @@ impl<B: Backend> Backend for FaultBackend<B> {
         }
     }
 
+    fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
+        let object = format!("{}/{}", self.inner.location(), kind.dir());
+        match self.faults.check(Op::List, &object) {
+            Verdict::FailBefore | Verdict::FailAfter => Err(injected("listing", object)),
+            Verdict::Proceed | Verdict::Corrupt(_) => self.inner.misplaced(kind),
+        }
+    }
+
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         self.mutate(Op::Delete, "deleting", self.object(kind, name), || self.inner.delete(kind, name))
     }

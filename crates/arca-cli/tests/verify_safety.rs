@@ -71,6 +71,7 @@ impl Crafter {
     fn snapshot(self, root: Id) -> String {
         self.packer.finish().expect("finish the packs");
         let snap = Snapshot {
+            resolved_paths: Default::default(),
             version: 1,
             time: "2026-12-01T00:00:00.000000000+00:00".into(),
             tree: root,

@@ -1286,6 +1286,7 @@ mod tests {
             let root = self.packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes }).unwrap();
             self.packer.take().unwrap().finish().unwrap();
             let snap = crate::snapshot::Snapshot {
+                resolved_paths: Default::default(),
                 version: 1,
                 time: "2026-01-01T00:00:00Z".into(),
                 tree: root,
@@ -1410,6 +1411,7 @@ mod tests {
         let root = packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes: vec![src] }).unwrap();
         packer.unwrap().finish().unwrap();
         let snap = crate::snapshot::Snapshot {
+            resolved_paths: Default::default(),
             version: 1,
             time: "2026-01-01T00:00:00Z".into(),
             tree: root,
