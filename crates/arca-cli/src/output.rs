@@ -48,13 +48,13 @@ pub fn bytes(n: u64) -> String {
 
 /// A line for a person's terminal: file names can hold newlines, escape
 /// sequences and direction overrides that would forge or hide output, so
-/// control characters are written as `\n`, `\t`, `\x1b`, `\u{202e}` and a
-/// backslash as `\\` (as `ls --quoting-style=escape`). JSON output keeps
-/// the text as it is (serde escapes it as JSON requires).
+/// control characters are written as `\n`, `\t`, `\x1b`, `\u{202e}`.
+/// A backslash stays as it is: messages of the library already show names
+/// escaped that way, and doubling it there would garble them. JSON output
+/// keeps the text as it is (serde escapes it as JSON requires).
 pub fn escape(line: &str) -> std::borrow::Cow<'_, str> {
     let special = |c: char| {
-        c == '\\'
-            || c.is_control()
+        c.is_control()
             || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
     if !line.chars().any(special) {
@@ -63,7 +63,6 @@ pub fn escape(line: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(line.len() + 8);
     for c in line.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
@@ -103,6 +102,6 @@ mod tests {
         assert_eq!(escape("a\nb\tc\rd"), "a\\nb\\tc\\rd");
         assert_eq!(escape("\x1b[31mred\x07"), "\\x1b[31mred\\x07");
         assert_eq!(escape("x\u{202e}y\u{85}"), "x\\u{202e}y\\u{0085}");
-        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(escape("back\\slash"), "back\\slash");
     }
 }
