@@ -86,7 +86,8 @@ type Files = BTreeMap<PathBuf, Vec<u8>>;
 
 /// Version `v` of the source tree: nine 400 KB files (one chunk each,
 /// under the chunker's minimum; three to a 1 MiB pack), a few small ones;
-/// each version changes three big files, adds one and removes one.
+/// each version changes three big files, adds one and removes one: four
+/// new blobs, two data packs whatever their order.
 fn version(v: u32) -> Files {
     let mut files = Files::new();
     for i in 0..9u32 {
@@ -100,7 +101,7 @@ fn version(v: u32) -> Files {
             format!("small file {i}\n").repeat(i as usize + 1).into(),
         );
     }
-    files.insert(PathBuf::from(format!("only-in-v{v}.bin")), Rng::new(99 + u64::from(v)).bytes(150_000));
+    files.insert(PathBuf::from(format!("only-in-v{v}.bin")), Rng::new(99 + u64::from(v)).bytes(400_000));
     files.insert(PathBuf::from("empty"), Vec::new());
     files
 }
