@@ -1,7 +1,9 @@
 //! A fault-injecting wrapper around any [`Backend`], for the torture tests.
 //!
 //! Compiled only with the `fault-injection` feature, which only
-//! dev-dependencies enable: no build of the `arca` binary contains it. It
+//! dev-dependencies enable: `cargo build` and `cargo install` never contain
+//! it (a `cargo test` of the workspace compiles it, and nothing calls it
+//! outside the tests). It
 //! lives here rather than in a test-support crate because it implements the
 //! crate's own traits and is tested against the contract documented beside
 //! them, and because arca-core's integration tests reach it through the

@@ -155,6 +155,9 @@ fn violations(calls: &[Call], repo: &str) -> Vec<String> {
     bad
 }
 
+/// A traced step: its name, arguments and extra environment.
+type Step<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>);
+
 /// Runs one `arca` command under strace; returns its calls.
 fn traced(arca: &Arca, args: &[&str], env: &[(&str, &str)], log: &Path) -> Vec<Call> {
     let mut inner = arca.command(false, args);
@@ -190,7 +193,7 @@ fn local_backend_fsyncs_objects_renames_deletes_and_folders() {
     let repo = arca.repo.display().to_string();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     let mut all_bad = Vec::new();
-    let steps: Vec<(&str, Vec<String>, Vec<(&str, &str)>)> = vec![
+    let steps: Vec<Step> = vec![
         ("init", vec!["init".into()], vec![]),
         ("backup 1", vec!["backup".into(), src.display().to_string()], vec![]),
         ("key add", vec!["key".into(), "add".into()], vec![("ARCA_NEW_PASSWORD", "second torture password")]),

@@ -53,6 +53,8 @@ struct World {
     kept_ref: PathBuf,
     /// Duration of each command's last complete run.
     took: BTreeMap<Cmd, Duration>,
+    /// Of that, the time from its lock's appearance to its end.
+    work: BTreeMap<Cmd, Duration>,
     logs: PathBuf,
     round: u64,
 }
@@ -101,11 +103,17 @@ impl World {
     fn complete(&mut self, cmd: Cmd, why: &str) {
         self.round += 1;
         let log = self.logs.join(format!("r{}-{cmd:?}-complete", self.round));
+        let locks = lock_names(&self.arca.repo);
         let t0 = Instant::now();
         let mut child = self.spawn(cmd, &log);
+        let locked =
+            if takes_lock(cmd) { wait_for_new_lock(&mut child, &self.arca.repo, &locks).ok() } else { None };
         let (code, stdout, stderr) = wait_logged(&mut child, &log);
         assert_eq!(code, Some(0), "{why}: {cmd:?} failed:\nstdout: {stdout}\nstderr: {stderr}");
         self.took.insert(cmd, t0.elapsed());
+        if let Some(t) = locked {
+            self.work.insert(cmd, t.elapsed());
+        }
         if cmd == Cmd::KeyPasswd {
             self.arca.password = if self.arca.password == PASSWORD { P_OTHER } else { PASSWORD }.to_string();
         }
@@ -117,7 +125,9 @@ impl World {
             Cmd::Backup | Cmd::Forget | Cmd::Prune => {
                 // New content, so the backup writes packs, forget has an
                 // older snapshot to remove and prune something to delete.
-                for _ in 0..3 {
+                // A backup to kill gets more to store, so its kills land
+                // among pack writes, not only in its start.
+                for _ in 0..if cmd == Cmd::Backup { 12 } else { 3 } {
                     let i = rng.below(40);
                     write_random(
                         &self.src.join(format!("d{:02}/file-{i:04}.bin", i % 10)),
@@ -210,6 +220,36 @@ impl World {
     }
 }
 
+/// The key commands take no lock; the others do, after opening.
+fn takes_lock(cmd: Cmd) -> bool {
+    !matches!(cmd, Cmd::KeyPasswd | Cmd::KeyAdd)
+}
+
+fn lock_names(repo: &Path) -> Vec<PathBuf> {
+    fs::read_dir(repo.join("locks")).map(|rd| rd.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+}
+
+/// Waits until a lock file not in `before` appears (the command has opened
+/// the repository and starts its work); `Err` with the exit status if the
+/// command ended first.
+fn wait_for_new_lock(
+    child: &mut std::process::Child,
+    repo: &Path,
+    before: &[PathBuf],
+) -> Result<Instant, std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if lock_names(repo).iter().any(|l| !before.contains(l)) {
+            return Ok(Instant::now());
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return Err(st);
+        }
+        assert!(start.elapsed() < COMMAND_TIMEOUT, "no lock appeared in {}", repo.display());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn sigkill_at_random_points_of_every_command() {
     let seed = torture_seed();
@@ -227,13 +267,24 @@ fn sigkill_at_random_points_of_every_command() {
     let kept = jstr(&arca.backup(&[&src], &["--tag", "kept"]), "id").to_string();
     let kept_ref = base.join("kept-ref");
     cp_a(&src, &kept_ref);
-    let mut w = World { base, src, arca, copy_to, kept, kept_ref, took: BTreeMap::new(), logs, round: 0 };
+    let mut w = World {
+        base,
+        src,
+        arca,
+        copy_to,
+        kept,
+        kept_ref,
+        took: BTreeMap::new(),
+        work: BTreeMap::new(),
+        logs,
+        round: 0,
+    };
     // Calibration: one complete run of each command.
     for (cmd, _) in PLAN {
         w.prepare(cmd, &mut rng);
         w.complete(cmd, "calibrating");
     }
-    eprintln!("complete runs took: {:?}", w.took);
+    eprintln!("complete runs took {:?}, after taking their lock {:?}", w.took, w.work);
 
     let mut killed: BTreeMap<Cmd, u64> = BTreeMap::new();
     let mut finished_first: BTreeMap<Cmd, u64> = BTreeMap::new();
@@ -245,21 +296,29 @@ fn sigkill_at_random_points_of_every_command() {
             while n < kills {
                 attempts += 1;
                 assert!(
-                    attempts <= kills * 4,
+                    attempts <= kills * 10,
                     "{cmd:?} finished before its kill {attempts} times: too fast to kill ({:?})",
                     w.took[&cmd]
                 );
                 w.prepare(cmd, &mut rng);
-                let full = w.took[&cmd];
-                // Anywhere from the start to just before the end.
-                let frac = 0.02 + 0.93 * (rng.below(10_000) as f64 / 10_000.0);
-                let delay = full.mul_f64(frac);
-                let case = format!("{cmd:?} kill {n} at {:.0}% ({delay:?} of {full:?})", frac * 100.0);
+                // Anywhere in the work, up to just before the end: timed
+                // from the moment the command's lock appears (before it,
+                // a command only derives its key), or from its start for
+                // the key commands, which take no lock.
+                let work = w.work.get(&cmd).copied().unwrap_or(w.took[&cmd]);
+                let frac = rng.below(10_000) as f64 / 10_000.0;
+                let delay = work.mul_f64(0.95 * frac);
+                let case = format!("{cmd:?} kill {n} at {:.0}% ({delay:?} of {work:?})", frac * 100.0);
                 let _replay = Replay { seed, case: case.clone() };
                 w.round += 1;
                 let log = w.logs.join(format!("r{}-{cmd:?}-killed", w.round));
+                let locks = lock_names(&w.arca.repo);
                 let mut child = w.spawn(cmd, &log);
-                if let Some(st) = kill_after(&mut child, delay) {
+                let mut finished = None;
+                if takes_lock(cmd) {
+                    finished = wait_for_new_lock(&mut child, &w.arca.repo, &locks).err();
+                }
+                if let Some(st) = finished.or_else(|| kill_after(&mut child, delay)) {
                     let stderr = fs::read_to_string(log.with_extension("stderr")).unwrap_or_default();
                     assert_eq!(st.code(), Some(0), "{case}: finished before the kill and failed: {stderr}");
                     *finished_first.entry(cmd).or_default() += 1;

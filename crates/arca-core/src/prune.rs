@@ -222,6 +222,13 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
         })
         .collect();
     // (3) the old index files go once the new ones are durable.
+    // Likewise an index file just written by the repack can bear the name
+    // of an old one (a re-run after a prune that failed once that file was
+    // stored): it is not old.
+    let old_index_files: Vec<String> = old_index_files
+        .into_iter()
+        .filter(|n| !packed.index_files.iter().any(|f| f.to_hex() == *n))
+        .collect();
     let (written, removed) = repo.replace_index(&old_index_files, &kept_packs)?;
     result.index_files_written = (packed.index_files.len() + written.len()) as u64;
     result.index_files_removed = removed;

@@ -86,7 +86,8 @@ type Files = BTreeMap<PathBuf, Vec<u8>>;
 
 /// Version `v` of the source tree: nine 400 KB files (one chunk each,
 /// under the chunker's minimum; three to a 1 MiB pack), a few small ones;
-/// each version changes three big files, adds one and removes one.
+/// each version changes three big files, adds one and removes one: four
+/// new blobs, two data packs whatever their order.
 fn version(v: u32) -> Files {
     let mut files = Files::new();
     for i in 0..9u32 {
@@ -100,7 +101,7 @@ fn version(v: u32) -> Files {
             format!("small file {i}\n").repeat(i as usize + 1).into(),
         );
     }
-    files.insert(PathBuf::from(format!("only-in-v{v}.bin")), Rng::new(99 + u64::from(v)).bytes(150_000));
+    files.insert(PathBuf::from(format!("only-in-v{v}.bin")), Rng::new(99 + u64::from(v)).bytes(400_000));
     files.insert(PathBuf::from("empty"), Vec::new());
     files
 }
@@ -647,7 +648,9 @@ fn power_cuts() {
     let cuts = 12 * iterations();
     let target = w.base.join("target");
     for k in 0..cuts {
-        let n = 1 + rng.below(total);
+        // Not in the last operations: the count of a run varies a little
+        // (how blobs fall into packs), and a cut past the end never comes.
+        let n = 1 + rng.below(total * 95 / 100);
         let case = format!("power cut {k} at operation {n} of {total}");
         let _replay = Replay { seed, case: case.clone() };
         cp_a(&template, &repo_dir);
@@ -656,8 +659,12 @@ fn power_cuts() {
             let repo = open(Arc::new(FaultBackend::new(LocalBackend::new(&repo_dir), faults.clone())));
             faults.arm(Plan::PowerCut { n });
             let r = sequence(&repo, &mut saved, &mut forgot);
-            assert!(r.is_err(), "{case}: the sequence went through a power cut without an error");
-            assert!(faults.fired().is_some(), "{case}");
+            let fired = faults.fired().unwrap_or_else(|| panic!("{case}: the cut never came"));
+            // Only a lock's removal may fail unseen (the lock is then stale).
+            assert!(
+                r.is_err() || fired.contains("/locks/"),
+                "{case}: the sequence went through a power cut without an error ({fired})"
+            );
         }
         // Reboot: the process is gone, the store holds what was durable.
         faults.disarm();
