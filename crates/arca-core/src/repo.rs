@@ -393,10 +393,20 @@ impl Repository {
                 ),
             })
             .collect();
+        // An index file that another present one supersedes is left out:
+        // maintenance writes the replacement before deleting it, so it is
+        // either about to go or put back from an older state (a replay);
+        // its packs may be gone, and the replacement says what is left.
+        let superseded: std::collections::HashSet<Id> = loaded
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flat_map(|f| f.supersedes.iter().copied())
+            .collect();
         let mut index = Index::default();
         let mut errors = Vec::new();
         for (id, r) in loaded {
             match r {
+                Ok(_) if superseded.contains(&id) => {}
                 Ok(f) => index.add_file(id, &f),
                 Err(e) => errors.push(e),
             }
