@@ -258,6 +258,15 @@ pub struct FaultBackend<B> {
 }
 
 impl<B: Backend> FaultBackend<B> {
+    /// A listing of `kind`'s folder through `f`, failed when planned.
+    fn listing<T>(&self, kind: FileKind, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let object = format!("{}/{}", self.inner.location(), kind.dir());
+        match self.faults.check(Op::List, &object) {
+            Verdict::FailBefore | Verdict::FailAfter => Err(injected("listing", object)),
+            Verdict::Proceed | Verdict::Corrupt(_) => f(),
+        }
+    }
+
     pub fn new(inner: B, faults: Arc<Faults>) -> FaultBackend<B> {
         FaultBackend { inner, faults }
     }
@@ -361,19 +370,12 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
-        let object = format!("{}/{}", self.inner.location(), kind.dir());
-        match self.faults.check(Op::List, &object) {
-            Verdict::FailBefore | Verdict::FailAfter => Err(injected("listing", object)),
-            Verdict::Proceed | Verdict::Corrupt(_) => self.inner.list(kind),
-        }
+        self.listing(kind, || self.inner.list(kind))
     }
 
     fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
-        let object = format!("{}/{}", self.inner.location(), kind.dir());
-        match self.faults.check(Op::List, &object) {
-            Verdict::FailBefore | Verdict::FailAfter => Err(injected("listing", object)),
-            Verdict::Proceed | Verdict::Corrupt(_) => self.inner.misplaced(kind),
-        }
+        // A look at the same folders as `list`: counted and failed as one.
+        self.listing(kind, || self.inner.misplaced(kind))
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {

@@ -306,28 +306,18 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Strategy as SnapStrategy, Summary};
+    use crate::snapshot::Strategy as SnapStrategy;
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashSet};
 
     fn snap(time: &str, tags: &[&str]) -> Snapshot {
         Snapshot {
-            version: 1,
             time: time.to_string(),
-            tree: Id::default(),
-            resolved_paths: Default::default(),
             paths: vec!["/p".into()],
             host: "h".into(),
-            user: String::new(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             strategy: SnapStrategy::Full,
-            parent: None,
-            size: 0,
-            files: 0,
-            summary: Summary::default(),
-            program_version: String::new(),
-            repaired_from: None,
-            original: None,
+            ..Default::default()
         }
     }
 

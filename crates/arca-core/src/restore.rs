@@ -1295,22 +1295,10 @@ mod tests {
             let root = self.packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes }).unwrap();
             self.packer.take().unwrap().finish().unwrap();
             let snap = crate::snapshot::Snapshot {
-                resolved_paths: Default::default(),
-                version: 1,
                 time: "2026-01-01T00:00:00Z".into(),
                 tree: root,
                 paths: paths.iter().map(|p| p.to_string()).collect(),
-                host: "test".into(),
-                user: "test".into(),
-                tags: Vec::new(),
-                strategy: crate::snapshot::Strategy::Full,
-                parent: None,
-                size: 0,
-                files: 0,
-                summary: Default::default(),
-                program_version: "test".into(),
-                repaired_from: None,
-                original: None,
+                ..Default::default()
             };
             let id = self.repo.save_snapshot(&snap).unwrap();
             let index = self.repo.load_index().unwrap();
@@ -1420,22 +1408,10 @@ mod tests {
         let root = packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes: vec![src] }).unwrap();
         packer.unwrap().finish().unwrap();
         let snap = crate::snapshot::Snapshot {
-            resolved_paths: Default::default(),
-            version: 1,
             time: "2026-01-01T00:00:00Z".into(),
             tree: root,
             paths: vec!["/src".into()],
-            host: "test".into(),
-            user: "test".into(),
-            tags: Vec::new(),
-            strategy: crate::snapshot::Strategy::Full,
-            parent: None,
-            size: 0,
-            files: 0,
-            summary: Default::default(),
-            program_version: "test".into(),
-            repaired_from: None,
-            original: None,
+            ..Default::default()
         };
         let id = repo.save_snapshot(&snap).unwrap();
         let index = repo.load_index().unwrap();

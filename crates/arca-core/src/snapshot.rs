@@ -98,6 +98,31 @@ pub struct Snapshot {
     pub original: Option<Id>,
 }
 
+/// An empty snapshot of the current version: a base for building one
+/// field by field (`Snapshot { tree, paths, ..Default::default() }`).
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot {
+            version: 1,
+            time: String::new(),
+            tree: Id::default(),
+            paths: Vec::new(),
+            resolved_paths: Default::default(),
+            host: String::new(),
+            user: String::new(),
+            tags: Vec::new(),
+            strategy: Strategy::default(),
+            parent: None,
+            size: 0,
+            files: 0,
+            summary: Summary::default(),
+            program_version: String::new(),
+            repaired_from: None,
+            original: None,
+        }
+    }
+}
+
 impl Snapshot {
     pub fn timestamp(&self) -> chrono::DateTime<chrono::FixedOffset> {
         chrono::DateTime::parse_from_rfc3339(&self.time).unwrap_or_default()
