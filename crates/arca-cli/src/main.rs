@@ -128,8 +128,24 @@ fn tune_allocator() {
 /// aborted). Reserved, not used: only the pages a deep walk touches count.
 const STACK: usize = 256 << 20;
 
+/// Raises the soft limit of open files to the hard one (at most 2^20), as
+/// Go and many servers do: the soft limit of 1,024 dates from `select`, which
+/// arca does not use, and a restore keeps a folder descriptor per recently
+/// used folder (see arca_core::restore). Failing to raise it only costs
+/// reopening folders.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let want = limit.maximum.unwrap_or(u64::MAX).min(1 << 20);
+    if limit.current.is_some_and(|c| c < want) {
+        limit.current = Some(want);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    raise_open_file_limit();
     let cli = Cli::parse();
     let pool = rayon::ThreadPoolBuilder::new().stack_size(STACK).build_global();
     if let Err(e) = pool {

@@ -53,11 +53,22 @@ const SPARSE_BLOCK: usize = 4096;
 /// Prefix of the temporary names files are written under.
 pub const TEMP_PREFIX: &str = ".arca-restore-";
 
-/// At most this many folder descriptors are kept open (beyond those in use
-/// at the moment): a tree can hold millions of folders, and a process
-/// usually may open 1,024 files. A folder dropped from the set is opened
-/// again from its nearest open ancestor, name by name.
-const OPEN_DIRS: usize = 256;
+/// How many folder descriptors are kept open (beyond those in use at the
+/// moment): what the process may open less 1,024 for files and packs (or
+/// half, if that is more), within these bounds. A tree
+/// can hold millions of folders; a folder dropped from the set is opened
+/// again from its nearest open ancestor, name by name. With the usual soft
+/// limit of 1,024 that is 512; the `arca` binary raises its soft limit to
+/// the hard one at start, so most trees never reopen a folder. An open
+/// folder costs the kernel a few hundred bytes.
+const OPEN_DIRS_MIN: usize = 64;
+const OPEN_DIRS_MAX: usize = 65_536;
+
+fn open_dirs_limit() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    let keep = (soft / 2).max(soft.saturating_sub(1024));
+    usize::try_from(keep).unwrap_or(usize::MAX).clamp(OPEN_DIRS_MIN, OPEN_DIRS_MAX)
+}
 
 /// What to do with a file that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -336,13 +347,14 @@ impl PackCache {
     }
 }
 
-/// The open folders of the target, by snapshot path: at most
-/// [`OPEN_DIRS`] are kept; any other is opened again from its nearest open
+/// The open folders of the target, by snapshot path: at most `max` (see
+/// [`open_dirs_limit`]) are kept; any other is opened again from its nearest open
 /// ancestor (at worst the target), one name at a time with `O_NOFOLLOW`,
 /// never by a path from outside.
 struct Dirs {
     target: Arc<OwnedFd>,
     open: Mutex<OpenDirs>,
+    max: usize,
 }
 
 #[derive(Default)]
@@ -365,8 +377,8 @@ fn open_dir_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
 }
 
 impl Dirs {
-    fn new(target: OwnedFd) -> Dirs {
-        Dirs { target: Arc::new(target), open: Mutex::new(OpenDirs::default()) }
+    fn new(target: OwnedFd, max: usize) -> Dirs {
+        Dirs { target: Arc::new(target), open: Mutex::new(OpenDirs::default()), max }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OpenDirs> {
@@ -407,9 +419,9 @@ impl Dirs {
         open.clock += 1;
         let now = open.clock;
         open.fds.insert(path.to_vec(), (fd, now));
-        if open.fds.len() > OPEN_DIRS {
+        if open.fds.len() > self.max {
             // Close the least recently used half at once: the scan costs
-            // one pass per OPEN_DIRS / 2 insertions.
+            // one pass per max / 2 insertions.
             let mut uses: Vec<u64> = open.fds.values().map(|(_, u)| *u).collect();
             let mid = uses.len() / 2;
             let (_, cut, _) = uses.select_nth_unstable(mid);
@@ -899,7 +911,7 @@ pub fn restore(
     let started = Instant::now();
     let sources = source_paths(&repo.load_snapshot(snapshot_id)?.paths);
     let Plan { items, names, unreadable, bad_names } = plan(repo, index, root, &sources, opts)?;
-    let dirs = Dirs::new(open_target(&opts.target)?);
+    let dirs = Dirs::new(open_target(&opts.target)?, open_dirs_limit());
     let ctx = Ctx {
         repo,
         index,
@@ -1197,6 +1209,39 @@ mod tests {
     }
 
     #[test]
+    fn a_small_folder_set_reopens_folders_from_their_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().join("t");
+        let mut paths = Vec::new();
+        let mut snap = Vec::new();
+        for i in 0..40 {
+            deep.push(format!("d{i}"));
+            snap.extend_from_slice(format!("/d{i}").as_bytes());
+            paths.push(snap.clone());
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("leaf"), b"bottom").unwrap();
+        let dirs = Dirs::new(open_target(&dir.path().join("t")).unwrap(), 8);
+        for round in 0..3 {
+            for p in paths.iter().rev().chain(paths.iter()) {
+                let fd = dirs.get(p).unwrap();
+                assert!(dirs.lock().fds.len() <= 8 + 1, "round {round}: the set stays bounded");
+                if p == paths.last().unwrap() {
+                    let f = rfs::openat(&*fd, "leaf", OFlags::RDONLY, Mode::empty()).unwrap();
+                    assert_eq!(fs::read(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(), b"bottom");
+                }
+            }
+        }
+        // A symlink put where a folder was is refused when it is reopened.
+        let d0 = dir.path().join("t/d0");
+        fs::rename(&d0, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("moved"), &d0).unwrap();
+        let fresh = Dirs::new(open_target(&dir.path().join("t")).unwrap(), 8);
+        assert!(fresh.get(&paths[5]).is_err(), "a symlinked folder is never followed");
+        assert!(open_dirs_limit() >= OPEN_DIRS_MIN);
+    }
+
+    #[test]
     fn unnamed_files_appear_only_when_linked_and_never_replace() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
@@ -1423,7 +1468,11 @@ mod tests {
         assert_eq!(r.files, 601);
         let max = progress.0.into_inner();
         // The set, plus one chain being reopened, plus files and packs in use.
-        assert!(max > 0 && max < before + OPEN_DIRS as u64 + 64, "{max} descriptors open (before: {before})");
+        let limit = open_dirs_limit() as u64;
+        assert!(
+            max > 0 && max < before + limit + 64,
+            "{max} descriptors open (before: {before}, kept: {limit})"
+        );
         let mut bottom = target.join("src");
         for _ in 0..300 {
             bottom.push("n");
