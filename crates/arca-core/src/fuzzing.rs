@@ -21,8 +21,11 @@ use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{NodeKind, Tree};
 
+/// The body of a fuzz target.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name of their fuzzer and corpus folder.
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("config", config),
     ("key_file", key_file),
     ("pack_header", pack_header),

@@ -210,7 +210,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, (1 << 9) - 2);
-        assert!(MAX_ENTRIES >= 1 << 30, "generous: real snapshots have tens of millions of entries");
     }
 
     #[test]
