@@ -82,8 +82,9 @@ pub fn index_file(data: &[u8]) {
         let mut index = Index::default();
         index.add_file(Id::of_bytes(data), &f);
         index.compact();
+        let _ = index.total_pack_bytes();
         for (id, _) in index.blobs() {
-            let _ = index.locations(&id).map(|l| index.pack(l).size).sum::<u64>();
+            let _ = index.locations(&id).map(|l| index.pack(l).size).fold(0, u64::saturating_add);
         }
     }
 }
