@@ -472,6 +472,33 @@ mod tests {
     }
 
     #[test]
+    fn objects_away_from_their_path_are_not_listed_but_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        let (here, moved) = ("ab".repeat(32), "cd".repeat(32));
+        b.put(FileKind::Pack, &here, b"in place").unwrap();
+        b.put(FileKind::Pack, &moved, b"moved").unwrap();
+        fs::rename(
+            dir.path().join("repo").join(FileKind::Pack.path(&moved)),
+            dir.path().join("repo/data/ab").join(&moved),
+        )
+        .unwrap();
+        fs::write(dir.path().join("repo/data/loose"), b"x").unwrap();
+        assert_eq!(b.list(FileKind::Pack).unwrap(), vec![Entry { name: here.clone(), size: 8 }]);
+        let mut misplaced = b.misplaced(FileKind::Pack).unwrap();
+        misplaced.sort();
+        assert_eq!(misplaced, vec![format!("data/ab/{moved}"), "data/loose".to_string()]);
+        assert!(
+            b.get(FileKind::Pack, &moved).unwrap_err().is_not_found(),
+            "what list leaves out, get cannot read"
+        );
+        b.put(FileKind::Snapshot, &here, b"s").unwrap();
+        assert!(b.misplaced(FileKind::Snapshot).unwrap().is_empty());
+        assert_eq!(b.list(FileKind::Snapshot).unwrap().len(), 1);
+    }
+
+    #[test]
     fn ranged_reads_never_see_a_replaced_object() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("repo"));

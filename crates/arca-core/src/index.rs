@@ -54,6 +54,10 @@ pub struct IndexFile {
     pub packs: Vec<IndexPack>,
 }
 
+/// The largest size a pack can have: blobs end below 2^32 (u32 offset plus
+/// u32 length), then a header of at most 2^32 bytes and the trailer.
+pub const MAX_PACK_SIZE: u64 = (1 << 33) + (1 << 32) + 12;
+
 impl IndexFile {
     pub fn encode(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
@@ -92,6 +96,11 @@ impl IndexFile {
         for _ in 0..n_packs {
             let id = r.id().ok_or_else(|| bad("truncated pack"))?;
             let size = r.u64().ok_or_else(|| bad("truncated pack"))?;
+            // Blob offsets and lengths and the header length are u32, so no
+            // pack is larger; a crafted size could overflow sums of sizes.
+            if size > MAX_PACK_SIZE {
+                return Err(bad("pack size beyond any pack's"));
+            }
             let n = r.u32().ok_or_else(|| bad("truncated pack"))? as usize;
             let mut blobs = Vec::with_capacity(n.min(b.len() / ENTRY_LEN));
             for _ in 0..n {
@@ -596,12 +605,35 @@ impl Index {
 
     /// Total stored bytes of all packs.
     pub fn total_pack_bytes(&self) -> u64 {
-        self.packs.iter().map(|p| p.size).sum()
+        self.packs.iter().fold(0u64, |sum, p| sum.saturating_add(p.size))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pack_sizes_beyond_any_pack_are_refused() {
+        // Found by the index_file fuzzer: sizes near u64::MAX overflowed the
+        // sum of pack sizes (a panic with overflow checks).
+        let file = |size| IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![IndexPack { id: Id([1; 32]), size, blobs: Vec::new() }],
+        };
+        assert!(IndexFile::decode(&file(u64::MAX - 5).encode(), "i").is_err());
+        assert!(IndexFile::decode(&file(MAX_PACK_SIZE + 1).encode(), "i").is_err());
+        let ok = IndexFile::decode(&file(MAX_PACK_SIZE).encode(), "i").unwrap();
+        let mut index = Index::default();
+        index.add_file(Id([2; 32]), &ok);
+        index.add_file(
+            Id([3; 32]),
+            &IndexFile { packs: vec![IndexPack { id: Id([4; 32]), ..ok.packs[0].clone() }], ..ok },
+        );
+        assert_eq!(index.total_pack_bytes(), 2 * MAX_PACK_SIZE);
+        let crash =
+            include_bytes!("../../../fuzz/corpus/index_file/crash-ae261ffd392bf0f56be38f221a31dd7e69c01340");
+        crate::fuzzing::index_file(crash);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -17,6 +17,8 @@ pub mod error;
 pub mod filter;
 pub mod forget;
 pub mod fsmeta;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;

@@ -205,7 +205,8 @@ fn check_packs(
         None => vec![true; index.packs.len()],
         Some(ids) => by_pack.iter().map(|b| b.iter().any(|(id, _)| ids.contains(id))).collect(),
     };
-    let read_bytes: u64 = index.packs.iter().filter(|p| read(&p.id)).map(|p| p.size).sum();
+    let read_bytes: u64 =
+        index.packs.iter().filter(|p| read(&p.id)).map(|p| p.size).fold(0, u64::saturating_add);
     progress.totals(index.packs.len() as u64, read_bytes);
     Ok(index
         .packs

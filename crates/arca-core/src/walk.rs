@@ -210,7 +210,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, (1 << 9) - 2);
-        assert!(MAX_ENTRIES >= 1 << 30, "generous: real snapshots have tens of millions of entries");
     }
 
     #[test]
@@ -231,21 +230,6 @@ mod tests {
         );
         match r {
             Err(Error::TooDeep { path, limit: 50 }) => assert_eq!(path, "/a".repeat(51)),
-            r => panic!("expected TooDeep, got {r:?}"),
-        }
-        let (_dir, repo, index, top) = shared(150, 1);
-        let r = walk_limited(
-            &repo,
-            &index,
-            &top,
-            Limits { entries: 1000, depth: 120 },
-            &mut |_, _, _| Ok(Visit::Descend),
-            None,
-        );
-        match r {
-            Err(Error::TooDeep { path, .. }) => {
-                assert_eq!(path, format!("{}... (242 bytes)", "/a".repeat(100)))
-            }
             r => panic!("expected TooDeep, got {r:?}"),
         }
         assert_eq!(deepest, 50);
@@ -273,5 +257,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seen, 60, "exactly at both limits is allowed");
+        // A long path is shortened in the message.
+        let (_dir, repo, index, top) = shared(150, 1);
+        let r = walk_limited(
+            &repo,
+            &index,
+            &top,
+            Limits { entries: 1000, depth: 120 },
+            &mut |_, _, _| Ok(Visit::Descend),
+            None,
+        );
+        match r {
+            Err(Error::TooDeep { path, .. }) => {
+                assert_eq!(path, format!("{}... (242 bytes)", "/a".repeat(100)))
+            }
+            r => panic!("expected TooDeep, got {r:?}"),
+        }
     }
 }
