@@ -17,7 +17,7 @@ use arca_backend::LocalBackend;
 use arca_core::id::Id;
 use arca_core::pack::BlobType;
 use arca_core::packer::Packer;
-use arca_core::snapshot::{Snapshot, Strategy, Summary};
+use arca_core::snapshot::{Snapshot, Strategy};
 use arca_core::tree::{Node, NodeKind, Tree};
 use arca_core::Repository;
 use common::*;
@@ -71,22 +71,12 @@ impl Crafter {
     fn snapshot(self, root: Id) -> String {
         self.packer.finish().expect("finish the packs");
         let snap = Snapshot {
-            resolved_paths: Default::default(),
-            version: 1,
             time: "2026-12-01T00:00:00.000000000+00:00".into(),
             tree: root,
             paths: vec!["/src".into()],
             host: "crafted".into(),
-            user: "crafted".into(),
-            tags: Vec::new(),
             strategy: Strategy::Full,
-            parent: None,
-            size: 0,
-            files: 0,
-            summary: Summary::default(),
-            program_version: "0.1.0".into(),
-            repaired_from: None,
-            original: None,
+            ..Default::default()
         };
         self.repo.save_snapshot(&snap).expect("save the snapshot").to_hex()
     }

@@ -110,6 +110,7 @@ fn main() {
         time: "2026-12-01T00:00:00.123456789+00:00".into(),
         tree: Id([3; 32]),
         paths: vec!["/usr/share/doc".into()],
+        resolved_paths: [("/usr/share/doc".to_string(), "/usr/local/share/doc".to_string())].into(),
         host: "host".into(),
         user: "user".into(),
         tags: vec!["tag".into()],
