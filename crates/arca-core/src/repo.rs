@@ -201,11 +201,11 @@ impl Repository {
         Ok(())
     }
 
-    /// Key files that others than the repository's owner can read, each
-    /// with why: anyone who copies one can guess the password offline.
-    pub fn exposed_keys(&self) -> Result<Vec<String>> {
+    /// Of the listed key files `keys`, those that others than the
+    /// repository's owner can read, each with why: anyone who copies one can guess the password offline.
+    pub fn exposed_keys(&self, keys: &[arca_backend::Entry]) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for k in self.backend.list(FileKind::Key)? {
+        for k in keys {
             if let Some(why) = self.backend.exposure(FileKind::Key, &k.name)? {
                 out.push(format!(
                     "key file {why}: anyone who can copy it can try passwords offline; `chmod 600` it"

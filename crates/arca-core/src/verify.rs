@@ -475,14 +475,15 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         ));
     }
     errors.extend(repo.config_damage().map(str::to_string));
-    for k in repo.backend().list(FileKind::Key)? {
+    let keys = repo.backend().list(FileKind::Key)?;
+    for k in &keys {
         let object = repo.object_name(FileKind::Key, &k.name);
         let checked = repo.backend().get(FileKind::Key, &k.name).map_err(Error::from);
         if let Err(e) = checked.and_then(|b| crate::keyfile::KeyFile::decode(&b, &object)) {
             errors.push(e.to_string());
         }
     }
-    warnings.extend(repo.exposed_keys()?);
+    warnings.extend(repo.exposed_keys(&keys)?);
 
     let subset_start = match (opts.subset, repo.cache()) {
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),

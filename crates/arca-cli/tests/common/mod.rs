@@ -120,6 +120,23 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}\n... ({} bytes more)", &s[..end], s.len() - end)
 }
 
+/// Waits for `child` at most [`COMMAND_TIMEOUT`]; past it, kills it and
+/// panics naming `what`.
+fn wait_within_timeout(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait for arca") {
+            return st;
+        }
+        if start.elapsed() > COMMAND_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs a prepared command with no standard input, a timeout and a check that
 /// nothing panicked.
 pub fn run_command(mut cmd: Command) -> Out {
@@ -138,18 +155,7 @@ pub fn run_command(mut cmd: Command) -> Out {
         let _ = se.read_to_end(&mut v);
         v
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for arca") {
-            break st;
-        }
-        if start.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmdline} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_within_timeout(&mut child, &cmdline);
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).into_owned();
     let code = match status.code() {
@@ -908,17 +914,7 @@ pub fn kill_after(child: &mut Child, delay: Duration) -> Option<std::process::Ex
 /// Waits for a background `arca` (see [`Arca::spawn`]) within
 /// [`COMMAND_TIMEOUT`]; returns its exit code, stdout and stderr.
 pub fn wait_logged(child: &mut Child, log: &Path) -> (Option<i32>, String, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for arca") {
-            break st;
-        }
-        if start.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            panic!("a background arca did not finish within {COMMAND_TIMEOUT:?} (log {})", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_within_timeout(child, &format!("a background arca (log {})", log.display()));
     let stdout = fs::read_to_string(log.with_extension("stdout")).unwrap_or_default();
     let stderr = fs::read_to_string(log.with_extension("stderr")).unwrap_or_default();
     assert!(!stderr.contains("panicked"), "arca panicked: {stderr}");
