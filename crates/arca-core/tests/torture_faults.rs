@@ -190,10 +190,18 @@ fn process_ended(repo: &Path) -> usize {
     n
 }
 
+/// Runs `f` on a pool of one thread: the engines' parallel parts then meet
+/// blobs in one order, so a run makes the same operations every time and
+/// the Nth operation of the clean run is the Nth of every faulted run
+/// (with more threads, how small blobs are gathered into writes varies).
+fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool").install(f)
+}
+
 fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<Id> {
     let opts =
         BackupOptions { paths: vec![src.to_path_buf()], host: Some("torture".into()), ..Default::default() };
-    let r = backup(repo, &opts, &NoProgress)?;
+    let r = one_thread(|| backup(repo, &opts, &NoProgress))?;
     if let Some(e) = r.snapshot.summary.errors.first() {
         panic!("a backup read error on an unchanging source: {} {}", e.path, e.error);
     }
@@ -207,7 +215,7 @@ fn do_forget_prune(repo: &Repository, forget: &[Id]) -> arca_core::Result<()> {
     for id in forget {
         repo.backend().delete(FileKind::Snapshot, &id.to_hex())?;
     }
-    prune(repo, &PruneOptions { max_unused_percent: 0.0, ..Default::default() }, &NoProgress)?;
+    one_thread(|| prune(repo, &PruneOptions { max_unused_percent: 0.0, ..Default::default() }, &NoProgress))?;
     Ok(())
 }
 
@@ -216,7 +224,7 @@ fn do_copy(src: &Repository, dst: &Repository) -> arca_core::Result<()> {
     let _s = src.lock(false, "copy (source)")?;
     let _d = dst.lock(false, "copy (target)")?;
     let index = src.load_index()?;
-    arca_core::copy::copy(src, &index, dst, &snaps, &NoProgress)?;
+    one_thread(|| arca_core::copy::copy(src, &index, dst, &snaps, &NoProgress))?;
     Ok(())
 }
 
