@@ -14,8 +14,8 @@
 //! hold it.
 
 use arca_bench::{random_entries, rss_bytes};
-use arca_core::id::Id;
-use arca_core::index::Index;
+use arca_core::format::id::Id;
+use arca_core::format::index::Index;
 
 const PACK_LEN: usize = 250;
 
@@ -80,7 +80,10 @@ fn main() {
         measure(n, &mode);
         return;
     }
-    println!("(payload: 32-byte id + {}-byte BlobLoc)", std::mem::size_of::<arca_core::index::BlobLoc>());
+    println!(
+        "(payload: 32-byte id + {}-byte BlobLoc)",
+        std::mem::size_of::<arca_core::format::index::BlobLoc>()
+    );
     let exe = std::env::current_exe().expect("own path");
     const FIXED: &str = "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
     for (mode, tunables) in [("one-pack", None), ("loader", None), ("loader", Some(FIXED))] {

@@ -131,7 +131,7 @@ const STACK: usize = 256 << 20;
 /// Raises the soft limit of open files to the hard one (at most 2^20), as
 /// Go and many servers do: the soft limit of 1,024 dates from `select`, which
 /// arca does not use, and a restore keeps a folder descriptor per recently
-/// used folder (see arca_core::restore). Failing to raise it only costs
+/// used folder (see arca_core::ops::restore). Failing to raise it only costs
 /// reopening folders.
 fn raise_open_file_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arca_backend::LocalBackend;
-use arca_core::id::Id;
-use arca_core::pack::BlobType;
-use arca_core::packer::Packer;
-use arca_core::snapshot::{Snapshot, Strategy};
-use arca_core::tree::{Node, NodeKind, Tree};
+use arca_core::data::packer::Packer;
+use arca_core::format::id::Id;
+use arca_core::format::pack::BlobType;
+use arca_core::format::snapshot::{Snapshot, Strategy};
+use arca_core::format::tree::{Node, NodeKind, Tree};
 use arca_core::Repository;
 use common::*;
 
@@ -265,7 +265,7 @@ fn folders_nested_beyond_any_legal_path_are_an_error_not_a_crash() {
     // than 2,048 folders. Every level is its own tree (ids are hashes of
     // content, so a cycle cannot be built): the count of levels is what
     // costs, and beyond the limit every depth behaves the same.
-    let levels = 4096 + 200; // arca_core::walk::MAX_DEPTH + 200
+    let levels = 4096 + 200; // arca_core::repository::walk::MAX_DEPTH + 200
     let c = Crafter::open(&arca);
     let first = chain(&c, levels, b"bottom");
     let first = c.snapshot(first);

@@ -25,13 +25,13 @@ pub enum Error {
     /// A tree blob that does not decode or breaks the tree rules (a bad
     /// entry name, duplicates, disorder, fields that contradict the kind).
     #[error("tree {tree} is damaged: {source}")]
-    Tree { tree: String, source: crate::tree::TreeError },
+    Tree { tree: String, source: crate::format::tree::TreeError },
     /// A walk met more entries than any real snapshot has
-    /// ([`crate::walk::MAX_ENTRIES`]): folders that share subtrees can make
+    /// ([`crate::repository::walk::MAX_ENTRIES`]): folders that share subtrees can make
     /// a few small trees expand without bound.
     #[error("snapshot expands to more than {limit} entries: the repository may be crafted")]
     TooManyEntries { limit: u64 },
-    /// Folders nested deeper than [`crate::walk::MAX_DEPTH`], which no
+    /// Folders nested deeper than [`crate::repository::walk::MAX_DEPTH`], which no
     /// legal path reaches.
     #[error("folder {path} is nested deeper than {limit} levels: the repository may be crafted")]
     TooDeep { path: String, limit: usize },

@@ -10,16 +10,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, Encryption};
-use crate::crypto::{Crypto, MasterKey};
-use crate::id::Id;
-use crate::index::{Index, IndexFile};
-use crate::keyfile::KeyFile;
-use crate::pack::BlobType;
-use crate::packer::Packer;
-use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{NodeKind, Tree};
+use crate::data::crypto::{Crypto, MasterKey};
+use crate::data::packer::Packer;
+use crate::format::config::{Config, Encryption};
+use crate::format::id::Id;
+use crate::format::index::{Index, IndexFile};
+use crate::format::keyfile::KeyFile;
+use crate::format::pack::BlobType;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
+use crate::repository::Repository;
 
 /// The body of a fuzz target.
 pub type Target = fn(&[u8]);
@@ -66,15 +66,15 @@ pub fn pack_header(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
     let crypto = Crypto::new(&test_key(), mode % 2 == 1);
     if mode == 0 {
-        let _ = crate::pack::entries_of(rest, &crypto, "fuzz/pack");
+        let _ = crate::format::pack::entries_of(rest, &crypto, "fuzz/pack");
         return;
     }
     let mut pack = vec![0u8; mode as usize * 64];
     let sealed = crypto.seal(rest);
     pack.extend_from_slice(&sealed);
     pack.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-    pack.extend_from_slice(crate::pack::MAGIC);
-    let _ = crate::pack::entries_of(&pack, &crypto, "fuzz/pack");
+    pack.extend_from_slice(crate::format::pack::MAGIC);
+    let _ = crate::format::pack::entries_of(&pack, &crypto, "fuzz/pack");
 }
 
 pub fn index_file(data: &[u8]) {
@@ -107,16 +107,16 @@ pub fn snapshot(data: &[u8]) {
 
 pub fn lock(data: &[u8]) {
     // What `list_locks` does with a lock's plaintext, then `is_stale`.
-    if let Ok(info) = serde_json::from_slice::<crate::lock::LockInfo>(data) {
+    if let Ok(info) = serde_json::from_slice::<crate::format::lock::LockInfo>(data) {
         let _ = info.is_stale();
     }
 }
 
 pub fn decompress(data: &[u8]) {
     let object = || "fuzz/compressed".to_string();
-    let whole = crate::compress::decode(data.to_vec(), &object);
+    let whole = crate::data::compress::decode(data.to_vec(), &object);
     let mut scratch = Vec::new();
-    let by_ref = crate::compress::decode_ref(data, &mut scratch, &object).map(|d| d.to_vec());
+    let by_ref = crate::data::compress::decode_ref(data, &mut scratch, &object).map(|d| d.to_vec());
     match (whole, by_ref) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "both decoders agree"),
         (Err(_), Err(_)) => {}
@@ -266,9 +266,15 @@ pub fn restore_tree(data: &[u8]) {
     }
     let mut before = BTreeMap::new();
     listing(&sandbox, &target, &mut before);
-    let opts = crate::restore::RestoreOptions { target: target.clone(), ..Default::default() };
-    let _ =
-        crate::restore::restore(&repo, &index, &Id::default(), &root, &opts, &crate::progress::NoProgress);
+    let opts = crate::ops::restore::RestoreOptions { target: target.clone(), ..Default::default() };
+    let _ = crate::ops::restore::restore(
+        &repo,
+        &index,
+        &Id::default(),
+        &root,
+        &opts,
+        &crate::progress::NoProgress,
+    );
     let mut after = BTreeMap::new();
     listing(&sandbox, &target, &mut after);
     assert_eq!(before, after, "the restore changed the sandbox outside its target");

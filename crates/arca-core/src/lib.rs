@@ -1,41 +1,24 @@
 //! arca-core: the repository format and the backup, restore and verify engines.
 //!
-//! Format modules (one per on-disk kind): [`config`], [`keyfile`], [`pack`],
-//! [`index`], [`tree`], [`snapshot`], [`lock`]; building blocks: [`crypto`],
-//! [`compress`], [`chunker`]; engines: [`backup`], [`restore`], [`verify`].
+//! The folders follow the data: [`format`] holds one module per on-disk
+//! kind (config, key files, packs, index files, trees, snapshots, locks);
+//! [`data`] the building blocks a blob passes through (chunker,
+//! compression, encryption, packer, parity); [`repository`] opens a
+//! repository and reads and writes its typed objects; [`fs`] reads and
+//! applies filesystem metadata and matches paths; [`ops`] holds one module
+//! per operation (backup, restore, verify, prune, forget, copy, repair,
+//! diff, archive).
 
-pub mod archive;
-pub mod backup;
-pub mod cache;
-pub mod chunker;
-pub mod compress;
-pub mod config;
-pub mod copy;
-pub mod crypto;
-pub mod diff;
+pub mod data;
 pub mod error;
-pub mod filter;
-pub mod forget;
-pub mod fsmeta;
+pub mod format;
+pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod id;
-pub mod index;
-pub mod keyfile;
-pub mod lock;
-pub mod pack;
-pub mod packer;
-pub mod parity;
+pub mod ops;
 pub mod progress;
-pub mod prune;
-pub mod repair;
-pub mod repo;
-pub mod restore;
-pub mod snapshot;
-pub mod tree;
-pub mod verify;
-pub mod walk;
+pub mod repository;
 
 pub use error::{Error, Result};
-pub use id::Id;
-pub use repo::Repository;
+pub use format::id::Id;
+pub use repository::Repository;

@@ -21,14 +21,14 @@ use std::sync::Arc;
 
 use arca_backend::fault::{Corruption, FaultBackend, Faults, Op, Plan, When};
 use arca_backend::{Backend, FileKind, LocalBackend};
-use arca_core::backup::{backup, BackupOptions};
-use arca_core::config::{Config, Encryption};
-use arca_core::crypto::MasterKey;
-use arca_core::keyfile::KeyFile;
+use arca_core::data::crypto::MasterKey;
+use arca_core::format::config::{Config, Encryption};
+use arca_core::format::keyfile::KeyFile;
+use arca_core::ops::backup::{backup, BackupOptions};
+use arca_core::ops::prune::{prune, PruneOptions};
+use arca_core::ops::restore::{restore, RestoreOptions, TEMP_PREFIX};
+use arca_core::ops::verify::{verify, VerifyOptions};
 use arca_core::progress::NoProgress;
-use arca_core::prune::{prune, PruneOptions};
-use arca_core::restore::{restore, RestoreOptions, TEMP_PREFIX};
-use arca_core::verify::{verify, VerifyOptions};
 use arca_core::{Id, Repository};
 
 const PASSWORD: &str = "torture correct horse";
@@ -224,7 +224,7 @@ fn do_copy(src: &Repository, dst: &Repository) -> arca_core::Result<()> {
     let _s = src.lock(false, "copy (source)")?;
     let _d = dst.lock(false, "copy (target)")?;
     let index = src.load_index()?;
-    one_thread(|| arca_core::copy::copy(src, &index, dst, &snaps, &NoProgress))?;
+    one_thread(|| arca_core::ops::copy::copy(src, &index, dst, &snaps, &NoProgress))?;
     Ok(())
 }
 

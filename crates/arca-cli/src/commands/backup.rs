@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arca_core::backup::{backup, BackupOptions};
-use arca_core::snapshot::Strategy;
+use arca_core::format::snapshot::Strategy;
+use arca_core::ops::backup::{backup, BackupOptions};
 use arca_core::{Error, Id, Repository};
 
 use crate::{exit, outln, output, progress, Cli};
@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             crate::errln!("arca: creating the default repository at {}", loc.backend.location());
             let init = super::init::Args {
                 encryption: "xchacha20-poly1305".into(),
-                compression: arca_core::config::DEFAULT_COMPRESSION_LEVEL,
+                compression: arca_core::format::config::DEFAULT_COMPRESSION_LEVEL,
                 parity: 0,
             };
             super::init::create(cli, &loc, &init)?

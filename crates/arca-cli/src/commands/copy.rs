@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use arca_core::copy::copy;
+use arca_core::ops::copy::copy;
 use arca_core::Repository;
 
 use crate::{location, outln, output, password, progress, Cli};

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::diff::{diff, Change};
+use arca_core::ops::diff::{diff, Change};
 
 use crate::{outln, output, Cli};
 

@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use arca_core::archive::dump;
+use arca_core::ops::archive::dump;
 
 use crate::Cli;
 

@@ -2,7 +2,7 @@ use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use arca_core::archive::{export, Format};
+use arca_core::ops::archive::{export, Format};
 
 use crate::{progress, Cli};
 

@@ -2,7 +2,7 @@
 //! that list or select them.
 
 use anyhow::Result;
-use arca_core::snapshot::Snapshot;
+use arca_core::format::snapshot::Snapshot;
 
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct FilterArgs {
@@ -33,7 +33,7 @@ impl FilterArgs {
             .path
             .as_deref()
             .map(|p| {
-                arca_core::backup::normalize(std::path::Path::new(p))
+                arca_core::ops::backup::normalize(std::path::Path::new(p))
                     .map(|p| p.to_string_lossy().into_owned())
             })
             .transpose()?;

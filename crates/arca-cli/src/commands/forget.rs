@@ -1,7 +1,7 @@
 use anyhow::{bail, Result};
 use arca_backend::FileKind;
-use arca_core::forget::{apply, Decision, GroupBy, Policy};
-use arca_core::prune::PruneResult;
+use arca_core::ops::forget::{apply, Decision, GroupBy, Policy};
+use arca_core::ops::prune::PruneResult;
 use arca_core::{Id, Repository};
 use serde::Serialize;
 
@@ -60,7 +60,7 @@ pub fn forget_with(
     policy: &Policy,
     explicit: &[Id],
     group_by: GroupBy,
-    filter: &dyn Fn(&arca_core::snapshot::Snapshot) -> bool,
+    filter: &dyn Fn(&arca_core::format::snapshot::Snapshot) -> bool,
     dry_run: bool,
 ) -> Result<ForgetReport> {
     let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| filter(s)).collect();
@@ -170,7 +170,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         bail!("give either snapshot ids or a policy, not both");
     }
     let compiled = args.filter.compile()?;
-    let filter = |s: &arca_core::snapshot::Snapshot| compiled.matches(s);
+    let filter = |s: &arca_core::format::snapshot::Snapshot| compiled.matches(s);
     let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "forget")?) };
     let mut report = forget_with(&repo, &policy, &explicit, args.group_by, &filter, args.dry_run)?;
     if args.prune {

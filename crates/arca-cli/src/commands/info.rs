@@ -1,7 +1,7 @@
 use anyhow::Result;
-use arca_core::index::IdSet;
-use arca_core::tree::NodeKind;
-use arca_core::walk::{walk, Visit};
+use arca_core::format::index::IdSet;
+use arca_core::format::tree::NodeKind;
+use arca_core::repository::walk::{walk, Visit};
 use serde::Serialize;
 
 use crate::{outln, output, Cli};

@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use arca_core::config::{Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
+use arca_core::format::config::{Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
 use arca_core::Repository;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 use anyhow::Result;
-use arca_core::tree::{Node, Timestamp};
-use arca_core::walk::{walk, Visit};
+use arca_core::format::tree::{Node, Timestamp};
+use arca_core::repository::walk::{walk, Visit};
 use serde::Serialize;
 
 use crate::{outln, output, Cli};

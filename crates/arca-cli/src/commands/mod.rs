@@ -111,7 +111,7 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 
 /// The index, leaving out (with a warning) index files that cannot be read,
 /// so that what is intact can still be listed and restored.
-pub fn load_index(repo: &Repository) -> Result<arca_core::index::Index> {
+pub fn load_index(repo: &Repository) -> Result<arca_core::format::index::Index> {
     let (index, errors) = repo.load_index_lenient()?;
     for e in errors {
         crate::errln!("arca: warning: {e}; data it names is unreachable until `arca repair index`");
@@ -121,7 +121,7 @@ pub fn load_index(repo: &Repository) -> Result<arca_core::index::Index> {
 
 /// Every readable snapshot, oldest first; damaged snapshot files are named
 /// in a warning and skipped.
-pub fn snapshots(repo: &Repository) -> Result<arca_core::repo::SnapshotList> {
+pub fn snapshots(repo: &Repository) -> Result<arca_core::repository::SnapshotList> {
     let (snaps, errors) = repo.snapshots_lenient()?;
     for e in errors {
         crate::errln!("arca: warning: {e}");
@@ -130,7 +130,12 @@ pub fn snapshots(repo: &Repository) -> Result<arca_core::repo::SnapshotList> {
 }
 
 /// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
-pub fn lock(cli: &Cli, repo: &Repository, exclusive: bool, op: &str) -> Result<arca_core::lock::Lock> {
+pub fn lock(
+    cli: &Cli,
+    repo: &Repository,
+    exclusive: bool,
+    op: &str,
+) -> Result<arca_core::format::lock::Lock> {
     if cli.no_lock {
         anyhow::bail!(
             "--no-lock is only for commands that only read: {op} writes to the repository and must lock it"
@@ -149,8 +154,8 @@ pub fn lock_notes(notes: &[String]) {
 
 /// The lock of a command that only reads: none with `--no-lock`, and none
 /// (with a note) when the storage refuses to take one.
-pub fn read_lock(cli: &Cli, repo: &Repository, op: &str) -> Result<arca_core::lock::ReadLock> {
-    use arca_core::lock::ReadLock;
+pub fn read_lock(cli: &Cli, repo: &Repository, op: &str) -> Result<arca_core::format::lock::ReadLock> {
+    use arca_core::format::lock::ReadLock;
     let lock = repo.lock_for_reading(op, cli.retry_lock.unwrap_or_default(), cli.no_lock)?;
     match &lock {
         ReadLock::Held(l) => lock_notes(l.notes()),
@@ -164,6 +169,9 @@ pub fn read_lock(cli: &Cli, repo: &Repository, op: &str) -> Result<arca_core::lo
 }
 
 /// Resolves a SNAP argument (`latest` or an id prefix).
-pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::Id, arca_core::snapshot::Snapshot)> {
+pub fn snapshot(
+    repo: &Repository,
+    spec: &str,
+) -> Result<(arca_core::Id, arca_core::format::snapshot::Snapshot)> {
     repo.find_snapshot(spec).with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
 }

@@ -71,7 +71,7 @@ pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
         &repo,
         &policy,
         &[],
-        arca_core::forget::GroupBy { host: true, paths: true, tags: false },
+        arca_core::ops::forget::GroupBy { host: true, paths: true, tags: false },
         &|_| true,
         args.dry_run,
     )?;

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::prune::{prune, PruneOptions, PruneResult};
+use arca_core::ops::prune::{prune, PruneOptions, PruneResult};
 
 use super::retention::PruneArgs;
 use crate::{outln, output, progress, Cli};

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::repair::{repair_index, repair_snapshots};
+use arca_core::ops::repair::{repair_index, repair_snapshots};
 
 use crate::{outln, output, progress, Cli};
 

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use arca_core::restore::{restore, Overwrite, RestoreOptions};
+use arca_core::ops::restore::{restore, Overwrite, RestoreOptions};
 
 use crate::{exit, outln, output, progress, Cli};
 

@@ -1,7 +1,7 @@
 //! Shared by `forget` and `policy set`: the retention rules as flags.
 
 use anyhow::Result;
-use arca_core::forget::{parse_duration, Policy};
+use arca_core::ops::forget::{parse_duration, Policy};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct PolicyArgs {

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::snapshot::BackupMetadata;
+use arca_core::format::snapshot::BackupMetadata;
 
 use crate::{outln, output, Cli};
 

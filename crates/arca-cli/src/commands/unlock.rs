@@ -1,6 +1,6 @@
 use anyhow::Result;
 use arca_backend::FileKind;
-use arca_core::lock::list_locks;
+use arca_core::format::lock::list_locks;
 use serde_json::json;
 
 use crate::{outln, output, Cli};

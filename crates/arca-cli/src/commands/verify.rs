@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::verify::{restore_test, verify, Subset, VerifyOptions};
+use arca_core::ops::verify::{restore_test, verify, Subset, VerifyOptions};
 
 use crate::{exit, outln, output, progress, Cli};
 

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::pack::{BlobType, PackEntry, ENTRY_LEN};
+use crate::format::id::Id;
+use crate::format::pack::{BlobType, PackEntry, ENTRY_LEN};
 
 const MAGIC: &[u8; 8] = b"ARCAIDX1";
 
@@ -630,7 +630,7 @@ mod tests {
         );
         assert_eq!(index.total_pack_bytes(), 2 * MAX_PACK_SIZE);
         let crash =
-            include_bytes!("../../../fuzz/corpus/index_file/crash-ae261ffd392bf0f56be38f221a31dd7e69c01340");
+            include_bytes!("../../../../fuzz/corpus/index_file/crash-ae261ffd392bf0f56be38f221a31dd7e69c01340");
         crate::fuzzing::index_file(crash);
     }
 

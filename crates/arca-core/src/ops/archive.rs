@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::Index;
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::tree::{Node, NodeKind};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::tree::{Node, NodeKind};
-use crate::walk::{walk, Visit};
+use crate::repository::walk::{walk, Visit};
+use crate::repository::Repository;
 
 /// Reads a file's content blob by blob.
 pub struct ContentReader<'a> {
@@ -174,7 +174,7 @@ pub fn export(
     }
 }
 
-fn pax_time(t: crate::tree::Timestamp) -> String {
+fn pax_time(t: crate::format::tree::Timestamp) -> String {
     if t.nanos == 0 {
         t.secs.to_string()
     } else {

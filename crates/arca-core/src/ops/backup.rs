@@ -22,19 +22,19 @@ use std::time::Instant;
 use arca_backend::FileKind;
 use rayon::prelude::*;
 
-use crate::chunker::Chunker;
+use crate::data::chunker::Chunker;
+use crate::data::packer::Packer;
 use crate::error::{Error, Result};
-use crate::filter::PathFilter;
-use crate::fsmeta::{self, NameCache};
-use crate::id::Id;
-use crate::index::{IdSet, Index, IndexPack};
-use crate::lock::hostname;
-use crate::pack::BlobType;
-use crate::packer::Packer;
+use crate::format::id::Id;
+use crate::format::index::{IdSet, Index, IndexPack};
+use crate::format::lock::hostname;
+use crate::format::pack::BlobType;
+use crate::format::snapshot::{PathError, Snapshot, Strategy, Summary};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::fs::filter::PathFilter;
+use crate::fs::meta::{self, NameCache};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::snapshot::{PathError, Snapshot, Strategy, Summary};
-use crate::tree::{Node, NodeKind, Tree};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
@@ -172,7 +172,7 @@ impl<'a> Engine<'a> {
         source: bool,
     ) -> Result<Option<Node>> {
         let previous = parent.filter(|_| !self.force);
-        let mut node = match fsmeta::read_node(path, name, meta, &self.names, previous) {
+        let mut node = match meta::read_node(path, name, meta, &self.names, previous) {
             Ok(n) => n,
             Err(e) => {
                 self.record(path, io_cause(&e));
@@ -219,7 +219,9 @@ impl<'a> Engine<'a> {
                     // Re-read but identical (only ctime moved, say) is unchanged.
                     let counter = match parent {
                         None => &self.stats.new,
-                        Some(p) if crate::diff::differences(p, &node).is_empty() => &self.stats.unchanged,
+                        Some(p) if crate::ops::diff::differences(p, &node).is_empty() => {
+                            &self.stats.unchanged
+                        }
                         Some(_) => &self.stats.changed,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -393,7 +395,7 @@ impl<'a> Engine<'a> {
                         p.display()
                     )));
                 }
-                let mut node = fsmeta::read_node(&real, name.clone(), &meta, &self.names, prev)
+                let mut node = meta::read_node(&real, name.clone(), &meta, &self.names, prev)
                     .map_err(|e| Error::io(&p, e))?;
                 let sub = self.parent_tree(prev);
                 node.subtree = Some(self.layout_tree(child, &p, sub.as_ref())?);

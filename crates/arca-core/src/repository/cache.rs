@@ -16,8 +16,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::id::Id;
-use crate::index::IdSet;
+use crate::format::id::Id;
+use crate::format::index::IdSet;
 
 #[derive(Debug, Clone)]
 pub struct Cache {

@@ -16,8 +16,8 @@ use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::snapshot::Snapshot;
+use crate::format::id::Id;
+use crate::format::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -306,7 +306,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Strategy as SnapStrategy;
+    use crate::format::snapshot::Strategy as SnapStrategy;
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashSet};
 

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::Id;
+use crate::format::id::Id;
 
 /// What a node is. The numeric values are part of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,9 +19,9 @@ use std::time::Duration;
 use arca_backend::{Backend, FileKind};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::Crypto;
+use crate::data::crypto::Crypto;
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);

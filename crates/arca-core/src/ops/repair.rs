@@ -7,15 +7,15 @@ use arca_backend::FileKind;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::packer::Packer;
 use crate::error::Result;
-use crate::id::Id;
-use crate::index::{IdSet, Index, IndexPack};
-use crate::pack;
-use crate::packer::Packer;
+use crate::format::id::Id;
+use crate::format::index::{IdSet, Index, IndexPack};
+use crate::format::pack;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{NodeKind, Tree};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairIndexResult {
@@ -118,7 +118,7 @@ pub fn repair_snapshots(
     progress: &dyn Progress,
 ) -> Result<Vec<RepairedSnapshot>> {
     let index = Arc::new(repo.load_index()?);
-    let damaged = crate::verify::damaged_blobs(repo, &index, read_data, progress)?;
+    let damaged = crate::ops::verify::damaged_blobs(repo, &index, read_data, progress)?;
     let bad = |id: &Id| !index.contains(id) || damaged.contains(id);
     let packer = Packer::new(repo, index.clone(), IdSet::default(), dry_run, 1);
     let mut out = Vec::new();
@@ -155,12 +155,12 @@ pub fn repair_snapshots(
         let index = repo.load_index()?;
         for (snap, r) in new_snapshots.iter_mut().zip(out.iter_mut()) {
             let (mut files, mut size) = (0, 0);
-            crate::walk::walk(repo, &index, &snap.tree, &mut |_, _, n| {
+            crate::repository::walk::walk(repo, &index, &snap.tree, &mut |_, _, n| {
                 if n.kind == NodeKind::File {
                     files += 1;
                     size += n.size;
                 }
-                Ok(crate::walk::Visit::Descend)
+                Ok(crate::repository::walk::Visit::Descend)
             })?;
             snap.files = files;
             snap.size = size;

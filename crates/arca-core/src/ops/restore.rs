@@ -35,17 +35,17 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use serde::Serialize;
 
-use crate::chunker::Chunker;
+use crate::data::chunker::Chunker;
 use crate::error::{Error, Result};
-use crate::filter::PathFilter;
-use crate::fsmeta;
-use crate::id::Id;
-use crate::index::Index;
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::snapshot::PathError;
+use crate::format::tree::{Node, NodeKind};
+use crate::fs::filter::PathFilter;
+use crate::fs::meta;
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::snapshot::PathError;
-use crate::tree::{Node, NodeKind};
-use crate::walk::{walk_tolerant, Visit};
+use crate::repository::walk::{walk_tolerant, Visit};
+use crate::repository::Repository;
 
 /// Granularity of hole detection when writing files (a filesystem block).
 const SPARSE_BLOCK: usize = 4096;
@@ -694,7 +694,7 @@ impl Ctx<'_> {
             if let Existing::Keep(file) = self.existing(dir, name, dest, node)? {
                 if let Some(f) = file {
                     let meta = f.metadata().map_err(|e| Error::io(dest, e))?;
-                    fsmeta::apply_file_metadata(&f, node, self.chown, &meta)
+                    meta::apply_file_metadata(&f, node, self.chown, &meta)
                         .map_err(|e| Error::io(dest, e))?;
                 }
                 self.kept.fetch_add(1, Ordering::Relaxed);
@@ -795,7 +795,7 @@ impl Ctx<'_> {
             f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
             meta = f.metadata().map_err(|e| Error::io(dest, e))?;
         }
-        fsmeta::apply_file_metadata(f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))
+        meta::apply_file_metadata(f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))
     }
 }
 
@@ -917,7 +917,7 @@ pub fn restore(
         index,
         packs: repo.backend().is_remote().then(|| PackCache::new(index, &items)),
         progress,
-        chown: fsmeta::is_root(),
+        chown: meta::is_root(),
         overwrite: opts.overwrite,
         errors: Mutex::new(Vec::new()),
         out_of_space: AtomicBool::new(false),
@@ -1059,8 +1059,8 @@ pub fn restore(
             if !fresh {
                 clear_at(dir, name)?;
             }
-            if fsmeta::create_special_at(dir, name, &it.node)? {
-                fsmeta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
+            if meta::create_special_at(dir, name, &it.node)? {
+                meta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
             }
             Ok(())
         });
@@ -1120,7 +1120,7 @@ pub fn restore(
         if !it.complete && !fresh_dirs.contains(&it.path) {
             continue;
         }
-        let r = dirs.get(&it.path).and_then(|d| fsmeta::apply_dir_metadata(d.as_fd(), &it.node, ctx.chown));
+        let r = dirs.get(&it.path).and_then(|d| meta::apply_dir_metadata(d.as_fd(), &it.node, ctx.chown));
         if let Err(e) = r {
             ctx.fail(&target_path(&opts.target, &it.path), e);
         }
@@ -1253,7 +1253,7 @@ mod tests {
         // Naming through /proc works for everyone; the empty path needs
         // CAP_DAC_READ_SEARCH (root).
         let mut ways = vec![LinkUnnamed::ProcFd];
-        if fsmeta::is_root() {
+        if meta::is_root() {
             ways.push(LinkUnnamed::EmptyPath);
         }
         for (i, way) in ways.into_iter().enumerate() {
@@ -1284,18 +1284,19 @@ mod tests {
     /// a test can craft any tree a hostile repository could hold.
     struct Crafted {
         repo: Repository,
-        packer: Option<crate::packer::Packer>,
+        packer: Option<crate::data::packer::Packer>,
     }
 
     impl Crafted {
         fn new(dir: &Path) -> Crafted {
             let backend: Arc<dyn arca_backend::Backend> =
                 Arc::new(arca_backend::LocalBackend::new(dir.join("repo")));
-            let repo = Repository::init(backend, None, crate::config::Encryption::None, 3, 0).unwrap();
-            let packer = crate::packer::Packer::new(
+            let repo =
+                Repository::init(backend, None, crate::format::config::Encryption::None, 3, 0).unwrap();
+            let packer = crate::data::packer::Packer::new(
                 &repo,
                 Arc::new(Index::default()),
-                crate::index::IdSet::default(),
+                crate::format::index::IdSet::default(),
                 false,
                 1,
             );
@@ -1306,7 +1307,7 @@ mod tests {
             let id = self.repo.crypto().blob_id(data);
             let packer = self.packer.as_ref().unwrap();
             if packer.claim(id) {
-                packer.add(crate::pack::BlobType::Data, id, data).unwrap();
+                packer.add(crate::format::pack::BlobType::Data, id, data).unwrap();
             }
             let mut n = Node::new(name.to_vec(), NodeKind::File);
             (n.mode, n.size, n.nlink, n.content) = (0o644, data.len() as u64, 1, vec![id]);
@@ -1316,13 +1317,13 @@ mod tests {
         /// A folder whose listing is stored as given: not through
         /// `Packer::add_tree`, which refuses to write what readers refuse.
         fn dir(&self, name: &[u8], nodes: Vec<Node>) -> Node {
-            let mut tree = crate::tree::Tree { nodes };
+            let mut tree = crate::format::tree::Tree { nodes };
             tree.sort();
             let bytes = tree.encode();
             let id = self.repo.crypto().blob_id(&bytes);
             let packer = self.packer.as_ref().unwrap();
             if packer.claim(id) {
-                packer.add(crate::pack::BlobType::Tree, id, &bytes).unwrap();
+                packer.add(crate::format::pack::BlobType::Tree, id, &bytes).unwrap();
             }
             let mut n = Node::new(name.to_vec(), NodeKind::Dir);
             (n.mode, n.subtree) = (0o755, Some(id));
@@ -1337,9 +1338,9 @@ mod tests {
             paths: &[&str],
             opts: RestoreOptions,
         ) -> Result<RestoreResult> {
-            let root = self.packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes }).unwrap();
+            let root = self.packer.as_ref().unwrap().add_tree(crate::format::tree::Tree { nodes }).unwrap();
             self.packer.take().unwrap().finish().unwrap();
-            let snap = crate::snapshot::Snapshot {
+            let snap = crate::format::snapshot::Snapshot {
                 time: "2026-01-01T00:00:00Z".into(),
                 tree: root,
                 paths: paths.iter().map(|p| p.to_string()).collect(),
@@ -1450,9 +1451,9 @@ mod tests {
         let src = c.dir(b"src", wide);
         let target = dir.path().join("t");
         let Crafted { repo, packer } = c;
-        let root = packer.as_ref().unwrap().add_tree(crate::tree::Tree { nodes: vec![src] }).unwrap();
+        let root = packer.as_ref().unwrap().add_tree(crate::format::tree::Tree { nodes: vec![src] }).unwrap();
         packer.unwrap().finish().unwrap();
-        let snap = crate::snapshot::Snapshot {
+        let snap = crate::format::snapshot::Snapshot {
             time: "2026-01-01T00:00:00Z".into(),
             tree: root,
             paths: vec!["/src".into()],

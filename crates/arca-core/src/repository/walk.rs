@@ -7,10 +7,10 @@
 //! of a walk that never ends or a stack overflow.
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::Index;
-use crate::repo::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::tree::{Node, NodeKind};
+use crate::repository::Repository;
 
 /// The most entries one walk visits. Real snapshots hold tens of millions
 /// of entries at most (a full ext4 filesystem holds at most 2^32 inodes, and
@@ -150,10 +150,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config::Encryption;
-    use crate::id::Id;
-    use crate::packer::Packer;
-    use crate::tree::Tree;
+    use crate::data::packer::Packer;
+    use crate::format::config::Encryption;
+    use crate::format::id::Id;
+    use crate::format::tree::Tree;
 
     /// A repository holding `levels` trees, each one's folders `a` and `b`
     /// both the tree below (`width` 2), or only `a` (`width` 1), above an

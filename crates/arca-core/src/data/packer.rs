@@ -18,13 +18,13 @@ use std::thread::JoinHandle;
 use arca_backend::{Backend, FileKind, ObjectWriter};
 use crossbeam_channel::{bounded, Sender};
 
-use crate::compress;
-use crate::crypto::{Crypto, SEAL_TRAILER_MAX};
+use crate::data::compress;
+use crate::data::crypto::{Crypto, SEAL_TRAILER_MAX};
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{IdSet, Index, IndexFile, IndexPack};
-use crate::pack::{BlobType, PackBuilder, PackOutput};
-use crate::repo::Repository;
+use crate::format::id::Id;
+use crate::format::index::{IdSet, Index, IndexFile, IndexPack};
+use crate::format::pack::{BlobType, PackBuilder, PackOutput};
+use crate::repository::Repository;
 
 const UPLOAD_QUEUE: usize = 2;
 /// Bytes of small blobs gathered before a write to a streamed pack.
@@ -108,7 +108,7 @@ impl Shared {
                     self.backend.put(
                         FileKind::Parity,
                         &id.to_hex(),
-                        &crate::parity::encode(&bytes, self.parity_percent),
+                        &crate::data::parity::encode(&bytes, self.parity_percent),
                     )?;
                 }
             }
@@ -244,7 +244,7 @@ impl Packer {
 
     /// Stores a directory listing (sorted, so equal folders give equal ids)
     /// unless it is already stored; returns its id.
-    pub fn add_tree(&self, mut tree: crate::tree::Tree) -> Result<Id> {
+    pub fn add_tree(&self, mut tree: crate::format::tree::Tree) -> Result<Id> {
         tree.sort();
         // The rules readers enforce: never store a tree they would refuse.
         tree.validate().map_err(|source| Error::Tree { tree: "to be written".into(), source })?;

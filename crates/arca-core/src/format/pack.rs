@@ -9,9 +9,9 @@
 //! The header lets `repair index` rebuild the index from packs alone; it is
 //! authenticated, so a damaged pack is never misread as a valid one.
 
-use crate::crypto::Crypto;
+use crate::data::crypto::Crypto;
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
 
 pub const MAGIC: &[u8; 8] = b"ARCAPAK1";
 pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
@@ -201,7 +201,7 @@ pub fn entries_of(pack: &[u8], crypto: &Crypto, object: &str) -> Result<Vec<Pack
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::data::crypto::MasterKey;
 
     #[test]
     fn build_and_parse() {

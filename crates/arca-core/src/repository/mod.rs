@@ -1,24 +1,27 @@
 //! An open repository: its backend, config and keys, and the typed reads and
 //! writes of every file kind.
 
+pub mod cache;
+pub mod walk;
+
 use std::sync::Arc;
 
 use arca_backend::{Backend, FileKind};
 use rayon::prelude::*;
 
-use crate::cache::Cache;
-use crate::chunker::Gear;
-use crate::compress;
-use crate::config::{Config, Encryption};
-use crate::crypto::{Crypto, MasterKey};
+use crate::data::chunker::Gear;
+use crate::data::compress;
+use crate::data::crypto::{Crypto, MasterKey};
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{Index, IndexFile};
-use crate::keyfile::KeyFile;
-use crate::lock::Lock;
-use crate::pack::{self, PackEntry};
-use crate::snapshot::Snapshot;
-use crate::tree::Tree;
+use crate::format::config::{Config, Encryption};
+use crate::format::id::Id;
+use crate::format::index::{Index, IndexFile};
+use crate::format::keyfile::KeyFile;
+use crate::format::lock::Lock;
+use crate::format::pack::{self, PackEntry};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::repository::cache::Cache;
 
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(Id, Snapshot)>;
@@ -278,8 +281,8 @@ impl Repository {
         operation: &str,
         wait: std::time::Duration,
         skip: bool,
-    ) -> Result<crate::lock::ReadLock> {
-        use crate::lock::ReadLock;
+    ) -> Result<crate::format::lock::ReadLock> {
+        use crate::format::lock::ReadLock;
         if skip {
             return Ok(ReadLock::Skipped(None));
         }
@@ -293,7 +296,7 @@ impl Repository {
     }
 
     /// The retention policy stored in the repository, if any.
-    pub fn load_policy(&self) -> Result<Option<crate::forget::Policy>> {
+    pub fn load_policy(&self) -> Result<Option<crate::ops::forget::Policy>> {
         let object = self.object_name(FileKind::Policy, "");
         let stored = match self.backend.get(FileKind::Policy, "policy") {
             Ok(b) => b,
@@ -304,7 +307,7 @@ impl Repository {
         serde_json::from_slice(&plain).map(Some).map_err(|e| Error::corrupt(&object, e.to_string()))
     }
 
-    pub fn save_policy(&self, policy: &crate::forget::Policy) -> Result<()> {
+    pub fn save_policy(&self, policy: &crate::ops::forget::Policy) -> Result<()> {
         let plain = serde_json::to_vec(policy).expect("policy serializes");
         self.backend.put(FileKind::Policy, "policy", &self.crypto.seal(&plain))?;
         Ok(())
@@ -353,7 +356,11 @@ impl Repository {
     /// file), each superseding the index files `old`, then deletes those old
     /// files. New before old: an interruption leaves a redundant index,
     /// never a missing one. Returns the new files and how many were deleted.
-    pub fn replace_index(&self, old: &[String], packs: &[crate::index::IndexPack]) -> Result<(Vec<Id>, u64)> {
+    pub fn replace_index(
+        &self,
+        old: &[String],
+        packs: &[crate::format::index::IndexPack],
+    ) -> Result<(Vec<Id>, u64)> {
         let supersedes: Vec<Id> = old.iter().filter_map(|n| Id::from_hex(n)).collect();
         let mut written = Vec::new();
         for chunk in packs.chunks(512).chain(packs.is_empty().then_some(&[][..])) {
@@ -462,7 +469,7 @@ impl Repository {
             static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
                 const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
         }
-        let is_tree = index.get(id).is_some_and(|l| l.kind == crate::pack::BlobType::Tree);
+        let is_tree = index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree);
         BUFFERS.with(|b| {
             let mut guard = match b.try_borrow_mut() {
                 Ok(g) if !is_tree => g,
@@ -493,7 +500,7 @@ impl Repository {
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
         let tree_cache = self
             .metadata_cache()
-            .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::pack::BlobType::Tree));
+            .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree));
         if let Some(c) = tree_cache {
             if let Some(sealed) = c.get("trees", id) {
                 match self.decode_blob(id, &sealed, &|| format!("cached tree {}", id.short())) {
@@ -505,13 +512,18 @@ impl Repository {
         first_intact_copy(index, id, |loc| self.read_blob_at(index, id, loc))
     }
 
-    pub fn read_blob_at(&self, index: &Index, id: &Id, loc: &crate::index::BlobLoc) -> Result<Vec<u8>> {
+    pub fn read_blob_at(
+        &self,
+        index: &Index,
+        id: &Id,
+        loc: &crate::format::index::BlobLoc,
+    ) -> Result<Vec<u8>> {
         let pack = index.pack(loc).id.to_hex();
         let sealed = self.backend.get_range(FileKind::Pack, &pack, loc.offset as u64, loc.length as u64)?;
         let data = self.decode_blob(id, &sealed, &|| {
             format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack))
         })?;
-        if loc.kind == crate::pack::BlobType::Tree {
+        if loc.kind == crate::format::pack::BlobType::Tree {
             if let Some(c) = self.metadata_cache() {
                 c.put("trees", id, &sealed);
             }
@@ -679,7 +691,7 @@ impl Repository {
 fn first_intact_copy<R>(
     index: &Index,
     id: &Id,
-    mut read: impl FnMut(&crate::index::BlobLoc) -> Result<R>,
+    mut read: impl FnMut(&crate::format::index::BlobLoc) -> Result<R>,
 ) -> Result<R> {
     let mut first_error = None;
     for loc in index.locations(id) {

@@ -18,12 +18,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{BlobLoc, IdMap, IdSet, Index};
+use crate::format::id::Id;
+use crate::format::index::{BlobLoc, IdMap, IdSet, Index};
+use crate::format::tree::NodeKind;
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::tree::NodeKind;
-use crate::walk::{walk_tolerant, Visit, MAX_DEPTH, MAX_ENTRIES};
+use crate::repository::walk::{walk_tolerant, Visit, MAX_DEPTH, MAX_ENTRIES};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -108,7 +108,7 @@ pub struct RestoreTest {
     pub bytes: u64,
     pub duration_ms: u64,
     pub mib_per_s: f64,
-    pub errors: Vec<crate::snapshot::PathError>,
+    pub errors: Vec<crate::format::snapshot::PathError>,
 }
 
 /// Restores a snapshot into a fresh folder below `scratch`, re-reads and
@@ -117,13 +117,14 @@ pub fn restore_test(
     repo: &Repository,
     index: &Index,
     id: &Id,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::format::snapshot::Snapshot,
     scratch: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<RestoreTest> {
     let dir = scratch.join(format!("arca-restore-test-{}", Id::random().short()));
-    let opts = crate::restore::RestoreOptions { target: dir.clone(), verify: true, ..Default::default() };
-    let r = crate::restore::restore(repo, index, id, &snap.tree, &opts, progress);
+    let opts =
+        crate::ops::restore::RestoreOptions { target: dir.clone(), verify: true, ..Default::default() };
+    let r = crate::ops::restore::restore(repo, index, id, &snap.tree, &opts, progress);
     let cleanup = std::fs::remove_dir_all(&dir);
     let r = r?;
     cleanup.map_err(|e| Error::io(&dir, e))?;
@@ -254,13 +255,13 @@ fn rebuild(
         Err(e) => return Err(format!("{object}: parity unreadable: {e}")),
     };
     let id = Id::from_hex(name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
-    match crate::parity::repair(bytes, &parity, &id, object).map_err(|e| e.to_string())? {
-        crate::parity::Repair::Rebuilt { pack, shards } => {
+    match crate::data::parity::repair(bytes, &parity, &id, object).map_err(|e| e.to_string())? {
+        crate::data::parity::Repair::Rebuilt { pack, shards } => {
             // Content-addressed: replacing it with the correct bytes is safe.
             repo.backend().put(FileKind::Pack, name, &pack).map_err(|e| format!("{object}: writing the rebuilt pack: {e}"))?;
             Ok(Some((pack, shards)))
         }
-        crate::parity::Repair::TooDamaged { damaged, correctable } => Err(format!(
+        crate::data::parity::Repair::TooDamaged { damaged, correctable } => Err(format!(
             "{object}: too damaged for parity: {damaged} of 64 shards are damaged, at most {correctable} can be rebuilt"
         )),
     }
@@ -373,7 +374,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
     if Id::of_bytes(&bytes).to_hex() != name {
         problems.push(format!("{object}: content does not match its name (hash mismatch)"));
     }
-    let header_ok = match crate::pack::entries_of(&bytes, repo.crypto(), object) {
+    let header_ok = match crate::format::pack::entries_of(&bytes, repo.crypto(), object) {
         Ok(_) => true,
         Err(e) => {
             problems.push(e.to_string());
@@ -411,7 +412,11 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
 
 /// Every blob the given snapshots use, as far as their trees can be read
 /// (an unreadable tree is reported by the walk that maps damage to paths).
-fn referenced_blobs(repo: &Repository, index: &Index, snaps: &[(Id, crate::snapshot::Snapshot)]) -> IdSet {
+fn referenced_blobs(
+    repo: &Repository,
+    index: &Index,
+    snaps: &[(Id, crate::format::snapshot::Snapshot)],
+) -> IdSet {
     let mut seen = IdSet::default();
     let mut stack: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = stack.pop() {
@@ -479,7 +484,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
     for k in &keys {
         let object = repo.object_name(FileKind::Key, &k.name);
         let checked = repo.backend().get(FileKind::Key, &k.name).map_err(Error::from);
-        if let Err(e) = checked.and_then(|b| crate::keyfile::KeyFile::decode(&b, &object)) {
+        if let Err(e) = checked.and_then(|b| crate::format::keyfile::KeyFile::decode(&b, &object)) {
             errors.push(e.to_string());
         }
     }
@@ -679,7 +684,7 @@ struct Judged {
 /// Whether a file node's size is the plaintext length of its content (as
 /// the index knows it); `None` when some blob is not indexed (reported as
 /// missing anyway).
-fn size_matches(index: &Index, node: &crate::tree::Node) -> Option<bool> {
+fn size_matches(index: &Index, node: &crate::format::tree::Node) -> Option<bool> {
     let mut total = 0u64;
     for id in &node.content {
         total += u64::from(index.get(id)?.raw_length);

@@ -22,14 +22,14 @@ use std::sync::Arc;
 use arca_backend::FileKind;
 use serde::Serialize;
 
+use crate::data::packer::Packer;
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::{IdSet, Index, IndexPack};
-use crate::pack::PackEntry;
-use crate::packer::Packer;
+use crate::format::id::Id;
+use crate::format::index::{IdSet, Index, IndexPack};
+use crate::format::pack::PackEntry;
+use crate::format::tree::NodeKind;
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::tree::NodeKind;
+use crate::repository::Repository;
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {

@@ -19,7 +19,7 @@ use chacha20::cipher::consts::U10;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use serde::{Deserialize, Serialize};
 
-use crate::id::Id;
+use crate::format::id::Id;
 
 pub const SCHEME_NONE: u8 = 0;
 pub const SCHEME_XCHACHA: u8 = 1;

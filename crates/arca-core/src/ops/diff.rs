@@ -6,11 +6,11 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::id::Id;
-use crate::index::Index;
-use crate::repo::Repository;
-use crate::tree::{Node, NodeKind, Tree};
-use crate::walk::{walk, Visit};
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repository::walk::{walk, Visit};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,9 +100,9 @@ impl Differ<'_> {
             return Ok(());
         }
         // The walk's bound: a crafted tree must not overflow the stack.
-        if depth > crate::walk::MAX_DEPTH {
-            let path = crate::walk::shortened(path);
-            return Err(crate::Error::TooDeep { path, limit: crate::walk::MAX_DEPTH });
+        if depth > crate::repository::walk::MAX_DEPTH {
+            let path = crate::repository::walk::shortened(path);
+            return Err(crate::Error::TooDeep { path, limit: crate::repository::walk::MAX_DEPTH });
         }
         let ta = match a {
             Some(id) => self.repo.load_tree(self.index, &id)?,

@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunker::ChunkerParams;
+use crate::data::chunker::ChunkerParams;
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;

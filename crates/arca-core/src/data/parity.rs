@@ -12,7 +12,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::format::id::Id;
 
 const MAGIC: &[u8; 8] = b"ARCAPAR1";
 /// Data shards per pack: damage is located to 1/64 of a pack.

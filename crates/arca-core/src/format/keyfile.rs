@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Crypto, MasterKey};
+use crate::data::crypto::{Crypto, MasterKey};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

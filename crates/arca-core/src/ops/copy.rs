@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::packer::Packer;
 use crate::error::Result;
-use crate::id::Id;
-use crate::index::{IdSet, Index};
-use crate::pack::BlobType;
-use crate::packer::Packer;
+use crate::format::id::Id;
+use crate::format::index::{IdSet, Index};
+use crate::format::pack::BlobType;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{NodeKind, Tree};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Copied {
@@ -67,9 +67,9 @@ impl Copier<'_> {
             return Ok(*t);
         }
         // The walk's bound: a crafted tree must not overflow the stack.
-        if depth > crate::walk::MAX_DEPTH {
+        if depth > crate::repository::walk::MAX_DEPTH {
             let path = format!("(tree {})", id.short());
-            return Err(crate::error::Error::TooDeep { path, limit: crate::walk::MAX_DEPTH });
+            return Err(crate::error::Error::TooDeep { path, limit: crate::repository::walk::MAX_DEPTH });
         }
         let tree = self.src.load_tree(self.src_index, id)?;
         let nodes = tree

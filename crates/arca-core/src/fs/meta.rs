@@ -19,7 +19,7 @@ use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
 use nix::unistd::{geteuid, Gid, Group, Uid, User};
 use rustix::fs::{self as rfs, AtFlags as RAtFlags, Gid as RGid, Mode as RMode, Uid as RUid};
 
-use crate::tree::{Node, NodeKind, Timestamp, Xattr};
+use crate::format::tree::{Node, NodeKind, Timestamp, Xattr};
 
 /// Caches uid->user name and gid->group name lookups (thread-safe, cheap to share via &).
 ///

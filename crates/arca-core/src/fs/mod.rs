@@ -1,0 +1,5 @@
+//! The local filesystem side: metadata read at backup and applied at
+//! restore, and the include/exclude patterns.
+
+pub mod filter;
+pub mod meta;

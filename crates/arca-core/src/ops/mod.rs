@@ -1,0 +1,11 @@
+//! The operations, one module each.
+
+pub mod archive;
+pub mod backup;
+pub mod copy;
+pub mod diff;
+pub mod forget;
+pub mod prune;
+pub mod repair;
+pub mod restore;
+pub mod verify;
