@@ -629,8 +629,9 @@ mod tests {
             &IndexFile { packs: vec![IndexPack { id: Id([4; 32]), ..ok.packs[0].clone() }], ..ok },
         );
         assert_eq!(index.total_pack_bytes(), 2 * MAX_PACK_SIZE);
-        let crash =
-            include_bytes!("../../../../fuzz/corpus/index_file/crash-ae261ffd392bf0f56be38f221a31dd7e69c01340");
+        let crash = include_bytes!(
+            "../../../../fuzz/corpus/index_file/crash-ae261ffd392bf0f56be38f221a31dd7e69c01340"
+        );
         crate::fuzzing::index_file(crash);
     }
 

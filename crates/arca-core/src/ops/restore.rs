@@ -694,8 +694,7 @@ impl Ctx<'_> {
             if let Existing::Keep(file) = self.existing(dir, name, dest, node)? {
                 if let Some(f) = file {
                     let meta = f.metadata().map_err(|e| Error::io(dest, e))?;
-                    meta::apply_file_metadata(&f, node, self.chown, &meta)
-                        .map_err(|e| Error::io(dest, e))?;
+                    meta::apply_file_metadata(&f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))?;
                 }
                 self.kept.fetch_add(1, Ordering::Relaxed);
                 self.progress.advance(0, node.size);
