@@ -49,8 +49,9 @@ pub enum Error {
     NoSpace { location: String, detail: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("interrupted")]
-    Interrupted,
+    /// The operation was stopped through its [`crate::Cancel`] handle.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -9,6 +9,7 @@
 //! per operation (backup, restore, verify, prune, forget, copy, repair,
 //! diff, archive).
 
+pub mod cancel;
 pub mod data;
 pub mod error;
 pub mod format;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod progress;
 pub mod repository;
 
+pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use format::id::Id;
 pub use repository::Repository;

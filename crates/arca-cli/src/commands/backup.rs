@@ -109,6 +109,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         force: args.force,
         dry_run: args.dry_run,
         lock_wait: cli.retry_lock.unwrap_or_default(),
+        cancel: Default::default(),
     };
     let bar = progress::for_terminal(cli.json, "backed up");
     let result = backup(&repo, &opts, bar.as_progress());

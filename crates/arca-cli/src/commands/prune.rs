@@ -47,6 +47,7 @@ pub fn execute(
         max_repack_bytes: args.max_repack_size,
         dry_run,
         ignore_snapshots: forgotten.to_vec(),
+        cancel: Default::default(),
     };
     let bar = progress::for_terminal(cli.json, "marked");
     let r = prune(repo, &opts, bar.as_progress());

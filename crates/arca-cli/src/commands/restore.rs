@@ -67,6 +67,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         overwrite: args.overwrite,
         delete: args.delete,
         verify: args.verify,
+        cancel: Default::default(),
     };
     let bar = progress::for_terminal(cli.json, "restored");
     let r = restore(&repo, &index, &id, &snap.tree, &opts, bar.as_progress());

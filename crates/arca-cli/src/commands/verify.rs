@@ -43,6 +43,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         snapshots: ids.clone(),
         read_data: args.read_data || args.read_data_subset.is_some(),
         subset: args.read_data_subset,
+        cancel: Default::default(),
     };
     let r = verify(&repo, &opts, bar.as_progress());
     bar.done();

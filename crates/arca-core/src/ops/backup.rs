@@ -53,6 +53,8 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// How long to wait for an exclusive lock (prune) to be released.
     pub lock_wait: std::time::Duration,
+    /// Stops the operation when cancelled (see [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
 }
 
 pub struct BackupResult {

@@ -40,6 +40,8 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Snapshots to count as already removed (a dry run of `forget --prune`).
     pub ignore_snapshots: Vec<Id>,
+    /// Stops the operation when cancelled (see [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
 }
 
 impl Default for PruneOptions {
@@ -49,6 +51,7 @@ impl Default for PruneOptions {
             max_repack_bytes: None,
             dry_run: false,
             ignore_snapshots: Vec::new(),
+            cancel: crate::Cancel::default(),
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Re-read every restored file and check it against the snapshot.
     pub verify: bool,
+    /// Stops the operation when cancelled (see [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
 }
 
 /// The RestoreResult JSON shape of DESIGN §4.

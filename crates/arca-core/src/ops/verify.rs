@@ -32,6 +32,8 @@ pub struct VerifyOptions {
     pub read_data: bool,
     /// Read only part of the packs (implies reading data).
     pub subset: Option<Subset>,
+    /// Stops the operation when cancelled (see [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
 }
 
 /// Which packs a partial data check reads.
