@@ -14,6 +14,10 @@ declare -A tools=(
   [cp]=coreutils
   [cc]=gcc               # zstd-sys builds C code
   [strace]=strace        # torture_durability: fsync before rename, folder fsyncs
+  [zstd]=zstd            # export_dump: extract a tar.zst export
+  [unzip]=unzip          # export_dump: symlinks in a zip export
+  [python3]=python3-minimal # export_dump: read a zip export's entries
+  [script]=bsdutils      # progress_on_terminal: run arca on a pseudo-terminal
 )
 missing=()
 for tool in "${!tools[@]}"; do
@@ -32,7 +36,7 @@ if ((${#missing[@]})); then
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
-  echo "test.sh: not root: tests that need root (owners, device nodes, tmpfs, setpriv) are skipped" >&2
+  echo "test.sh: not root: tests that need root (owners, device nodes, tmpfs mounts, setpriv) are skipped, or run without their root-only parts" >&2
 fi
 
 # The S3 tests run a real S3 server on loopback: s3s-fs (newer versions need
@@ -44,6 +48,12 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked -j2
 fi
 export ARCA_TEST_REQUIRE_S3=1
+# As root, with every tool above installed, nothing has a reason to skip:
+# ARCA_TEST_REQUIRE_ROOT makes every skip (not root, a tool missing, a
+# tmpfs that cannot be mounted) a failure.
+if [[ $(id -u) -eq 0 ]]; then
+  export ARCA_TEST_REQUIRE_ROOT=1
+fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log=$(mktemp)

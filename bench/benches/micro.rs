@@ -9,11 +9,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use arca_bench::{random_bytes, random_entries, text_bytes, Rng};
-use arca_core::data::chunker::{Chunker, ChunkerParams, Gear};
-use arca_core::data::compress;
-use arca_core::data::crypto::{Crypto, MasterKey};
-use arca_core::format::id::Id;
-use arca_core::format::index::Index;
+use arca_core::internals::chunker::{Chunker, ChunkerParams, Gear};
+use arca_core::internals::compress;
+use arca_core::internals::crypto::{Crypto, MasterKey};
+use arca_core::Id;
+use arca_core::Index;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const MIB: usize = 1 << 20;

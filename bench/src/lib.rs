@@ -1,7 +1,7 @@
 //! Shared helpers of arca's hand-run benchmarks (`cargo bench -p arca-bench`).
 
-use arca_core::format::id::Id;
-use arca_core::format::pack::{BlobType, PackEntry};
+use arca_core::internals::pack::{BlobType, PackEntry};
+use arca_core::Id;
 
 /// A small deterministic generator (xorshift64*), so runs are comparable.
 pub struct Rng(u64);

@@ -14,8 +14,8 @@
 //! hold it.
 
 use arca_bench::{random_entries, rss_bytes};
-use arca_core::format::id::Id;
-use arca_core::format::index::Index;
+use arca_core::Id;
+use arca_core::Index;
 
 const PACK_LEN: usize = 250;
 
@@ -82,7 +82,7 @@ fn main() {
     }
     println!(
         "(payload: 32-byte id + {}-byte BlobLoc)",
-        std::mem::size_of::<arca_core::format::index::BlobLoc>()
+        std::mem::size_of::<arca_core::internals::index::BlobLoc>()
     );
     let exe = std::env::current_exe().expect("own path");
     const FIXED: &str = "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";

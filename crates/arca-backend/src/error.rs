@@ -32,6 +32,11 @@ pub struct BackendError {
 }
 
 impl BackendError {
+    /// This error with its causes, `a: b: c`.
+    pub fn report(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     pub fn from_io(action: &'static str, object: String, source: io::Error) -> BackendError {
         let kind = match source.kind() {
             io::ErrorKind::NotFound => ErrorKind::NotFound,
@@ -60,6 +65,9 @@ impl BackendError {
     }
 }
 
+/// The message names the object and what was being done; the cause (the
+/// I/O or storage error) is never in it but only in
+/// [`std::error::Error::source`]: print the whole chain with [`Chain`].
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
@@ -68,13 +76,11 @@ impl fmt::Display for BackendError {
             }
             ErrorKind::NotFound => write!(f, "{} not found", self.object),
             ErrorKind::AlreadyExists => write!(f, "{} already exists", self.object),
-            ErrorKind::ReadOnly => {
-                write!(f, "{} {}: the storage is read-only ({})", self.action, self.object, self.source)
-            }
+            ErrorKind::ReadOnly => write!(f, "{} {}: the storage is read-only", self.action, self.object),
             ErrorKind::ShortObject => {
                 write!(f, "{} is shorter than expected (truncated?) while {}", self.object, self.action)
             }
-            _ => write!(f, "{} {}: {}", self.action, self.object, self.source),
+            _ => write!(f, "{} {}", self.action, self.object),
         }
     }
 }
@@ -82,5 +88,45 @@ impl fmt::Display for BackendError {
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
+    }
+}
+
+/// Shows an error followed by each of its causes, `a: b: c`, as anyhow's
+/// `{:#}` does. Errors of arca put a cause either in their message or in
+/// `source()`, never both, so each part reads once.
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_reads_once() {
+        for kind in [io::ErrorKind::Other, io::ErrorKind::ReadOnlyFilesystem, io::ErrorKind::NotFound] {
+            let e = BackendError::from_io("writing", "repo/config".into(), io::Error::new(kind, "the cause"));
+            assert!(!e.to_string().contains("the cause"), "{e}");
+            let shown = e.report().to_string();
+            assert_eq!(shown.matches("the cause").count(), 1, "{shown}");
+            assert!(shown.contains("repo/config"), "{shown}");
+        }
     }
 }

@@ -471,7 +471,7 @@ mod tests {
         faults.arm(Plan::Fail { op: Op::Put, n: 2, when: When::Before });
         b.put(FileKind::Snapshot, &name, b"one").unwrap();
         let e = b.put(FileKind::Snapshot, &"cd".repeat(32), b"two").unwrap_err();
-        assert!(e.to_string().contains("injected fault"), "{e}");
+        assert!(e.report().to_string().contains("injected fault"), "{e}");
         assert!(e.to_string().contains(&"cd".repeat(32)), "the error names the object: {e}");
         assert!(!b.exists(FileKind::Snapshot, &"cd".repeat(32)).unwrap(), "failed before: not stored");
         b.put(FileKind::Snapshot, &"ef".repeat(32), b"three").unwrap();

@@ -11,7 +11,7 @@ pub mod fault;
 mod local;
 mod s3;
 
-pub use error::{BackendError, ErrorKind};
+pub use error::{BackendError, Chain, ErrorKind};
 pub use local::LocalBackend;
 pub use s3::{S3Backend, S3Config};
 

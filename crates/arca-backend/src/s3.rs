@@ -2,10 +2,18 @@
 //!
 //! Retries with exponential backoff and jitter, timeouts and a concurrency
 //! limit are OpenDAL layers, not code of ours. S3 `PUT` is atomic: an object
-//! is either absent or complete, so `put` needs no temporary object. The
-//! engines are synchronous; this backend runs its requests on a small tokio
-//! runtime of its own.
+//! is either absent or complete, so `put` needs no temporary object.
+//!
+//! The engines are synchronous; this backend runs its requests on a small
+//! tokio runtime of its own and waits for each on a channel, never with
+//! `block_on` on the calling thread. So it may be called from any thread,
+//! also one inside another tokio runtime (a multi-thread or a current-thread
+//! one), where `block_on` would panic ("Cannot start a runtime from within a
+//! runtime"). Each call still blocks its thread until the request is done:
+//! async programs call the engines from `spawn_blocking` or a thread of
+//! their own, so their runtime's workers stay free.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -86,8 +94,20 @@ impl S3Config {
 
 pub struct S3Backend {
     op: Operator,
-    runtime: tokio::runtime::Runtime,
+    /// Where requests run.
+    handle: tokio::runtime::Handle,
+    /// Owned for [`Drop`], which shuts it down without blocking: dropping
+    /// a runtime the usual way panics inside an async context.
+    runtime: Option<tokio::runtime::Runtime>,
     config: S3Config,
+}
+
+impl Drop for S3Backend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl S3Backend {
@@ -133,7 +153,28 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        Ok(S3Backend { op, runtime, config })
+        Ok(S3Backend { op, handle: runtime.handle().clone(), runtime: Some(runtime), config })
+    }
+
+    /// Runs a request on the backend's runtime and waits for its answer
+    /// (see the module doc: safe from inside another runtime).
+    fn run<T, F, Fut>(&self, request: F) -> opendal::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Operator) -> Fut,
+        Fut: Future<Output = opendal::Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = request(self.op.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                "the S3 request stopped before answering (its task panicked or the runtime stopped)",
+            ))
+        })
     }
 
     fn err(&self, action: &'static str, path: &str, e: opendal::Error) -> BackendError {
@@ -187,16 +228,17 @@ impl S3Backend {
     fn scan(&self, kind: FileKind) -> Result<(Vec<Entry>, Vec<String>)> {
         if matches!(kind, FileKind::Config | FileKind::Policy) {
             let name = kind.path("");
-            return match self.runtime.block_on(self.op.stat(&name)) {
+            let key = name.clone();
+            return match self.run(|op| async move { op.stat(&key).await }) {
                 Ok(m) => Ok((vec![Entry { name, size: m.content_length() }], Vec::new())),
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok((Vec::new(), Vec::new())),
                 Err(e) => Err(self.err("listing", &name, e)),
             };
         }
         let dir = format!("{}/", kind.dir());
+        let key = dir.clone();
         let entries = self
-            .runtime
-            .block_on(async { self.op.list_with(&dir).recursive(true).await })
+            .run(|op| async move { op.list_with(&key).recursive(true).await })
             .map_err(|e| self.err("listing", &dir, e))?;
         let (mut out, mut misplaced) = (Vec::new(), Vec::new());
         for e in entries.into_iter().filter(|e| e.metadata().mode() == EntryMode::FILE) {
@@ -221,33 +263,38 @@ impl Backend for S3Backend {
 
     fn create(&self) -> Result<()> {
         // Object stores have no folders; check the bucket answers.
-        self.runtime.block_on(self.op.list("config")).map(|_| ()).map_err(|e| self.err("listing", "", e))
+        self.run(|op| async move { op.list("config").await })
+            .map(|_| ())
+            .map_err(|e| self.err("listing", "", e))
     }
 
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
         let p = kind.path(name);
-        self.runtime.block_on(self.op.exists(&p)).map_err(|e| self.err("checking", &p, e))
+        let key = p.clone();
+        self.run(|op| async move { op.exists(&key).await }).map_err(|e| self.err("checking", &p, e))
     }
 
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let p = kind.path(name);
-        self.runtime
-            .block_on(self.op.write(&p, data.to_vec()))
+        let (key, data) = (p.clone(), data.to_vec());
+        self.run(|op| async move { op.write(&key, data).await })
             .map(|_| ())
             .map_err(|e| self.err("writing", &p, e))
     }
 
     fn put_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
         let p = kind.path(name);
-        self.runtime
-            .block_on(async { self.op.write_with(&p, data.to_vec()).if_not_exists(true).await })
+        let (key, data) = (p.clone(), data.to_vec());
+        self.run(|op| async move { op.write_with(&key, data).if_not_exists(true).await })
             .map(|_| ())
             .map_err(|e| self.err("writing", &p, e))
     }
 
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
         let p = kind.path(name);
-        self.runtime.block_on(self.op.read(&p)).map(|b| b.to_vec()).map_err(|e| self.err("reading", &p, e))
+        let key = p.clone();
+        self.run(|op| async move { op.read(&key).await.map(|b| b.to_vec()) })
+            .map_err(|e| self.err("reading", &p, e))
     }
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
@@ -259,21 +306,23 @@ impl Backend for S3Backend {
             temporary: false,
             source: io::Error::new(io::ErrorKind::UnexpectedEof, what),
         };
-        let data =
-            match self.runtime.block_on(async { self.op.read_with(&p).range(offset..offset + length).await })
-            {
-                Ok(b) => b.to_vec(),
-                Err(e) => {
-                    // A range past the end fails in several ways (416, a short
-                    // body): tell a short object apart by its size.
-                    if let Ok(m) = self.runtime.block_on(self.op.stat(&p)) {
-                        if m.content_length() < offset + length {
-                            return Err(short(format!("{length} bytes at {offset} requested")));
-                        }
+        let key = p.clone();
+        let data = match self.run(|op| async move {
+            op.read_with(&key).range(offset..offset + length).await.map(|b| b.to_vec())
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                // A range past the end fails in several ways (416, a short
+                // body): tell a short object apart by its size.
+                let key = p.clone();
+                if let Ok(m) = self.run(|op| async move { op.stat(&key).await }) {
+                    if m.content_length() < offset + length {
+                        return Err(short(format!("{length} bytes at {offset} requested")));
                     }
-                    return Err(self.err("reading", &p, e));
                 }
-            };
+                return Err(self.err("reading", &p, e));
+            }
+        };
         if data.len() as u64 != length {
             return Err(short(format!("got {} of {length} bytes", data.len())));
         }
@@ -291,6 +340,7 @@ impl Backend for S3Backend {
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
         let p = kind.path(name);
         // S3 DELETE of a missing key succeeds: idempotent as the trait asks.
-        self.runtime.block_on(self.op.delete(&p)).map_err(|e| self.err("deleting", &p, e))
+        let key = p.clone();
+        self.run(|op| async move { op.delete(&key).await }).map_err(|e| self.err("deleting", &p, e))
     }
 }

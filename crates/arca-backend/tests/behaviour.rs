@@ -362,7 +362,7 @@ fn all_fail(
             Ok(_) if object_level => {}
             Ok(v) => failures.push(format!("{what}: {op} succeeded ({v}) instead of failing")),
             Err(e) => {
-                let shown = format!("{e}");
+                let shown = e.report().to_string();
                 let debug = format!("{e:?}");
                 if !shown.contains(endpoint) || !shown.contains(bucket) {
                     failures.push(format!(
@@ -405,7 +405,7 @@ fn s3_backend_errors() {
     // ... and the error says what to check.
     let e = b.get(FileKind::Config, "config").unwrap_err();
     assert_eq!(e.kind, ErrorKind::PermissionDenied, "wrong secret key: {e}");
-    let shown = e.to_string().to_lowercase();
+    let shown = e.report().to_string().to_lowercase();
     assert!(shown.contains("access") || shown.contains("credential"), "wrong secret key: {e}");
 
     // A server that is not running: nothing listens on the port.

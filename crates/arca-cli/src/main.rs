@@ -5,6 +5,7 @@ mod location;
 mod output;
 mod password;
 mod progress;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +99,7 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// Exit codes of DESIGN §4.
+/// Exit codes (docs/json.md).
 pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const PARTIAL: u8 = 3;
@@ -122,11 +123,13 @@ fn tune_allocator() {
     }
 }
 
-/// Stack of every thread that walks trees: the walks recurse once per
-/// folder level, and a legal path (4,095 bytes) can be 2,047 folders deep,
-/// where the 8 MiB main stack overflowed (a backup of a tree 2,035 deep
-/// aborted). Reserved, not used: only the pages a deep walk touches count.
-const STACK: usize = 256 << 20;
+/// Stack of the thread that runs the command. The engines run on
+/// arca-core's own pool, with stacks of this size (see arca_core::pool); the
+/// walks `ls`, `info`, `dump` and `export` make run on the calling thread
+/// (their visitors and writers stay on it), and recurse once per folder
+/// level: a legal path can be 2,047 folders deep. Reserved, not used: only
+/// the pages a deep walk touches count.
+const STACK: usize = arca_core::pool::STACK;
 
 /// Raises the soft limit of open files to the hard one (at most 2^20), as
 /// Go and many servers do: the soft limit of 1,024 dates from `select`, which
@@ -147,11 +150,6 @@ fn main() -> ExitCode {
     tune_allocator();
     raise_open_file_limit();
     let cli = Cli::parse();
-    let pool = rayon::ThreadPoolBuilder::new().stack_size(STACK).build_global();
-    if let Err(e) = pool {
-        crate::errln!("arca: error: starting worker threads: {e}");
-        return ExitCode::from(exit::FAILURE);
-    }
     let worker = std::thread::Builder::new().name("arca".into()).stack_size(STACK).spawn(move || run(&cli));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
@@ -176,13 +174,22 @@ fn run(cli: &Cli) -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            let mut msg = format!("{e}");
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
+            // Stopped by a signal (or any other cancel): said in one line.
+            let cancelled = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<arca_core::Error>(), Some(arca_core::Error::Cancelled)));
+            if cancelled {
+                crate::errln!("arca: cancelled");
+                return ExitCode::from(signals::CANCELLED);
+            }
+            // Each part of the chain says its own part once (see
+            // arca_core::error): `a: b: c`, as anyhow's `{:#}` prints it.
+            let mut msg = format!("{e:#}");
+            let no_repository =
+                e.chain().any(|c| matches!(c.downcast_ref(), Some(arca_core::Error::NoRepository(_))));
+            if no_repository {
+                // On the same line: scripts read the one error line.
+                msg.push_str(": run `arca init` first, or check --repo / ARCA_REPOSITORY");
             }
             crate::errln!("arca: error: {}", msg.replace('\n', " "));
             ExitCode::from(exit::FAILURE)

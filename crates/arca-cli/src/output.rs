@@ -18,7 +18,7 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// "N new, N changed, N unchanged, N removed; read X, added Y in Z s".
-pub fn change_summary(s: &arca_core::format::snapshot::Summary) -> String {
+pub fn change_summary(s: &arca_core::Summary) -> String {
     format!(
         "{} new, {} changed, {} unchanged, {} removed; read {}, added {} in {:.1} s",
         s.files_new,

@@ -7,15 +7,13 @@
 
 use std::path::PathBuf;
 
-use arca_core::data::crypto::Crypto;
-use arca_core::format::config::{Config, Encryption};
-use arca_core::format::id::Id;
-use arca_core::format::index::{IndexFile, IndexPack};
-use arca_core::format::keyfile::KeyFile;
-use arca_core::format::pack::{BlobType, PackBuilder};
-use arca_core::format::snapshot::{Snapshot, Strategy, Summary};
-use arca_core::format::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
 use arca_core::fuzzing::test_key;
+use arca_core::internals::crypto::Crypto;
+use arca_core::internals::index::{IndexFile, IndexPack};
+use arca_core::internals::keyfile::KeyFile;
+use arca_core::internals::pack::{BlobType, PackBuilder};
+use arca_core::internals::tree::Tree;
+use arca_core::{Config, Encryption, Id, Node, NodeKind, Snapshot, Strategy, Summary, Timestamp, Xattr};
 
 fn tree_examples() -> Vec<Tree> {
     let mut file = Node::new(b"file.txt".to_vec(), NodeKind::File);
@@ -130,7 +128,7 @@ fn main() {
     seeds.push(("lock", serde_json::to_vec(&lock).expect("json")));
 
     for data in [&b"short"[..], &[7u8; 5000], b"abcabcabcabcabcabcabcabcabcabcabcabc"] {
-        seeds.push(("decompress", arca_core::data::compress::encode(data, 3)));
+        seeds.push(("decompress", arca_core::internals::compress::encode(data, 3)));
         seeds.push(("envelope", plain.seal(data)));
         seeds.push(("envelope", sealed.seal(data)));
     }

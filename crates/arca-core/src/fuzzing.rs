@@ -200,7 +200,13 @@ fn listing(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, String>) {
 pub fn restore_tree(data: &[u8]) {
     let Some(dir) = TempDir::new() else { return };
     let backend = Arc::new(arca_backend::LocalBackend::new(dir.0.join("repo")));
-    let Ok(repo) = Repository::init(backend, None, Encryption::None, 1, 0) else { return };
+    let Ok(repo) = Repository::init(
+        backend,
+        None,
+        &crate::InitOptions::default().encryption(Encryption::None).compression_level(1),
+    ) else {
+        return;
+    };
     let packer = Packer::new(&repo, Arc::new(Index::default()), Default::default(), false, 1);
     let contents: [&[u8]; 3] = [b"", b"escaped", &[0u8; 300]];
     let mut data_ids = Vec::new();
@@ -267,7 +273,7 @@ pub fn restore_tree(data: &[u8]) {
     let mut before = BTreeMap::new();
     listing(&sandbox, &target, &mut before);
     let opts = crate::ops::restore::RestoreOptions { target: target.clone(), ..Default::default() };
-    let _ = crate::ops::restore::restore(
+    let _ = crate::ops::restore::restore_tree(
         &repo,
         &index,
         &Id::default(),

@@ -20,15 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arca_backend::fault::{Corruption, FaultBackend, Faults, Op, Plan, When};
-use arca_backend::{Backend, FileKind, LocalBackend};
-use arca_core::data::crypto::MasterKey;
-use arca_core::format::config::{Config, Encryption};
-use arca_core::format::keyfile::KeyFile;
+use arca_backend::{Backend, LocalBackend};
 use arca_core::ops::backup::{backup, BackupOptions};
-use arca_core::ops::prune::{prune, PruneOptions};
+use arca_core::ops::forget::{Forget, ForgetOptions};
+use arca_core::ops::prune::PruneOptions;
 use arca_core::ops::restore::{restore, RestoreOptions, TEMP_PREFIX};
 use arca_core::ops::verify::{verify, VerifyOptions};
 use arca_core::progress::NoProgress;
+use arca_core::{Encryption, InitOptions};
 use arca_core::{Id, Repository};
 
 const PASSWORD: &str = "torture correct horse";
@@ -145,24 +144,15 @@ fn local(path: &Path) -> Arc<dyn Backend> {
     Arc::new(LocalBackend::new(path))
 }
 
-/// `Repository::init` with the smallest pack size, so a few MB make
-/// several packs (init has no option for it; this writes what it writes).
+/// A repository with the smallest pack size, so a few MB make several packs.
 /// The loops that fail every operation use unencrypted repositories (same
 /// code paths, checksummed instead of sealed envelopes) because opening an
 /// encrypted one costs an Argon2 derivation per case; corrupted reads and
 /// power cuts run encrypted.
 fn init_small_packs(path: &Path, encryption: Encryption) {
-    let backend = local(path);
-    let mut config = Config::new(encryption, 3);
-    config.pack_size = 1 << 20;
-    let config_bytes = config.encode();
-    let mut master = MasterKey::random();
-    master.config_hash = Some(Id::of_bytes(&config_bytes).to_hex());
-    backend.create().unwrap();
     let password = (encryption == Encryption::Xchacha20Poly1305).then_some(PASSWORD);
-    let key = KeyFile::wrap(&master, password).unwrap();
-    backend.put(FileKind::Key, &Id::random().to_hex(), &key.encode()).unwrap();
-    backend.put(FileKind::Config, "config", &config_bytes).unwrap();
+    let opts = InitOptions::default().encryption(encryption).compression_level(3).pack_size(1 << 20);
+    Repository::init(local(path), password, &opts).unwrap();
 }
 
 fn open(backend: Arc<dyn Backend>) -> Repository {
@@ -190,17 +180,19 @@ fn process_ended(repo: &Path) -> usize {
     n
 }
 
-/// Runs `f` on a pool of one thread: the engines' parallel parts then meet
-/// blobs in one order, so a run makes the same operations every time and
-/// the Nth operation of the clean run is the Nth of every faulted run
-/// (with more threads, how small blobs are gathered into writes varies).
+/// Runs `f` with the engines' pool (arca_core::pool) of one thread: their
+/// parallel parts then meet blobs in one order, so a run makes the same
+/// operations every time and the Nth operation of the clean run is the Nth
+/// of every faulted run (with more threads, how small blobs are gathered
+/// into writes varies). Every test here goes through this before any engine
+/// call, so the pool starts with one thread.
 fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool").install(f)
+    assert!(arca_core::pool::set_threads(1), "the engines' pool started with more than one thread");
+    f()
 }
 
 fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<Id> {
-    let opts =
-        BackupOptions { paths: vec![src.to_path_buf()], host: Some("torture".into()), ..Default::default() };
+    let opts = BackupOptions::default().paths(vec![src.to_path_buf()]).host(Some("torture".into()));
     let r = one_thread(|| backup(repo, &opts, &NoProgress))?;
     if let Some(e) = r.snapshot.summary.errors.first() {
         panic!("a backup read error on an unchanging source: {} {}", e.path, e.error);
@@ -208,30 +200,26 @@ fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<Id> {
     Ok(r.id.expect("not a dry run"))
 }
 
-/// forget (of `forget`) + prune under an exclusive lock, as `arca forget
+/// forget (of `forget`) + prune under its exclusive lock, as `arca forget
 /// --prune` does; repacks any pack with unused blobs.
 fn do_forget_prune(repo: &Repository, forget: &[Id]) -> arca_core::Result<()> {
-    let _lock = repo.lock(true, "prune")?;
-    for id in forget {
-        repo.backend().delete(FileKind::Snapshot, &id.to_hex())?;
-    }
-    one_thread(|| prune(repo, &PruneOptions { max_unused_percent: 0.0, ..Default::default() }, &NoProgress))?;
+    let opts = ForgetOptions::default()
+        .what(Forget::Snapshots(forget.to_vec()))
+        .prune(Some(PruneOptions::default().max_unused_percent(0.0)));
+    one_thread(|| arca_core::ops::forget::forget(repo, &opts, &NoProgress))?;
     Ok(())
 }
 
 fn do_copy(src: &Repository, dst: &Repository) -> arca_core::Result<()> {
     let snaps = src.snapshots()?;
-    let _s = src.lock(false, "copy (source)")?;
-    let _d = dst.lock(false, "copy (target)")?;
-    let index = src.load_index()?;
-    one_thread(|| arca_core::ops::copy::copy(src, &index, dst, &snaps, &NoProgress))?;
+    one_thread(|| arca_core::ops::copy::copy(src, dst, &snaps, &Default::default(), &NoProgress))?;
     Ok(())
 }
 
 /// `verify --read-data` passes: valid, no errors.
 #[track_caller]
 fn assert_verifies(repo: &Repository, case: &str) {
-    let r = verify(repo, &VerifyOptions { read_data: true, ..Default::default() }, &NoProgress)
+    let r = verify(repo, &VerifyOptions::default().read_data(true), &NoProgress)
         .unwrap_or_else(|e| panic!("{case}: verify failed to run: {e}"));
     assert!(
         r.valid && r.errors.is_empty() && r.corrupted.is_empty() && r.missing.is_empty(),
@@ -248,16 +236,7 @@ fn restore_files(repo: &Repository, id: &Id, src: &Path, target: &Path) -> arca_
     if target.exists() {
         fs::remove_dir_all(target).unwrap();
     }
-    let snap = repo.load_snapshot(id)?;
-    let index = repo.load_index()?;
-    let r = restore(
-        repo,
-        &index,
-        id,
-        &snap.tree,
-        &RestoreOptions { target: target.to_path_buf(), ..Default::default() },
-        &NoProgress,
-    )?;
+    let r = restore(repo, id, &RestoreOptions::default().target(target.to_path_buf()), &NoProgress)?;
     let mut others = Vec::new();
     let files = read_tree(&target.join(src.strip_prefix("/").unwrap()), &mut others);
     assert!(others.is_empty(), "unexpected entries restored: {others:?}");
@@ -287,7 +266,7 @@ fn snapshot_ids(repo: &Repository) -> Vec<Id> {
 /// The error of a faulted operation names the fault's object and cause.
 #[track_caller]
 fn assert_clear(e: &arca_core::Error, case: &str) {
-    let msg = e.to_string();
+    let msg = e.report().to_string();
     assert!(
         msg.contains("injected fault") || msg.contains("damaged") || msg.contains("shorter"),
         "{case}: the error does not say what failed: {msg}"
@@ -590,20 +569,10 @@ fn every_bad_read_of_a_restore() {
     // the result's errors in one case that surely hits file data.
     let data_read = counted.get(&Op::GetRange).copied().unwrap_or(0);
     faults.arm(Plan::Corrupt { op: Op::GetRange, n: data_read, how: Corruption::Flip { seed: 1 } });
-    let snap = repo.load_snapshot(&s2).unwrap();
-    let index = repo.load_index().unwrap();
     if target.exists() {
         fs::remove_dir_all(&target).unwrap();
     }
-    let r = restore(
-        &repo,
-        &index,
-        &s2,
-        &snap.tree,
-        &RestoreOptions { target: target.clone(), ..Default::default() },
-        &NoProgress,
-    )
-    .unwrap();
+    let r = restore(&repo, &s2, &RestoreOptions::default().target(target.clone()), &NoProgress).unwrap();
     faults.disarm();
     assert!(!r.success && r.errors.len() == 1, "one file lost to the flipped bit: {:?}", r.errors);
     let named = PathBuf::from(&r.errors[0].path);

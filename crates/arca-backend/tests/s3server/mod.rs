@@ -3,8 +3,8 @@
 //! as a sub-directory of a root folder, killed when the guard drops.
 //!
 //! Shared by the backend suite (`crates/arca-backend/tests/behaviour.rs`) and
-//! the end-to-end tests of the CLI (`crates/arca-cli/tests/s3*.rs`, through a
-//! `#[path]` include), so it depends on the standard library only.
+//! the end-to-end tests of the CLI (`crates/arca-cli/tests/cli/s3*.rs`,
+//! through a `#[path]` include), so it depends on the standard library only.
 //!
 //! When the binary is missing the tests skip with a reason, unless
 //! `ARCA_TEST_REQUIRE_S3` is set (as `scripts/test.sh` does), where a missing

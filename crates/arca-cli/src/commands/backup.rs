@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arca_core::format::snapshot::Strategy;
 use arca_core::ops::backup::{backup, BackupOptions};
+use arca_core::Strategy;
 use arca_core::{Error, Id, Repository};
 
 use crate::{exit, outln, output, progress, Cli};
@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             crate::errln!("arca: creating the default repository at {}", loc.backend.location());
             let init = super::init::Args {
                 encryption: "xchacha20-poly1305".into(),
-                compression: arca_core::format::config::DEFAULT_COMPRESSION_LEVEL,
+                compression: arca_core::DEFAULT_COMPRESSION_LEVEL,
                 parity: 0,
             };
             super::init::create(cli, &loc, &init)?
@@ -97,20 +97,21 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         Some(p) => Some(super::snapshot(&repo, p)?.0),
         None => None,
     };
-    let opts = BackupOptions {
-        paths: args.paths.clone(),
-        excludes,
-        exclude_paths: loc.local_path.iter().cloned().collect(),
-        tags: args.tag.clone(),
-        host: args.host.clone(),
-        time: args.time.as_deref().map(parse_time).transpose()?,
-        strategy: args.strategy,
-        parent,
-        force: args.force,
-        dry_run: args.dry_run,
-        lock_wait: cli.retry_lock.unwrap_or_default(),
-        cancel: Default::default(),
-    };
+    let opts = BackupOptions::default()
+        .paths(args.paths.clone())
+        .excludes(excludes)
+        .exclude_paths(loc.local_path.iter().cloned().collect())
+        .tags(args.tag.clone())
+        .host(args.host.clone())
+        .time(args.time.as_deref().map(parse_time).transpose()?)
+        .strategy(args.strategy)
+        .parent(parent)
+        .force(args.force)
+        .dry_run(args.dry_run)
+        // Backup has never printed lock notes (they are for the
+        // maintenance and read commands): kept silent.
+        .lock(super::lock_options(cli).notes(|_: &str| {}))
+        .cancel(crate::signals::cancel());
     let bar = progress::for_terminal(cli.json, "backed up");
     let result = backup(&repo, &opts, bar.as_progress());
     bar.done();

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use arca_core::ops::copy::copy;
+use arca_core::ops::copy::{copy, CopyOptions};
 use arca_core::Repository;
 
 use crate::{location, outln, output, password, progress, Cli};
@@ -36,21 +36,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     if let Some(root) = super::cache_root() {
         dst.set_cache_root(&root);
     }
-    if dst.config().id == src.config().id {
-        bail!("source and target are the same repository ({})", src.location());
-    }
     let snaps = if args.snapshots.is_empty() {
-        super::snapshots(&src)?
+        super::snapshots(&src, &Default::default())?
     } else {
         args.snapshots.iter().map(|s| super::snapshot(&src, s)).collect::<Result<Vec<_>>>()?
     };
-    let _src_lock = super::read_lock(cli, &src, "copy (source)")?;
-    // --no-lock is about the source: the target is written, so always locked.
-    let _dst_lock = dst.lock_wait(false, "copy (target)", cli.retry_lock.unwrap_or_default())?;
-    super::lock_notes(_dst_lock.notes());
-    let index = super::load_index(&src)?;
     let bar = progress::for_terminal(cli.json, "copied");
-    let r = copy(&src, &index, &dst, &snaps, bar.as_progress());
+    // --no-lock is about the source: copy always locks the target it writes.
+    let opts = CopyOptions::default().lock(super::lock_options(cli)).cancel(crate::signals::cancel());
+    let r = copy(&src, &dst, &snaps, &opts, bar.as_progress());
     bar.done();
     let r = r?;
     if cli.json {

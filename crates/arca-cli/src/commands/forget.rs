@@ -1,12 +1,10 @@
 use anyhow::{bail, Result};
-use arca_backend::FileKind;
-use arca_core::ops::forget::{apply, Decision, GroupBy, Policy};
+use arca_core::ops::forget::{forget, Forget, ForgetOptions, ForgetResult, GroupBy};
 use arca_core::ops::prune::PruneResult;
-use arca_core::{Id, Repository};
 use serde::Serialize;
 
 use super::retention::{PolicyArgs, PruneArgs};
-use crate::{outln, output, Cli};
+use crate::{outln, output, progress, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,72 +52,35 @@ pub struct ForgetReport {
     pub prune: Option<PruneResult>,
 }
 
-/// Applies a policy (or explicit ids) and removes the snapshot files.
-pub fn forget_with(
-    repo: &Repository,
-    policy: &Policy,
-    explicit: &[Id],
-    group_by: GroupBy,
-    filter: &dyn Fn(&arca_core::format::snapshot::Snapshot) -> bool,
-    dry_run: bool,
-) -> Result<ForgetReport> {
-    let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| filter(s)).collect();
-    let time_of =
-        |id: &Id| snaps.iter().find(|(i, _)| i == id).map(|(_, s)| s.time.clone()).unwrap_or_default();
-    let groups: Vec<(String, Vec<Decision>)> = if explicit.is_empty() {
-        apply(&snaps, policy, group_by, chrono::Local::now().fixed_offset()).into_iter().collect()
-    } else {
-        let d = snaps
-            .iter()
-            .map(|(id, _)| {
-                let remove = explicit.contains(id);
-                Decision {
-                    id: *id,
-                    keep: !remove,
-                    reasons: vec![if remove { "explicit" } else { "not named" }.into()],
-                }
-            })
-            .collect();
-        vec![("explicit".to_string(), d)]
-    };
-    let mut report = ForgetReport {
-        dry_run,
-        removed: 0,
-        kept: Vec::new(),
-        removed_ids: Vec::new(),
-        reclaimed_bytes: 0,
-        groups: Vec::new(),
-        prune: None,
-    };
-    for (key, decisions) in groups {
-        let mut g = GroupReport { group: key, snapshots: Vec::new() };
-        for d in decisions {
-            if d.keep {
-                report.kept.push(d.id.to_hex());
-            } else {
-                report.removed_ids.push(d.id.to_hex());
-            }
-            g.snapshots.push(DecisionReport {
-                id: d.id.to_hex(),
-                time: time_of(&d.id),
-                keep: d.keep,
-                reasons: d.reasons,
-            });
-        }
-        report.groups.push(g);
-    }
-    report.removed = report.removed_ids.len();
-    if !dry_run {
-        for id in &report.removed_ids {
-            repo.backend().delete(FileKind::Snapshot, id)?;
-        }
-    }
-    Ok(report)
-}
-
 impl ForgetReport {
-    pub fn removed_id_list(&self) -> Vec<Id> {
-        self.removed_ids.iter().filter_map(|h| Id::from_hex(h)).collect()
+    /// The JSON and text report of a forget (or cleanup) done by the core.
+    pub fn new(r: &ForgetResult) -> ForgetReport {
+        let removed_ids: Vec<String> = r.removed().iter().map(|id| id.to_hex()).collect();
+        ForgetReport {
+            dry_run: r.dry_run,
+            removed: removed_ids.len(),
+            kept: r.kept().iter().map(|id| id.to_hex()).collect(),
+            removed_ids,
+            reclaimed_bytes: r.prune.as_ref().map_or(0, |p| p.bytes_reclaimed),
+            groups: r
+                .groups
+                .iter()
+                .map(|g| GroupReport {
+                    group: g.group.clone(),
+                    snapshots: g
+                        .snapshots
+                        .iter()
+                        .map(|d| DecisionReport {
+                            id: d.id.to_hex(),
+                            time: d.time.clone(),
+                            keep: d.keep,
+                            reasons: d.reasons.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            prune: r.prune.clone(),
+        }
     }
 }
 
@@ -169,15 +130,18 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     if !explicit.is_empty() && !policy.is_empty() {
         bail!("give either snapshot ids or a policy, not both");
     }
-    let compiled = args.filter.compile()?;
-    let filter = |s: &arca_core::format::snapshot::Snapshot| compiled.matches(s);
-    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "forget")?) };
-    let mut report = forget_with(&repo, &policy, &explicit, args.group_by, &filter, args.dry_run)?;
-    if args.prune {
-        let p = super::prune::execute(cli, &repo, &args.prune_args, args.dry_run, &report.removed_id_list())?;
-        report.reclaimed_bytes = p.bytes_reclaimed;
-        report.prune = Some(p);
-    }
+    let opts = ForgetOptions::default()
+        .what(if explicit.is_empty() { Forget::Policy(policy) } else { Forget::Snapshots(explicit) })
+        .group_by(args.group_by)
+        .filter(args.filter.to_filter()?)
+        .prune(args.prune.then(|| super::prune::options(cli, &args.prune_args)))
+        .dry_run(args.dry_run)
+        .lock(super::lock_options(cli))
+        .cancel(crate::signals::cancel());
+    let bar = progress::for_terminal(cli.json, "marked");
+    let r = forget(&repo, &opts, bar.as_progress());
+    bar.done();
+    let report = ForgetReport::new(&r?);
     if cli.json {
         output::json(&report)?;
     } else {

@@ -1,8 +1,5 @@
 use anyhow::Result;
-use arca_core::format::index::IdSet;
-use arca_core::format::tree::NodeKind;
-use arca_core::repository::walk::{walk, Visit};
-use serde::Serialize;
+use arca_core::ops::ls::tree_stats;
 
 use crate::{outln, output, Cli};
 
@@ -12,43 +9,11 @@ pub struct Args {
     pub snapshot: String,
 }
 
-#[derive(Serialize, Default)]
-struct TreeStats {
-    files: u64,
-    dirs: u64,
-    symlinks: u64,
-    other: u64,
-    size: u64,
-    /// Distinct data chunks referenced.
-    chunks: u64,
-    /// Bytes those chunks take in the repository (compressed and sealed).
-    stored_bytes: u64,
-}
-
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (id, snap) = super::snapshot(&repo, &args.snapshot)?;
     let index = super::load_index(&repo)?;
-    let mut st = TreeStats::default();
-    let mut seen = IdSet::default();
-    walk(&repo, &index, &snap.tree, &mut |_, _, node| {
-        match node.kind {
-            NodeKind::File => {
-                st.files += 1;
-                st.size += node.size;
-                for c in &node.content {
-                    if seen.insert(*c) {
-                        st.chunks += 1;
-                        st.stored_bytes += index.get(c).map(|l| l.length as u64).unwrap_or(0);
-                    }
-                }
-            }
-            NodeKind::Dir => st.dirs += 1,
-            NodeKind::Symlink => st.symlinks += 1,
-            _ => st.other += 1,
-        }
-        Ok(Visit::Descend)
-    })?;
+    let st = tree_stats(&repo, &index, &snap.tree)?;
     if cli.json {
         let mut v = serde_json::to_value(snap.metadata(&id))?;
         v["tree"] = serde_json::to_value(&st)?;

@@ -1,6 +1,6 @@
 use anyhow::{bail, Result};
-use arca_core::format::config::{Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
-use arca_core::Repository;
+use arca_core::{Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
+use arca_core::{InitOptions, Repository};
 use serde_json::json;
 
 use crate::{outln, output, password, Cli};
@@ -46,7 +46,14 @@ pub fn create(cli: &Cli, loc: &crate::location::Location, args: &Args) -> Result
             ),
         },
     };
-    Ok(Repository::init(loc.backend.clone(), pw.as_deref(), encryption, args.compression, args.parity)?)
+    Ok(Repository::init(
+        loc.backend.clone(),
+        pw.as_deref(),
+        &InitOptions::default()
+            .encryption(encryption)
+            .compression_level(args.compression)
+            .parity_percent(args.parity),
+    )?)
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {

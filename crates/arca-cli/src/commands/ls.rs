@@ -1,6 +1,6 @@
 use anyhow::Result;
-use arca_core::format::tree::{Node, Timestamp};
-use arca_core::repository::walk::{walk, Visit};
+use arca_core::ops::ls::ls;
+use arca_core::{Node, Timestamp};
 use serde::Serialize;
 
 use crate::{outln, output, Cli};
@@ -50,19 +50,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (_, snap) = super::snapshot(&repo, &args.snapshot)?;
     let index = super::load_index(&repo)?;
-    let prefix = args.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let mut out = Vec::new();
-    walk(&repo, &index, &snap.tree, &mut |path, _, node| {
-        let within = match &prefix {
-            None => true,
-            Some(p) => path == p.as_slice() || (path.starts_with(p) && path.get(p.len()) == Some(&b'/')),
-        };
-        let above = prefix.as_ref().is_some_and(|p| p.starts_with(path) && p.get(path.len()) == Some(&b'/'));
-        if within {
-            out.push(entry(path, node));
-        }
-        Ok(if within || above { Visit::Descend } else { Visit::Skip })
-    })?;
+    ls(&repo, &index, &snap.tree, args.path.as_deref(), &mut |path, node| out.push(entry(path, node)))?;
     if cli.json {
         output::json(&out)?;
         return Ok(0);

@@ -22,6 +22,7 @@ pub mod unlock;
 pub mod verify;
 
 use anyhow::{Context, Result};
+use arca_core::LockOptions;
 use arca_core::{Error, Repository};
 
 use crate::location::{self, Location};
@@ -111,67 +112,46 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 
 /// The index, leaving out (with a warning) index files that cannot be read,
 /// so that what is intact can still be listed and restored.
-pub fn load_index(repo: &Repository) -> Result<arca_core::format::index::Index> {
+pub fn load_index(repo: &Repository) -> Result<arca_core::Index> {
     let (index, errors) = repo.load_index_lenient()?;
     for e in errors {
-        crate::errln!("arca: warning: {e}; data it names is unreachable until `arca repair index`");
+        crate::errln!(
+            "arca: warning: {}; data it names is unreachable until `arca repair index`",
+            e.report()
+        );
     }
     Ok(index)
 }
 
-/// Every readable snapshot, oldest first; damaged snapshot files are named
-/// in a warning and skipped.
-pub fn snapshots(repo: &Repository) -> Result<arca_core::repository::SnapshotList> {
-    let (snaps, errors) = repo.snapshots_lenient()?;
-    for e in errors {
-        crate::errln!("arca: warning: {e}");
-    }
+/// Every readable snapshot that `filter` matches, oldest first; damaged
+/// snapshot files are named in a warning and skipped.
+pub fn snapshots(repo: &Repository, filter: &arca_core::SnapshotFilter) -> Result<arca_core::SnapshotList> {
+    let (snaps, errors) = repo.snapshots_matching(filter)?;
+    warn_unreadable(&errors);
     Ok(snaps)
 }
 
-/// Takes a lock, waiting up to `--retry-lock` for a conflicting one.
-pub fn lock(
-    cli: &Cli,
-    repo: &Repository,
-    exclusive: bool,
-    op: &str,
-) -> Result<arca_core::format::lock::Lock> {
-    if cli.no_lock {
-        anyhow::bail!(
-            "--no-lock is only for commands that only read: {op} writes to the repository and must lock it"
-        );
-    }
-    let lock = repo.lock_wait(exclusive, op, cli.retry_lock.unwrap_or_default())?;
-    lock_notes(lock.notes());
-    Ok(lock)
-}
-
-pub fn lock_notes(notes: &[String]) {
-    for n in notes {
-        crate::errln!("arca: note: {n}");
+/// Names the snapshot files that did not read.
+pub fn warn_unreadable(errors: &[Error]) {
+    for e in errors {
+        crate::errln!("arca: warning: {e}");
     }
 }
 
-/// The lock of a command that only reads: none with `--no-lock`, and none
-/// (with a note) when the storage refuses to take one.
-pub fn read_lock(cli: &Cli, repo: &Repository, op: &str) -> Result<arca_core::format::lock::ReadLock> {
-    use arca_core::format::lock::ReadLock;
-    let lock = repo.lock_for_reading(op, cli.retry_lock.unwrap_or_default(), cli.no_lock)?;
-    match &lock {
-        ReadLock::Held(l) => lock_notes(l.notes()),
-        ReadLock::Skipped(Some(why)) => crate::errln!(
-            "arca: note: {op} goes on without a lock, the repository refuses one ({why}); \
-             a prune started meanwhile could remove data it reads"
-        ),
-        ReadLock::Skipped(None) => {}
-    }
-    Ok(lock)
+/// How the engines take their locks: `--retry-lock`, `--no-lock` (the
+/// engines that write refuse it; `run` says so first), and their notes
+/// printed as `arca: note: …`, each once per command (a restore test
+/// takes the lock verify took a moment before, and finds the same).
+pub fn lock_options(cli: &Cli) -> LockOptions {
+    let said = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
+    LockOptions::default().wait(cli.retry_lock.unwrap_or_default()).skip(cli.no_lock).notes(move |n: &str| {
+        if said.lock().unwrap_or_else(|p| p.into_inner()).insert(n.to_string()) {
+            crate::errln!("arca: note: {n}");
+        }
+    })
 }
 
 /// Resolves a SNAP argument (`latest` or an id prefix).
-pub fn snapshot(
-    repo: &Repository,
-    spec: &str,
-) -> Result<(arca_core::Id, arca_core::format::snapshot::Snapshot)> {
+pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::Id, arca_core::Snapshot)> {
     repo.find_snapshot(spec).with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
 }

@@ -1,7 +1,9 @@
 use anyhow::{bail, Result};
 
 use super::retention::{PolicyArgs, PruneArgs};
-use crate::{outln, output, Cli};
+use arca_core::ops::forget::CleanupOptions;
+
+use crate::{outln, output, progress, Cli};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -40,7 +42,7 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
             }
         }
         PolicyCommand::Clear => {
-            repo.backend().delete(arca_backend::FileKind::Policy, "policy")?;
+            repo.clear_policy()?;
             if !cli.json {
                 outln!("policy removed");
             } else {
@@ -63,21 +65,18 @@ pub struct CleanupArgs {
 /// Applies the stored policy, then prunes.
 pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
     let repo = super::open(cli)?;
-    let Some(policy) = repo.load_policy()? else {
+    let opts = CleanupOptions::default()
+        .prune(super::prune::options(cli, &args.prune))
+        .dry_run(args.dry_run)
+        .lock(super::lock_options(cli))
+        .cancel(crate::signals::cancel());
+    let bar = progress::for_terminal(cli.json, "marked");
+    let r = arca_core::ops::forget::cleanup(&repo, &opts, bar.as_progress());
+    bar.done();
+    let Some(r) = r? else {
         bail!("no retention policy is stored in {}: run `arca policy set` first", repo.location());
     };
-    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "cleanup")?) };
-    let mut report = super::forget::forget_with(
-        &repo,
-        &policy,
-        &[],
-        arca_core::ops::forget::GroupBy { host: true, paths: true, tags: false },
-        &|_| true,
-        args.dry_run,
-    )?;
-    let p = super::prune::execute(cli, &repo, &args.prune, args.dry_run, &report.removed_id_list())?;
-    report.reclaimed_bytes = p.bytes_reclaimed;
-    report.prune = Some(p);
+    let report = super::forget::ForgetReport::new(&r);
     if cli.json {
         output::json(&report)?;
     } else {

@@ -33,32 +33,22 @@ pub fn print(r: &PruneResult) -> Result<()> {
     Ok(())
 }
 
-/// Runs prune with a progress bar (shared by `prune`, `forget --prune`,
-/// `cleanup`); `forgotten`: snapshots a dry run of forget would remove.
-pub fn execute(
-    cli: &Cli,
-    repo: &arca_core::Repository,
-    args: &PruneArgs,
-    dry_run: bool,
-    forgotten: &[arca_core::Id],
-) -> Result<PruneResult> {
-    let opts = PruneOptions {
-        max_unused_percent: args.max_unused,
-        max_repack_bytes: args.max_repack_size,
-        dry_run,
-        ignore_snapshots: forgotten.to_vec(),
-        cancel: Default::default(),
-    };
-    let bar = progress::for_terminal(cli.json, "marked");
-    let r = prune(repo, &opts, bar.as_progress());
-    bar.done();
-    Ok(r?)
+/// The prune settings of `prune`, `forget --prune` and `cleanup`.
+pub fn options(cli: &Cli, args: &PruneArgs) -> PruneOptions {
+    PruneOptions::default()
+        .max_unused_percent(args.max_unused)
+        .max_repack_bytes(args.max_repack_size)
+        .cancel(crate::signals::cancel())
+        .lock(super::lock_options(cli))
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let _lock = if args.dry_run { None } else { Some(super::lock(cli, &repo, true, "prune")?) };
-    let r = execute(cli, &repo, &args.prune, args.dry_run, &[])?;
+    let opts = options(cli, &args.prune).dry_run(args.dry_run);
+    let bar = progress::for_terminal(cli.json, "marked");
+    let r = prune(&repo, &opts, bar.as_progress());
+    bar.done();
+    let r = r?;
     if cli.json {
         output::json(&serde_json::json!({
             "packs_removed": r.packs_removed, "bytes_reclaimed": r.bytes_reclaimed, "detail": r,

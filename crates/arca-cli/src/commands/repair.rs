@@ -28,9 +28,8 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
     let repo = super::open(cli)?;
     match cmd {
         RepairCommand::Index { read_data } => {
-            let _lock = super::lock(cli, &repo, true, "repair index")?;
             let bar = progress::for_terminal(cli.json, "read");
-            let r = repair_index(&repo, *read_data, bar.as_progress());
+            let r = repair_index(&repo, *read_data, &super::lock_options(cli), bar.as_progress());
             bar.done();
             let r = r?;
             if cli.json {
@@ -50,10 +49,9 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
             }
         }
         RepairCommand::Snapshots { read_data, dry_run } => {
-            let _lock =
-                if *dry_run { None } else { Some(super::lock(cli, &repo, false, "repair snapshots")?) };
             let bar = progress::for_terminal(cli.json, "checked");
-            let r = repair_snapshots(&repo, *read_data, *dry_run, bar.as_progress());
+            let r =
+                repair_snapshots(&repo, *read_data, *dry_run, &super::lock_options(cli), bar.as_progress());
             bar.done();
             let r = r?;
             if cli.json {

@@ -40,16 +40,12 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (id, snap) = match (&args.snapshot, &args.at) {
+    let (id, _) = match (&args.snapshot, &args.at) {
         (Some(s), _) => super::snapshot(&repo, s)?,
         (None, Some(at)) => {
             let t = super::backup::parse_time(at)?;
-            let filter = args.filter.compile()?;
-            let found = super::snapshots(&repo)?
-                .into_iter()
-                .filter(|(_, s)| s.timestamp() <= t)
-                .filter(|(_, s)| filter.matches(s))
-                .max_by_key(|(_, s)| s.timestamp());
+            let (found, errors) = repo.snapshot_at(&args.filter.to_filter()?, t)?;
+            super::warn_unreadable(&errors);
             let Some(found) = found else {
                 bail!("no snapshot taken at or before {at} in {}", repo.location())
             };
@@ -58,19 +54,17 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
         (None, None) => unreachable!("clap requires a snapshot or --at"),
     };
-    let _lock = super::read_lock(cli, &repo, "restore")?;
-    let index = super::load_index(&repo)?;
-    let opts = RestoreOptions {
-        target: args.target.clone(),
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
-        overwrite: args.overwrite,
-        delete: args.delete,
-        verify: args.verify,
-        cancel: Default::default(),
-    };
+    let opts = RestoreOptions::default()
+        .target(args.target.clone())
+        .include(args.include.clone())
+        .exclude(args.exclude.clone())
+        .overwrite(args.overwrite)
+        .delete(args.delete)
+        .verify(args.verify)
+        .cancel(crate::signals::cancel())
+        .lock(super::lock_options(cli));
     let bar = progress::for_terminal(cli.json, "restored");
-    let r = restore(&repo, &index, &id, &snap.tree, &opts, bar.as_progress());
+    let r = restore(&repo, &id, &opts, bar.as_progress());
     bar.done();
     let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), args.target.display()))?;
     if r.target_full {

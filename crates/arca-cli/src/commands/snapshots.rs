@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arca_core::format::snapshot::BackupMetadata;
+use arca_core::BackupMetadata;
 
 use crate::{outln, output, Cli};
 
@@ -11,12 +11,8 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let filter = args.filter.compile()?;
-    let list: Vec<BackupMetadata> = super::snapshots(&repo)?
-        .iter()
-        .filter(|(_, s)| filter.matches(s))
-        .map(|(id, s)| s.metadata(id))
-        .collect();
+    let list: Vec<BackupMetadata> =
+        super::snapshots(&repo, &args.filter.to_filter()?)?.iter().map(|(id, s)| s.metadata(id)).collect();
     if cli.json {
         output::json(&list)?;
         return Ok(0);

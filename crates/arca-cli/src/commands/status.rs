@@ -1,14 +1,16 @@
 use anyhow::Result;
-use arca_core::format::lock::list_locks;
+use arca_core::ops::status::status;
 use serde_json::json;
 
 use crate::{outln, output, Cli};
 
 pub fn run(cli: &Cli) -> Result<u8> {
     let repo = super::open(cli)?;
-    let snaps = super::snapshots(&repo)?;
-    let total_size: u64 = repo.backend().list(arca_backend::FileKind::Pack)?.iter().map(|e| e.size).sum();
-    let locks: Vec<_> = list_locks(&**repo.backend(), repo.crypto())?
+    let st = status(&repo)?;
+    super::warn_unreadable(&st.unreadable);
+    let total_size = st.total_size;
+    let locks: Vec<_> = st
+        .locks
         .into_iter()
         .map(|l| match l.info {
             Some(i) => {
@@ -18,13 +20,13 @@ pub fn run(cli: &Cli) -> Result<u8> {
             None => json!({"id": l.id, "readable": false}),
         })
         .collect();
-    let last = snaps.last().map(|(id, s)| s.metadata(id));
+    let last = st.last.as_ref().map(|(id, s)| s.metadata(id));
     let status = json!({
         "repository": repo.location(),
         "repository_id": repo.config().id.to_hex(),
         "version": repo.config().version,
         "encryption": repo.config().encryption,
-        "backup_count": snaps.len(),
+        "backup_count": st.snapshots,
         "total_size": total_size,
         "last_backup": last,
         "strategy": last.as_ref().map(|m| m.strategy),
@@ -35,7 +37,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         return Ok(0);
     }
     outln!("repository {} ({})", repo.location(), repo.config().id.short());
-    outln!("snapshots  {}", snaps.len());
+    outln!("snapshots  {}", st.snapshots);
     outln!("stored     {}", output::bytes(total_size));
     match &last {
         Some(m) => outln!(

@@ -1,4 +1,5 @@
 use anyhow::Result;
+use arca_core::latest_of;
 use arca_core::ops::verify::{restore_test, verify, Subset, VerifyOptions};
 
 use crate::{exit, outln, output, progress, Cli};
@@ -29,37 +30,35 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         ids.push(super::snapshot(&repo, s)?.0);
     }
     if !args.filter.is_empty() {
-        let filter = args.filter.compile()?;
-        let all = super::snapshots(&repo)?;
-        let chosen = all.iter().filter(|(id, s)| (ids.is_empty() || ids.contains(id)) && filter.matches(s));
+        let matching = super::snapshots(&repo, &args.filter.to_filter()?)?;
+        let chosen = matching.iter().filter(|(id, _)| ids.is_empty() || ids.contains(id));
         ids = chosen.map(|(id, _)| *id).collect();
         if ids.is_empty() {
             anyhow::bail!("no snapshot matches the given --host/--tag/--path in {}", repo.location());
         }
     }
-    let _lock = super::read_lock(cli, &repo, "verify")?;
+    let lock = super::lock_options(cli);
     let bar = progress::for_terminal(cli.json, "checked");
-    let opts = VerifyOptions {
-        snapshots: ids.clone(),
-        read_data: args.read_data || args.read_data_subset.is_some(),
-        subset: args.read_data_subset,
-        cancel: Default::default(),
-    };
+    let opts = VerifyOptions::default()
+        .snapshots(ids.clone())
+        .read_data(args.read_data || args.read_data_subset.is_some())
+        .subset(args.read_data_subset)
+        .cancel(crate::signals::cancel())
+        .lock(lock.clone());
     let r = verify(&repo, &opts, bar.as_progress());
     bar.done();
     let mut r = r?;
     if let Some(spec) = &args.restore_test {
-        let (id, snap) = if spec.is_empty() {
-            let all = super::snapshots(&repo)?;
-            let pick = all.into_iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id));
+        let (id, _) = if spec.is_empty() {
+            let all = super::snapshots(&repo, &Default::default())?;
+            let pick = latest_of(&all, &ids).cloned();
             pick.ok_or_else(|| anyhow::anyhow!("no snapshot to restore-test in {}", repo.location()))?
         } else {
             super::snapshot(&repo, spec)?
         };
-        let index = super::load_index(&repo)?;
         let bar = progress::for_terminal(cli.json, "restore-tested");
         let scratch = std::env::temp_dir();
-        let t = restore_test(&repo, &index, &id, &snap, &scratch, bar.as_progress());
+        let t = restore_test(&repo, &id, &scratch, &opts, bar.as_progress());
         bar.done();
         let t = t?;
         if !t.success {

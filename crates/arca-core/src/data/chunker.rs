@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Chunk size bounds, stored in the repository config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
+    /// No chunk is shorter, in bytes (except a file's last).
     pub min_size: u32,
+    /// The size chunks tend to, in bytes.
     pub avg_size: u32,
+    /// No chunk is longer, in bytes: a cut is forced there.
     pub max_size: u32,
 }
 

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use arca_backend::{Backend, FileKind, ObjectWriter};
 use crossbeam_channel::{bounded, Sender};
 
+use crate::cancel::Cancel;
 use crate::data::compress;
 use crate::data::crypto::{Crypto, SEAL_TRAILER_MAX};
 use crate::error::{Error, Result};
@@ -79,19 +80,23 @@ struct Shared {
     /// Packs uploaded but not yet named by an index file.
     pending: Mutex<Vec<IndexPack>>,
     index_files: Mutex<Vec<Id>>,
-    first_error: Mutex<Option<Error>>,
+    first_error: Mutex<Option<Arc<Error>>>,
     bytes_added: AtomicU64,
     blobs_added: AtomicU64,
     packs_written: AtomicU64,
     /// Bytes of the packs written (headers included).
     pack_bytes: AtomicU64,
+    /// Once cancelled, blobs are refused and queued packs dropped unsent,
+    /// as a kill would leave them: what was uploaded stays, unindexed
+    /// packs are adopted by the next backup.
+    cancel: Cancel,
 }
 
 impl Shared {
     fn fail(&self, e: Error) {
         let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            *slot = Some(e);
+            *slot = Some(Arc::new(e));
         }
     }
 
@@ -176,6 +181,21 @@ impl Packer {
         dry_run: bool,
         uploaders: usize,
     ) -> Packer {
+        Packer::cancellable(repo, index, absent, dry_run, uploaders, Cancel::default())
+    }
+
+    /// [`Packer::new`] that stops once `cancel` is cancelled: adding a blob
+    /// or finishing then fails with [`Error::Cancelled`], and packs still
+    /// queued are dropped unsent, as a kill would leave them (uploaded packs
+    /// are adopted by the next backup).
+    pub fn cancellable(
+        repo: &Repository,
+        index: Arc<Index>,
+        absent: IdSet,
+        dry_run: bool,
+        uploaders: usize,
+        cancel: Cancel,
+    ) -> Packer {
         let shared = Arc::new(Shared {
             backend: repo.backend().clone(),
             crypto: repo.crypto().clone(),
@@ -189,6 +209,7 @@ impl Packer {
             blobs_added: AtomicU64::new(0),
             packs_written: AtomicU64::new(0),
             pack_bytes: AtomicU64::new(0),
+            cancel,
         });
         let (tx, rx) = bounded::<Builder>(UPLOAD_QUEUE);
         let uploaders = (0..uploaders.max(1))
@@ -199,7 +220,7 @@ impl Packer {
                     .name(format!("arca-upload-{i}"))
                     .spawn(move || {
                         for builder in rx {
-                            if shared.failed() {
+                            if shared.failed() || shared.cancel.is_cancelled() {
                                 continue;
                             }
                             if let Err(e) = shared.upload(builder) {
@@ -302,6 +323,7 @@ impl Packer {
     }
 
     fn append(&self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
+        self.shared.cancel.check()?;
         self.shared.bytes_added.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
         let slot = match kind {
@@ -336,24 +358,42 @@ impl Packer {
         if let Some(tx) = &self.tx {
             // The queue is bounded: a slow backend slows the producers.
             if tx.send(b).is_err() {
-                return Err(Error::Invalid("upload threads stopped".into()));
+                return Err(Error::WorkersLost("upload"));
             }
         }
         Ok(())
     }
 
     /// Fails when an upload failed, so producers stop early. The error here
-    /// is a copy of the text; [`Packer::take_error`] gives the original.
+    /// shares the first failure; [`Packer::take_error`] gives the original.
     pub fn check(&self) -> Result<()> {
         match &*self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(Error::Invalid(e.to_string())),
+            Some(e) => Err(Error::Upload(e.clone())),
             None => Ok(()),
+        }
+    }
+
+    /// The first upload error if there was one, else `e`: what a failed
+    /// producer returns. When `e` is that failure's shared copy (from
+    /// [`Packer::check`]) it is let go first, so the original comes back
+    /// whole, its own variant for callers that match on it.
+    pub fn take_error_over(&self, e: Error) -> Error {
+        let first = self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (first, e) {
+            (Some(first), Error::Upload(copy)) if Arc::ptr_eq(&first, &copy) => {
+                drop(copy);
+                Arc::try_unwrap(first).unwrap_or_else(Error::Upload)
+            }
+            (Some(first), _) => Arc::try_unwrap(first).unwrap_or_else(Error::Upload),
+            (None, e) => e,
         }
     }
 
     /// The original first upload error, with its kind (e.g. out of space).
     pub fn take_error(&self) -> Option<Error> {
-        self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let first = self.shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        // Shared still by an error in flight: the shared form shows the same.
+        Some(Arc::try_unwrap(first).unwrap_or_else(Error::Upload))
     }
 
     /// Adds packs found in the repository but missing from every index (left
@@ -364,6 +404,7 @@ impl Packer {
 
     /// Uploads what is open, waits for every upload, writes the last index.
     pub fn finish(mut self) -> Result<PackerStats> {
+        self.shared.cancel.check()?;
         for slot in &self.open {
             let b = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(b) = b.filter(|b| !b.is_empty()) {
@@ -377,6 +418,10 @@ impl Packer {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
+        // Cancelled while the last packs were sent: some may have been
+        // dropped unsent, so the index is not written (the packs that were
+        // uploaded are adopted by the next backup).
+        self.shared.cancel.check()?;
         let rest = std::mem::take(&mut *self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()));
         self.shared.write_index(rest)?;
         Ok(PackerStats {

@@ -9,9 +9,14 @@ use crate::format::id::Id;
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// The target pack size of new repositories unless told otherwise, in bytes: 16 MiB.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
+/// The zstd level of new repositories unless told otherwise: 3 (levels are 0..=22, 0 means
+/// no compression).
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
+/// How a repository's objects are sealed: chosen at `init`, fixed for the repository's life,
+/// and stored in the config as `xchacha20-poly1305` or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encryption {
@@ -21,17 +26,25 @@ pub enum Encryption {
     None,
 }
 
+/// A repository's `config` object: what it is, its id and the parameters every writer
+/// follows. Plaintext JSON (it is read before any key): nothing in it is secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Always "arca-repository": tells what this folder is.
     pub format: String,
+    /// Version of the repository format: [`FORMAT_VERSION`]; [`Config::decode`] refuses any
+    /// other value before reading the other fields.
     pub version: u32,
     /// Random repository id, used for caches and locks.
     pub id: Id,
+    /// When the repository was created: RFC 3339, in UTC.
     pub created: String,
+    /// How the repository's objects are sealed.
     pub encryption: Encryption,
     /// zstd level for blobs; 0 disables compression.
     pub compression_level: i32,
+    /// Bounds of the content-defined chunks file content is cut into (minimum, average and
+    /// maximum size, in bytes); fixed at `init` so that chunks keep deduplicating.
     pub chunker: ChunkerParams,
     /// Target size of a pack file in bytes.
     pub pack_size: u32,
@@ -41,6 +54,9 @@ pub struct Config {
 }
 
 impl Config {
+    /// A config for a new repository: this format version, a random id, created now, the
+    /// default chunker (512 KiB / 1 MiB / 4 MiB), 16 MiB packs and no parity.
+    /// `compression_level` is taken as is: [`Config::decode`] refuses one outside 0..=22.
     pub fn new(encryption: Encryption, compression_level: i32) -> Config {
         Config {
             format: "arca-repository".into(),
@@ -55,6 +71,7 @@ impl Config {
         }
     }
 
+    /// The config as stored: pretty-printed JSON ending in a newline.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("config serializes");
         v.push(b'\n');

@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Id(pub [u8; 32]);
 
 impl Id {
+    /// A random id from the operating system's random source: the name of a new lock or key
+    /// file. Panics if that source fails.
     pub fn random() -> Id {
         let mut b = [0u8; 32];
         getrandom::getrandom(&mut b).expect("the operating system's random source failed");
@@ -21,14 +23,19 @@ impl Id {
         Id(*blake3::hash(data).as_bytes())
     }
 
+    /// The whole id as 64 lowercase hex digits: the form of file names and JSON (as `Display`).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 
+    /// The first 4 bytes as 8 lowercase hex digits: the short form of listings and messages
+    /// (`Debug` shows it too). Not unique: for display only.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..4])
     }
 
+    /// Parses exactly 64 hex digits (either case); `None` for any other length or a
+    /// character that is not hex. A prefix is not an id: it gives `None`.
     pub fn from_hex(s: &str) -> Option<Id> {
         let mut b = [0u8; 32];
         hex::decode_to_slice(s, &mut b).ok()?;

@@ -17,20 +17,31 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arca_backend::{Backend, FileKind};
+use derive_setters::Setters;
 use serde::{Deserialize, Serialize};
 
 use crate::data::crypto::Crypto;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 
+/// Age of a lock's last heartbeat (its `time`) after which it is stale on any host: 30 minutes.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is rewritten with a fresh `time`: every 5 minutes.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
+/// What a lock file (`locks/<id>`, sealed JSON) says about its holder. The holder
+/// rewrites it with a new `time` every five minutes while it holds the lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LockInfo {
+    /// Host name of the machine the holder runs on (`unknown` when it could not be read);
+    /// on that same host, `pid` tells whether the holder is still alive.
     pub host: String,
+    /// Process id of the holder, on its host.
     pub pid: u32,
+    /// Name of the effective user the holder runs as; empty when that uid has no name.
     pub user: String,
+    /// `true` for an exclusive lock (operations that delete: prune, key removal), `false`
+    /// for a shared one (backup, restore, verify, ...).
     pub exclusive: bool,
     /// What holds it: "backup", "prune", ...
     pub operation: String,
@@ -38,6 +49,8 @@ pub struct LockInfo {
     pub time: String,
 }
 
+/// This machine's host name as recorded in locks and snapshots (lossy UTF-8), or `unknown`
+/// when it cannot be read.
 pub fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
@@ -89,6 +102,7 @@ fn process_alive(pid: u32) -> bool {
 /// A lock found in the repository.
 #[derive(Debug, Clone)]
 pub struct FoundLock {
+    /// Name of the lock file in `locks/`: a random id, 64 hex digits.
     pub id: String,
     /// `None` when the lock file does not open (damaged, or another key).
     pub info: Option<LockInfo>,
@@ -152,7 +166,7 @@ fn conflicts(
                 let object = format!("{}/{}", backend.location(), FileKind::Lock.path(&l.id));
                 let done = match backend.delete(FileKind::Lock, &l.id) {
                     Ok(()) => "removed it".to_string(),
-                    Err(e) => format!("could not remove it: {e}"),
+                    Err(e) => format!("could not remove it: {}", e.report()),
                 };
                 notes.push(format!(
                     "lock file {object} does not open (damaged, or not a lock): treated as stale, {done}"
@@ -172,6 +186,9 @@ fn describe(locks: &[LockInfo]) -> String {
 }
 
 impl Lock {
+    /// Takes a lock for `operation` (shared, or `exclusive`) at once or fails with
+    /// [`Error::Locked`] naming the live holders in conflict, removing stale locks on the
+    /// way. Held, it is refreshed by a background thread until dropped.
     pub fn acquire(
         backend: Arc<dyn Backend>,
         crypto: Crypto,
@@ -212,8 +229,62 @@ impl Lock {
     }
 }
 
+/// Where an engine's lock notes go (see [`LockOptions::notes`]).
+pub type NoteSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How an engine takes the lock it needs. Every engine entry point takes
+/// its own lock (shared for those that read or add, exclusive for those
+/// that delete); these options only say how long to wait and whether a
+/// reader may go without one. `Default`: fail at once on a conflicting
+/// lock, always lock, notes to [`crate::progress::Progress::warn`].
+#[derive(Clone, Default, Setters)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// How long to wait for a conflicting lock to be released before
+    /// failing with [`Error::Locked`] (zero: fail at once).
+    pub wait: Duration,
+    /// Take no lock at all. Honoured only by operations that only read
+    /// (restore, verify, a copy's source); the others refuse to run.
+    pub skip: bool,
+    /// Receives what taking the lock found worth telling (unreadable lock
+    /// files removed as stale, a reader going on without a lock because
+    /// the storage refuses one). When `None` the notes go to the
+    /// operation's [`crate::progress::Progress::warn`].
+    #[setters(skip)]
+    pub notes: Option<NoteSink>,
+}
+
+impl std::fmt::Debug for LockOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockOptions")
+            .field("wait", &self.wait)
+            .field("skip", &self.skip)
+            .field("notes", &self.notes.as_ref().map(|_| "callback"))
+            .finish()
+    }
+}
+
+impl LockOptions {
+    /// Sends the notes to `sink` instead of the operation's progress: sets
+    /// the [`notes`](#structfield.notes) field to `Some(Arc::new(sink))`.
+    #[must_use]
+    pub fn notes(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.notes = Some(Arc::new(sink));
+        self
+    }
+
+    /// Hands a note to [`LockOptions::notes`], else to `progress`.
+    pub fn note(&self, progress: &dyn crate::progress::Progress, message: &str) {
+        match &self.notes {
+            Some(sink) => sink(message),
+            None => progress.warn(message),
+        }
+    }
+}
+
 /// The lock of an operation that only reads.
 pub enum ReadLock {
+    /// Taken, and released when dropped.
     Held(Lock),
     /// Not taken: the storage refuses writes (the reason says how), or the
     /// caller asked for no lock. Reading works without one; only a prune

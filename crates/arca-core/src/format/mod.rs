@@ -2,9 +2,12 @@
 
 pub mod config;
 pub mod id;
+#[cfg_attr(feature = "internals", allow(missing_docs))]
 pub mod index;
+#[cfg_attr(feature = "internals", allow(missing_docs))]
 pub mod keyfile;
 pub mod lock;
+#[cfg_attr(feature = "internals", allow(missing_docs))]
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -19,12 +19,20 @@ use crate::format::id::Id;
 /// What a node is. The numeric values are part of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeKind {
+    /// A regular file (0 in the encoding): the only kind with `content`.
     File,
+    /// A folder (1): the only kind with a `subtree`.
     Dir,
+    /// A symbolic link (2): the only kind with a `link_target`, which it must have.
     Symlink,
+    /// A named pipe, FIFO (3).
     Fifo,
+    /// A character device (4); its device number is in `rdev`.
     CharDevice,
+    /// A block device (5); its device number is in `rdev`.
     BlockDevice,
+    /// A Unix socket (6): only its name and metadata are recorded; restore does not
+    /// recreate it and archives skip it.
     Socket,
 }
 
@@ -47,7 +55,10 @@ impl NodeKind {
 /// A point in time with nanosecond precision (seconds since the Unix epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct Timestamp {
+    /// Whole seconds since 1970-01-01 00:00 UTC; negative before it.
     pub secs: i64,
+    /// Nanoseconds within the second, 0 to 999,999,999, also before 1970: half a second
+    /// before the epoch is `secs: -1, nanos: 500_000_000`.
     pub nanos: u32,
 }
 
@@ -57,15 +68,22 @@ pub struct Timestamp {
 pub struct Node {
     /// Raw file name bytes (not necessarily UTF-8).
     pub name: Vec<u8>,
+    /// What the entry is; it decides which of `content`, `subtree` and `link_target` may
+    /// be set.
     pub kind: NodeKind,
     /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Numeric user id of the owner. A restore run as root sets the owner by this number,
+    /// not by `user`.
     pub uid: u32,
+    /// Numeric group id of the owner, restored by number like `uid`.
     pub gid: u32,
     /// User and group names when they resolve, so a restore on another host
     /// can map them (informational in format v1).
     pub user: Option<String>,
+    /// Group name of `gid` when it resolves on the backed-up host; `None` otherwise.
     pub group: Option<String>,
+    /// Modification time; restore sets it, and sets the access time (not recorded) to it.
     pub mtime: Timestamp,
     /// Change time: only for change detection, it cannot be restored.
     /// Access times are deliberately not recorded: reading a file changes
@@ -75,7 +93,10 @@ pub struct Node {
     pub size: u64,
     /// Device and inode of the source, for hard links and change detection.
     pub dev: u64,
+    /// Inode number on the source device `dev`.
     pub inode: u64,
+    /// Number of hard links the source had. Above 1, restore and archives link entries with
+    /// the same `dev` and `inode` to one copy instead of writing the content twice.
     pub nlink: u64,
     /// Device number for character and block devices.
     pub rdev: u64,
@@ -89,9 +110,12 @@ pub struct Node {
     pub subtree: Option<Id>,
 }
 
+/// One extended attribute of an entry: of the entry itself, a symlink's own included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
+    /// Attribute name, raw bytes, with its namespace (`user.`, `security.`, `trusted.`...).
     pub name: Vec<u8>,
+    /// Attribute value, raw bytes: may be empty or hold NUL bytes.
     pub value: Vec<u8>,
 }
 
@@ -130,16 +154,45 @@ impl Node {
 /// escaped (`\\xNN` for bytes that are not printable ASCII).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeError {
+    /// The bytes are not a tree: the decoder's error (cut short, a bad value), or how many
+    /// bytes follow the end of the tree.
     #[error("tree blob does not decode: {0}")]
     Decode(String),
+    /// An entry's name is not a single path component (see [`validate_name`]).
     #[error("entry {index} has an invalid name \"{name}\": {why}")]
-    BadName { index: usize, name: String, why: &'static str },
+    BadName {
+        /// Position of the entry in the tree, from 0.
+        index: usize,
+        /// The name, escaped.
+        name: String,
+        /// The rule it breaks, as [`validate_name`] says it (`the name contains '/'`, ...).
+        why: &'static str,
+    },
+    /// Two entries have the same name.
     #[error("entry \"{name}\" appears more than once")]
-    Duplicate { name: String },
+    Duplicate {
+        /// The repeated name, escaped.
+        name: String,
+    },
+    /// An entry's name sorts before the name of the entry before it.
     #[error("entry \"{name}\" is out of order (after \"{previous}\"): entries must be sorted by name")]
-    Unsorted { name: String, previous: String },
+    Unsorted {
+        /// The entry out of place, escaped.
+        name: String,
+        /// The name of the entry just before it, escaped.
+        previous: String,
+    },
+    /// An entry has a field its kind may not have, or lacks one it must have.
     #[error("entry \"{name}\" is a {kind} but has {field}")]
-    KindMismatch { name: String, kind: &'static str, field: &'static str },
+    KindMismatch {
+        /// The entry's name, escaped.
+        name: String,
+        /// Its kind, as [`NodeKind::name`] gives it (`file`, `dir`, ...).
+        kind: &'static str,
+        /// What contradicts the kind: `content`, `a subtree`, `a link target`,
+        /// `no link target`, or `an empty link target or one with a NUL byte`.
+        field: &'static str,
+    },
 }
 
 /// A name for messages: printable ASCII as is, every other byte escaped.
@@ -163,6 +216,8 @@ pub fn validate_name(name: &[u8]) -> std::result::Result<(), &'static str> {
 /// A directory listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
+    /// The entries, strictly ascending by raw name bytes in a stored tree ([`Tree::sort`]
+    /// puts them in that order before writing).
     pub nodes: Vec<Node>,
 }
 
@@ -172,6 +227,8 @@ impl Tree {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
+    /// The postcard encoding stored in a tree blob. It does not check the rules: call
+    /// [`Tree::validate`] first (writers do).
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("encoding a tree into memory cannot fail")
     }
@@ -228,6 +285,7 @@ impl Tree {
         Ok(())
     }
 
+    /// The entry named `name` (raw bytes), by binary search: the nodes must be sorted.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }

@@ -29,7 +29,7 @@ fn compile(pattern: &str) -> Result<Glob> {
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map_err(|e| Error::Invalid(format!("invalid pattern {pattern:?}: {e}")))
+        .map_err(|source| Error::Pattern { pattern: pattern.to_string(), source })
 }
 
 impl PathFilter {
@@ -41,7 +41,7 @@ impl PathFilter {
         for p in patterns {
             b.add(compile(p)?);
         }
-        let set = b.build().map_err(|e| Error::Invalid(format!("invalid patterns: {e}")))?;
+        let set = b.build().map_err(|source| Error::Pattern { pattern: patterns.join(", "), source })?;
         Ok(PathFilter { set: Some(set) })
     }
 

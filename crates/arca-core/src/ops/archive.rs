@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::tree::{Node, NodeKind};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repository::walk::{walk, Visit};
 use crate::repository::Repository;
 
@@ -24,6 +24,9 @@ pub struct ContentReader<'a> {
 }
 
 impl<'a> ContentReader<'a> {
+    /// A reader of the content whose blobs are `ids` (a file node's
+    /// `content`), found through `index`; a blob that does not read is an
+    /// [`io::Error`] of the read that reaches it.
     pub fn new(repo: &'a Repository, index: &'a Index, ids: &'a [Id]) -> Self {
         ContentReader { repo, index, ids, next: 0, buf: Vec::new(), pos: 0 }
     }
@@ -80,10 +83,15 @@ pub fn dump(repo: &Repository, index: &Index, root: &Id, path: &str, out: &mut d
     io::copy(&mut r, out).map_err(|e| Error::io(path, e))
 }
 
+/// The archive format of [`export`]; parses from `"tar"`, `"tar.zst"` and
+/// `"zip"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// POSIX tar with PAX records (nanosecond mtimes, extended attributes).
     Tar,
+    /// The tar stream compressed with zstd (level 3).
     TarZst,
+    /// Zip, files deflated; it cannot hold FIFOs, devices or sockets.
     Zip,
 }
 
@@ -101,9 +109,15 @@ impl std::str::FromStr for Format {
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct ExportResult {
+    /// Entries written to the archive: files, hard links, folders,
+    /// symbolic links, special files.
     pub entries: u64,
+    /// Files whose content was written (a tar stores further hard links to
+    /// a file as links, not counted here).
     pub files: u64,
+    /// Bytes of file content written.
     pub bytes: u64,
     /// Entries the format cannot hold (e.g. devices in zip), skipped.
     pub skipped: Vec<String>,
@@ -141,6 +155,10 @@ fn entries(repo: &Repository, index: &Index, root: &Id, sub: Option<&str>) -> Re
     Ok(out)
 }
 
+/// Writes the snapshot tree `root`, or only the absolute path `sub` inside
+/// it, to `out` as a `format` archive with paths relative to the snapshot
+/// root. Takes no lock. Progress: [`Phase::Planning`], then
+/// [`Phase::Exporting`] in files and bytes.
 pub fn export(
     repo: &Repository,
     index: &Index,
@@ -150,7 +168,9 @@ pub fn export(
     out: Box<dyn Write>,
     progress: &dyn Progress,
 ) -> Result<ExportResult> {
+    progress.phase(Phase::Planning);
     let list = entries(repo, index, root, sub)?;
+    progress.phase(Phase::Exporting);
     let (files, bytes) = list
         .iter()
         .filter(|(_, n)| n.kind == NodeKind::File)

@@ -9,6 +9,11 @@
 //! Order of durability: packs, then the index files naming them, then the
 //! snapshot. A crash at any point leaves nothing referenced that is not
 //! durable; uploaded packs of a killed backup are adopted by the next one.
+//!
+//! Phases: `load` (index, orphan packs, parent), `read_sources` (walk,
+//! read, upload), `write_snapshot` (last packs, index, snapshot). A
+//! cancelled backup stops between entries and inside files between reads,
+//! and leaves the repository as a kill would.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
@@ -20,8 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arca_backend::FileKind;
+use derive_setters::Setters;
 use rayon::prelude::*;
 
+use crate::cancel::Cancel;
 use crate::data::chunker::Chunker;
 use crate::data::packer::Packer;
 use crate::error::{Error, Result};
@@ -33,33 +40,55 @@ use crate::format::snapshot::{PathError, Snapshot, Strategy, Summary};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::fs::filter::PathFilter;
 use crate::fs::meta::{self, NameCache};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
 
-#[derive(Debug, Clone, Default)]
+/// What [`backup`] does. `Default`: an incremental backup against the
+/// latest snapshot of the same host and paths; `paths` must be set.
+#[derive(Debug, Clone, Default, Setters)]
+#[non_exhaustive]
 pub struct BackupOptions {
+    /// Files and folders to back up, at least one, each existing. Recorded
+    /// absolute, without `.` and `..` (links not followed), sorted, once each.
     pub paths: Vec<PathBuf>,
+    /// Glob patterns of paths not backed up: a leading `/` anchors at the
+    /// root, else any depth; `*` stops at `/`, `**` does not. A pattern that
+    /// matches every path is refused. Default: none.
     pub excludes: Vec<String>,
     /// Exact paths never backed up (e.g. the repository itself).
     pub exclude_paths: Vec<PathBuf>,
+    /// Tags recorded in the snapshot. Default: none.
     pub tags: Vec<String>,
+    /// The host name to record (and to find the parent by); `None`, the
+    /// default: this machine's.
     pub host: Option<String>,
+    /// The time to record; `None`, the default: now, in the local offset.
     pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// How the parent is chosen (see [`Strategy`]); default incremental. A
+    /// backup without a parent is recorded as full.
     pub strategy: Strategy,
     /// Use this snapshot as the parent instead of the strategy's choice.
     pub parent: Option<Id>,
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
+    /// Read, chunk and count everything but write nothing (no packs, index
+    /// or snapshot) and take no lock.
     pub dry_run: bool,
-    /// How long to wait for an exclusive lock (prune) to be released.
-    pub lock_wait: std::time::Duration,
+    /// How the shared lock is taken (how long to wait for an exclusive
+    /// lock, such as a prune's, to be released).
+    pub lock: crate::format::lock::LockOptions,
     /// Stops the operation when cancelled (see [`crate::Cancel`]).
     pub cancel: crate::Cancel,
 }
 
+/// What [`backup`] stored.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BackupResult {
     /// `None` for a dry run.
     pub id: Option<Id>,
+    /// The snapshot as written (for a dry run: as it would be); its
+    /// `summary` has the counts and the paths that could not be read.
     pub snapshot: Snapshot,
 }
 
@@ -85,6 +114,7 @@ struct Engine<'a> {
     force: bool,
     stats: Stats,
     progress: &'a dyn Progress,
+    cancel: &'a Cancel,
 }
 
 /// Makes a path absolute and removes `.` and `..` without following links,
@@ -169,12 +199,13 @@ impl<'a> Engine<'a> {
         &self,
         path: &Path,
         name: Vec<u8>,
-        meta: &Metadata,
+        status: &Metadata,
         parent: Option<&Node>,
         source: bool,
     ) -> Result<Option<Node>> {
+        self.cancel.check()?;
         let previous = parent.filter(|_| !self.force);
-        let mut node = match meta::read_node(path, name, meta, &self.names, previous) {
+        let mut node = match meta::read_node(path, name, status, &self.names, previous) {
             Ok(n) => n,
             Err(e) => {
                 self.record(path, io_cause(&e));
@@ -197,7 +228,7 @@ impl<'a> Engine<'a> {
                     self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.advance(1, node.size);
                 } else {
-                    match self.file_content(path, meta) {
+                    match self.file_content(path, status) {
                         Ok((content, read, changed)) => {
                             node.content = content;
                             // A file that grew or shrank while read is stored as read.
@@ -254,6 +285,7 @@ impl<'a> Engine<'a> {
     /// Backs up a directory's contents; returns the tree id. `source`: the
     /// folder is one of the paths given to back up.
     fn dir(&self, path: &Path, parent: Option<&Node>, source: bool) -> Result<Id> {
+        self.cancel.check()?;
         self.stats.dirs.fetch_add(1, Ordering::Relaxed);
         let parent_tree = self.parent_tree(parent);
         // The entries keep the folder open: each is stat'ed relative to it
@@ -283,7 +315,8 @@ impl<'a> Engine<'a> {
         let nodes: Vec<Option<Node>> = entries
             .into_par_iter()
             .map(|(name, p, ent)| {
-                let meta = match ent.metadata() {
+                self.cancel.check()?;
+                let status = match ent.metadata() {
                     Ok(m) => m,
                     Err(e) => {
                         self.record(&p, io_cause(&e));
@@ -291,7 +324,7 @@ impl<'a> Engine<'a> {
                     }
                 };
                 let prev = parent_tree.as_ref().and_then(|t| t.find(&name));
-                self.entry(&p, name, &meta, prev, false)
+                self.entry(&p, name, &status, prev, false)
             })
             .collect::<Result<_>>()?;
         let tree = Tree { nodes: nodes.into_iter().flatten().collect() };
@@ -318,24 +351,30 @@ impl<'a> Engine<'a> {
 
     /// Reads, chunks and stores a file; returns its chunk ids, its length,
     /// and how it changed while it was read, if it did (its status after
-    /// the read differs from `meta`, taken before).
+    /// the read differs from `before`, taken before).
     /// Chunks are cut in runs of about `max_size` bytes and a run's chunks
     /// are hashed, compressed and sealed in parallel, straight from the
     /// chunker's buffer, while the next run is read.
     fn file_content(
         &self,
         path: &Path,
-        meta: &Metadata,
+        before: &Metadata,
     ) -> std::result::Result<(Vec<Id>, u64, Option<String>), FileError> {
         let file = File::open(path).map_err(FileError::Io)?;
         // A second handle on the same open file, to fstat it after the read.
         let probe = file.try_clone().map_err(FileError::Io)?;
-        let chunker = Chunker::new(self.repo.gear(), file, meta.len());
+        // A big file stops between reads once cancelled, not at its end.
+        let reader = CancellableRead { inner: file, cancel: self.cancel };
+        let chunker = Chunker::new(self.repo.gear(), reader, before.len());
         let failed = std::sync::atomic::AtomicBool::new(false);
         let runs = chunker
             .runs(|run| -> Result<(Vec<Id>, u64)> {
                 if failed.load(Ordering::Relaxed) {
                     return Ok((Vec::new(), 0));
+                }
+                if let Err(e) = self.cancel.check() {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
                 }
                 let bytes: u64 = run.iter().map(|c| c.len() as u64).sum();
                 self.stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
@@ -346,7 +385,10 @@ impl<'a> Engine<'a> {
                 };
                 ids.inspect_err(|_| failed.store(true, Ordering::Relaxed)).map(|ids| (ids, bytes))
             })
-            .map_err(FileError::Io)?;
+            .map_err(|e| match self.cancel.check() {
+                Err(c) => FileError::Repo(c),
+                Ok(()) => FileError::Io(e),
+            })?;
         let mut ids = Vec::new();
         let mut total = 0;
         for run in runs {
@@ -355,7 +397,7 @@ impl<'a> Engine<'a> {
             total += bytes;
         }
         let after = probe.metadata().map_err(FileError::Io)?;
-        Ok((ids, total, changed_while_read(meta, &after)))
+        Ok((ids, total, changed_while_read(before, &after)))
     }
 
     fn store_chunk(&self, chunk: &[u8]) -> Result<Id> {
@@ -375,29 +417,30 @@ impl<'a> Engine<'a> {
             .map(|(name, child)| {
                 let p = path.join(std::ffi::OsStr::from_bytes(name));
                 let prev = parent.and_then(|t| t.find(name));
-                let meta = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
+                self.cancel.check()?;
+                let status = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
                 if child.source {
-                    return self.entry(&p, name.clone(), &meta, prev, true);
+                    return self.entry(&p, name.clone(), &status, prev, true);
                 }
                 // An intermediate folder: its metadata, and only the sources
                 // below it. A symlink here (`/bin -> usr/bin` on a merged-/usr
                 // system, for a source `/bin/ls`) is recorded as the folder it
                 // leads to, since the path given goes through it: a symlink
                 // node cannot hold the source below it.
-                let (real, meta) = if meta.file_type().is_symlink() {
+                let (real, status) = if status.file_type().is_symlink() {
                     let real = fs::canonicalize(&p).map_err(|e| Error::io(&p, e))?;
                     let m = fs::symlink_metadata(&real).map_err(|e| Error::io(&real, e))?;
                     (real, m)
                 } else {
-                    (p.clone(), meta)
+                    (p.clone(), status)
                 };
-                if !meta.is_dir() {
+                if !status.is_dir() {
                     return Err(Error::Invalid(format!(
                         "source path below {}: it is not a folder",
                         p.display()
                     )));
                 }
-                let mut node = meta::read_node(&real, name.clone(), &meta, &self.names, prev)
+                let mut node = meta::read_node(&real, name.clone(), &status, &self.names, prev)
                     .map_err(|e| Error::io(&p, e))?;
                 let sub = self.parent_tree(prev);
                 node.subtree = Some(self.layout_tree(child, &p, sub.as_ref())?);
@@ -411,6 +454,22 @@ impl<'a> Engine<'a> {
 enum FileError {
     Io(io::Error),
     Repo(Error),
+}
+
+/// A file read that fails once the backup is cancelled, so a big file is
+/// not read to its end first.
+struct CancellableRead<'a> {
+    inner: File,
+    cancel: &'a Cancel,
+}
+
+impl io::Read for CancellableRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// How a file's status after it was read differs from before, if it does:
@@ -450,7 +509,7 @@ fn resolved_paths(sources: &[PathBuf]) -> BTreeMap<String, String> {
     out
 }
 
-/// Picks the parent snapshot for a strategy (DESIGN §3). Returns the parent
+/// Picks the parent snapshot for a strategy (README.md, "backup"). Returns the parent
 /// and the strategy to record: a first backup is recorded as `full`.
 pub fn choose_parent(
     snapshots: &[(Id, Snapshot)],
@@ -505,25 +564,76 @@ fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, 
     Ok((adopted, gone))
 }
 
+/// Backs up `opts.paths` into a new snapshot under a shared lock (backups
+/// only add; it waits out an exclusive one, such as a prune's, for up to
+/// `opts.lock.wait`, refuses `opts.lock.skip`, and takes none for a dry
+/// run). A file or folder that cannot be read is listed in
+/// `snapshot.summary.errors` and the rest still backed up; it errs when a
+/// source is missing, a pattern is invalid, the lock or storage fails, the
+/// parent is not found, or `opts.cancel` stops it.
 pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
-    let started = Instant::now();
-    if opts.paths.is_empty() {
-        return Err(Error::Invalid("nothing to back up: give at least one path".into()));
-    }
-    let mut sources = Vec::new();
-    for p in &opts.paths {
-        let abs = normalize(p)?;
-        fs::symlink_metadata(&abs)
-            .map_err(|e| Error::Invalid(format!("source path {}: {}", p.display(), e)))?;
-        sources.push(abs);
-    }
-    sources.sort();
-    sources.dedup();
-    let paths: Vec<String> = sources.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let host = opts.host.clone().unwrap_or_else(hostname);
+    crate::pool::install(|| backup_inner(repo, opts, progress))
+}
 
-    let _lock = if opts.dry_run { None } else { Some(repo.lock_wait(false, "backup", opts.lock_wait)?) };
+fn backup_inner(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let started = Instant::now();
+    let sources = Sources::of(opts)?;
+    let _lock =
+        if opts.dry_run { None } else { Some(repo.lock_writing(false, "backup", &opts.lock, progress)?) };
+    progress.phase(Phase::Loading);
+    let mut loaded = load(repo, opts, &sources)?;
+    progress.phase(Phase::Backing);
+    let read = read_sources(repo, opts, &sources, &mut loaded, progress)?;
+    progress.phase(Phase::WritingIndex);
+    write_snapshot(repo, opts, sources, loaded, read, started)
+}
+
+/// The source paths of a backup, absolute and normalised, with what the
+/// snapshot records of them.
+struct Sources {
+    /// Sorted, without duplicates.
+    paths: Vec<PathBuf>,
+    /// As the snapshot records them.
+    shown: Vec<String>,
+    host: String,
+}
+
+impl Sources {
+    fn of(opts: &BackupOptions) -> Result<Sources> {
+        if opts.paths.is_empty() {
+            return Err(Error::Invalid("nothing to back up: give at least one path".into()));
+        }
+        let mut paths = Vec::new();
+        for p in &opts.paths {
+            let abs = normalize(p)?;
+            fs::symlink_metadata(&abs)
+                .map_err(|source| Error::SourcePath { path: p.display().to_string(), source })?;
+            paths.push(abs);
+        }
+        paths.sort();
+        paths.dedup();
+        let shown = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        Ok(Sources { paths, shown, host: opts.host.clone().unwrap_or_else(hostname) })
+    }
+}
+
+/// What the first phase of a backup loads: the index (with the packs a
+/// killed backup left unindexed), and the parent snapshot.
+struct Loaded {
+    index: Arc<Index>,
+    /// Packs no index names, adopted by this backup's index files (moved
+    /// into the packer).
+    adopted: Vec<IndexPack>,
+    /// Indexed blobs known damaged or gone: stored again when met (moved
+    /// into the packer).
+    absent: IdSet,
+    parent: Option<(Id, Snapshot)>,
+    strategy: Strategy,
+}
+
+fn load(repo: &Repository, opts: &BackupOptions, sources: &Sources) -> Result<Loaded> {
     let mut index = repo.load_index()?;
+    opts.cancel.check()?;
     let (adopted, mut absent) = reconcile_packs(repo, &index)?;
     if let Some(cache) = repo.cache() {
         absent.extend(cache.damaged_blobs());
@@ -532,36 +642,67 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         index.add_pack(p.id, p.size, &p.blobs);
     }
     let (snapshots, _) = repo.snapshots_lenient()?;
-    let (parent, strategy) = choose_parent(&snapshots, opts.strategy, &host, &paths, opts.parent)?;
-    let index = Arc::new(index);
+    let (parent, strategy) =
+        choose_parent(&snapshots, opts.strategy, &sources.host, &sources.shown, opts.parent)?;
+    opts.cancel.check()?;
+    Ok(Loaded { index: Arc::new(index), adopted, absent, parent, strategy })
+}
+
+/// What reading the sources gave: the root tree, the counts, and the
+/// packer holding what is still to upload.
+struct Read {
+    tree: Id,
+    stats: Stats,
+    packer: Packer,
+}
+
+/// Walks the sources, reads and chunks the files, and stores new blobs.
+/// On failure (cancellation included) the packer is dropped unfinished, as
+/// a kill would leave it: packs already uploaded stay, and the next backup
+/// adopts those no index names.
+fn read_sources(
+    repo: &Repository,
+    opts: &BackupOptions,
+    sources: &Sources,
+    loaded: &mut Loaded,
+    progress: &dyn Progress,
+) -> Result<Read> {
     // Remote stores have latency to hide: more packs in flight.
     let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
-    let packer = Packer::new(repo, index.clone(), absent, opts.dry_run, uploaders);
-    packer.adopt_packs(adopted);
-
+    let packer = Packer::cancellable(
+        repo,
+        loaded.index.clone(),
+        std::mem::take(&mut loaded.absent),
+        opts.dry_run,
+        uploaders,
+        opts.cancel.clone(),
+    );
+    packer.adopt_packs(std::mem::take(&mut loaded.adopted));
     let engine = Engine {
         repo,
         packer,
         names: NameCache::new(),
         excludes: PathFilter::excludes(&opts.excludes)?,
         exclude_paths: opts.exclude_paths.iter().filter_map(|p| normalize(p).ok()).collect(),
-        force: opts.force || strategy == Strategy::Full,
+        force: opts.force || loaded.strategy == Strategy::Full,
         stats: Stats::default(),
         progress,
+        cancel: &opts.cancel,
     };
     let mut layout = Layout::default();
-    for s in &sources {
+    for s in &sources.paths {
         layout.insert(s);
     }
+    let parent = &loaded.parent;
     let stop_scan = std::sync::atomic::AtomicBool::new(false);
     let walked = std::thread::scope(|scope| {
         // With a parent, its totals are a good estimate for the ETA and cost
         // nothing; scanning would stat every file a second time.
-        match &parent {
+        match parent {
             Some((_, p)) => progress.totals(p.files, p.size),
             // Counting stats every file a second time: only for a display.
             None if progress.wants_totals() => {
-                scope.spawn(|| scan_totals(&sources, &engine.excludes, progress, &stop_scan));
+                scope.spawn(|| scan_totals(&sources.paths, &engine.excludes, progress, &stop_scan));
             }
             None => {}
         }
@@ -571,23 +712,39 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             prev.subtree = parent.as_ref().map(|(_, s)| s.tree);
             engine.dir(Path::new("/"), parent.as_ref().map(|_| &prev), true)
         } else {
-            let parent_root = parent.as_ref().and_then(|(_, s)| repo.load_tree(&index, &s.tree).ok());
+            let parent_root = parent.as_ref().and_then(|(_, s)| repo.load_tree(&loaded.index, &s.tree).ok());
             engine.layout_tree(&layout, Path::new("/"), parent_root.as_ref())
         };
         stop_scan.store(true, Ordering::Relaxed);
         r
     });
     let Engine { packer, stats, .. } = engine;
-    let tree = match walked {
-        Ok(t) => t,
+    match walked {
+        // Cancelled after the walk: nothing more is written either.
+        Ok(tree) => match opts.cancel.check() {
+            Ok(()) => Ok(Read { tree, stats, packer }),
+            Err(e) => Err(e),
+        },
         Err(e) => {
-            let e = packer.take_error().unwrap_or(e);
+            let e = if opts.cancel.is_cancelled() { Error::Cancelled } else { packer.take_error_over(e) };
             drop(packer);
-            return Err(explain_no_space(repo, e));
+            Err(explain_no_space(repo, e))
         }
-    };
-    let packed = packer.finish().map_err(|e| explain_no_space(repo, e))?;
+    }
+}
 
+/// Uploads the last packs, writes the index files naming them, then the
+/// snapshot (packs, then index, then snapshot: each names only what is already stored).
+fn write_snapshot(
+    repo: &Repository,
+    opts: &BackupOptions,
+    sources: Sources,
+    loaded: Loaded,
+    read: Read,
+    started: Instant,
+) -> Result<BackupResult> {
+    let Read { tree, stats, packer } = read;
+    let packed = packer.finish().map_err(|e| explain_no_space(repo, e))?;
     let time = opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
     let mut errors = stats.errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by(|a, b| a.path.cmp(&b.path));
@@ -595,17 +752,17 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         version: 1,
         time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         tree,
-        resolved_paths: resolved_paths(&sources),
-        paths,
-        host,
+        resolved_paths: resolved_paths(&sources.paths),
+        paths: sources.shown,
+        host: sources.host,
         user: nix::unistd::User::from_uid(nix::unistd::geteuid())
             .ok()
             .flatten()
             .map(|u| u.name)
             .unwrap_or_default(),
         tags: opts.tags.clone(),
-        strategy,
-        parent: parent.map(|(id, _)| id),
+        strategy: loaded.strategy,
+        parent: loaded.parent.map(|(id, _)| id),
         size: stats.size.into_inner(),
         files: stats.files.into_inner(),
         summary: Summary {
@@ -640,12 +797,12 @@ fn explain_no_space(repo: &Repository, e: Error) -> Error {
         .map(|s| s.blocks_available() * s.fragment_size())
         .ok();
     let detail = format!(
-        "{e}. Free space now: {}; the backup needs at least {} MiB more for its next pack. \
-         No snapshot was written; the data already uploaded is kept and reused by the next backup once space is freed.",
+        "free space now: {}; the backup needs at least {} MiB more for its next pack. \
+         No snapshot was written; the data already uploaded is kept and reused by the next backup once space is freed",
         free.map(|f| format!("{} KiB", f / 1024)).unwrap_or_else(|| "unknown".into()),
         repo.config().pack_size >> 20,
     );
-    Error::NoSpace { location: repo.location(), detail }
+    Error::NoSpace { location: repo.location(), detail, source: Box::new(e) }
 }
 
 /// Counts files and bytes beside the backup so progress can show an ETA.

@@ -9,31 +9,43 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use derive_setters::Setters;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::data::packer::Packer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{IdSet, Index};
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
 
+/// One snapshot that [`copy`] wrote into the target.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Copied {
+    /// Its id in the source repository, 64 hex digits.
     pub source: String,
+    /// The id of its copy in the target repository, 64 hex digits.
     pub target: String,
 }
 
+/// What [`copy`] did.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct CopyResult {
+    /// The snapshots copied, in the order given.
     pub copied: Vec<Copied>,
     /// Source snapshots the target already has.
     pub already_present: Vec<String>,
+    /// Blobs (data and trees) the target did not have and now stores.
     pub blobs_added: u64,
+    /// Bytes those blobs take in the target (compressed and sealed, pack
+    /// headers not counted).
     pub bytes_added: u64,
 }
 
@@ -45,6 +57,7 @@ struct Copier<'a> {
     /// Source blob id -> target blob id, for this run.
     ids: Mutex<HashMap<Id, Id>>,
     progress: &'a dyn Progress,
+    cancel: &'a Cancel,
 }
 
 impl Copier<'_> {
@@ -52,12 +65,13 @@ impl Copier<'_> {
         if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*t);
         }
+        self.cancel.check()?;
         let data = self.src.read_blob(self.src_index, id)?;
         let target = self.dst.crypto().blob_id(&data);
         if self.packer.claim(target) {
             self.packer.add(kind, target, &data)?;
         }
-        self.progress.advance(0, data.len() as u64);
+        self.progress.advance(1, data.len() as u64);
         self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
         Ok(target)
     }
@@ -71,6 +85,7 @@ impl Copier<'_> {
             let path = format!("(tree {})", id.short());
             return Err(crate::error::Error::TooDeep { path, limit: crate::repository::walk::MAX_DEPTH });
         }
+        self.cancel.check()?;
         let tree = self.src.load_tree(self.src_index, id)?;
         let nodes = tree
             .nodes
@@ -80,7 +95,6 @@ impl Copier<'_> {
                     NodeKind::File => {
                         n.content =
                             n.content.iter().map(|c| self.blob(c, BlobType::Data)).collect::<Result<_>>()?;
-                        self.progress.advance(1, 0);
                     }
                     NodeKind::Dir => {
                         if let Some(sub) = n.subtree {
@@ -98,15 +112,52 @@ impl Copier<'_> {
     }
 }
 
-/// Copies `snapshots` of `src` into `dst` (both open; `dst` locked shared by
-/// the caller).
+/// How a copy runs.
+#[derive(Debug, Clone, Default, Setters)]
+#[non_exhaustive]
+pub struct CopyOptions {
+    /// Locking: `skip` concerns the source only (the target is written, so
+    /// always locked); `wait` both.
+    pub lock: crate::format::lock::LockOptions,
+    /// Stops the copy, leaving the target as a kill would: packs already
+    /// written stay (a later backup there adopts them) and no snapshot
+    /// names anything that was not written.
+    pub cancel: Cancel,
+}
+
+/// Copies `snapshots` of `src` into `dst` (both open), taking a shared lock
+/// on the source and on the target; snapshots the target already has
+/// (copied before) are skipped, blobs it has are not sent again.
 pub fn copy(
     src: &Repository,
-    src_index: &Index,
     dst: &Repository,
     snapshots: &[(Id, Snapshot)],
+    opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyResult> {
+    crate::pool::install(|| copy_inner(src, dst, snapshots, opts, progress))
+}
+
+fn copy_inner(
+    src: &Repository,
+    dst: &Repository,
+    snapshots: &[(Id, Snapshot)],
+    opts: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<CopyResult> {
+    if dst.config().id == src.config().id {
+        return Err(Error::Invalid(format!(
+            "source and target are the same repository ({})",
+            src.location()
+        )));
+    }
+    let lock = &opts.lock;
+    let cancel = &opts.cancel;
+    let _src_lock = src.lock_reading("copy (source)", lock, progress)?;
+    let target_lock = crate::format::lock::LockOptions { skip: false, ..lock.clone() };
+    let _dst_lock = dst.lock_writing(false, "copy (target)", &target_lock, progress)?;
+    progress.phase(Phase::Loading);
+    let src_index = &src.load_index_reporting(progress)?;
     let (existing, _) = dst.snapshots_lenient()?;
     // Source id -> target id of snapshots copied before.
     let present: HashMap<Id, Id> = existing.iter().filter_map(|(tid, s)| Some((s.original?, *tid))).collect();
@@ -115,10 +166,12 @@ pub fn copy(
         src,
         src_index,
         dst,
-        packer: Packer::new(dst, dst_index, IdSet::default(), false, 2),
+        packer: Packer::cancellable(dst, dst_index, IdSet::default(), false, 2, cancel.clone()),
         ids: Mutex::new(HashMap::new()),
         progress,
+        cancel,
     };
+    progress.phase(Phase::Copying);
     let mut result = CopyResult::default();
     let mut pending: Vec<(Id, Snapshot)> = Vec::new();
     for (sid, snap) in snapshots {
@@ -131,6 +184,7 @@ pub fn copy(
             .push((*sid, Snapshot { tree, original: Some(snap.original.unwrap_or(*sid)), ..snap.clone() }));
     }
     let Copier { packer, .. } = copier;
+    progress.phase(Phase::WritingIndex);
     let stats = packer.finish()?;
     result.blobs_added = stats.blobs_added;
     result.bytes_added = stats.bytes_added;

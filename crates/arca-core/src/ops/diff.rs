@@ -12,18 +12,29 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repository::walk::{walk, Visit};
 use crate::repository::Repository;
 
+/// How an entry changed between the two snapshots of a [`diff`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
+    /// Only in the later snapshot.
     Added,
+    /// Only in the earlier snapshot.
     Removed,
+    /// In both, with other content or metadata ([`DiffEntry::what`]).
     Modified,
 }
 
+/// One changed entry of a [`diff`]. An entry whose type changed is listed
+/// twice: removed (the old one), then added.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DiffEntry {
+    /// The entry's absolute path in the snapshot (`/a/b`), lossily UTF-8.
     pub path: String,
+    /// Added, removed or modified.
     pub change: Change,
+    /// The entry's type, as [`NodeKind::name`] gives it (`"file"`, `"dir"`,
+    /// `"symlink"`…); the later one for a modified entry.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// For `modified`: what differs (content, type, mode, owner, mtime, xattrs, target, device).
@@ -159,8 +170,14 @@ impl Differ<'_> {
     }
 }
 
-/// The changes that turn the tree `from` into the tree `to`, in path order.
+/// The changes that turn the tree `from` into the tree `to`, in path order;
+/// everything below an added or removed folder is listed too. Takes no
+/// lock; runs on the library's thread pool.
 pub fn diff(repo: &Repository, index: &Index, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
+    crate::pool::install(|| diff_inner(repo, index, from, to))
+}
+
+fn diff_inner(repo: &Repository, index: &Index, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
     let mut d = Differ { repo, index, out: Vec::new() };
     d.trees(&mut Vec::new(), Some(*from), Some(*to), 0)?;
     Ok(d.out)

@@ -9,33 +9,57 @@
 //! removes the oldest kept ones beyond N, `max_age` removes those older than
 //! a duration before now. The newest snapshot of a group is never removed
 //! unless `allow_empty` is set.
+//!
+//! [`forget`] applies a policy (or removes named snapshots), deletes the
+//! snapshot files under an exclusive lock, and optionally prunes under the
+//! same lock; [`cleanup`] does the same with the policy stored in the
+//! repository.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
+use derive_setters::Setters;
 use serde::{Deserialize, Serialize};
+
+use arca_backend::FileKind;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
+use crate::format::lock::LockOptions;
 use crate::format::snapshot::Snapshot;
+use crate::ops::prune::{PruneOptions, PrunePlan, PruneResult};
+use crate::progress::{Phase, Progress};
+use crate::repository::snapshots::SnapshotFilter;
+use crate::repository::Repository;
 
+/// A retention policy, applied group by group (see the module
+/// documentation); stored as JSON by [`Repository::save_policy`] for
+/// [`cleanup`]. `Default` has no rule (every field unset) and removes nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
+    /// Keep the N newest snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N latest hours that have one
+    /// (in the time zone offset each snapshot records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_hourly: Option<u32>,
+    /// … of each of the N latest days that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_daily: Option<u32>,
+    /// … of each of the N latest ISO weeks that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_weekly: Option<u32>,
+    /// … of each of the N latest months that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_monthly: Option<u32>,
+    /// … of each of the N latest years that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
     /// Keep what was taken within this many seconds before the group's newest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_within_secs: Option<i64>,
+    /// Keep every snapshot that has any of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_tags: Vec<String>,
     /// Never more than this many per group (oldest go first).
@@ -115,7 +139,9 @@ pub fn parse_duration(s: &str) -> Result<i64> {
 /// Why a snapshot is kept, or that it is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
+    /// The snapshot's id.
     pub id: Id,
+    /// Kept (true) or removed.
     pub keep: bool,
     /// The rules that keep it (`last`, `hourly`, …, `within`, `tag`, `newest`, `id`),
     /// or why it goes (`max-versions`, `max-age`, `explicit`, `policy`).
@@ -125,8 +151,11 @@ pub struct Decision {
 /// How snapshots are grouped before a policy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupBy {
+    /// By host name.
     pub host: bool,
+    /// By the set of source paths (their order does not matter).
     pub paths: bool,
+    /// By the set of tags (their order does not matter).
     pub tags: bool,
 }
 
@@ -150,6 +179,9 @@ impl std::str::FromStr for GroupBy {
     }
 }
 
+/// The key of the group snapshot `s` belongs to: `host=…`, `paths=…` and
+/// `tags=…` (lists sorted, comma separated) for the fields `by` selects,
+/// space separated; empty when `by` selects none.
 pub fn group_key(s: &Snapshot, by: GroupBy) -> String {
     let mut key = Vec::new();
     if by.host {
@@ -301,6 +333,222 @@ pub fn apply(
         groups.entry(group_key(s, group_by)).or_default().push((*id, s));
     }
     groups.into_iter().map(|(k, v)| (k, apply_group(&v, policy, now))).collect()
+}
+
+/// Which snapshots [`forget`] removes.
+#[derive(Debug, Clone)]
+pub enum Forget {
+    /// Those the policy does not keep, group by group.
+    Policy(Policy),
+    /// Exactly these (the others are kept, whatever a policy would say).
+    Snapshots(Vec<Id>),
+}
+
+/// What [`forget`] does.
+#[derive(Debug, Clone, Setters)]
+#[non_exhaustive]
+pub struct ForgetOptions {
+    /// Which snapshots go. Default: an empty policy, which removes nothing.
+    pub what: Forget,
+    /// How snapshots are grouped before a policy applies.
+    pub group_by: GroupBy,
+    /// Only these snapshots are considered; the others are neither kept nor
+    /// removed (they are not in the result).
+    pub filter: SnapshotFilter,
+    /// Reclaim the space afterwards, under the same lock, with these
+    /// settings. Their `dry_run`, `lock` and `cancel` are ignored: the
+    /// forget's own apply, and the forgotten snapshots count as removed.
+    pub prune: Option<PruneOptions>,
+    /// Decide and report, remove nothing (and take no lock).
+    pub dry_run: bool,
+    /// How the exclusive lock is waited for.
+    pub lock: LockOptions,
+    /// Stops the operation between snapshot deletions (see [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
+}
+
+impl Default for ForgetOptions {
+    fn default() -> Self {
+        ForgetOptions {
+            what: Forget::Policy(Policy::default()),
+            group_by: GroupBy { host: true, paths: true, tags: false },
+            filter: SnapshotFilter::default(),
+            prune: None,
+            dry_run: false,
+            lock: LockOptions::default(),
+            cancel: crate::Cancel::default(),
+        }
+    }
+}
+
+/// The decision about one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgetDecision {
+    /// The snapshot's id.
+    pub id: Id,
+    /// When it was taken, as the snapshot records it.
+    pub time: String,
+    /// Kept (true), or removed (for a dry run: would be).
+    pub keep: bool,
+    /// See [`Decision::reasons`]; for named snapshots `explicit` or `not named`.
+    pub reasons: Vec<String>,
+}
+
+/// The decisions about one group (`group` is the key, empty when snapshots
+/// are not grouped, `explicit` for named snapshots).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgetGroup {
+    /// The group's key (see [`group_key`]).
+    pub group: String,
+    /// Newest first for a policy, in list order for named snapshots.
+    pub snapshots: Vec<ForgetDecision>,
+}
+
+/// What [`forget`] decided and did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ForgetResult {
+    /// It was a dry run: nothing was removed.
+    pub dry_run: bool,
+    /// Groups in key order.
+    pub groups: Vec<ForgetGroup>,
+    /// The prune that followed, when asked for.
+    pub prune: Option<PruneResult>,
+}
+
+impl ForgetResult {
+    /// Every decision, group after group.
+    pub fn decisions(&self) -> impl Iterator<Item = &ForgetDecision> {
+        self.groups.iter().flat_map(|g| &g.snapshots)
+    }
+
+    /// The snapshots removed (or, for a dry run, that would be).
+    pub fn removed(&self) -> Vec<Id> {
+        self.decisions().filter(|d| !d.keep).map(|d| d.id).collect()
+    }
+
+    /// The snapshots kept.
+    pub fn kept(&self) -> Vec<Id> {
+        self.decisions().filter(|d| d.keep).map(|d| d.id).collect()
+    }
+}
+
+/// Removes the snapshots `opts.what` names or its policy does not keep,
+/// then prunes when asked. Takes the exclusive lock itself (none for a dry
+/// run) and prunes under it.
+pub fn forget(repo: &Repository, opts: &ForgetOptions, progress: &dyn Progress) -> Result<ForgetResult> {
+    forget_as(repo, opts, "forget", progress)
+}
+
+/// What [`cleanup`] does: the stored policy, grouped by host and paths,
+/// then a prune.
+#[derive(Debug, Clone, Default, Setters)]
+#[non_exhaustive]
+pub struct CleanupOptions {
+    /// The prune's settings (its `lock` and `cancel` are ignored).
+    pub prune: PruneOptions,
+    /// Decide and report, change nothing.
+    pub dry_run: bool,
+    /// How the exclusive lock is waited for (a dry run takes none).
+    pub lock: LockOptions,
+    /// Stops the operation between snapshot deletions and in the prune (see
+    /// [`crate::Cancel`]).
+    pub cancel: crate::Cancel,
+}
+
+/// Applies the retention policy stored in the repository, then prunes.
+/// `Ok(None)` when no policy is stored (nothing is done).
+pub fn cleanup(
+    repo: &Repository,
+    opts: &CleanupOptions,
+    progress: &dyn Progress,
+) -> Result<Option<ForgetResult>> {
+    let Some(policy) = repo.load_policy()? else { return Ok(None) };
+    let forget = ForgetOptions {
+        what: Forget::Policy(policy),
+        group_by: GroupBy { host: true, paths: true, tags: false },
+        filter: SnapshotFilter::default(),
+        prune: Some(opts.prune.clone()),
+        dry_run: opts.dry_run,
+        lock: opts.lock.clone(),
+        cancel: opts.cancel.clone(),
+    };
+    forget_as(repo, &forget, "cleanup", progress).map(Some)
+}
+
+fn forget_as(
+    repo: &Repository,
+    opts: &ForgetOptions,
+    operation: &str,
+    progress: &dyn Progress,
+) -> Result<ForgetResult> {
+    let lock =
+        if opts.dry_run { None } else { Some(repo.lock_writing(true, operation, &opts.lock, progress)?) };
+    progress.phase(Phase::Loading);
+    let snaps: Vec<_> = opts.filter.select(repo.snapshots()?);
+    let time_of =
+        |id: &Id| snaps.iter().find(|(i, _)| i == id).map(|(_, s)| s.time.clone()).unwrap_or_default();
+    let groups: Vec<(String, Vec<Decision>)> = match &opts.what {
+        Forget::Policy(policy) => {
+            apply(&snaps, policy, opts.group_by, chrono::Local::now().fixed_offset()).into_iter().collect()
+        }
+        Forget::Snapshots(named) => {
+            let d = snaps
+                .iter()
+                .map(|(id, _)| {
+                    let remove = named.contains(id);
+                    Decision {
+                        id: *id,
+                        keep: !remove,
+                        reasons: vec![if remove { "explicit" } else { "not named" }.into()],
+                    }
+                })
+                .collect();
+            vec![("explicit".to_string(), d)]
+        }
+    };
+    let mut result = ForgetResult {
+        dry_run: opts.dry_run,
+        groups: groups
+            .into_iter()
+            .map(|(group, ds)| ForgetGroup {
+                group,
+                snapshots: ds
+                    .into_iter()
+                    .map(|d| ForgetDecision {
+                        time: time_of(&d.id),
+                        id: d.id,
+                        keep: d.keep,
+                        reasons: d.reasons,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        prune: None,
+    };
+    let removed = result.removed();
+    if !opts.dry_run {
+        progress.phase(Phase::Deleting);
+        progress.totals(removed.len() as u64, 0);
+        for id in &removed {
+            opts.cancel.check()?;
+            repo.backend().delete(FileKind::Snapshot, &id.to_hex())?;
+            progress.advance(1, 0);
+        }
+    }
+    if let Some(p) = &opts.prune {
+        let popts = PruneOptions {
+            dry_run: opts.dry_run,
+            ignore_snapshots: p.ignore_snapshots.iter().chain(&removed).copied().collect(),
+            cancel: opts.cancel.clone(),
+            lock: opts.lock.clone(),
+            ..p.clone()
+        };
+        let plan = PrunePlan::with_lock(repo, &popts, lock, progress)?;
+        result.prune =
+            Some(if opts.dry_run { plan.summary().clone() } else { plan.execute(repo, progress)? });
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

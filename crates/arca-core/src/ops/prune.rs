@@ -13,6 +13,20 @@
 //!
 //! Temporary files left by interrupted writes are removed too.
 //!
+//! Two steps, so that a caller can show what will happen before it does:
+//! [`PrunePlan::new`] decides from the index and the trees what goes,
+//! what is repacked and what stays, with sizes, and writes nothing (a dry
+//! run is the plan alone); [`PrunePlan::execute`] carries it out. A plan
+//! that will be executed is made under the exclusive lock and keeps it
+//! until it is executed or dropped, so nothing can change the repository
+//! between the decision and the deletions. [`prune`] is both in one call.
+//!
+//! Cancellation ([`PruneOptions::cancel`]) is checked between trees while
+//! marking and between packs while repacking and deleting. Cancelled while
+//! repacking, what was repacked is indexed and nothing is deleted; cancelled
+//! while deleting, the new index is already in place: either way the
+//! repository verifies and the next prune finishes the work.
+//!
 //! Memory: the set of used blob ids (32 bytes plus hash-map overhead, about
 //! 50 bytes per blob) plus the index.
 
@@ -20,28 +34,36 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arca_backend::FileKind;
+use derive_setters::Setters;
 use serde::Serialize;
 
 use crate::data::packer::Packer;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{IdSet, Index, IndexPack};
+use crate::format::lock::{Lock, LockOptions};
 use crate::format::pack::PackEntry;
 use crate::format::tree::NodeKind;
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
 
-#[derive(Debug, Clone)]
+/// What [`prune`] does. `Default`: repack packs more than 5% unused, with
+/// no limit on the bytes repacked, and not a dry run.
+#[derive(Debug, Clone, Setters)]
+#[non_exhaustive]
 pub struct PruneOptions {
     /// Repack a pack when more than this percentage of it is unused.
     pub max_unused_percent: f64,
     /// Repack at most this many bytes of packs in one run.
     pub max_repack_bytes: Option<u64>,
+    /// Plan and report only: write and delete nothing, take no lock.
     pub dry_run: bool,
     /// Snapshots to count as already removed (a dry run of `forget --prune`).
     pub ignore_snapshots: Vec<Id>,
     /// Stops the operation when cancelled (see [`crate::Cancel`]).
     pub cancel: crate::Cancel,
+    /// How the exclusive lock is waited for (a dry run takes none).
+    pub lock: LockOptions,
 }
 
 impl Default for PruneOptions {
@@ -52,40 +74,68 @@ impl Default for PruneOptions {
             dry_run: false,
             ignore_snapshots: Vec::new(),
             cancel: crate::Cancel::default(),
+            lock: LockOptions::default(),
         }
     }
 }
 
+/// What [`prune`] did (for a dry run: would do); the PruneResult JSON
+/// shape of docs/json.md. Sizes are bytes as stored (compressed, sealed).
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct PruneResult {
+    /// It was a dry run: the figures are the plan's, nothing was changed.
     pub dry_run: bool,
+    /// Packs deleted whole: nothing in them is used, or no index names them.
     pub packs_removed: u64,
+    /// Packs whose used blobs were rewritten into new packs, then deleted.
     pub packs_repacked: u64,
+    /// Packs left as they are.
     pub packs_kept: u64,
     /// Bytes of packs deleted, less the bytes of the packs repacking wrote.
     pub bytes_reclaimed: u64,
+    /// Bytes of the used blobs that repacking rewrote.
     pub bytes_repacked: u64,
+    /// Blobs (trees and data) a remaining snapshot uses, once each: the copy
+    /// that stays.
     pub blobs_used: u64,
+    /// Indexed blob copies that go: blobs no remaining snapshot uses, and
+    /// the other copies of used ones (extra, or in a pack that is gone).
     pub blobs_unused: u64,
     /// Used blobs that the index does not know (damage: see `verify`).
     pub blobs_missing: u64,
+    /// Index files written: those of the repacked blobs and those naming
+    /// every kept pack (0 for a dry run).
     pub index_files_written: u64,
+    /// Old index files deleted, superseded by those (0 for a dry run).
     pub index_files_removed: u64,
 }
 
 /// Every blob id referenced by any snapshot (trees and data).
 pub fn used_blobs(repo: &Repository, index: &Index, roots: &[Id], progress: &dyn Progress) -> Result<IdSet> {
+    used_blobs_until(repo, index, roots, progress, &crate::Cancel::default())
+}
+
+fn used_blobs_until(
+    repo: &Repository,
+    index: &Index,
+    roots: &[Id],
+    progress: &dyn Progress,
+    cancel: &crate::Cancel,
+) -> Result<IdSet> {
     let mut used = IdSet::default();
     let mut stack: Vec<Id> = roots.to_vec();
     while let Some(id) = stack.pop() {
+        cancel.check()?;
         if !used.insert(id) {
             continue; // a subtree already walked: shared trees are walked once
         }
-        let tree = repo.load_tree(index, &id).map_err(|e| {
-            Error::Invalid(format!(
-                "cannot read tree {}: {e}; run `arca verify` and `arca repair` first",
+        let tree = repo.load_tree(index, &id).map_err(|e| Error::PruneNeeds {
+            needs: format!(
+                "every tree readable, and tree {} is not: run `arca verify` and `arca repair` first",
                 id.short()
-            ))
+            ),
+            source: Box::new(e),
         })?;
         progress.advance(1, 0);
         for n in &tree.nodes {
@@ -99,149 +149,333 @@ pub fn used_blobs(repo: &Repository, index: &Index, roots: &[Id], progress: &dyn
     Ok(used)
 }
 
+/// A pack as a prune plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlannedPack {
+    /// The pack's id (its file name, in hex).
+    pub id: Id,
+    /// Its size in the repository.
+    pub size: u64,
+    /// Bytes of the blobs in it that a kept snapshot uses (this copy).
+    pub used_bytes: u64,
+    /// Bytes of the other blobs (unused, or a copy kept elsewhere).
+    pub unused_bytes: u64,
+}
+
+/// What a prune will do, decided without writing anything: see the module
+/// documentation.
+pub struct PrunePlan {
+    remove: Vec<PlannedPack>,
+    repack: Vec<PlannedPack>,
+    keep: Vec<PlannedPack>,
+    /// The figures a dry run reports.
+    summary: PruneResult,
+    /// Index positions of the packs to repack and to keep.
+    repack_at: Vec<usize>,
+    keep_at: Vec<usize>,
+    index: Index,
+    old_index_files: Vec<String>,
+    listed: HashMap<Id, u64>,
+    /// The pack (index position) whose copy of each used blob stays.
+    keep_loc: HashMap<Id, u32>,
+    /// Per pack (index position), the blobs the index names in it.
+    entries: Vec<Vec<PackEntry>>,
+    cancel: crate::Cancel,
+    /// `None` for a dry run: such a plan cannot be executed.
+    lock: Option<Lock>,
+}
+
+/// Reclaims space: the plan, then its execution ([`PrunePlan`]); a dry run
+/// only plans. Takes the exclusive lock itself (none for a dry run).
 pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneResult> {
-    let old_index_files: Vec<String> =
-        repo.backend().list(FileKind::Index)?.into_iter().map(|e| e.name).collect();
-    let index = repo.load_index().map_err(|e| {
-        Error::Invalid(format!("{e}; prune needs a readable index: run `arca repair index` first"))
-    })?;
-    let snaps = repo.snapshots().map_err(|e| {
-        Error::Invalid(format!("{e}; prune needs every snapshot readable to know what is used"))
-    })?;
-    let roots: Vec<Id> =
-        snaps.iter().filter(|(id, _)| !opts.ignore_snapshots.contains(id)).map(|(_, s)| s.tree).collect();
-    let used = used_blobs(repo, &index, &roots, progress)?;
-    let listed: HashMap<Id, u64> = repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .filter_map(|e| Some((Id::from_hex(&e.name)?, e.size)))
-        .collect();
+    crate::pool::install(|| prune_inner(repo, opts, progress))
+}
 
-    // Which copy of each used blob stays: the first one whose pack exists.
-    let mut keep_loc: HashMap<Id, u32> = HashMap::new();
-    let mut result = PruneResult { dry_run: opts.dry_run, ..Default::default() };
-    for id in &used {
-        let mut present = index.locations(id).filter(|l| listed.contains_key(&index.pack(l).id)).peekable();
-        let first = present.peek().copied();
-        // A blob stored more than once (self-healing stores a second copy
-        // because the first is damaged): keep a copy that reads back intact.
-        let chosen = if index.locations(id).nth(1).is_some() {
-            present.find(|l| repo.read_blob_at(&index, id, l).is_ok()).or(first)
-        } else {
-            first
-        };
-        match chosen {
-            Some(l) => {
-                keep_loc.insert(*id, l.pack);
-            }
-            None => result.blobs_missing += 1,
-        }
-    }
-    // Per pack: entries, and used / unused bytes.
-    let mut entries: Vec<Vec<PackEntry>> = vec![Vec::new(); index.packs.len()];
-    let mut used_bytes = vec![0u64; index.packs.len()];
-    let mut unused_bytes = vec![0u64; index.packs.len()];
-    for (id, _) in index.blobs() {
-        for l in index.locations(&id) {
-            let e =
-                PackEntry { kind: l.kind, id, offset: l.offset, length: l.length, raw_length: l.raw_length };
-            entries[l.pack as usize].push(e);
-            if keep_loc.get(&id) == Some(&l.pack) {
-                used_bytes[l.pack as usize] += l.length as u64;
-                result.blobs_used += 1;
-            } else {
-                unused_bytes[l.pack as usize] += l.length as u64;
-                result.blobs_unused += 1;
-            }
-        }
-    }
-    let mut remove: Vec<Id> = Vec::new();
-    let mut repack: Vec<usize> = Vec::new();
-    let mut keep: Vec<usize> = Vec::new();
-    let mut repack_budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
-    for (i, p) in index.packs.iter().enumerate() {
-        let Some(&size) = listed.get(&p.id) else { continue };
-        // Shares of blob bytes: the header and trailer are not waste.
-        let blob_bytes = (used_bytes[i] + unused_bytes[i]).max(1);
-        let unused_share = 100.0 * unused_bytes[i] as f64 / blob_bytes as f64;
-        if used_bytes[i] == 0 {
-            remove.push(p.id);
-        } else if unused_share > opts.max_unused_percent && size <= repack_budget {
-            repack_budget -= size;
-            repack.push(i);
-        } else {
-            keep.push(i);
-        }
-    }
-    // Packs no index names (left by killed backups) hold nothing used.
-    remove.extend(listed.keys().filter(|id| !index.has_pack(id)).copied());
-    result.packs_removed = remove.len() as u64;
-    result.packs_repacked = repack.len() as u64;
-    result.packs_kept = keep.len() as u64;
-    let freed: u64 =
-        remove.iter().chain(repack.iter().map(|&i| &index.packs[i].id)).map(|id| listed[id]).sum();
-    result.bytes_repacked = repack.iter().map(|&i| used_bytes[i]).sum();
+fn prune_inner(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneResult> {
+    let lock =
+        if opts.dry_run { None } else { Some(repo.lock_writing(true, "prune", &opts.lock, progress)?) };
+    let plan = PrunePlan::with_lock(repo, opts, lock, progress)?;
     if opts.dry_run {
-        result.bytes_reclaimed = freed.saturating_sub(result.bytes_repacked);
-        return Ok(result);
+        return Ok(plan.summary().clone());
+    }
+    plan.execute(repo, progress)
+}
+
+impl PrunePlan {
+    /// Decides what a prune with `opts` does. Unless `opts.dry_run`, takes
+    /// the exclusive lock first and holds it in the plan until
+    /// [`PrunePlan::execute`] (or until the plan is dropped).
+    pub fn new(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
+        let lock =
+            if opts.dry_run { None } else { Some(repo.lock_writing(true, "prune", &opts.lock, progress)?) };
+        PrunePlan::with_lock(repo, opts, lock, progress)
     }
 
-    // (1) Repack: used blobs of the chosen packs go into new packs.
-    let packer = Packer::new(repo, Arc::new(Index::default()), IdSet::default(), false, 1);
-    for &i in &repack {
-        for e in &entries[i] {
-            if keep_loc.get(&e.id) == Some(&(i as u32)) {
-                let loc = index.locations(&e.id).find(|l| l.pack == i as u32).expect("entry of this pack");
-                let data = repo.read_blob_at(&index, &e.id, loc)?;
-                if packer.claim(e.id) {
-                    packer.add(e.kind, e.id, &data)?;
+    /// The plan under a lock the caller (forget, under its own exclusive
+    /// lock) already holds; `None` makes a plan that is only shown.
+    pub(crate) fn with_lock(
+        repo: &Repository,
+        opts: &PruneOptions,
+        lock: Option<Lock>,
+        progress: &dyn Progress,
+    ) -> Result<PrunePlan> {
+        progress.phase(Phase::Loading);
+        let old_index_files: Vec<String> =
+            repo.backend().list(FileKind::Index)?.into_iter().map(|e| e.name).collect();
+        let index = repo.load_index().map_err(|e| Error::PruneNeeds {
+            needs: "a readable index: run `arca repair index` first".into(),
+            source: Box::new(e),
+        })?;
+        let snaps = repo.snapshots().map_err(|e| Error::PruneNeeds {
+            needs: "every snapshot readable to know what is used".into(),
+            source: Box::new(e),
+        })?;
+        let roots: Vec<Id> =
+            snaps.iter().filter(|(id, _)| !opts.ignore_snapshots.contains(id)).map(|(_, s)| s.tree).collect();
+        progress.phase(Phase::Marking);
+        let used = used_blobs_until(repo, &index, &roots, progress, &opts.cancel)?;
+        let listed: HashMap<Id, u64> = repo
+            .backend()
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|e| Some((Id::from_hex(&e.name)?, e.size)))
+            .collect();
+
+        // Which copy of each used blob stays: the first one whose pack exists.
+        let mut keep_loc: HashMap<Id, u32> = HashMap::new();
+        let mut summary = PruneResult { dry_run: opts.dry_run, ..Default::default() };
+        for id in &used {
+            let mut present =
+                index.locations(id).filter(|l| listed.contains_key(&index.pack(l).id)).peekable();
+            let first = present.peek().copied();
+            // A blob stored more than once (self-healing stores a second copy
+            // because the first is damaged): keep a copy that reads back intact.
+            let chosen = if index.locations(id).nth(1).is_some() {
+                present.find(|l| repo.read_blob_at(&index, id, l).is_ok()).or(first)
+            } else {
+                first
+            };
+            match chosen {
+                Some(l) => {
+                    keep_loc.insert(*id, l.pack);
+                }
+                None => summary.blobs_missing += 1,
+            }
+        }
+        // Per pack: entries, and used / unused bytes.
+        let mut entries: Vec<Vec<PackEntry>> = vec![Vec::new(); index.packs.len()];
+        let mut used_bytes = vec![0u64; index.packs.len()];
+        let mut unused_bytes = vec![0u64; index.packs.len()];
+        for (id, _) in index.blobs() {
+            for l in index.locations(&id) {
+                let e = PackEntry {
+                    kind: l.kind,
+                    id,
+                    offset: l.offset,
+                    length: l.length,
+                    raw_length: l.raw_length,
+                };
+                entries[l.pack as usize].push(e);
+                if keep_loc.get(&id) == Some(&l.pack) {
+                    used_bytes[l.pack as usize] += l.length as u64;
+                    summary.blobs_used += 1;
+                } else {
+                    unused_bytes[l.pack as usize] += l.length as u64;
+                    summary.blobs_unused += 1;
                 }
             }
         }
-    }
-    let packed = packer.finish()?;
-    // A pack just written can bear the name of one marked for deletion: in
-    // an unencrypted repository the same blobs make the same bytes (no
-    // random nonces), so re-running a prune that failed after writing its
-    // new pack writes that very orphan again. The new index names it now:
-    // it must stay.
-    let mut written_packs = IdSet::default();
-    for f in &packed.index_files {
-        written_packs.extend(repo.load_index_file(f)?.packs.iter().map(|p| p.id));
-    }
-    remove.retain(|id| !written_packs.contains(id));
-    repack.retain(|&i| !written_packs.contains(&index.packs[i].id));
-    result.packs_removed = remove.len() as u64;
-    let freed: u64 =
-        remove.iter().chain(repack.iter().map(|&i| &index.packs[i].id)).map(|id| listed[id]).sum();
-    // (2) New index files for every kept pack, superseding the old ones;
-    let kept_packs: Vec<IndexPack> = keep
-        .iter()
-        .map(|&i| IndexPack {
+        let mut remove: Vec<PlannedPack> = Vec::new();
+        let mut repack_at: Vec<usize> = Vec::new();
+        let mut keep_at: Vec<usize> = Vec::new();
+        let mut repack_budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
+        let planned = |i: usize, size: u64| PlannedPack {
             id: index.packs[i].id,
-            size: listed[&index.packs[i].id],
-            blobs: entries[i].clone(),
+            size,
+            used_bytes: used_bytes[i],
+            unused_bytes: unused_bytes[i],
+        };
+        for (i, p) in index.packs.iter().enumerate() {
+            let Some(&size) = listed.get(&p.id) else { continue };
+            // Shares of blob bytes: the header and trailer are not waste.
+            let blob_bytes = (used_bytes[i] + unused_bytes[i]).max(1);
+            let unused_share = 100.0 * unused_bytes[i] as f64 / blob_bytes as f64;
+            if used_bytes[i] == 0 {
+                remove.push(planned(i, size));
+            } else if unused_share > opts.max_unused_percent && size <= repack_budget {
+                repack_budget -= size;
+                repack_at.push(i);
+            } else {
+                keep_at.push(i);
+            }
+        }
+        // Packs no index names (left by killed backups) hold nothing used.
+        remove.extend(listed.iter().filter(|(id, _)| !index.has_pack(id)).map(|(id, &size)| PlannedPack {
+            id: *id,
+            size,
+            used_bytes: 0,
+            unused_bytes: 0,
+        }));
+        let repack: Vec<PlannedPack> =
+            repack_at.iter().map(|&i| planned(i, listed[&index.packs[i].id])).collect();
+        let keep: Vec<PlannedPack> =
+            keep_at.iter().map(|&i| planned(i, listed[&index.packs[i].id])).collect();
+        summary.packs_removed = remove.len() as u64;
+        summary.packs_repacked = repack.len() as u64;
+        summary.packs_kept = keep.len() as u64;
+        let freed: u64 = remove.iter().chain(&repack).map(|p| p.size).sum();
+        summary.bytes_repacked = repack.iter().map(|p| p.used_bytes).sum();
+        summary.bytes_reclaimed = freed.saturating_sub(summary.bytes_repacked);
+        Ok(PrunePlan {
+            remove,
+            repack,
+            keep,
+            summary,
+            repack_at,
+            keep_at,
+            index,
+            old_index_files,
+            listed,
+            keep_loc,
+            entries,
+            cancel: opts.cancel.clone(),
+            lock,
         })
-        .collect();
-    // (3) the old index files go once the new ones are durable.
-    // Likewise an index file just written by the repack can bear the name
-    // of an old one (a re-run after a prune that failed once that file was
-    // stored): it is not old.
-    let old_index_files: Vec<String> = old_index_files
-        .into_iter()
-        .filter(|n| !packed.index_files.iter().any(|f| f.to_hex() == *n))
-        .collect();
-    let (written, removed) = repo.replace_index(&old_index_files, &kept_packs)?;
-    result.index_files_written = (packed.index_files.len() + written.len()) as u64;
-    result.index_files_removed = removed;
-    // (4) Packs nothing refers to any more, and their parity.
-    for id in remove.iter().chain(repack.iter().map(|&i| &index.packs[i].id)) {
-        repo.backend().delete(FileKind::Pack, &id.to_hex())?;
-        repo.backend().delete(FileKind::Parity, &id.to_hex())?;
     }
-    // Leftovers of interrupted writes: safe to remove under the exclusive lock.
-    let temporaries = repo.backend().remove_temporaries()?;
-    result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed.pack_bytes);
-    Ok(result)
+
+    /// Packs deleted whole: nothing in them is used (or no index names them).
+    pub fn packs_to_remove(&self) -> &[PlannedPack] {
+        &self.remove
+    }
+
+    /// Packs whose used blobs are rewritten into new packs before they go.
+    pub fn packs_to_repack(&self) -> &[PlannedPack] {
+        &self.repack
+    }
+
+    /// Packs left as they are.
+    pub fn packs_to_keep(&self) -> &[PlannedPack] {
+        &self.keep
+    }
+
+    /// The figures as a dry run reports them (reclaimed bytes estimated as
+    /// the packs freed less the used bytes repacking rewrites).
+    pub fn summary(&self) -> &PruneResult {
+        &self.summary
+    }
+
+    /// Carries the plan out, in the crash-safe order of the module
+    /// documentation, then releases the lock. A plan made as a dry run
+    /// (without the lock) is refused.
+    pub fn execute(self, repo: &Repository, progress: &dyn Progress) -> Result<PruneResult> {
+        if self.lock.is_none() {
+            return Err(Error::Invalid(
+                "this prune plan was made as a dry run, without the exclusive lock: plan again without dry_run to execute it"
+                    .into(),
+            ));
+        }
+        let PrunePlan {
+            remove,
+            repack,
+            summary,
+            repack_at,
+            keep_at,
+            index,
+            old_index_files,
+            listed,
+            keep_loc,
+            entries,
+            cancel,
+            lock,
+            ..
+        } = self;
+        let mut result = PruneResult { dry_run: false, ..summary };
+        let mut remove: Vec<Id> = remove.iter().map(|p| p.id).collect();
+        let mut repack_at = repack_at;
+
+        // (1) Repack: used blobs of the chosen packs go into new packs.
+        progress.phase(Phase::Repacking);
+        progress.totals(repack.len() as u64, repack.iter().map(|p| p.used_bytes).sum());
+        let packer = Packer::new(repo, Arc::new(Index::default()), IdSet::default(), false, 1);
+        let mut cancelled = false;
+        for &i in &repack_at {
+            if cancel.is_cancelled() {
+                cancelled = true;
+                break;
+            }
+            let mut bytes = 0;
+            for e in &entries[i] {
+                if keep_loc.get(&e.id) == Some(&(i as u32)) {
+                    let loc =
+                        index.locations(&e.id).find(|l| l.pack == i as u32).expect("entry of this pack");
+                    let data = repo.read_blob_at(&index, &e.id, loc)?;
+                    if packer.claim(e.id) {
+                        packer.add(e.kind, e.id, &data)?;
+                    }
+                    bytes += e.length as u64;
+                }
+            }
+            progress.advance(1, bytes);
+        }
+        // Cancelled or not, what was repacked is indexed: a blob then has
+        // two copies (the old pack stays), which every reader accepts.
+        let packed = packer.finish()?;
+        if cancelled {
+            return Err(Error::Cancelled);
+        }
+        // A pack just written can bear the name of one marked for deletion: in
+        // an unencrypted repository the same blobs make the same bytes (no
+        // random nonces), so re-running a prune that failed after writing its
+        // new pack writes that very orphan again. The new index names it now:
+        // it must stay.
+        let mut written_packs = IdSet::default();
+        for f in &packed.index_files {
+            written_packs.extend(repo.load_index_file(f)?.packs.iter().map(|p| p.id));
+        }
+        remove.retain(|id| !written_packs.contains(id));
+        repack_at.retain(|&i| !written_packs.contains(&index.packs[i].id));
+        result.packs_removed = remove.len() as u64;
+        let freed: u64 =
+            remove.iter().chain(repack_at.iter().map(|&i| &index.packs[i].id)).map(|id| listed[id]).sum();
+        // (2) New index files for every kept pack, superseding the old ones;
+        let kept_packs: Vec<IndexPack> = keep_at
+            .iter()
+            .map(|&i| IndexPack {
+                id: index.packs[i].id,
+                size: listed[&index.packs[i].id],
+                blobs: entries[i].clone(),
+            })
+            .collect();
+        // (3) the old index files go once the new ones are durable.
+        // Likewise an index file just written by the repack can bear the name
+        // of an old one (a re-run after a prune that failed once that file was
+        // stored): it is not old.
+        progress.phase(Phase::WritingIndex);
+        let old_index_files: Vec<String> = old_index_files
+            .into_iter()
+            .filter(|n| !packed.index_files.iter().any(|f| f.to_hex() == *n))
+            .collect();
+        let (written, removed) = repo.replace_index(&old_index_files, &kept_packs)?;
+        result.index_files_written = (packed.index_files.len() + written.len()) as u64;
+        result.index_files_removed = removed;
+        // (4) Packs nothing refers to any more, and their parity. The index
+        // no longer names them: stopping here leaves orphans the next prune
+        // deletes.
+        progress.phase(Phase::Deleting);
+        let doomed: Vec<Id> =
+            remove.iter().copied().chain(repack_at.iter().map(|&i| index.packs[i].id)).collect();
+        progress.totals(doomed.len() as u64, doomed.iter().map(|id| listed[id]).sum());
+        for id in &doomed {
+            cancel.check()?;
+            repo.backend().delete(FileKind::Pack, &id.to_hex())?;
+            repo.backend().delete(FileKind::Parity, &id.to_hex())?;
+            progress.advance(1, listed[id]);
+        }
+        // Leftovers of interrupted writes: safe to remove under the exclusive lock.
+        let temporaries = repo.backend().remove_temporaries()?;
+        result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed.pack_bytes);
+        drop(lock);
+        Ok(result)
+    }
 }

@@ -14,32 +14,50 @@ use crate::format::index::{IdSet, Index, IndexPack};
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
 
+/// What [`repair_index`] did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RepairIndexResult {
+    /// Packs named in the new index.
     pub packs: u64,
+    /// Blobs named in the new index, over all those packs.
     pub blobs: u64,
     /// Packs left out: their header (or, with read_data, every blob) is unreadable.
     pub packs_skipped: Vec<String>,
     /// Blobs left out because their stored copy is damaged (read_data only):
     /// the next backup of their source stores them again.
     pub blobs_dropped: u64,
+    /// New index files written (at least one, even for no packs).
     pub index_files_written: u64,
+    /// Old index files deleted after the new ones were written.
     pub index_files_removed: u64,
 }
 
 /// Rebuilds the index from the pack headers. New index files are written
 /// first and name the old ones as superseded; the old ones are removed
-/// last, so an interruption leaves a usable (if redundant) index. Run it
-/// under an exclusive lock.
+/// last, so an interruption leaves a usable (if redundant) index. Takes an
+/// exclusive lock.
 pub fn repair_index(
     repo: &Repository,
     read_data: bool,
+    lock: &crate::format::lock::LockOptions,
     progress: &dyn Progress,
 ) -> Result<RepairIndexResult> {
+    crate::pool::install(|| repair_index_inner(repo, read_data, lock, progress))
+}
+
+fn repair_index_inner(
+    repo: &Repository,
+    read_data: bool,
+    lock: &crate::format::lock::LockOptions,
+    progress: &dyn Progress,
+) -> Result<RepairIndexResult> {
+    let _lock = repo.lock_writing(true, "repair index", lock, progress)?;
     let old: Vec<String> = repo.backend().list(FileKind::Index)?.into_iter().map(|e| e.name).collect();
+    progress.phase(Phase::CheckingPacks);
     let packs = repo.backend().list(FileKind::Pack)?;
     progress.totals(packs.len() as u64, packs.iter().map(|p| p.size).sum());
     let read: Vec<std::result::Result<(IndexPack, u64), String>> = packs
@@ -48,8 +66,10 @@ pub fn repair_index(
             let object = repo.object_name(FileKind::Pack, &e.name);
             let id = Id::from_hex(&e.name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
             let (blobs, dropped) = if read_data {
-                let bytes = repo.backend().get(FileKind::Pack, &e.name).map_err(|e| e.to_string())?;
-                let entries = pack::entries_of(&bytes, repo.crypto(), &object).map_err(|e| e.to_string())?;
+                let bytes =
+                    repo.backend().get(FileKind::Pack, &e.name).map_err(|e| e.report().to_string())?;
+                let entries =
+                    pack::entries_of(&bytes, repo.crypto(), &object).map_err(|e| e.report().to_string())?;
                 let total = entries.len();
                 let good: Vec<_> = entries
                     .into_iter()
@@ -61,7 +81,7 @@ pub fn repair_index(
                 let dropped = (total - good.len()) as u64;
                 (good, dropped)
             } else {
-                (repo.read_pack_header(&e.name, e.size).map_err(|e| e.to_string())?, 0)
+                (repo.read_pack_header(&e.name, e.size).map_err(|e| e.report().to_string())?, 0)
             };
             progress.advance(1, e.size);
             if blobs.is_empty() && dropped > 0 {
@@ -90,14 +110,18 @@ pub fn repair_index(
             Err(e) => result.packs_skipped.push(e),
         }
     }
+    progress.phase(Phase::WritingIndex);
     let (written, removed) = repo.replace_index(&old, &good)?;
     result.index_files_written = written.len() as u64;
     result.index_files_removed = removed;
     Ok(result)
 }
 
+/// A snapshot that [`repair_snapshots`] rewrote (or would, on a dry run).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RepairedSnapshot {
+    /// The damaged snapshot's id, 64 hex digits; it is kept.
     pub original: String,
     /// The new snapshot, or `None` on a dry run.
     pub repaired: Option<String>,
@@ -110,21 +134,41 @@ pub const REPAIRED_TAG: &str = "repaired";
 
 /// For each snapshot that references damaged or missing data, writes a new
 /// snapshot without the affected entries, tagged `repaired`. The originals
-/// are kept (forget them when the repaired ones are checked).
+/// are kept (forget them when the repaired ones are checked). Takes a
+/// shared lock (it only adds snapshots), none for a dry run.
 pub fn repair_snapshots(
     repo: &Repository,
     read_data: bool,
     dry_run: bool,
+    lock: &crate::format::lock::LockOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<RepairedSnapshot>> {
+    crate::pool::install(|| repair_snapshots_inner(repo, read_data, dry_run, lock, progress))
+}
+
+fn repair_snapshots_inner(
+    repo: &Repository,
+    read_data: bool,
+    dry_run: bool,
+    lock: &crate::format::lock::LockOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<RepairedSnapshot>> {
+    let _lock =
+        if dry_run { None } else { Some(repo.lock_writing(false, "repair snapshots", lock, progress)?) };
+    progress.phase(Phase::Loading);
     let index = Arc::new(repo.load_index()?);
+    progress.phase(Phase::CheckingPacks);
     let damaged = crate::ops::verify::damaged_blobs(repo, &index, read_data, progress)?;
     let bad = |id: &Id| !index.contains(id) || damaged.contains(id);
     let packer = Packer::new(repo, index.clone(), IdSet::default(), dry_run, 1);
     let mut out = Vec::new();
     let mut new_snapshots = Vec::new();
     // A snapshot file that cannot be read cannot be repaired: verify names it.
-    for (sid, snap) in repo.snapshots_lenient()?.0 {
+    let snapshots = repo.snapshots_lenient()?.0;
+    progress.phase(Phase::RewritingSnapshots);
+    progress.totals(snapshots.len() as u64, 0);
+    for (sid, snap) in snapshots {
+        progress.advance(1, 0);
         let mut removed = Vec::new();
         let root = if bad(&snap.tree) || repo.load_tree(&index, &snap.tree).is_err() {
             removed.extend(snap.paths.iter().map(|p| format!("{p}/")));
@@ -150,6 +194,7 @@ pub fn repair_snapshots(
     }
     // Trees first, then the snapshots naming them, with their counts taken
     // from what they now hold.
+    progress.phase(Phase::WritingIndex);
     packer.finish()?;
     if !dry_run {
         let index = repo.load_index()?;

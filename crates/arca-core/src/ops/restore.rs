@@ -18,6 +18,11 @@
 //! `IfChanged`, compares an existing file's content with the snapshot
 //! (re-chunked and hashed: checked, not assumed) and keeps it when equal,
 //! which is also how an interrupted restore resumes.
+//!
+//! Phases: `plan` (walk and selection), then `Job`: folders and file
+//! contents, then links, special files, `delete` and folder metadata, then
+//! (with `verify`) the re-read. Cancelled, every worker stops at its next
+//! blob and removes its unfinished file: nothing partial gets a real name.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -30,11 +35,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use derive_setters::Setters;
 use rayon::prelude::*;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::data::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
@@ -43,8 +50,8 @@ use crate::format::snapshot::PathError;
 use crate::format::tree::{Node, NodeKind};
 use crate::fs::filter::PathFilter;
 use crate::fs::meta;
-use crate::progress::Progress;
-use crate::repository::walk::{walk_tolerant, Visit};
+use crate::progress::{Phase, Progress};
+use crate::repository::walk::{walk_cancellable, Visit};
 use crate::repository::Repository;
 
 /// Granularity of hole detection when writing files (a filesystem block).
@@ -97,11 +104,23 @@ impl std::str::FromStr for Overwrite {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// What [`restore`] does. `Default` restores everything, keeps files
+/// already correct, deletes and re-reads nothing; `target` must be set.
+#[derive(Debug, Clone, Default, Setters)]
+#[non_exhaustive]
 pub struct RestoreOptions {
+    /// The folder to restore into, created when missing: snapshot path
+    /// `/a/b` lands at `target/a/b`. The default, an empty path, fails.
     pub target: PathBuf,
+    /// Patterns of snapshot paths to restore, with the folders leading to
+    /// them (a folder matched is restored whole); empty, the default: all.
+    /// A leading `/` anchors at the root, else any depth; `*` stops at `/`.
     pub include: Vec<String>,
+    /// Patterns of snapshot paths not to restore (nor anything below a
+    /// folder matched), as `include`; they win over it. Default: none.
     pub exclude: Vec<String>,
+    /// What to do with a file already in the target; default
+    /// [`Overwrite::IfChanged`].
     pub overwrite: Overwrite,
     /// Remove entries of restored folders that are not in the snapshot:
     /// only in folders at or below the snapshot's source paths that are
@@ -112,18 +131,25 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Stops the operation when cancelled (see [`crate::Cancel`]).
     pub cancel: crate::Cancel,
+    /// How the shared lock is taken (restoring only reads: it may go without).
+    pub lock: crate::format::lock::LockOptions,
 }
 
-/// The RestoreResult JSON shape of DESIGN §4.
+/// What a restore did: the `restore --json` document of docs/json.md.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RestoreResult {
+    /// Nothing failed: `errors` is empty.
     pub success: bool,
+    /// The restored snapshot's id, 64 hex digits.
     pub snapshot: String,
+    /// `opts.target` as given (not made absolute), lossy UTF-8.
     pub target: String,
     /// Files restored or found already correct.
     pub files: u64,
     /// Of those, files that were already in place and kept.
     pub files_kept: u64,
+    /// Folders created, or found already there, in the target.
     pub dirs: u64,
     /// Bytes written.
     pub bytes: u64,
@@ -134,7 +160,11 @@ pub struct RestoreResult {
     /// The target ran out of space: the files in `errors` were not restored
     /// (what was restored is complete).
     pub target_full: bool,
+    /// Paths in the target not (fully) restored, sorted, with why;
+    /// everything else is complete.
     pub errors: Vec<PathError>,
+    /// Time from planning to the end (after the lock and the index were
+    /// loaded), in milliseconds.
     pub duration_ms: u64,
 }
 
@@ -214,6 +244,7 @@ fn plan(
     root: &Id,
     sources: &[Vec<u8>],
     opts: &RestoreOptions,
+    progress: &dyn Progress,
 ) -> Result<Plan> {
     let include = PathFilter::new(&opts.include)?;
     let exclude = PathFilter::new(&opts.exclude)?;
@@ -224,11 +255,14 @@ fn plan(
     let mut dir_stack: Vec<usize> = Vec::new();
     let mut unreadable = Vec::new();
     let mut bad_names = Vec::new();
-    walk_tolerant(
+    walk_cancellable(
         repo,
         index,
         root,
         &mut |path: &[u8], depth: usize, node: &Node| {
+            if node.kind == NodeKind::Dir {
+                progress.advance(1, 0);
+            }
             if !valid_name(&node.name) {
                 bad_names.push(path.to_vec());
                 return Ok(Visit::Skip);
@@ -281,7 +315,8 @@ fn plan(
             }
             Ok(Visit::Descend)
         },
-        &mut |path: &[u8], e: Error| unreadable.push((path.to_vec(), e)),
+        Some(&mut |path: &[u8], e: Error| unreadable.push((path.to_vec(), e))),
+        &opts.cancel,
     )?;
     items.retain(|i| !i.tentative);
     // Held for the whole restore: give back the growth slack.
@@ -552,6 +587,7 @@ struct Ctx<'a> {
     fresh_dirs: Mutex<HashSet<Vec<u8>>>,
     /// How to name unnamed files, when the target supports them.
     link_unnamed: Option<LinkUnnamed>,
+    cancel: &'a Cancel,
 }
 
 /// Opens the regular file `name` of `dir` for reading; `None` when
@@ -575,6 +611,18 @@ pub fn content_matches(
     name: &[u8],
     node: &Node,
 ) -> io::Result<Option<File>> {
+    content_matches_until(repo, dir, name, node, &Cancel::default())
+}
+
+/// [`content_matches`] that gives up between chunks once `cancel` is
+/// cancelled (an error of kind `Interrupted`: the caller checks `cancel`).
+fn content_matches_until(
+    repo: &Repository,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    node: &Node,
+    cancel: &Cancel,
+) -> io::Result<Option<File>> {
     let Some(f) = open_regular(dir, name)? else { return Ok(None) };
     if f.metadata()?.len() != node.size {
         return Ok(None);
@@ -582,6 +630,9 @@ pub fn content_matches(
     let mut chunker = Chunker::new(repo.gear(), &f, node.size);
     let mut ids = node.content.iter();
     while let Some(chunk) = chunker.next_chunk()? {
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
         if ids.next() != Some(&repo.crypto().blob_id(&chunk)) {
             return Ok(None);
         }
@@ -597,11 +648,41 @@ enum Existing {
     Keep(Option<File>),
 }
 
+/// What a failed path is recorded with: an error with its causes, or a
+/// sentence.
+trait Reason {
+    fn text(&self) -> String;
+}
+
+impl Reason for Error {
+    fn text(&self) -> String {
+        self.report().to_string()
+    }
+}
+
+impl Reason for io::Error {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Reason for &str {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Reason for String {
+    fn text(&self) -> String {
+        self.clone()
+    }
+}
+
 impl Ctx<'_> {
-    fn fail(&self, path: &Path, e: impl std::fmt::Display) {
+    fn fail(&self, path: &Path, e: impl Reason) {
         // Errors about this very path already start with it: say it once.
         let shown = path.display().to_string();
-        let text = e.to_string();
+        let text = e.text();
         let cause = text.strip_prefix(&format!("{shown}: ")).unwrap_or(&text).to_string();
         self.progress.warn(&format!("{shown}: {cause}"));
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(PathError { path: shown, error: cause });
@@ -641,7 +722,8 @@ impl Ctx<'_> {
             Overwrite::IfChanged if kind != FileType::RegularFile => true,
             Overwrite::IfChanged => {
                 // Same content: keep it, and make the metadata right too.
-                match content_matches(self.repo, dir, name, node).map_err(|e| Error::io(dest, e))? {
+                let same = content_matches_until(self.repo, dir, name, node, self.cancel);
+                match same.map_err(|e| self.cancel.check().err().unwrap_or_else(|| Error::io(dest, e)))? {
                     Some(f) => return Ok(Existing::Keep(Some(f))),
                     None => true,
                 }
@@ -695,8 +777,9 @@ impl Ctx<'_> {
         if !fresh {
             if let Existing::Keep(file) = self.existing(dir, name, dest, node)? {
                 if let Some(f) = file {
-                    let meta = f.metadata().map_err(|e| Error::io(dest, e))?;
-                    meta::apply_file_metadata(&f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))?;
+                    let status = f.metadata().map_err(|e| Error::io(dest, e))?;
+                    meta::apply_file_metadata(&f, node, self.chown, &status)
+                        .map_err(|e| Error::io(dest, e))?;
                 }
                 self.kept.fetch_add(1, Ordering::Relaxed);
                 self.progress.advance(0, node.size);
@@ -759,6 +842,8 @@ impl Ctx<'_> {
     /// Writes the content and metadata of `node` into the open file `f`.
     fn fill(&self, f: &File, dest: &Path, node: &Node) -> Result<()> {
         let write_blob = |offset: u64, id: &Id| -> Result<u64> {
+            // Cancelled: the caller removes the unfinished file.
+            self.cancel.check()?;
             // Any problem with a cached pack falls back to a plain read,
             // which tries every copy and reports the precise error.
             let written = match self.packs.as_ref().and_then(|c| c.blob(self.repo, self.index, id)) {
@@ -791,12 +876,12 @@ impl Ctx<'_> {
         }
         // Trailing holes, and a file whose blobs came out short. Only
         // when needed: a truncate on ext4 costs a journal transaction.
-        let mut meta = f.metadata().map_err(|e| Error::io(dest, e))?;
-        if meta.len() != node.size {
+        let mut status = f.metadata().map_err(|e| Error::io(dest, e))?;
+        if status.len() != node.size {
             f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
-            meta = f.metadata().map_err(|e| Error::io(dest, e))?;
+            status = f.metadata().map_err(|e| Error::io(dest, e))?;
         }
-        meta::apply_file_metadata(f, node, self.chown, &meta).map_err(|e| Error::io(dest, e))
+        meta::apply_file_metadata(f, node, self.chown, &status).map_err(|e| Error::io(dest, e))
     }
 }
 
@@ -901,7 +986,44 @@ fn open_target(target: &Path) -> Result<OwnedFd> {
         .map_err(|e| Error::io(target, e.into()))
 }
 
+/// Restores snapshot `snapshot_id` into `opts.target`: takes a shared
+/// lock, loads the index (an index file that does not read is reported
+/// through [`Progress::warn`]; what it names cannot be restored) and
+/// writes the snapshot's files, then their metadata. A failed path is
+/// listed in the result and the rest still restored.
 pub fn restore(
+    repo: &Repository,
+    snapshot_id: &Id,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreResult> {
+    crate::pool::install(|| {
+        let _lock = repo.lock_reading("restore", &opts.lock, progress)?;
+        progress.phase(Phase::Loading);
+        let root = repo.load_snapshot(snapshot_id)?.tree;
+        let index = repo.load_index_reporting(progress)?;
+        restore_locked(repo, &index, snapshot_id, &root, opts, progress)
+    })
+}
+
+/// [`restore`] of the tree `root` (the snapshot's own, or a crafted one in
+/// tests) with an index the caller loaded, under its own lock
+/// (`opts.lock`).
+pub(crate) fn restore_tree(
+    repo: &Repository,
+    index: &Index,
+    snapshot_id: &Id,
+    root: &Id,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreResult> {
+    crate::pool::install(|| {
+        let _lock = repo.lock_reading("restore", &opts.lock, progress)?;
+        restore_locked(repo, index, snapshot_id, root, opts, progress)
+    })
+}
+
+fn restore_locked(
     repo: &Repository,
     index: &Index,
     snapshot_id: &Id,
@@ -910,184 +1032,318 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
+    progress.phase(Phase::Planning);
     let sources = source_paths(&repo.load_snapshot(snapshot_id)?.paths);
-    let Plan { items, names, unreadable, bad_names } = plan(repo, index, root, &sources, opts)?;
-    let dirs = Dirs::new(open_target(&opts.target)?, open_dirs_limit());
-    let ctx = Ctx {
-        repo,
-        index,
-        packs: repo.backend().is_remote().then(|| PackCache::new(index, &items)),
-        progress,
-        chown: meta::is_root(),
-        overwrite: opts.overwrite,
-        errors: Mutex::new(Vec::new()),
-        out_of_space: AtomicBool::new(false),
-        kept: AtomicU64::new(0),
-        fresh_dirs: Mutex::new(HashSet::new()),
-        link_unnamed: LinkUnnamed::probe(dirs.target.as_fd()),
-    };
-
-    for path in &bad_names {
-        let dest = target_path(&opts.target, path);
-        ctx.fail(&dest, "not restored: the snapshot gives this entry a name that is not a plain file name");
+    let plan = plan(repo, index, root, &sources, opts, progress)?;
+    let mut job = Job::new(repo, index, opts, progress, plan)?;
+    progress.phase(Phase::RestoringFiles);
+    job.make_dirs()?;
+    job.write_contents()?;
+    progress.phase(Phase::RestoringMetadata);
+    job.finish_tree()?;
+    if opts.verify {
+        progress.phase(Phase::VerifyingRestore);
+        job.verify()?;
     }
-    for (path, e) in &unreadable {
-        let dest = target_path(&opts.target, path);
-        ctx.fail(&dest, format!("the contents of this folder cannot be restored: {e}"));
-    }
-    let unreadable: HashSet<&[u8]> = unreadable.iter().map(|(p, _)| p.as_slice()).collect();
+    Ok(job.result(snapshot_id, started))
+}
 
-    let (files, bytes) = items
-        .iter()
-        .filter(|i| i.node.kind == NodeKind::File)
-        .fold((0u64, 0u64), |(f, b), i| (f + 1, b.saturating_add(i.node.size)));
-    progress.totals(files, bytes);
+/// A restore past its plan: the phases after it share the open target,
+/// what failed, and what was restored.
+struct Job<'a> {
+    opts: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    ctx: Ctx<'a>,
+    dirs: Dirs,
+    items: Vec<Item>,
+    /// For each folder, the names it has in the snapshot (for `delete`).
+    names: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
+    /// Folders whose listing could not be read.
+    unreadable: HashSet<Vec<u8>>,
+    /// Folders that could not be made: nothing below them is restored.
+    failed_dirs: Vec<Vec<u8>>,
+    dirs_done: u64,
+    /// By position in `items`: restored or found in place.
+    restored: Vec<bool>,
+    /// Bytes written.
+    written: u64,
+    /// How many files got their content written (or kept).
+    contents: usize,
+    deleted: u64,
+    verified: u64,
+}
 
-    // Folders, writable for now; a folder that fails takes its contents with it.
-    let mut failed_dirs: Vec<Vec<u8>> = Vec::new();
-    let under_failed = |failed: &[Vec<u8>], p: &[u8]| {
-        failed.iter().any(|d| p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
-    };
-    let mut dirs_done = 0u64;
-    for it in items.iter().filter(|i| i.node.kind == NodeKind::Dir) {
-        if under_failed(&failed_dirs, &it.path) {
-            continue;
+impl<'a> Job<'a> {
+    /// Opens the target and reports what the plan could not restore.
+    fn new(
+        repo: &'a Repository,
+        index: &'a Index,
+        opts: &'a RestoreOptions,
+        progress: &'a dyn Progress,
+        plan: Plan,
+    ) -> Result<Job<'a>> {
+        let Plan { items, names, unreadable, bad_names } = plan;
+        let dirs = Dirs::new(open_target(&opts.target)?, open_dirs_limit());
+        let ctx = Ctx {
+            repo,
+            index,
+            packs: repo.backend().is_remote().then(|| PackCache::new(index, &items)),
+            progress,
+            chown: meta::is_root(),
+            overwrite: opts.overwrite,
+            errors: Mutex::new(Vec::new()),
+            out_of_space: AtomicBool::new(false),
+            kept: AtomicU64::new(0),
+            fresh_dirs: Mutex::new(HashSet::new()),
+            link_unnamed: LinkUnnamed::probe(dirs.target.as_fd()),
+            cancel: &opts.cancel,
+        };
+        for path in &bad_names {
+            let dest = target_path(&opts.target, path);
+            ctx.fail(
+                &dest,
+                "not restored: the snapshot gives this entry a name that is not a plain file name",
+            );
         }
-        let (parent, name) = split(&it.path);
-        let made = dirs.get(parent).and_then(|p| make_dir(p.as_fd(), name, opts.overwrite));
-        match made {
-            Err(e) => {
-                ctx.fail(&target_path(&opts.target, &it.path), e);
-                failed_dirs.push(it.path.clone());
-            }
-            Ok((fd, created)) => {
-                dirs_done += 1;
-                if created {
-                    ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
-                } else {
-                    remove_leftovers(fd.as_fd());
-                }
-                dirs.insert(&it.path, Arc::new(fd));
-            }
+        for (path, e) in &unreadable {
+            let dest = target_path(&opts.target, path);
+            ctx.fail(&dest, format!("the contents of this folder cannot be restored: {}", e.report()));
         }
+        let restored = vec![false; items.len()];
+        Ok(Job {
+            opts,
+            progress,
+            ctx,
+            dirs,
+            items,
+            names,
+            unreadable: unreadable.into_iter().map(|(p, _)| p).collect(),
+            failed_dirs: Vec::new(),
+            dirs_done: 0,
+            restored,
+            written: 0,
+            contents: 0,
+            deleted: 0,
+            verified: 0,
+        })
     }
-    let under_failed = |p: &[u8]| under_failed(&failed_dirs, p);
 
-    // Hard links: the first path of each (dev, inode) group gets the content.
-    let mut first_of: HashMap<(u64, u64), &Item> = HashMap::new();
-    let mut links: Vec<(&Item, &Item)> = Vec::new();
-    let mut contents: Vec<&Item> = Vec::new();
-    for it in items.iter().filter(|i| i.node.kind == NodeKind::File && !under_failed(&i.path)) {
-        if it.node.nlink > 1 {
-            if let Some(first) = first_of.get(&(it.node.dev, it.node.inode)) {
-                links.push((it, first));
+    /// Whether `p` is below a folder that could not be made.
+    fn under_failed(&self, p: &[u8]) -> bool {
+        self.failed_dirs.iter().any(|d| p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
+    }
+
+    /// Makes the folders, writable for now; a folder that fails takes its
+    /// contents with it.
+    fn make_dirs(&mut self) -> Result<()> {
+        let (files, bytes) = self
+            .items
+            .iter()
+            .filter(|i| i.node.kind == NodeKind::File)
+            .fold((0u64, 0u64), |(f, b), i| (f + 1, b.saturating_add(i.node.size)));
+        self.progress.totals(files, bytes);
+        for i in 0..self.items.len() {
+            let it = &self.items[i];
+            if it.node.kind != NodeKind::Dir || self.under_failed(&it.path) {
                 continue;
             }
-            first_of.insert((it.node.dev, it.node.inode), it);
-        }
-        contents.push(it);
-    }
-    let outcomes: Vec<Option<u64>> = contents
-        .par_iter()
-        .map(|it| {
-            let dest = target_path(&opts.target, &it.path);
-            if ctx.out_of_space.load(Ordering::Relaxed) {
-                ctx.fail(&dest, "not restored: the target ran out of space");
-                return None;
-            }
+            self.opts.cancel.check()?;
             let (parent, name) = split(&it.path);
-            let r = dirs
-                .get(parent)
-                .map_err(|e| Error::io(&dest, e))
-                .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
-            progress.advance(1, 0);
-            match r {
-                Ok(n) => Some(n),
+            let made = self.dirs.get(parent).and_then(|p| make_dir(p.as_fd(), name, self.opts.overwrite));
+            match made {
                 Err(e) => {
-                    if is_no_space(&e) {
-                        ctx.out_of_space.store(true, Ordering::Relaxed);
+                    self.ctx.fail(&target_path(&self.opts.target, &it.path), e);
+                    self.failed_dirs.push(it.path.clone());
+                }
+                Ok((fd, created)) => {
+                    self.dirs_done += 1;
+                    if created {
+                        self.ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
+                    } else {
+                        remove_leftovers(fd.as_fd());
                     }
-                    ctx.fail(&dest, e);
-                    None
+                    self.dirs.insert(&it.path, Arc::new(fd));
                 }
             }
-        })
-        .collect();
-    let mut restored: HashSet<&[u8]> = HashSet::new();
-    let mut written = 0u64;
-    for (it, o) in contents.iter().zip(&outcomes) {
-        if let Some(n) = o {
-            restored.insert(&it.path);
-            written += n;
         }
+        Ok(())
     }
-    let mut restored_files = restored.len() as u64;
-    for (it, first) in &links {
-        let dest = target_path(&opts.target, &it.path);
-        if !restored.contains(first.path.as_slice()) {
-            ctx.fail(&dest, "not restored: the file it is a hard link of was not restored");
-            continue;
-        }
-        match link_to(&dirs, &first.path, &it.path, opts.overwrite) {
-            Ok(linked) => {
-                if !linked {
-                    ctx.kept.fetch_add(1, Ordering::Relaxed);
+
+    /// Writes file contents in parallel (the first path of each hard-link
+    /// group; the others are linked by [`Job::finish_tree`]). Cancelled,
+    /// every worker stops at its next blob and removes its unfinished file.
+    fn write_contents(&mut self) -> Result<()> {
+        let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+        let mut contents: Vec<usize> = Vec::new();
+        for (i, it) in self.items.iter().enumerate() {
+            if it.node.kind != NodeKind::File || self.under_failed(&it.path) {
+                continue;
+            }
+            if it.node.nlink > 1 {
+                if first_of.contains_key(&(it.node.dev, it.node.inode)) {
+                    continue;
                 }
-                restored_files += 1;
-                restored.insert(&it.path);
+                first_of.insert((it.node.dev, it.node.inode), i);
             }
-            Err(e) => ctx.fail(&dest, e),
+            contents.push(i);
         }
+        self.contents = contents.len();
+        let (ctx, dirs, items, target) = (&self.ctx, &self.dirs, &self.items, &self.opts.target);
+        let outcomes: Vec<Option<u64>> = contents
+            .par_iter()
+            .map(|&i| {
+                let it = &items[i];
+                ctx.cancel.check()?;
+                let dest = target_path(target, &it.path);
+                if ctx.out_of_space.load(Ordering::Relaxed) {
+                    ctx.fail(&dest, "not restored: the target ran out of space");
+                    return Ok(None);
+                }
+                let (parent, name) = split(&it.path);
+                let r = dirs
+                    .get(parent)
+                    .map_err(|e| Error::io(&dest, e))
+                    .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
+                self.progress.advance(1, 0);
+                match r {
+                    Ok(n) => Ok(Some(n)),
+                    Err(Error::Cancelled) => Err(Error::Cancelled),
+                    Err(e) => {
+                        if is_no_space(&e) {
+                            ctx.out_of_space.store(true, Ordering::Relaxed);
+                        }
+                        ctx.fail(&dest, e);
+                        Ok(None)
+                    }
+                }
+            })
+            .collect::<Result<_>>()?;
+        for (&i, o) in contents.iter().zip(&outcomes) {
+            if let Some(n) = o {
+                self.restored[i] = true;
+                self.written += n;
+            }
+        }
+        Ok(())
     }
-    // Symlinks and other special files, in parallel: a tree can hold
-    // thousands of links, each a few calls.
-    let specials: Vec<&Item> = items
-        .iter()
-        .filter(|i| !matches!(i.node.kind, NodeKind::File | NodeKind::Dir) && !under_failed(&i.path))
-        .collect();
-    specials.par_iter().for_each(|it| {
-        let (parent, name) = split(&it.path);
-        // Nothing is in the way in a folder this restore created.
-        let fresh = ctx.is_fresh(&it.path);
-        let r = dirs.get(parent).and_then(|dir| {
-            let dir = dir.as_fd();
-            if !fresh
-                && opts.overwrite == Overwrite::Never
-                && rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
-            {
-                return Ok(());
+
+    /// Hard links, special files, `delete`, then folder metadata.
+    fn finish_tree(&mut self) -> Result<()> {
+        let cancel = &self.opts.cancel;
+        let overwrite = self.opts.overwrite;
+        // Counted: each hard link, special file and folder.
+        self.progress.totals(self.items.len().saturating_sub(self.contents) as u64, 0);
+        // Hard links: the first path of each (dev, inode) group got the content.
+        let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+        for i in 0..self.items.len() {
+            let it = &self.items[i];
+            if it.node.kind != NodeKind::File || it.node.nlink <= 1 || self.under_failed(&it.path) {
+                continue;
             }
-            if !fresh {
-                clear_at(dir, name)?;
+            let Some(&first) = first_of.get(&(it.node.dev, it.node.inode)) else {
+                first_of.insert((it.node.dev, it.node.inode), i);
+                continue;
+            };
+            cancel.check()?;
+            self.progress.advance(1, 0);
+            let dest = target_path(&self.opts.target, &it.path);
+            if !self.restored[first] {
+                self.ctx.fail(&dest, "not restored: the file it is a hard link of was not restored");
+                continue;
             }
-            if meta::create_special_at(dir, name, &it.node)? {
-                meta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
+            match link_to(&self.dirs, &self.items[first].path, &it.path, overwrite) {
+                Ok(linked) => {
+                    if !linked {
+                        self.ctx.kept.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.restored[i] = true;
+                }
+                Err(e) => self.ctx.fail(&dest, e),
             }
-            Ok(())
-        });
-        if let Err(e) = r {
-            ctx.fail(&target_path(&opts.target, &it.path), e);
         }
-    });
-    let mut deleted = 0u64;
-    if opts.delete {
-        // Only listings known complete: folders at or below a source path,
-        // selected whole, restored, and whose listing could be read.
-        let complete = items.iter().filter(|i| {
+        // Symlinks and other special files, in parallel: a tree can hold
+        // thousands of links, each a few calls.
+        let specials: Vec<&Item> = self
+            .items
+            .iter()
+            .filter(|i| !matches!(i.node.kind, NodeKind::File | NodeKind::Dir) && !self.under_failed(&i.path))
+            .collect();
+        let (ctx, dirs) = (&self.ctx, &self.dirs);
+        specials.par_iter().try_for_each(|it| {
+            cancel.check()?;
+            let (parent, name) = split(&it.path);
+            // Nothing is in the way in a folder this restore created.
+            let fresh = ctx.is_fresh(&it.path);
+            let r = dirs.get(parent).and_then(|dir| {
+                let dir = dir.as_fd();
+                if !fresh
+                    && overwrite == Overwrite::Never
+                    && rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+                {
+                    return Ok(());
+                }
+                if !fresh {
+                    clear_at(dir, name)?;
+                }
+                if meta::create_special_at(dir, name, &it.node)? {
+                    meta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                ctx.fail(&target_path(&self.opts.target, &it.path), e);
+            }
+            self.progress.advance(1, 0);
+            Ok::<(), Error>(())
+        })?;
+        if self.opts.delete {
+            self.delete_extra()?;
+        }
+        // Folder metadata, deepest first. The folders leading to the sources
+        // are the user's where they already existed: only those this restore
+        // created get the snapshot's metadata.
+        let fresh_dirs = self.ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for it in self.items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
+            cancel.check()?;
+            self.progress.advance(1, 0);
+            if self.under_failed(&it.path) || self.failed_dirs.contains(&it.path) {
+                continue;
+            }
+            if !it.complete && !fresh_dirs.contains(&it.path) {
+                continue;
+            }
+            let r = self
+                .dirs
+                .get(&it.path)
+                .and_then(|d| meta::apply_dir_metadata(d.as_fd(), &it.node, self.ctx.chown));
+            if let Err(e) = r {
+                self.ctx.fail(&target_path(&self.opts.target, &it.path), e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `delete`: removes what the snapshot does not have, only in listings
+    /// known complete: folders at or below a source path, selected whole,
+    /// restored, and whose listing could be read.
+    fn delete_extra(&mut self) -> Result<()> {
+        let complete = self.items.iter().filter(|i| {
             i.node.kind == NodeKind::Dir
                 && i.complete
                 && i.whole
-                && !unreadable.contains(i.path.as_slice())
-                && !under_failed(&i.path)
-                && !failed_dirs.contains(&i.path)
+                && !self.unreadable.contains(&i.path)
+                && !self.under_failed(&i.path)
+                && !self.failed_dirs.contains(&i.path)
         });
+        let mut deleted = 0;
         for it in complete {
-            let keep = names.get(&it.path);
-            let dir = match dirs.get(&it.path).and_then(|d| list_dir(d.as_fd()).map(|l| (d, l))) {
+            self.opts.cancel.check()?;
+            let keep = self.names.get(&it.path);
+            let dir = match self.dirs.get(&it.path).and_then(|d| list_dir(d.as_fd()).map(|l| (d, l))) {
                 Ok(d) => d,
                 Err(e) => {
-                    ctx.fail(
-                        &target_path(&opts.target, &it.path),
+                    self.ctx.fail(
+                        &target_path(&self.opts.target, &it.path),
                         format!("could not list for --delete: {e}"),
                     );
                     continue;
@@ -1104,42 +1360,42 @@ pub fn restore(
                         let mut p = it.path.clone();
                         p.push(b'/');
                         p.extend_from_slice(&name);
-                        ctx.fail(&target_path(&opts.target, &p), format!("could not delete: {err}"));
+                        self.ctx
+                            .fail(&target_path(&self.opts.target, &p), format!("could not delete: {err}"));
                     }
                 }
             }
         }
+        self.deleted = deleted;
+        Ok(())
     }
-    // Folder metadata, deepest first. The folders leading to the sources
-    // are the user's where they already existed: only those this restore
-    // created get the snapshot's metadata.
-    let fresh_dirs = ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    for it in items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
-        if under_failed(&it.path) || failed_dirs.contains(&it.path) {
-            continue;
-        }
-        if !it.complete && !fresh_dirs.contains(&it.path) {
-            continue;
-        }
-        let r = dirs.get(&it.path).and_then(|d| meta::apply_dir_metadata(d.as_fd(), &it.node, ctx.chown));
-        if let Err(e) = r {
-            ctx.fail(&target_path(&opts.target, &it.path), e);
-        }
-    }
-    let mut verified = 0;
-    if opts.verify {
-        // A hook for tests that damage a restored file before the check.
-        if let Ok(cmd) = std::env::var("ARCA_TEST_BEFORE_VERIFY") {
-            let _ = std::process::Command::new("sh").arg("-c").arg(cmd).status();
-        }
-        let checked: Vec<bool> = items
+
+    /// Re-reads every restored file and checks it against the snapshot.
+    fn verify(&mut self) -> Result<()> {
+        // Where unit tests damage a restored file before the check.
+        #[cfg(test)]
+        tests::before_verify(&self.opts.target);
+        let (ctx, dirs, target) = (&self.ctx, &self.dirs, &self.opts.target);
+        let files: Vec<&Item> = self
+            .items
+            .iter()
+            .zip(&self.restored)
+            .filter(|(i, r)| **r && i.node.kind == NodeKind::File)
+            .map(|(i, _)| i)
+            .collect();
+        let bytes = files.iter().fold(0u64, |b, i| b.saturating_add(i.node.size));
+        self.progress.totals(files.len() as u64, bytes);
+        let checked: Vec<bool> = files
             .par_iter()
-            .filter(|i| i.node.kind == NodeKind::File && restored.contains(i.path.as_slice()))
             .map(|it| {
-                let dest = target_path(&opts.target, &it.path);
+                ctx.cancel.check()?;
+                let dest = target_path(target, &it.path);
                 let (parent, name) = split(&it.path);
-                let r = dirs.get(parent).and_then(|d| content_matches(repo, d.as_fd(), name, &it.node));
-                match r {
+                let r = dirs
+                    .get(parent)
+                    .and_then(|d| content_matches_until(ctx.repo, d.as_fd(), name, &it.node, ctx.cancel));
+                self.progress.advance(1, it.node.size);
+                Ok(match r {
                     Ok(Some(_)) => true,
                     Ok(None) => {
                         ctx.fail(
@@ -1149,30 +1405,35 @@ pub fn restore(
                         false
                     }
                     Err(e) => {
+                        ctx.cancel.check()?;
                         ctx.fail(&dest, format!("verification failed: {e}"));
                         false
                     }
-                }
+                })
             })
-            .collect();
-        verified = checked.len() as u64;
+            .collect::<Result<_>>()?;
+        self.verified = checked.len() as u64;
+        Ok(())
     }
-    let mut errors = ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(RestoreResult {
-        success: errors.is_empty(),
-        snapshot: snapshot_id.to_hex(),
-        target: opts.target.display().to_string(),
-        files: restored_files,
-        files_kept: ctx.kept.into_inner(),
-        dirs: dirs_done,
-        bytes: written,
-        deleted,
-        verified,
-        target_full: ctx.out_of_space.load(Ordering::Relaxed),
-        errors,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
+
+    fn result(self, snapshot_id: &Id, started: Instant) -> RestoreResult {
+        let mut errors = self.ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        RestoreResult {
+            success: errors.is_empty(),
+            snapshot: snapshot_id.to_hex(),
+            target: self.opts.target.display().to_string(),
+            files: self.restored.iter().filter(|r| **r).count() as u64,
+            files_kept: self.ctx.kept.into_inner(),
+            dirs: self.dirs_done,
+            bytes: self.written,
+            deleted: self.deleted,
+            verified: self.verified,
+            target_full: self.ctx.out_of_space.load(Ordering::Relaxed),
+            errors,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
 }
 
 /// Makes `path` a hard link of the restored file `first`, folder to folder
@@ -1292,8 +1553,14 @@ mod tests {
         fn new(dir: &Path) -> Crafted {
             let backend: Arc<dyn arca_backend::Backend> =
                 Arc::new(arca_backend::LocalBackend::new(dir.join("repo")));
-            let repo =
-                Repository::init(backend, None, crate::format::config::Encryption::None, 3, 0).unwrap();
+            let repo = Repository::init(
+                backend,
+                None,
+                &crate::InitOptions::default()
+                    .encryption(crate::format::config::Encryption::None)
+                    .compression_level(3),
+            )
+            .unwrap();
             let packer = crate::data::packer::Packer::new(
                 &repo,
                 Arc::new(Index::default()),
@@ -1349,7 +1616,7 @@ mod tests {
             };
             let id = self.repo.save_snapshot(&snap).unwrap();
             let index = self.repo.load_index().unwrap();
-            restore(&self.repo, &index, &id, &root, &opts, &crate::progress::NoProgress)
+            restore_tree(&self.repo, &index, &id, &root, &opts, &crate::progress::NoProgress)
         }
     }
 
@@ -1404,6 +1671,50 @@ mod tests {
         let mut outside = names(dir.path());
         outside.retain(|n| n != "repo" && n != "t");
         assert!(outside.is_empty(), "{outside:?}");
+    }
+
+    type Hook = Box<dyn Fn() + Send>;
+    /// What a test runs between writing and verifying, by restore target:
+    /// tests run at once in one process, each with its own target.
+    static BEFORE_VERIFY: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
+
+    pub(super) fn before_verify(target: &Path) {
+        let hooks = BEFORE_VERIFY.lock().unwrap_or_else(|p| p.into_inner());
+        hooks.iter().filter(|(t, _)| t == target).for_each(|(_, hook)| hook());
+    }
+
+    #[test]
+    fn verify_catches_a_file_altered_after_writing() {
+        for victim in ["big", "sub/small"] {
+            let dir = tempfile::tempdir().unwrap();
+            let c = Crafted::new(dir.path());
+            // Below the chunker's minimum size: one blob, as the crafted node
+            // says, whatever cut points the repository's chunker seed picks.
+            let big: Vec<u8> = (0..400_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let big = c.file(b"big", &big);
+            let small = c.file(b"small", b"bravo bravo\n");
+            let other = c.file(b"other", b"alpha\n");
+            let sub = c.dir(b"sub", vec![small]);
+            let src = c.dir(b"src", vec![big, sub, other]);
+            let target = dir.path().join("t");
+            let file = target.join("src").join(victim);
+            let altered = file.clone();
+            // Same size, one byte changed.
+            let hook: Hook = Box::new(move || {
+                use std::os::unix::fs::FileExt;
+                File::options().write(true).open(&altered).unwrap().write_all_at(b"X", 0).unwrap();
+            });
+            BEFORE_VERIFY.lock().unwrap().push((target.clone(), hook));
+            let r =
+                c.restore(vec![src], &["/src"], RestoreOptions { verify: true, ..opts(&target) }).unwrap();
+            BEFORE_VERIFY.lock().unwrap().retain(|(t, _)| *t != target);
+            assert_eq!(fs::read(&file).unwrap()[0], b'X', "the hook ran");
+            assert!(!r.success, "{r:?}");
+            assert_eq!(r.errors.len(), 1, "exactly the altered file is reported: {r:?}");
+            assert_eq!(r.errors[0].path, file.display().to_string(), "{r:?}");
+            assert!(r.errors[0].error.contains("verification failed"), "{r:?}");
+            assert!((2..=3).contains(&r.verified), "the other files were checked: {r:?}");
+        }
     }
 
     #[test]
@@ -1465,7 +1776,7 @@ mod tests {
         let before = fs::read_dir("/proc/self/fd").unwrap().count() as u64;
         let progress = MaxFds(AtomicU64::new(0));
         let o = RestoreOptions { verify: true, ..opts(&target) };
-        let r = restore(&repo, &index, &id, &root, &o, &progress).unwrap();
+        let r = restore_tree(&repo, &index, &id, &root, &o, &progress).unwrap();
         assert!(r.success, "{r:?}");
         assert_eq!(r.files, 601);
         let max = progress.0.into_inner();

@@ -9,38 +9,55 @@
 //! whole to name each damaged blob.
 //! Damaged or missing blobs are mapped back to the file paths that use them,
 //! per snapshot.
+//!
+//! Phases: `load` (index, keys, snapshots), `check_all_packs`, then
+//! `check_trees` (which needs the packs' verdict to judge the trees).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use arca_backend::FileKind;
+use derive_setters::Setters;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{BlobLoc, IdMap, IdSet, Index};
 use crate::format::tree::NodeKind;
-use crate::progress::Progress;
-use crate::repository::walk::{walk_tolerant, Visit, MAX_DEPTH, MAX_ENTRIES};
+use crate::progress::{Phase, Progress};
+use crate::repository::walk::{walk_cancellable, Visit, MAX_DEPTH, MAX_ENTRIES};
 use crate::repository::Repository;
 
-#[derive(Debug, Clone, Default)]
+/// What [`verify`] checks. `Default`: the structure of every snapshot, no
+/// pack data read.
+#[derive(Debug, Clone, Default, Setters)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// Snapshots to check; empty means all.
     pub snapshots: Vec<Id>,
+    /// Also read every pack and open every blob (default false: structure
+    /// only). Ignored for choosing packs when `subset` is set.
     pub read_data: bool,
     /// Read only part of the packs (implies reading data).
     pub subset: Option<Subset>,
     /// Stops the operation when cancelled (see [`crate::Cancel`]).
     pub cancel: crate::Cancel,
+    /// How the shared lock is taken (verifying only reads: it may go without).
+    pub lock: crate::format::lock::LockOptions,
 }
 
 /// Which packs a partial data check reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Subset {
     /// Group `n` of `m` (1-based), by pack id: `1/4` … `4/4` cover everything.
-    Group { n: u32, m: u32 },
+    Group {
+        /// Which group, 1 to `m`.
+        n: u32,
+        /// How many groups the packs are split into.
+        m: u32,
+    },
     /// This percentage of the packs, continuing where the previous run on
     /// this host stopped (position kept in the cache), so repeated runs
     /// rotate through the whole repository.
@@ -72,61 +89,119 @@ fn position(id: &Id) -> u32 {
     u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % 10_000
 }
 
+/// The verdict on one checked snapshot.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SnapshotVerify {
+    /// The snapshot id, 64 hex digits.
     pub id: String,
+    /// Nothing of it is corrupted or missing: it restores whole.
     pub valid: bool,
+    /// Paths in the snapshot whose data is damaged (a folder whose listing is
+    /// damaged ends in `/`), sorted.
     pub corrupted: Vec<String>,
+    /// Paths whose data is gone or not indexed (folders end in `/`), sorted.
     pub missing: Vec<String>,
 }
 
-/// The VerifyResult JSON shape of DESIGN §4.
+/// What a verify found: the `verify --json` document of docs/json.md.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct VerifyResult {
+    /// No errors and no corrupted or missing path (warnings do not count;
+    /// nor does `restore_test`, which the caller folds in).
     pub valid: bool,
+    /// The corrupted paths of all checked snapshots, sorted, each once.
     pub corrupted: Vec<String>,
+    /// The missing paths of all checked snapshots, sorted, each once.
     pub missing: Vec<String>,
+    /// One verdict per checked snapshot.
     pub snapshots: Vec<SnapshotVerify>,
+    /// Indexed packs checked against the listing (existence and size); for
+    /// chosen snapshots only the packs holding their blobs.
     pub packs_checked: u64,
     /// Packs whose data was read (all with --read-data, some with a subset).
     pub packs_read: u64,
+    /// Blobs opened in the packs read; when no pack was read, the distinct
+    /// blobs (trees and data) the checked snapshots refer to.
     pub blobs_checked: u64,
     /// Damage that loses nothing (e.g. a damaged pack whose blobs all have
     /// intact copies elsewhere after self-healing): prune removes it.
     pub warnings: Vec<String>,
     /// Packs rebuilt in place from their parity.
     pub repaired: Vec<String>,
+    /// Damage that loses data or makes it unreadable (index files, config,
+    /// keys, snapshots, packs, trees), one message each.
     pub errors: Vec<String>,
+    /// Always `None` from [`verify`]: a caller that runs [`restore_test`]
+    /// stores its outcome here.
     pub restore_test: Option<RestoreTest>,
+    /// Time the verify took once it held the lock, in milliseconds.
     pub duration_ms: u64,
 }
 
 /// The outcome of `--restore-test`.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RestoreTest {
+    /// The id of the snapshot restored, 64 hex digits.
     pub snapshot: String,
+    /// Every file restored and read back intact: `errors` is empty.
     pub success: bool,
+    /// Regular files restored and checked.
     pub files: u64,
+    /// Bytes of file content written.
     pub bytes: u64,
+    /// Time the restore and its re-read took, in milliseconds.
     pub duration_ms: u64,
+    /// `bytes` over `duration_ms`, in MiB (2^20 bytes) per second, rounded
+    /// to one decimal.
     pub mib_per_s: f64,
+    /// Files not restored or differing, with why; the paths lie in the
+    /// scratch folder, which is removed.
     pub errors: Vec<crate::format::snapshot::PathError>,
 }
 
-/// Restores a snapshot into a fresh folder below `scratch`, re-reads and
-/// checks every file against the snapshot, and removes the folder.
+/// Restores snapshot `id` into a fresh folder below `scratch`, re-reads
+/// and checks every file against the snapshot, and removes the folder
+/// (also when the restore fails or `opts.cancel` stops it). Takes a shared
+/// lock as `verify` does, with `opts.lock` (the restore inside runs under
+/// it); the other fields of `opts` are not used.
 pub fn restore_test(
+    repo: &Repository,
+    id: &Id,
+    scratch: &std::path::Path,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreTest> {
+    crate::pool::install(|| {
+        let _lock = repo.lock_reading("verify", &opts.lock, progress)?;
+        let snap = repo.load_snapshot(id)?;
+        let index = repo.load_index_reporting(progress)?;
+        restore_test_locked(repo, &index, id, &snap, scratch, opts, progress)
+    })
+}
+
+fn restore_test_locked(
     repo: &Repository,
     index: &Index,
     id: &Id,
     snap: &crate::format::snapshot::Snapshot,
     scratch: &std::path::Path,
+    verify: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreTest> {
     let dir = scratch.join(format!("arca-restore-test-{}", Id::random().short()));
-    let opts =
-        crate::ops::restore::RestoreOptions { target: dir.clone(), verify: true, ..Default::default() };
-    let r = crate::ops::restore::restore(repo, index, id, &snap.tree, &opts, progress);
+    // The lock held above covers the restore: it takes none of its own.
+    let inner = crate::format::lock::LockOptions { skip: true, ..verify.lock.clone() };
+    let opts = crate::ops::restore::RestoreOptions {
+        target: dir.clone(),
+        verify: true,
+        lock: inner,
+        cancel: verify.cancel.clone(),
+        ..Default::default()
+    };
+    let r = crate::ops::restore::restore_tree(repo, index, id, &snap.tree, &opts, progress);
     let cleanup = std::fs::remove_dir_all(&dir);
     let r = r?;
     cleanup.map_err(|e| Error::io(&dir, e))?;
@@ -194,6 +269,7 @@ fn check_packs(
     read: &(dyn Fn(&Id) -> bool + Sync),
     relevant: Option<&IdSet>,
     progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<Vec<PackCheck>> {
     let listed: HashMap<String, u64> =
         repo.backend().list(FileKind::Pack)?.into_iter().map(|e| (e.name, e.size)).collect();
@@ -210,14 +286,17 @@ fn check_packs(
     };
     let read_bytes: u64 =
         index.packs.iter().filter(|p| read(&p.id)).map(|p| p.size).fold(0, u64::saturating_add);
-    progress.totals(index.packs.len() as u64, read_bytes);
-    Ok(index
+    let wanted_count = wanted.iter().filter(|w| **w).count() as u64;
+    progress.totals(wanted_count, read_bytes);
+    index
         .packs
         .par_iter()
         .zip(by_pack.par_iter())
         .zip(wanted.par_iter())
         .filter(|(_, w)| **w)
         .map(|((pack, blobs), _)| {
+            // Between packs: each worker stops at its next one.
+            cancel.check()?;
             let name = pack.id.to_hex();
             let object = repo.object_name(FileKind::Pack, &name);
             let all = |d: Damage| blobs.iter().map(|(id, _)| (*id, d)).collect::<Vec<_>>();
@@ -238,9 +317,9 @@ fn check_packs(
                 Some(_) => PackCheck::intact(false, 0),
             };
             progress.advance(1, if reading { pack.size } else { 0 });
-            PackCheck { pack: pack.id, ids: blobs.iter().map(|(id, _)| *id).collect(), ..r }
+            Ok(PackCheck { pack: pack.id, ids: blobs.iter().map(|(id, _)| *id).collect(), ..r })
         })
-        .collect())
+        .collect()
 }
 
 /// Rebuilds a damaged pack from its parity and stores it in place.
@@ -254,13 +333,13 @@ fn rebuild(
     let parity = match repo.backend().get(FileKind::Parity, name) {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(format!("{object}: parity unreadable: {e}")),
+        Err(e) => return Err(format!("{object}: parity unreadable: {}", e.report())),
     };
     let id = Id::from_hex(name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
-    match crate::data::parity::repair(bytes, &parity, &id, object).map_err(|e| e.to_string())? {
+    match crate::data::parity::repair(bytes, &parity, &id, object).map_err(|e| e.report().to_string())? {
         crate::data::parity::Repair::Rebuilt { pack, shards } => {
             // Content-addressed: replacing it with the correct bytes is safe.
-            repo.backend().put(FileKind::Pack, name, &pack).map_err(|e| format!("{object}: writing the rebuilt pack: {e}"))?;
+            repo.backend().put(FileKind::Pack, name, &pack).map_err(|e| format!("{object}: writing the rebuilt pack: {}", e.report()))?;
             Ok(Some((pack, shards)))
         }
         crate::data::parity::Repair::TooDamaged { damaged, correctable } => Err(format!(
@@ -337,7 +416,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
                 pack: Id::default(),
                 ids: Vec::new(),
                 bad: blobs.iter().map(|(id, _)| (*id, d)).collect(),
-                problems: vec![format!("{object}: {e}")],
+                problems: vec![format!("{object}: {}", e.report())],
                 header_ok: true,
                 repaired: None,
                 blobs_read: 0,
@@ -379,7 +458,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
     let header_ok = match crate::format::pack::entries_of(&bytes, repo.crypto(), object) {
         Ok(_) => true,
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(e.report().to_string());
             false
         }
     };
@@ -392,7 +471,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
             Some(sealed) => match repo.decode_blob(id, sealed, &what) {
                 Ok(data) if data.len() == loc.raw_length as usize => Ok(()),
                 Ok(_) => Err(format!("{}: length differs from the index", what())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.report().to_string()),
             },
         };
         if let Err(e) = outcome {
@@ -418,10 +497,12 @@ fn referenced_blobs(
     repo: &Repository,
     index: &Index,
     snaps: &[(Id, crate::format::snapshot::Snapshot)],
-) -> IdSet {
+    cancel: &Cancel,
+) -> Result<IdSet> {
     let mut seen = IdSet::default();
     let mut stack: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = stack.pop() {
+        cancel.check()?;
         if !seen.insert(id) {
             continue;
         }
@@ -432,7 +513,7 @@ fn referenced_blobs(
             }
         }
     }
-    seen
+    Ok(seen)
 }
 
 /// Blobs whose every stored copy is damaged or gone.
@@ -461,17 +542,64 @@ pub fn damaged_blobs(
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<IdSet> {
-    let checks = check_packs(repo, index, &|_: &Id| read_data, None, progress)?;
+    crate::pool::install(|| damaged_blobs_inner(repo, index, read_data, progress))
+}
+
+fn damaged_blobs_inner(
+    repo: &Repository,
+    index: &Index,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<IdSet> {
+    let checks = check_packs(repo, index, &|_: &Id| read_data, None, progress, &Cancel::default())?;
     Ok(fully_damaged(index, &checks).into_keys().collect())
 }
 
+/// Checks the repository as the module documentation says, under a shared
+/// lock taken with `opts.lock` (`skip` honoured; when the storage refuses a
+/// lock it goes on without one, with a note). Damage is reported in the
+/// result (`valid` false), not as an error; it errs when the lock or a
+/// listing fails, a snapshot of `opts.snapshots` does not exist, or
+/// `opts.cancel` stops it. It writes too: packs rebuilt from parity, and
+/// in the local cache the blobs the next backup stores again.
 pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyResult> {
+    crate::pool::install(|| verify_inner(repo, opts, progress))
+}
+
+fn verify_inner(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyResult> {
+    let _lock = repo.lock_reading("verify", &opts.lock, progress)?;
     let started = std::time::Instant::now();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    let mut repaired = Vec::new();
+    progress.phase(Phase::Loading);
+    let mut report = Report::default();
+    let loaded = load(repo, opts, &mut report)?;
+    progress.phase(Phase::CheckingPacks);
+    let packs = check_all_packs(repo, opts, &loaded, progress, &mut report)?;
+    progress.phase(Phase::CheckingTrees);
+    let trees = check_trees(repo, opts, &loaded, &packs.damaged, progress, &mut report)?;
+    Ok(report.result(packs, trees, started))
+}
+
+/// What a verify found so far, phase after phase.
+#[derive(Default)]
+struct Report {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    repaired: Vec<String>,
+}
+
+/// What the loading phase of a verify reads.
+struct Loaded {
+    index: Index,
+    selected: Vec<(Id, crate::format::snapshot::Snapshot)>,
+    /// Checking chosen snapshots: the blobs they use.
+    relevant: Option<IdSet>,
+}
+
+/// The index, config, keys and snapshots; what cannot be opened is reported.
+fn load(repo: &Repository, opts: &VerifyOptions, report: &mut Report) -> Result<Loaded> {
+    let Report { errors, warnings, .. } = report;
     let (index, index_errors) = repo.load_index_lenient()?;
-    errors.extend(index_errors.iter().map(|e| e.to_string()));
+    errors.extend(index_errors.iter().map(|e| e.report().to_string()));
     // A pack in the wrong folder is never read: if indexed it is reported
     // missing below; either way say where it lies and where it belongs.
     for path in repo.backend().misplaced(FileKind::Pack)? {
@@ -487,11 +615,51 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         let object = repo.object_name(FileKind::Key, &k.name);
         let checked = repo.backend().get(FileKind::Key, &k.name).map_err(Error::from);
         if let Err(e) = checked.and_then(|b| crate::format::keyfile::KeyFile::decode(&b, &object)) {
-            errors.push(e.to_string());
+            errors.push(e.report().to_string());
         }
     }
     warnings.extend(repo.exposed_keys(&keys)?);
+    opts.cancel.check()?;
+    let (snaps, snap_errors) = repo.snapshots_lenient()?;
+    errors.extend(snap_errors.iter().map(|e| e.report().to_string()));
+    let selected: Vec<_> = snaps
+        .into_iter()
+        .filter(|(id, _)| opts.snapshots.is_empty() || opts.snapshots.contains(id))
+        .collect();
+    for want in &opts.snapshots {
+        if !selected.iter().any(|(id, _)| id == want) {
+            return Err(Error::SnapshotNotFound(want.to_hex()));
+        }
+    }
+    let relevant = if opts.snapshots.is_empty() {
+        None
+    } else {
+        Some(referenced_blobs(repo, &index, &selected, &opts.cancel)?)
+    };
+    Ok(Loaded { index, selected, relevant })
+}
 
+/// What the pack phase found.
+struct Packs {
+    /// Blobs whose every stored copy is damaged or gone.
+    damaged: IdMap<Damage>,
+    packs_checked: u64,
+    packs_read: u64,
+    blobs_checked: u64,
+}
+
+/// Checks every pack (reading those the options select), sorts the
+/// problems into errors and harmless warnings, and tells the cache which
+/// blobs the next backup stores again.
+fn check_all_packs(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    loaded: &Loaded,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Result<Packs> {
+    let Report { errors, warnings, repaired } = report;
+    let (index, relevant) = (&loaded.index, &loaded.relevant);
     let subset_start = match (opts.subset, repo.cache()) {
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),
         _ => 0,
@@ -504,22 +672,8 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             (position(id) + 10_000 - subset_start) % 10_000 < width
         }
     };
-    let (snaps, snap_errors) = repo.snapshots_lenient()?;
-    errors.extend(snap_errors.iter().map(|e| e.to_string()));
-    let selected: Vec<_> = snaps
-        .into_iter()
-        .filter(|(id, _)| opts.snapshots.is_empty() || opts.snapshots.contains(id))
-        .collect();
-    for want in &opts.snapshots {
-        if !selected.iter().any(|(id, _)| id == want) {
-            return Err(Error::SnapshotNotFound(want.to_hex()));
-        }
-    }
-
-    let relevant =
-        if opts.snapshots.is_empty() { None } else { Some(referenced_blobs(repo, &index, &selected)) };
-    let checks = check_packs(repo, &index, &read, relevant.as_ref(), progress)?;
-    let damaged = fully_damaged(&index, &checks);
+    let checks = check_packs(repo, index, &read, relevant.as_ref(), progress, &opts.cancel)?;
+    let damaged = fully_damaged(index, &checks);
     let packs_checked = checks.len() as u64;
     let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
     let troubled: IdSet = checks.iter().filter(|c| !c.problems.is_empty()).map(|c| c.pack).collect();
@@ -571,25 +725,52 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
         known.extend(heal);
         cache.set_damaged_blobs(&known);
     }
+    Ok(Packs { damaged, packs_checked, packs_read, blobs_checked })
+}
 
+/// What the tree phase found.
+struct Trees {
+    per_snapshot: Vec<SnapshotVerify>,
+    corrupted: BTreeSet<String>,
+    missing: BTreeSet<String>,
+    /// Distinct blobs the checked snapshots refer to.
+    referenced: u64,
+}
+
+/// Judges every tree of the selected snapshots once, then names the paths
+/// of damaged data in the snapshots that are not clean.
+fn check_trees(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    loaded: &Loaded,
+    damaged: &IdMap<Damage>,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Result<Trees> {
+    let errors = &mut report.errors;
+    let index = &loaded.index;
     let mut per_snapshot = Vec::new();
     let mut all_corrupted = BTreeSet::new();
     let mut all_missing = BTreeSet::new();
     let clean = CleanTrees {
         repo,
-        index: &index,
-        damaged: &damaged,
+        index,
+        damaged,
         known: Mutex::new(IdMap::default()),
         referenced: Mutex::new(IdSet::default()),
+        progress,
+        cancel: &opts.cancel,
     };
-    let roots: Vec<Judged> = selected.iter().map(|(_, snap)| clean.judge(&snap.tree, 0)).collect();
+    let roots: Vec<Judged> = loaded.selected.iter().map(|(_, snap)| clean.judge(&snap.tree, 0)).collect();
+    // A cancelled judgement is not one: it stopped early.
+    opts.cancel.check()?;
     let known = clean.known.into_inner().expect("no panics while held");
     // Every id the walks below meet was met there already.
     let referenced = clean.referenced.into_inner().expect("no panics while held");
-    for ((sid, snap), root) in selected.iter().zip(roots) {
+    for ((sid, snap), root) in loaded.selected.iter().zip(roots) {
         let mut corrupted = Vec::new();
         let mut missing = Vec::new();
-        let check = |id: &Id| damage_of(&index, &damaged, id);
+        let check = |id: &Id| damage_of(index, damaged, id);
         let whole = || snap.paths.iter().map(|p| format!("{p}/")).collect::<Vec<_>>();
         if let Some(d) = check(&snap.tree) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
@@ -604,12 +785,16 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             corrupted.extend(whole());
         } else if !root.clean {
             let is_clean = |id: &Id| known.get(id).is_some_and(|j| j.clean);
-            let mut found = Found { corrupted: &mut corrupted, missing: &mut missing, errors: &mut errors };
-            if let Err(e) = walk_checked(repo, &index, &snap.tree, &check, &is_clean, &mut found) {
-                // The root tree unreadable, or nested too deep: nothing
-                // of the snapshot can be trusted to restore.
-                errors.push(format!("snapshot {}: {e}", sid.short()));
-                corrupted.extend(whole());
+            let mut found = Found { corrupted: &mut corrupted, missing: &mut missing, errors };
+            match walk_checked(repo, index, &snap.tree, &check, &is_clean, &mut found, &opts.cancel) {
+                Ok(()) => {}
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => {
+                    // The root tree unreadable, or nested too deep: nothing
+                    // of the snapshot can be trusted to restore.
+                    errors.push(format!("snapshot {}: {}", sid.short(), e.report()));
+                    corrupted.extend(whole());
+                }
             }
         }
         corrupted.sort();
@@ -625,24 +810,34 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress) 
             missing,
         });
     }
-    if packs_read == 0 {
-        blobs_checked = referenced.len() as u64;
-    }
-    let valid = errors.is_empty() && all_corrupted.is_empty() && all_missing.is_empty();
-    Ok(VerifyResult {
-        valid,
-        corrupted: all_corrupted.into_iter().collect(),
-        missing: all_missing.into_iter().collect(),
-        snapshots: per_snapshot,
-        packs_checked,
-        packs_read,
-        blobs_checked,
-        errors,
-        warnings,
-        repaired,
-        restore_test: None,
-        duration_ms: started.elapsed().as_millis() as u64,
+    Ok(Trees {
+        per_snapshot,
+        corrupted: all_corrupted,
+        missing: all_missing,
+        referenced: referenced.len() as u64,
     })
+}
+
+impl Report {
+    fn result(self, packs: Packs, trees: Trees, started: std::time::Instant) -> VerifyResult {
+        let Report { errors, warnings, repaired } = self;
+        let blobs_checked = if packs.packs_read == 0 { trees.referenced } else { packs.blobs_checked };
+        let valid = errors.is_empty() && trees.corrupted.is_empty() && trees.missing.is_empty();
+        VerifyResult {
+            valid,
+            corrupted: trees.corrupted.into_iter().collect(),
+            missing: trees.missing.into_iter().collect(),
+            snapshots: trees.per_snapshot,
+            packs_checked: packs.packs_checked,
+            packs_read: packs.packs_read,
+            blobs_checked,
+            errors,
+            warnings,
+            repaired,
+            restore_test: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
 }
 
 /// What is wrong with blob `id` for a reader: not indexed, or every stored
@@ -669,6 +864,10 @@ struct CleanTrees<'a> {
     /// those up to the first problem, so the set is the same as a full
     /// walk's).
     referenced: Mutex<IdSet>,
+    progress: &'a dyn Progress,
+    /// Once cancelled, every judgement returns at once (not clean); the
+    /// caller then returns [`Error::Cancelled`].
+    cancel: &'a Cancel,
 }
 
 /// What [`CleanTrees::judge`] found out about one tree.
@@ -697,6 +896,9 @@ fn size_matches(index: &Index, node: &crate::format::tree::Node) -> Option<bool>
 impl CleanTrees<'_> {
     /// Judges tree `id` (met `depth` folders below a snapshot's root).
     fn judge(&self, id: &Id, depth: usize) -> Judged {
+        if self.cancel.is_cancelled() {
+            return Judged { clean: false, entries: 0 };
+        }
         if depth > MAX_DEPTH {
             // Not remembered: the same tree may be met again higher up.
             // The walk that names damage reports the depth.
@@ -734,6 +936,7 @@ impl CleanTrees<'_> {
                 Judged { clean: content_sound && below.iter().all(|j| j.clean), entries }
             }
         };
+        self.progress.advance(1, 0);
         self.referenced.lock().expect("no panics while held").insert(*id);
         self.known.lock().expect("no panics while held").insert(*id, judged);
         judged
@@ -760,12 +963,13 @@ fn walk_checked(
     check: &dyn Fn(&Id) -> Option<Damage>,
     is_clean: &dyn Fn(&Id) -> bool,
     found: &mut Found,
+    cancel: &Cancel,
 ) -> Result<()> {
     let Found { corrupted, missing, errors } = found;
     // A listing that is indexed and intact but does not decode, or breaks
     // the tree rules (e.g. an entry named `..`): its folder is corrupted.
     let mut unreadable: Vec<(String, Error)> = Vec::new();
-    walk_tolerant(
+    walk_cancellable(
         repo,
         index,
         root,
@@ -821,10 +1025,11 @@ fn walk_checked(
             }
             Ok(Visit::Descend)
         },
-        &mut |path, e| unreadable.push((String::from_utf8_lossy(path).into_owned(), e)),
+        Some(&mut |path, e| unreadable.push((String::from_utf8_lossy(path).into_owned(), e))),
+        cancel,
     )?;
     for (path, e) in unreadable {
-        errors.push(format!("{path}/: {e}"));
+        errors.push(format!("{path}/: {}", e.report()));
         corrupted.push(format!("{path}/"));
     }
     Ok(())

@@ -42,10 +42,6 @@ impl Cache {
         Cache { dir: root.join(repository_id.to_hex()) }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn write(&self, name: &str, data: &[u8]) {
         // Best effort: the cache is an optimisation, never a requirement.
         if private_dir(&self.dir).is_ok() {

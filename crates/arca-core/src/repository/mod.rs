@@ -2,11 +2,13 @@
 //! writes of every file kind.
 
 pub mod cache;
+pub mod snapshots;
 pub mod walk;
 
 use std::sync::Arc;
 
 use arca_backend::{Backend, FileKind};
+use derive_setters::Setters;
 use rayon::prelude::*;
 
 use crate::data::chunker::Gear;
@@ -17,7 +19,7 @@ use crate::format::config::{Config, Encryption};
 use crate::format::id::Id;
 use crate::format::index::{Index, IndexFile};
 use crate::format::keyfile::KeyFile;
-use crate::format::lock::Lock;
+use crate::format::lock::{Lock, LockOptions, ReadLock};
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
@@ -26,6 +28,11 @@ use crate::repository::cache::Cache;
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(Id, Snapshot)>;
 
+/// An open repository: its backend, config and unlocked master key.
+///
+/// Made by [`Repository::init`] or [`Repository::open`]; the engines of
+/// [`crate::ops`] take it by reference and lock it themselves. Holds no
+/// lock of its own, and may be shared between threads.
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: Config,
@@ -42,32 +49,63 @@ pub struct Repository {
 /// A key file as listed by `key list`.
 #[derive(Debug, Clone)]
 pub struct KeyListing {
+    /// The key file's id: 64 hex digits, its name under `keys/`.
     pub id: String,
+    /// Whether this is the key that opened the repository.
     pub current: bool,
+    /// The key file itself: when (`created`, RFC 3339), by whom (`host`,
+    /// `user`) and with which key derivation (`kdf`) it was made.
     pub file: KeyFile,
 }
 
+/// How [`Repository::init`] sets up a new repository; fixed for its life.
+#[derive(Debug, Clone, Copy, PartialEq, Setters)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// Whether and how blobs and metadata are encrypted.
+    pub encryption: Encryption,
+    /// zstd level for blobs, 0 for none.
+    pub compression_level: i32,
+    /// Reed-Solomon parity per pack, in percent of its size (0: none, at
+    /// most 100): lets verify rebuild damaged packs in place.
+    pub parity_percent: u8,
+    /// Target size of a pack file in bytes (1 MiB to 1 GiB): smaller packs
+    /// mean more files, larger packs more to rewrite when pruning.
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    /// Encrypted, compressed at the default level, no parity, default packs.
+    fn default() -> Self {
+        InitOptions {
+            encryption: Encryption::Xchacha20Poly1305,
+            compression_level: crate::format::config::DEFAULT_COMPRESSION_LEVEL,
+            parity_percent: 0,
+            pack_size: crate::format::config::DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
 impl Repository {
-    /// Creates a repository. `password` is required unless `encryption` is
-    /// `None`. Writes the key first and the config last: a folder with no
-    /// config is not a repository, so an interrupted init leaves nothing
-    /// that looks usable.
-    pub fn init(
-        backend: Arc<dyn Backend>,
-        password: Option<&str>,
-        encryption: Encryption,
-        compression_level: i32,
-        parity_percent: u8,
-    ) -> Result<Repository> {
+    /// Creates a repository as `opts` says. `password` is required unless
+    /// the encryption is [`Encryption::None`]. Writes the key first and the
+    /// config last: a folder with no config is not a repository, so an
+    /// interrupted init leaves nothing that looks usable.
+    pub fn init(backend: Arc<dyn Backend>, password: Option<&str>, opts: &InitOptions) -> Result<Repository> {
         let location = backend.location();
         if backend.exists(FileKind::Config, "config")? {
             return Err(Error::RepositoryExists(location));
         }
+        let InitOptions { encryption, compression_level, parity_percent, pack_size } = *opts;
         if parity_percent > 100 {
             return Err(Error::Invalid(format!("parity {parity_percent}% is more than 100%")));
         }
+        if !(1 << 20..=1 << 30).contains(&pack_size) {
+            return Err(Error::Invalid(format!("pack size {pack_size} bytes is out of 1 MiB..1 GiB")));
+        }
         let mut config = Config::new(encryption, compression_level);
         config.parity_percent = parity_percent;
+        config.pack_size = pack_size;
         let config_bytes = config.encode();
         let mut master = MasterKey::random();
         master.config_hash = Some(Id::of_bytes(&config_bytes).to_hex());
@@ -104,6 +142,9 @@ impl Repository {
         Repository { backend, config, crypto, master, key_name, gear, cache: None, config_damage: None }
     }
 
+    /// Reads and parses the plaintext config of the repository on `backend`,
+    /// without a password or a lock. Fails with [`Error::NoRepository`] when
+    /// there is none, and refuses a format version this build cannot read.
     pub fn read_config(backend: &dyn Backend) -> Result<Config> {
         let location = backend.location();
         match backend.get(FileKind::Config, "config") {
@@ -124,6 +165,11 @@ impl Repository {
         Ok(config.encryption != Encryption::None)
     }
 
+    /// Opens the repository on `backend` with a key file that `password`
+    /// unlocks (`None` for an unencrypted one). Takes no lock.
+    /// Fails with [`Error::NoRepository`], [`Error::PasswordRequired`] or
+    /// [`Error::WrongPassword`]; a damaged config is kept in
+    /// [`Repository::config_damage`] instead of failing.
     pub fn open(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository> {
         let location = backend.location();
         let config = Self::read_config(&*backend)?;
@@ -151,7 +197,7 @@ impl Repository {
             {
                 Ok(kf) => kf,
                 Err(e) => {
-                    damaged.push(e.to_string());
+                    damaged.push(e.report().to_string());
                     continue;
                 }
             };
@@ -169,7 +215,7 @@ impl Repository {
                     return Ok(repo);
                 }
                 Ok(None) => {}
-                Err(e) => damaged.push(e.to_string()),
+                Err(e) => damaged.push(e.report().to_string()),
             }
         }
         if let Some((master, name)) = foreign {
@@ -206,7 +252,7 @@ impl Repository {
 
     /// Of the listed key files `keys`, those that others than the
     /// repository's owner can read, each with why: anyone who copies one can guess the password offline.
-    pub fn exposed_keys(&self, keys: &[arca_backend::Entry]) -> Result<Vec<String>> {
+    pub(crate) fn exposed_keys(&self, keys: &[arca_backend::Entry]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for k in keys {
             if let Some(why) = self.backend.exposure(FileKind::Key, &k.name)? {
@@ -228,35 +274,47 @@ impl Repository {
         self.cache = Some(Cache::new(root, &self.config.id));
     }
 
-    pub fn cache(&self) -> Option<&Cache> {
+    pub(crate) fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
     }
 
+    /// The storage this repository lives on.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
+    /// The repository's config (id, encryption, compression, pack size,
+    /// parity), as opened or created.
     pub fn config(&self) -> &Config {
         &self.config
     }
+    /// The repository's keys for blob ids and sealing. Low level: for
+    /// crafting objects in tests; engines and embedders need not use it.
     pub fn crypto(&self) -> &Crypto {
         &self.crypto
     }
-    pub fn gear(&self) -> &Arc<Gear> {
+    pub(crate) fn gear(&self) -> &Arc<Gear> {
         &self.gear
     }
+    /// Where the repository is, for messages: the backend's path or URL
+    /// (never secrets).
     pub fn location(&self) -> String {
         self.backend.location()
     }
-    pub fn object_name(&self, kind: FileKind, name: &str) -> String {
+    pub(crate) fn object_name(&self, kind: FileKind, name: &str) -> String {
         format!("{}/{}", self.location(), kind.path(name))
     }
 
-    pub fn lock(&self, exclusive: bool, operation: &str) -> Result<Lock> {
+    pub(crate) fn lock(&self, exclusive: bool, operation: &str) -> Result<Lock> {
         Lock::acquire(self.backend.clone(), self.crypto.clone(), exclusive, operation)
     }
 
     /// Takes a lock, retrying for up to `wait` while the repository is locked.
-    pub fn lock_wait(&self, exclusive: bool, operation: &str, wait: std::time::Duration) -> Result<Lock> {
+    pub(crate) fn lock_wait(
+        &self,
+        exclusive: bool,
+        operation: &str,
+        wait: std::time::Duration,
+    ) -> Result<Lock> {
         let deadline = std::time::Instant::now() + wait;
         let mut pause = std::time::Duration::from_millis(200);
         loop {
@@ -276,23 +334,73 @@ impl Repository {
     /// full disk) or `skip` asks for none: restoring from such storage is
     /// the disaster case and must work. A conflicting exclusive lock still
     /// refuses.
-    pub fn lock_for_reading(
+    pub(crate) fn lock_for_reading(
         &self,
         operation: &str,
         wait: std::time::Duration,
         skip: bool,
     ) -> Result<crate::format::lock::ReadLock> {
-        use crate::format::lock::ReadLock;
         if skip {
             return Ok(ReadLock::Skipped(None));
         }
         match self.lock_wait(false, operation, wait) {
             Ok(l) => Ok(ReadLock::Held(l)),
             Err(Error::Backend(e)) if e.action == "writing" && e.is_write_refused() => {
-                Ok(ReadLock::Skipped(Some(e.to_string())))
+                Ok(ReadLock::Skipped(Some(e.report().to_string())))
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The lock of an engine that writes: shared (`exclusive` false) for
+    /// those that only add, exclusive for those that delete. Waits up to
+    /// `opts.wait`; refuses `opts.skip`. Notes go through
+    /// [`LockOptions::note`].
+    pub(crate) fn lock_writing(
+        &self,
+        exclusive: bool,
+        operation: &str,
+        opts: &LockOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Lock> {
+        if opts.skip {
+            return Err(Error::Invalid(format!(
+                "{operation} writes to the repository and must lock it: it cannot run without a lock"
+            )));
+        }
+        let lock = self.lock_wait(exclusive, operation, opts.wait)?;
+        for n in lock.notes() {
+            opts.note(progress, n);
+        }
+        Ok(lock)
+    }
+
+    /// The lock of an engine that only reads ([`Repository::lock_for_reading`]),
+    /// saying through [`LockOptions::note`] when it goes on without one
+    /// because the storage refuses it.
+    pub(crate) fn lock_reading(
+        &self,
+        operation: &str,
+        opts: &LockOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<ReadLock> {
+        let lock = self.lock_for_reading(operation, opts.wait, opts.skip)?;
+        match &lock {
+            ReadLock::Held(l) => {
+                for n in l.notes() {
+                    opts.note(progress, n);
+                }
+            }
+            ReadLock::Skipped(Some(why)) => opts.note(
+                progress,
+                &format!(
+                    "{operation} goes on without a lock, the repository refuses one ({why}); \
+                     a prune started meanwhile could remove data it reads"
+                ),
+            ),
+            ReadLock::Skipped(None) => {}
+        }
+        Ok(lock)
     }
 
     /// The retention policy stored in the repository, if any.
@@ -307,14 +415,22 @@ impl Repository {
         serde_json::from_slice(&plain).map(Some).map_err(|e| Error::corrupt(&object, e.to_string()))
     }
 
+    /// Stores `policy` (sealed) as the repository's retention policy,
+    /// replacing any stored one. Takes no lock.
     pub fn save_policy(&self, policy: &crate::ops::forget::Policy) -> Result<()> {
         let plain = serde_json::to_vec(policy).expect("policy serializes");
         self.backend.put(FileKind::Policy, "policy", &self.crypto.seal(&plain))?;
         Ok(())
     }
 
+    /// Removes the stored retention policy (nothing to do when none is stored).
+    pub fn clear_policy(&self) -> Result<()> {
+        self.backend.delete(FileKind::Policy, "policy")?;
+        Ok(())
+    }
+
     /// Stores a sealed, compressed file named by the hash of its bytes.
-    pub fn save_file(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
+    pub(crate) fn save_file(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
         let stored = self.crypto.seal(&compress::encode(plain, self.config.compression_level.max(1)));
         let id = Id::of_bytes(&stored);
         self.backend.put(kind, &id.to_hex(), &stored)?;
@@ -329,7 +445,7 @@ impl Repository {
     /// Loads a file written by [`save_file`], checking its name and seal.
     /// Index and snapshot files of a remote repository come from the local
     /// cache when a valid copy is there.
-    pub fn load_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+    pub(crate) fn load_file(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
         let name = id.to_hex();
         let object = self.object_name(kind, &name);
         let folder = kind.dir();
@@ -356,7 +472,7 @@ impl Repository {
     /// file), each superseding the index files `old`, then deletes those old
     /// files. New before old: an interruption leaves a redundant index,
     /// never a missing one. Returns the new files and how many were deleted.
-    pub fn replace_index(
+    pub(crate) fn replace_index(
         &self,
         old: &[String],
         packs: &[crate::format::index::IndexPack],
@@ -378,7 +494,7 @@ impl Repository {
         Ok((written, removed))
     }
 
-    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
+    pub(crate) fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
         let plain = self.load_file(FileKind::Index, id)?;
         IndexFile::decode(&plain, &self.object_name(FileKind::Index, &id.to_hex()))
     }
@@ -422,7 +538,20 @@ impl Repository {
         Ok((index, errors))
     }
 
-    /// Loads the index; any unreadable index file is an error.
+    /// The index, leniently: an index file that does not read is named
+    /// through `progress` (what it lists stays unreachable until `arca
+    /// repair index`) instead of failing the load.
+    pub(crate) fn load_index_reporting(&self, progress: &dyn crate::progress::Progress) -> Result<Index> {
+        let (index, errors) = self.load_index_lenient()?;
+        for e in errors {
+            progress.warn(&format!("{}; data it names is unreachable until `arca repair index`", e.report()));
+        }
+        Ok(index)
+    }
+
+    /// Loads and merges every index file into the index of all stored
+    /// blobs. Takes no lock; fails on the first index file that does not
+    /// read ([`Repository::load_index_lenient`] goes on past them).
     pub fn load_index(&self) -> Result<Index> {
         let (index, mut errors) = self.load_index_lenient()?;
         match errors.pop() {
@@ -432,7 +561,7 @@ impl Repository {
     }
 
     /// Opens, decompresses and authenticates one blob's stored bytes.
-    pub fn decode_blob(&self, id: &Id, sealed: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    pub(crate) fn decode_blob(&self, id: &Id, sealed: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
         let plain = self.crypto.open(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
         let data = compress::decode(plain, object)?;
         if self.crypto.blob_id(&data) != *id {
@@ -443,7 +572,7 @@ impl Repository {
 
     /// [`Repository::decode_blob`] without copies: decrypts `sealed` in place
     /// and decompresses into `scratch`; returns the checked plaintext.
-    pub fn open_blob_in_place<'a>(
+    pub(crate) fn open_blob_in_place<'a>(
         &self,
         id: &Id,
         sealed: &'a mut [u8],
@@ -464,7 +593,7 @@ impl Repository {
     /// buffers for every blob cost more system time than the writes.
     ///
     /// [`read_blob`]: Repository::read_blob
-    pub fn with_blob<R>(&self, index: &Index, id: &Id, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    pub(crate) fn with_blob<R>(&self, index: &Index, id: &Id, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         thread_local! {
             static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
                 const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -497,7 +626,7 @@ impl Repository {
 
     /// Reads a blob, falling back to another stored copy when the first is
     /// damaged or gone.
-    pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+    pub(crate) fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
         let tree_cache = self
             .metadata_cache()
             .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree));
@@ -512,7 +641,7 @@ impl Repository {
         first_intact_copy(index, id, |loc| self.read_blob_at(index, id, loc))
     }
 
-    pub fn read_blob_at(
+    pub(crate) fn read_blob_at(
         &self,
         index: &Index,
         id: &Id,
@@ -531,13 +660,13 @@ impl Repository {
         Ok(data)
     }
 
-    pub fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+    pub(crate) fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
         let data = self.read_blob(index, id)?;
         Tree::decode(&data).map_err(|source| Error::Tree { tree: id.short(), source })
     }
 
     /// Reads the header of a pack from the backend (trailer, then header).
-    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<PackEntry>> {
+    pub(crate) fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<PackEntry>> {
         let object = self.object_name(FileKind::Pack, name);
         if size < pack::TRAILER_LEN as u64 {
             return Err(Error::corrupt(&object, format!("pack is only {size} bytes")));
@@ -553,10 +682,15 @@ impl Repository {
         pack::parse_header(&sealed, off, &self.crypto, &object)
     }
 
+    /// Stores `snap` as a new snapshot file; returns its id (the hash of
+    /// the stored bytes). Low level: takes no lock and checks nothing, the
+    /// tree it names must be stored already. A backup calls it last.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         self.save_file(FileKind::Snapshot, &snap.encode())
     }
 
+    /// Reads the snapshot file `id`, checking its hash and seal. Takes no
+    /// lock; [`Repository::find_snapshot`] resolves `latest` or a prefix.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let plain = self.load_file(FileKind::Snapshot, id)?;
         Snapshot::decode(&plain, &self.object_name(FileKind::Snapshot, &id.to_hex()))
@@ -589,6 +723,8 @@ impl Repository {
         Ok((snaps, errors))
     }
 
+    /// All snapshots, oldest first; fails on the first snapshot file that
+    /// does not read ([`Repository::snapshots_lenient`] skips them).
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let (snaps, mut errors) = self.snapshots_lenient()?;
         match errors.pop() {
@@ -631,6 +767,8 @@ impl Repository {
 
     // ---- keys ----
 
+    /// Every key file, oldest first, marking the one in use; fails when one
+    /// does not read.
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
         let mut out = Vec::new();
         for e in self.backend.list(FileKind::Key)? {
@@ -681,6 +819,8 @@ impl Repository {
         Ok(new)
     }
 
+    /// The id (64 hex digits) of the key file that opened this repository,
+    /// as [`KeyListing::id`] gives it.
     pub fn key_name(&self) -> &str {
         &self.key_name
     }

@@ -6,6 +6,7 @@
 //! deep. [`MAX_ENTRIES`] and [`MAX_DEPTH`] turn both into an error instead
 //! of a walk that never ends or a stack overflow.
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::Index;
@@ -62,20 +63,8 @@ pub fn walk(repo: &Repository, index: &Index, root: &Id, visit: &mut Visitor) ->
     walk_limited(repo, index, root, Limits::default(), visit, None)
 }
 
-/// Like [`walk`], but a folder whose listing cannot be read is reported to
-/// `on_error` and skipped, so everything else is still visited. The root
-/// tree must be readable; exceeding the limits is still an error.
-pub fn walk_tolerant(
-    repo: &Repository,
-    index: &Index,
-    root: &Id,
-    visit: &mut Visitor,
-    on_error: &mut TreeErrors,
-) -> Result<()> {
-    walk_limited(repo, index, root, Limits::default(), visit, Some(on_error))
-}
-
-/// [`walk`] or (with `on_error`) [`walk_tolerant`] with the given limits.
+/// [`walk`] with the given limits; with `on_error`, a folder whose listing
+/// cannot be read is reported there and skipped (the root must read).
 pub fn walk_limited(
     repo: &Repository,
     index: &Index,
@@ -84,7 +73,23 @@ pub fn walk_limited(
     visit: &mut Visitor,
     on_error: Option<&mut TreeErrors>,
 ) -> Result<()> {
-    let mut walker = Walker { repo, index, limits, visited: 0, path: Vec::new() };
+    let mut walker = Walker { repo, index, limits, visited: 0, path: Vec::new(), cancel: None };
+    walker.tree(root, 0, visit, on_error)
+}
+
+/// [`walk_limited`] with the default limits that stops with
+/// [`Error::Cancelled`] once `cancel` is cancelled: checked before each
+/// tree is loaded and each entry visited.
+pub fn walk_cancellable(
+    repo: &Repository,
+    index: &Index,
+    root: &Id,
+    visit: &mut Visitor,
+    on_error: Option<&mut TreeErrors>,
+    cancel: &Cancel,
+) -> Result<()> {
+    let mut walker =
+        Walker { repo, index, limits: Limits::default(), visited: 0, path: Vec::new(), cancel: Some(cancel) };
     walker.tree(root, 0, visit, on_error)
 }
 
@@ -104,6 +109,7 @@ struct Walker<'a> {
     limits: Limits,
     visited: u64,
     path: Vec<u8>,
+    cancel: Option<&'a Cancel>,
 }
 
 impl Walker<'_> {
@@ -114,6 +120,9 @@ impl Walker<'_> {
         visit: &mut Visitor,
         mut on_error: Option<&mut TreeErrors>,
     ) -> Result<()> {
+        if let Some(c) = self.cancel {
+            c.check()?;
+        }
         if depth > self.limits.depth {
             return Err(Error::TooDeep { path: shortened(&self.path), limit: self.limits.depth });
         }
@@ -127,6 +136,9 @@ impl Walker<'_> {
         };
         for node in &tree.nodes {
             self.visited += 1;
+            if let Some(c) = self.cancel {
+                c.check()?;
+            }
             if self.visited > self.limits.entries {
                 return Err(Error::TooManyEntries { limit: self.limits.entries });
             }
@@ -161,7 +173,12 @@ mod tests {
     fn shared(levels: usize, width: usize) -> (tempfile::TempDir, Repository, Index, Id) {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(arca_backend::LocalBackend::new(dir.path().join("repo")));
-        let repo = Repository::init(backend, None, Encryption::None, 3, 0).unwrap();
+        let repo = Repository::init(
+            backend,
+            None,
+            &crate::InitOptions::default().encryption(Encryption::None).compression_level(3),
+        )
+        .unwrap();
         let packer = Packer::new(&repo, Arc::new(Index::default()), Default::default(), false, 1);
         let mut top = packer.add_tree(Tree::default()).unwrap();
         for _ in 0..levels {
@@ -208,6 +225,44 @@ mod tests {
             seen += 1;
             Ok(Visit::Descend)
         })
+        .unwrap();
+        assert_eq!(seen, (1 << 9) - 2);
+    }
+
+    #[test]
+    fn a_cancelled_walk_stops_at_the_next_entry() {
+        let (_dir, repo, index, top) = shared(8, 2);
+        let cancel = Cancel::new();
+        let mut seen = 0u64;
+        let r = walk_cancellable(
+            &repo,
+            &index,
+            &top,
+            &mut |_, _, _| {
+                seen += 1;
+                if seen == 10 {
+                    cancel.cancel();
+                }
+                Ok(Visit::Descend)
+            },
+            None,
+            &cancel,
+        );
+        assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        assert_eq!(seen, 10, "no entry visited after the cancel");
+        // Not cancelled: the whole walk.
+        let mut seen = 0u64;
+        walk_cancellable(
+            &repo,
+            &index,
+            &top,
+            &mut |_, _, _| {
+                seen += 1;
+                Ok(Visit::Descend)
+            },
+            Some(&mut |_, _| {}),
+            &Cancel::new(),
+        )
         .unwrap();
         assert_eq!(seen, (1 << 9) - 2);
     }

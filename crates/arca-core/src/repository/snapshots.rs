@@ -1,0 +1,158 @@
+//! Choosing snapshots: by host, tag and source path ([`SnapshotFilter`]),
+//! and the one to restore for a point in time ([`SnapshotFilter::latest_at`]).
+//!
+//! Shared by every caller that lists or selects snapshots (the CLI's
+//! `snapshots`, `forget`, `restore --at`, `verify`; a daemon's jobs), so
+//! that they all select alike.
+
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::snapshot::Snapshot;
+use crate::repository::{Repository, SnapshotList};
+
+/// A snapshot with its id.
+pub type IdSnapshot = (Id, Snapshot);
+
+/// Which snapshots an operation considers. The default matches every
+/// snapshot; each criterion narrows it: a host, any of some tags, a source
+/// path (normalized as backups record it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    host: Option<String>,
+    tags: Vec<String>,
+    path: Option<String>,
+}
+
+impl SnapshotFilter {
+    /// A filter that matches every snapshot.
+    pub fn new() -> SnapshotFilter {
+        SnapshotFilter::default()
+    }
+
+    /// Only snapshots of this host.
+    pub fn host(mut self, host: impl Into<String>) -> SnapshotFilter {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Only snapshots with this tag; given more than once, any of them.
+    pub fn tag(mut self, tag: impl Into<String>) -> SnapshotFilter {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Only snapshots that include this source path. A relative path is
+    /// taken from the current folder and `..` resolved, as a backup records
+    /// its sources; fails only when the current folder cannot be known.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Result<SnapshotFilter> {
+        let p = crate::ops::backup::normalize(path.as_ref())?;
+        self.path = Some(p.to_string_lossy().into_owned());
+        Ok(self)
+    }
+
+    /// Whether no criterion is set (every snapshot matches).
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.tags.is_empty() && self.path.is_none()
+    }
+
+    /// Whether `s` passes every criterion.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && (self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
+            && self.path.as_ref().is_none_or(|p| s.paths.contains(p))
+    }
+
+    /// The snapshots of `list` that match, in their order.
+    pub fn select(&self, list: SnapshotList) -> SnapshotList {
+        list.into_iter().filter(|(_, s)| self.matches(s)).collect()
+    }
+
+    /// The snapshot to restore for the point in time `at`: of those that
+    /// match, the one taken latest at or before `at` (of equal times, the
+    /// last listed).
+    pub fn latest_at<'a>(
+        &self,
+        list: &'a [(Id, Snapshot)],
+        at: DateTime<FixedOffset>,
+    ) -> Option<&'a (Id, Snapshot)> {
+        list.iter()
+            .filter(|(_, s)| s.timestamp() <= at)
+            .filter(|(_, s)| self.matches(s))
+            .max_by_key(|(_, s)| s.timestamp())
+    }
+}
+
+/// Of `list`, the latest one that `ids` names, or the latest of all when
+/// `ids` is empty: the default snapshot of a check such as a restore test.
+pub fn latest_of<'a>(list: &'a [(Id, Snapshot)], ids: &[Id]) -> Option<&'a (Id, Snapshot)> {
+    list.iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id))
+}
+
+impl Repository {
+    /// Every readable snapshot that `filter` matches, oldest first, with the
+    /// errors of the snapshot files that do not read (skipped).
+    pub fn snapshots_matching(&self, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<Error>)> {
+        let (list, errors) = self.snapshots_lenient()?;
+        Ok((filter.select(list), errors))
+    }
+
+    /// The snapshot to restore for the point in time `at` among those
+    /// `filter` matches ([`SnapshotFilter::latest_at`]), `None` when none
+    /// was taken by then; with the errors of unreadable snapshot files.
+    pub fn snapshot_at(
+        &self,
+        filter: &SnapshotFilter,
+        at: DateTime<FixedOffset>,
+    ) -> Result<(Option<IdSnapshot>, Vec<Error>)> {
+        let (list, errors) = self.snapshots_lenient()?;
+        Ok((filter.latest_at(&list, at).cloned(), errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(time: &str, host: &str, tags: &[&str], path: &str) -> Snapshot {
+        Snapshot {
+            time: time.into(),
+            host: host.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            paths: vec![path.into()],
+            ..Default::default()
+        }
+    }
+
+    fn id(i: u8) -> Id {
+        Id([i; 32])
+    }
+
+    #[test]
+    fn filters_and_point_in_time() {
+        let list: SnapshotList = vec![
+            (id(1), snap("2024-01-01T10:00:00Z", "a", &["x"], "/src")),
+            (id(2), snap("2024-01-02T10:00:00Z", "b", &[], "/src")),
+            (id(3), snap("2024-01-03T10:00:00Z", "a", &["y"], "/other")),
+        ];
+        let all = SnapshotFilter::new();
+        assert!(all.is_empty());
+        assert_eq!(all.select(list.clone()).len(), 3);
+        let a = SnapshotFilter::new().host("a");
+        assert_eq!(a.select(list.clone()).iter().map(|s| s.0).collect::<Vec<_>>(), [id(1), id(3)]);
+        let tagged = SnapshotFilter::new().tag("nope").tag("y");
+        assert_eq!(tagged.select(list.clone()).iter().map(|s| s.0).collect::<Vec<_>>(), [id(3)]);
+        let src = SnapshotFilter::new().path("/src/../src").unwrap();
+        assert_eq!(src.select(list.clone()).len(), 2);
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap();
+        assert_eq!(all.latest_at(&list, at("2024-01-02T12:00:00Z")).map(|s| s.0), Some(id(2)));
+        assert_eq!(a.latest_at(&list, at("2024-01-02T12:00:00Z")).map(|s| s.0), Some(id(1)));
+        assert_eq!(all.latest_at(&list, at("2024-01-03T10:00:00Z")).map(|s| s.0), Some(id(3)), "at counts");
+        assert!(all.latest_at(&list, at("2023-12-31T00:00:00Z")).is_none());
+        assert_eq!(latest_of(&list, &[]).map(|s| s.0), Some(id(3)));
+        assert_eq!(latest_of(&list, &[id(1), id(2)]).map(|s| s.0), Some(id(2)));
+    }
+}
