@@ -12,8 +12,8 @@ use arca_bench::{random_bytes, random_entries, text_bytes, Rng};
 use arca_core::internals::chunker::{Chunker, ChunkerParams, Gear};
 use arca_core::internals::compress;
 use arca_core::internals::crypto::{Crypto, MasterKey};
-use arca_core::Id;
 use arca_core::Index;
+use arca_core::{BlobId, Id, PackId};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const MIB: usize = 1 << 20;
@@ -78,14 +78,14 @@ fn index_lookup(c: &mut Criterion) {
     const N: usize = 1_000_000;
     let entries = random_entries(N, 6);
     let mut index = Index::default();
-    index.add_pack(Id([1; 32]), u64::MAX, &entries);
+    index.add_pack(PackId(Id([1; 32])), u64::MAX, &entries);
     index.compact();
     let mut rng = Rng::new(8);
     // Lookups in a random order over the whole table: 2^20 ids to look up,
     // far more than the caches hold, so each lookup pays its cache misses.
     const LOOKUPS: usize = 1 << 20;
-    let hits: Vec<Id> = (0..LOOKUPS).map(|_| entries[(rng.next_u64() % N as u64) as usize].id).collect();
-    let misses: Vec<Id> = (0..LOOKUPS).map(|_| rng.id()).collect();
+    let hits: Vec<BlobId> = (0..LOOKUPS).map(|_| entries[(rng.next_u64() % N as u64) as usize].id).collect();
+    let misses: Vec<BlobId> = (0..LOOKUPS).map(|_| BlobId(rng.id())).collect();
     drop(entries);
     let mut g = c.benchmark_group("index_1M");
     g.throughput(Throughput::Elements(1));
@@ -117,7 +117,7 @@ fn index_lookup(c: &mut Criterion) {
         b.iter_batched(
             Index::default,
             |mut idx| {
-                idx.add_pack(Id([1; 32]), u64::MAX, &entries);
+                idx.add_pack(PackId(Id([1; 32])), u64::MAX, &entries);
                 idx
             },
             BatchSize::PerIteration,
@@ -132,7 +132,7 @@ fn index_lookup(c: &mut Criterion) {
                 for (i, pack) in entries.chunks(250).enumerate() {
                     let mut id = [0xffu8; 32];
                     id[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                    idx.add_pack(Id(id), u64::MAX, pack);
+                    idx.add_pack(PackId(Id(id)), u64::MAX, pack);
                 }
                 idx.compact();
                 idx

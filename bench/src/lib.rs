@@ -1,7 +1,7 @@
 //! Shared helpers of arca's hand-run benchmarks (`cargo bench -p arca-bench`).
 
 use arca_core::internals::pack::{BlobType, PackEntry};
-use arca_core::Id;
+use arca_core::{BlobId, Id};
 
 /// A small deterministic generator (xorshift64*), so runs are comparable.
 pub struct Rng(u64);
@@ -108,7 +108,7 @@ pub fn random_entries(n: usize, seed: u64) -> Vec<PackEntry> {
     (0..n)
         .map(|i| PackEntry {
             kind: BlobType::Data,
-            id: rng.id(),
+            id: BlobId(rng.id()),
             offset: (i as u32).wrapping_mul(1000),
             length: 1000,
             raw_length: 1000,

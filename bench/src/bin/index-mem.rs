@@ -14,8 +14,8 @@
 //! hold it.
 
 use arca_bench::{random_entries, rss_bytes};
-use arca_core::Id;
 use arca_core::Index;
+use arca_core::{Id, PackId};
 
 const PACK_LEN: usize = 250;
 
@@ -33,10 +33,10 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn pack_id(i: usize) -> Id {
+fn pack_id(i: usize) -> PackId {
     let mut b = [0xffu8; 32];
     b[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    Id(b)
+    PackId(Id(b))
 }
 
 fn measure(n: usize, mode: &str) {
@@ -46,7 +46,7 @@ fn measure(n: usize, mode: &str) {
     let before = rss_bytes().expect("reading /proc/self/statm");
     let mut index = Index::default();
     match mode {
-        "one-pack" => index.add_pack(Id([1; 32]), u64::MAX, &entries),
+        "one-pack" => index.add_pack(PackId(Id([1; 32])), u64::MAX, &entries),
         "loader" => {
             for (i, pack) in entries.chunks(PACK_LEN).enumerate() {
                 index.add_pack(pack_id(i), u64::MAX, pack);

@@ -13,19 +13,22 @@ use arca_core::internals::index::{IndexFile, IndexPack};
 use arca_core::internals::keyfile::KeyFile;
 use arca_core::internals::pack::{BlobType, PackBuilder};
 use arca_core::internals::tree::Tree;
-use arca_core::{Config, Encryption, Id, Node, NodeKind, Snapshot, Strategy, Summary, Timestamp, Xattr};
+use arca_core::{
+    Config, DataId, Encryption, Id, Node, NodeKind, Snapshot, SnapshotId, Strategy, Summary, Timestamp,
+    TreeId, Xattr,
+};
 
 fn tree_examples() -> Vec<Tree> {
     let mut file = Node::new(b"file.txt".to_vec(), NodeKind::File);
     file.mode = 0o644;
     file.size = 300;
-    file.content = vec![Id([1; 32]), Id([2; 32])];
+    file.content = vec![DataId(Id([1; 32])), DataId(Id([2; 32]))];
     file.mtime = Timestamp { secs: 1_700_000_000, nanos: 5 };
     file.user = Some("root".into());
     file.xattrs = vec![Xattr { name: b"user.k".to_vec(), value: b"v".to_vec() }];
     let mut dir = Node::new(b"dir".to_vec(), NodeKind::Dir);
     dir.mode = 0o755;
-    dir.subtree = Some(Id([3; 32]));
+    dir.subtree = Some(TreeId(Id([3; 32])));
     let mut link = Node::new(b"link".to_vec(), NodeKind::Symlink);
     link.link_target = Some(b"../../etc/passwd".to_vec());
     let fifo = Node::new(b"pipe".to_vec(), NodeKind::Fifo);
@@ -37,7 +40,7 @@ fn tree_examples() -> Vec<Tree> {
     let mut hard2 = hard.clone();
     hard2.name = b"hard2".to_vec();
     let mut odd = Node::new(b"\xff\xfe name".to_vec(), NodeKind::File);
-    odd.content = vec![Id([1; 32])];
+    odd.content = vec![DataId(Id([1; 32]))];
     let mut trees = vec![
         Tree::default(),
         Tree { nodes: vec![file.clone()] },
@@ -79,7 +82,7 @@ fn main() {
     for (i, data) in [&b"first blob"[..], &[0u8; 100]].iter().enumerate() {
         let s = plain.seal(data);
         let kind = if i == 0 { BlobType::Data } else { BlobType::Tree };
-        pack.add(kind, plain.blob_id(data), data.len() as u32, &s).expect("add");
+        pack.add(kind, arca_core::BlobId(plain.blob_id(data)), data.len() as u32, &s).expect("add");
     }
     let (bytes, pack_id, size, es) = pack.finish(&plain).expect("finish");
     entries.extend(es.iter().copied());
@@ -106,20 +109,20 @@ fn main() {
     let snap = Snapshot {
         version: 1,
         time: "2026-12-01T00:00:00.123456789+00:00".into(),
-        tree: Id([3; 32]),
+        tree: TreeId(Id([3; 32])),
         paths: vec!["/usr/share/doc".into()],
         resolved_paths: [("/usr/share/doc".to_string(), "/usr/local/share/doc".to_string())].into(),
         host: "host".into(),
         user: "user".into(),
         tags: vec!["tag".into()],
         strategy: Strategy::Incremental,
-        parent: Some(Id([4; 32])),
+        parent: Some(SnapshotId(Id([4; 32]))),
         size: 300,
         files: 1,
         summary: Summary::default(),
         program_version: "0.1.0".into(),
         repaired_from: None,
-        original: Some(Id([6; 32])),
+        original: Some(SnapshotId(Id([6; 32]))),
     };
     seeds.push(("snapshot", snap.encode()));
 
@@ -136,9 +139,9 @@ fn main() {
     // Folders refer to earlier parts (subtree id[0] % parts so far).
     let mut leaf = Node::new(b"f".to_vec(), NodeKind::File);
     leaf.size = 7;
-    leaf.content = vec![Id([1; 32])];
+    leaf.content = vec![DataId(Id([1; 32]))];
     let mut sub = Node::new(b"d".to_vec(), NodeKind::Dir);
-    sub.subtree = Some(Id([0; 32]));
+    sub.subtree = Some(TreeId(Id([0; 32])));
     let mut bad = leaf.clone();
     bad.name = b"..".to_vec();
     seeds.push((

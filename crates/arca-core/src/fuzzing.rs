@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::data::crypto::{Crypto, MasterKey};
 use crate::data::packer::Packer;
 use crate::format::config::{Config, Encryption};
-use crate::format::id::Id;
+use crate::format::id::{DataId, Id, SnapshotId, TreeId};
 use crate::format::index::{Index, IndexFile};
 use crate::format::keyfile::KeyFile;
 use crate::format::pack::BlobType;
@@ -101,7 +101,7 @@ pub fn tree(data: &[u8]) {
 pub fn snapshot(data: &[u8]) {
     if let Ok(s) = Snapshot::decode(data, "fuzz/snapshot") {
         let _ = s.timestamp();
-        let _ = s.metadata(&Id::of_bytes(data));
+        let _ = s.metadata(&SnapshotId(Id::of_bytes(data)));
     }
 }
 
@@ -211,13 +211,13 @@ pub fn restore_tree(data: &[u8]) {
     let contents: [&[u8]; 3] = [b"", b"escaped", &[0u8; 300]];
     let mut data_ids = Vec::new();
     for c in contents {
-        let id = repo.crypto().blob_id(c);
+        let id = DataId(repo.crypto().blob_id(c));
         if packer.claim(id) && packer.add(BlobType::Data, id, c).is_err() {
             return;
         }
         data_ids.push(id);
     }
-    let mut stored: Vec<Id> = Vec::new();
+    let mut stored: Vec<TreeId> = Vec::new();
     // Entries a walk of each stored tree visits: folders sharing subtrees
     // expand exponentially, and restore is bounded only by
     // walk::MAX_ENTRIES (tested elsewhere); here that would be a timeout.
@@ -229,11 +229,11 @@ pub fn restore_tree(data: &[u8]) {
             if let Some(sub) = &mut n.subtree {
                 match stored.len() {
                     0 => n.subtree = None,
-                    len => *sub = stored[sub.0[0] as usize % len],
+                    len => *sub = stored[sub.bytes()[0] as usize % len],
                 }
             }
             for c in &mut n.content {
-                *c = data_ids[c.0[0] as usize % data_ids.len()];
+                *c = data_ids[c.bytes()[0] as usize % data_ids.len()];
             }
             if n.kind == NodeKind::File && n.size > 1 << 20 {
                 n.size = 1 << 20;
@@ -250,7 +250,7 @@ pub fn restore_tree(data: &[u8]) {
             continue;
         }
         let bytes = t.encode();
-        let id = repo.crypto().blob_id(&bytes);
+        let id = TreeId(repo.crypto().blob_id(&bytes));
         if packer.claim(id) && packer.add(BlobType::Tree, id, &bytes).is_err() {
             return;
         }
@@ -276,7 +276,7 @@ pub fn restore_tree(data: &[u8]) {
     let _ = crate::ops::restore::restore_tree(
         &repo,
         &index,
-        &Id::default(),
+        &SnapshotId::default(),
         &root,
         &opts,
         &crate::progress::NoProgress,

@@ -79,7 +79,7 @@
 //! applies filesystem metadata and matches paths; [`ops`] holds the
 //! operations. docs/ARCHITECTURE.md in the source tree draws the flow.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod cancel;
 // Reachable only through `internals`, for the benchmarks.
@@ -103,7 +103,7 @@ pub use cancel::Cancel;
 pub use data::chunker::ChunkerParams;
 pub use error::{Chain, Error, Result};
 pub use format::config::{Config, Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
-pub use format::id::Id;
+pub use format::id::{BlobId, DataId, Id, PackId, SnapshotId, TreeId};
 pub use format::index::Index;
 pub use format::lock::{FoundLock, LockInfo, LockOptions};
 pub use format::snapshot::{BackupMetadata, PathError, Snapshot, Strategy, Summary};

@@ -20,7 +20,7 @@ use arca_core::ops::restore::{restore, RestoreOptions};
 use arca_core::ops::verify::{verify, VerifyOptions};
 use arca_core::progress::{NoProgress, Phase, Progress};
 use arca_core::LockOptions;
-use arca_core::{Cancel, Error, Id, Repository};
+use arca_core::{Cancel, Error, Repository, SnapshotId};
 use arca_core::{Encryption, InitOptions};
 
 fn init(dir: &Path) -> Repository {
@@ -45,7 +45,7 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn back_up(repo: &Repository, src: &Path) -> Id {
+fn back_up(repo: &Repository, src: &Path) -> SnapshotId {
     let opts = BackupOptions::default().paths(vec![src.to_path_buf()]);
     backup(repo, &opts, &NoProgress).unwrap().id.unwrap()
 }

@@ -28,7 +28,7 @@ use arca_core::ops::restore::{restore, RestoreOptions, TEMP_PREFIX};
 use arca_core::ops::verify::{verify, VerifyOptions};
 use arca_core::progress::NoProgress;
 use arca_core::{Encryption, InitOptions};
-use arca_core::{Id, Repository};
+use arca_core::{Repository, SnapshotId};
 
 const PASSWORD: &str = "torture correct horse";
 
@@ -191,7 +191,7 @@ fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     f()
 }
 
-fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<Id> {
+fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<SnapshotId> {
     let opts = BackupOptions::default().paths(vec![src.to_path_buf()]).host(Some("torture".into()));
     let r = one_thread(|| backup(repo, &opts, &NoProgress))?;
     if let Some(e) = r.snapshot.summary.errors.first() {
@@ -202,7 +202,7 @@ fn do_backup(repo: &Repository, src: &Path) -> arca_core::Result<Id> {
 
 /// forget (of `forget`) + prune under its exclusive lock, as `arca forget
 /// --prune` does; repacks any pack with unused blobs.
-fn do_forget_prune(repo: &Repository, forget: &[Id]) -> arca_core::Result<()> {
+fn do_forget_prune(repo: &Repository, forget: &[SnapshotId]) -> arca_core::Result<()> {
     let opts = ForgetOptions::default()
         .what(Forget::Snapshots(forget.to_vec()))
         .prune(Some(PruneOptions::default().max_unused_percent(0.0)));
@@ -232,7 +232,12 @@ fn assert_verifies(repo: &Repository, case: &str) {
 }
 
 /// Restores snapshot `id` and returns the files restored for `src`.
-fn restore_files(repo: &Repository, id: &Id, src: &Path, target: &Path) -> arca_core::Result<(Files, bool)> {
+fn restore_files(
+    repo: &Repository,
+    id: &SnapshotId,
+    src: &Path,
+    target: &Path,
+) -> arca_core::Result<(Files, bool)> {
     if target.exists() {
         fs::remove_dir_all(target).unwrap();
     }
@@ -244,7 +249,7 @@ fn restore_files(repo: &Repository, id: &Id, src: &Path, target: &Path) -> arca_
 }
 
 #[track_caller]
-fn assert_restores(repo: &Repository, id: &Id, src: &Path, want: &Files, target: &Path, case: &str) {
+fn assert_restores(repo: &Repository, id: &SnapshotId, src: &Path, want: &Files, target: &Path, case: &str) {
     let (got, ok) = restore_files(repo, id, src, target)
         .unwrap_or_else(|e| panic!("{case}: restore of snapshot {} failed: {e}", id.short()));
     assert!(ok, "{case}: restore of {} reported errors", id.short());
@@ -259,7 +264,7 @@ fn assert_restores(repo: &Repository, id: &Id, src: &Path, want: &Files, target:
 }
 
 /// The snapshot ids in `repo`.
-fn snapshot_ids(repo: &Repository) -> Vec<Id> {
+fn snapshot_ids(repo: &Repository) -> Vec<SnapshotId> {
     repo.snapshots().unwrap().into_iter().map(|(id, _)| id).collect()
 }
 
@@ -449,7 +454,7 @@ fn every_fault_of_a_copy() {
     write_tree(&w.src, &version(2));
     let s2 = do_backup(&t, &w.src).unwrap();
     drop(t);
-    let want = |original: Option<Id>| match original {
+    let want = |original: Option<SnapshotId>| match original {
         Some(o) if o == s1 => version(1),
         Some(o) if o == s2 => version(2),
         other => panic!("a copied snapshot with original {other:?}"),
@@ -604,16 +609,18 @@ fn power_cuts() {
     let faults = Faults::new();
     // The sequence; returns what it reported saved, and whether the forget
     // of s1 was reported done.
-    let sequence =
-        |repo: &Repository, saved: &mut Vec<(Id, usize)>, forgot: &mut bool| -> arca_core::Result<()> {
-            write_tree(&w.src, &versions[1]);
-            saved.push((do_backup(repo, &w.src)?, 1));
-            do_forget_prune(repo, &[s1])?;
-            *forgot = true;
-            write_tree(&w.src, &versions[2]);
-            saved.push((do_backup(repo, &w.src)?, 2));
-            Ok(())
-        };
+    let sequence = |repo: &Repository,
+                    saved: &mut Vec<(SnapshotId, usize)>,
+                    forgot: &mut bool|
+     -> arca_core::Result<()> {
+        write_tree(&w.src, &versions[1]);
+        saved.push((do_backup(repo, &w.src)?, 1));
+        do_forget_prune(repo, &[s1])?;
+        *forgot = true;
+        write_tree(&w.src, &versions[2]);
+        saved.push((do_backup(repo, &w.src)?, 2));
+        Ok(())
+    };
     cp_a(&template, &repo_dir);
     let total = {
         let repo = open(Arc::new(FaultBackend::new(LocalBackend::new(&repo_dir), faults.clone())));

@@ -69,10 +69,21 @@ pub fn aws_env(endpoint: &str, secret: &str) -> Vec<(std::ffi::OsString, std::ff
     .collect()
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port (bound, then released), never one handed out
+/// before in this process: tests starting servers in parallel threads could
+/// otherwise be given the same port, and the second one's readiness check
+/// would connect to the first one's server (then fail once it stops).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `port` on loopback accepts connections.
@@ -156,6 +167,12 @@ impl S3Server {
                 return Err(format!("s3s-fs on port {} exited with {st}: {log}", self.port));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // Something answers: ours, unless it failed to bind the
+                // port (taken by another program) and is exiting.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Ok(Some(st)) = child.try_wait() {
+                    return Err(format!("s3s-fs on port {} exited with {st}: port taken?", self.port));
+                }
                 self.child = Some(child);
                 return Ok(());
             }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use arca_core::ops::backup::{backup, BackupOptions};
 use arca_core::Strategy;
-use arca_core::{Error, Id, Repository};
+use arca_core::{Error, Repository, SnapshotId};
 
 use crate::{exit, outln, output, progress, Cli};
 
@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         output::json(&v)?;
     } else {
         let what = match result.id {
-            Some(id) => format!("snapshot {} saved", Id::short(&id)),
+            Some(id) => format!("snapshot {} saved", SnapshotId::short(&id)),
             None => "dry run: nothing written".to_string(),
         };
         outln!(

@@ -152,6 +152,6 @@ pub fn lock_options(cli: &Cli) -> LockOptions {
 }
 
 /// Resolves a SNAP argument (`latest` or an id prefix).
-pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::Id, arca_core::Snapshot)> {
+pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::SnapshotId, arca_core::Snapshot)> {
     repo.find_snapshot(spec).with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
 }

@@ -17,8 +17,8 @@ use arca_backend::LocalBackend;
 use arca_core::internals::pack::BlobType;
 use arca_core::internals::packer::Packer;
 use arca_core::internals::tree::Tree;
-use arca_core::Id;
 use arca_core::Repository;
+use arca_core::{BlobId, DataId, Id, TreeId};
 use arca_core::{Node, NodeKind};
 use arca_core::{Snapshot, Strategy};
 use common::*;
@@ -40,8 +40,8 @@ impl Crafter {
 
     fn blob(&self, kind: BlobType, bytes: &[u8]) -> Id {
         let id = self.repo.crypto().blob_id(bytes);
-        if self.packer.claim(id) {
-            self.packer.add(kind, id, bytes).expect("store a blob");
+        if self.packer.claim(BlobId(id)) {
+            self.packer.add(kind, BlobId(id), bytes).expect("store a blob");
         }
         id
     }
@@ -51,13 +51,13 @@ impl Crafter {
         let mut n = Node::new(name.to_vec(), NodeKind::File);
         n.mode = 0o644;
         n.size = content.len() as u64;
-        n.content = vec![self.blob(BlobType::Data, content)];
+        n.content = vec![DataId(self.blob(BlobType::Data, content))];
         n
     }
 
     /// A tree stored as given: not sorted, not validated.
-    fn tree(&self, nodes: Vec<Node>) -> Id {
-        self.blob(BlobType::Tree, &Tree { nodes }.encode())
+    fn tree(&self, nodes: Vec<Node>) -> TreeId {
+        TreeId(self.blob(BlobType::Tree, &Tree { nodes }.encode()))
     }
 
     fn dir(&self, name: &[u8], nodes: Vec<Node>) -> Node {
@@ -69,7 +69,7 @@ impl Crafter {
 
     /// Finishes the packs and index, writes a snapshot of `/src` with this
     /// root tree; returns its id.
-    fn snapshot(self, root: Id) -> String {
+    fn snapshot(self, root: TreeId) -> String {
         self.packer.finish().expect("finish the packs");
         let snap = Snapshot {
             time: "2026-12-01T00:00:00.000000000+00:00".into(),
@@ -244,7 +244,7 @@ fn folders_sharing_subtrees_cannot_expand_for_ever() {
 }
 
 /// A root tree `/src/d/d/.../d/f`, `levels` folders `d` deep.
-fn chain(c: &Crafter, levels: usize, bottom: &[u8]) -> Id {
+fn chain(c: &Crafter, levels: usize, bottom: &[u8]) -> TreeId {
     let mut below = c.tree(vec![c.file(b"f", bottom)]);
     for _ in 0..levels {
         let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);

@@ -70,10 +70,6 @@ impl Gear {
         }
     }
 
-    pub fn params(&self) -> ChunkerParams {
-        self.params
-    }
-
     /// Length of the first chunk of `data` (all of it when `data` is short).
     pub fn cut(&self, data: &[u8]) -> usize {
         let p = &self.params;

@@ -25,8 +25,6 @@ pub const SCHEME_NONE: u8 = 0;
 pub const SCHEME_XCHACHA: u8 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
-/// Bytes an envelope adds to its plaintext (the larger of the two schemes).
-pub const OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 /// Most bytes an envelope puts after its plaintext (scheme 0's checksum).
 pub const SEAL_TRAILER_MAX: usize = 32;
 

@@ -22,7 +22,7 @@ use crate::cancel::Cancel;
 use crate::data::compress;
 use crate::data::crypto::{Crypto, SEAL_TRAILER_MAX};
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id, TreeId};
 use crate::format::index::{IdSet, Index, IndexFile, IndexPack};
 use crate::format::pack::{BlobType, PackBuilder, PackOutput};
 use crate::repository::Repository;
@@ -83,7 +83,6 @@ struct Shared {
     first_error: Mutex<Option<Arc<Error>>>,
     bytes_added: AtomicU64,
     blobs_added: AtomicU64,
-    packs_written: AtomicU64,
     /// Bytes of the packs written (headers included).
     pack_bytes: AtomicU64,
     /// Once cancelled, blobs are refused and queued packs dropped unsent,
@@ -123,7 +122,6 @@ impl Shared {
             }
             Sink::Discard => {}
         }
-        self.packs_written.fetch_add(1, Ordering::Relaxed);
         self.pack_bytes.fetch_add(size, Ordering::Relaxed);
         let batch = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +154,6 @@ impl Shared {
 pub struct PackerStats {
     pub bytes_added: u64,
     pub blobs_added: u64,
-    pub packs_written: u64,
     pub pack_bytes: u64,
     pub index_files: Vec<Id>,
 }
@@ -207,7 +204,6 @@ impl Packer {
             first_error: Mutex::new(None),
             bytes_added: AtomicU64::new(0),
             blobs_added: AtomicU64::new(0),
-            packs_written: AtomicU64::new(0),
             pack_bytes: AtomicU64::new(0),
             cancel,
         });
@@ -247,30 +243,32 @@ impl Packer {
         &self.index
     }
 
-    fn stored(&self, id: &Id) -> bool {
+    fn stored(&self, id: &BlobId) -> bool {
         self.index.contains(id) && !self.absent.contains(id)
     }
 
     /// Whether a blob is already stored intact or being stored by this backup.
-    pub fn is_known(&self, id: &Id) -> bool {
-        self.stored(id) || self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    pub fn is_known(&self, id: impl Into<BlobId>) -> bool {
+        let id = id.into();
+        self.stored(&id) || self.claimed.lock().unwrap_or_else(|p| p.into_inner()).contains(&id)
     }
 
     /// Claims a blob for storing: true when the caller must store it (it is
     /// neither stored intact nor claimed by another worker). This is how a
     /// backup heals: a blob known damaged or gone is stored again.
-    pub fn claim(&self, id: Id) -> bool {
+    pub fn claim(&self, id: impl Into<BlobId>) -> bool {
+        let id = id.into();
         !self.stored(&id) && self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
     }
 
     /// Stores a directory listing (sorted, so equal folders give equal ids)
     /// unless it is already stored; returns its id.
-    pub fn add_tree(&self, mut tree: crate::format::tree::Tree) -> Result<Id> {
+    pub fn add_tree(&self, mut tree: crate::format::tree::Tree) -> Result<TreeId> {
         tree.sort();
         // The rules readers enforce: never store a tree they would refuse.
         tree.validate().map_err(|source| Error::Tree { tree: "to be written".into(), source })?;
         let bytes = tree.encode();
-        let id = self.shared.crypto.blob_id(&bytes);
+        let id = TreeId(self.shared.crypto.blob_id(&bytes));
         if self.claim(id) {
             self.add(BlobType::Tree, id, &bytes)?;
         }
@@ -280,7 +278,8 @@ impl Packer {
     /// Compresses, seals and adds a claimed blob. The blob is compressed and
     /// sealed in place in a per-thread buffer, then written to the open pack:
     /// no copy of it is allocated on the way.
-    pub fn add(&self, kind: BlobType, id: Id, plaintext: &[u8]) -> Result<()> {
+    pub fn add(&self, kind: BlobType, id: impl Into<BlobId>, plaintext: &[u8]) -> Result<()> {
+        let id = id.into();
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -322,7 +321,7 @@ impl Packer {
         Ok(Sink::Memory(Vec::with_capacity(self.pack_size as usize + (1 << 20))))
     }
 
-    fn append(&self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
+    fn append(&self, kind: BlobType, id: BlobId, raw_length: u32, sealed: &[u8]) -> Result<()> {
         self.shared.cancel.check()?;
         self.shared.bytes_added.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
@@ -427,7 +426,6 @@ impl Packer {
         Ok(PackerStats {
             bytes_added: self.shared.bytes_added.load(Ordering::Relaxed),
             blobs_added: self.shared.blobs_added.load(Ordering::Relaxed),
-            packs_written: self.shared.packs_written.load(Ordering::Relaxed),
             pack_bytes: self.shared.pack_bytes.load(Ordering::Relaxed),
             index_files: std::mem::take(
                 &mut *self.shared.index_files.lock().unwrap_or_else(|p| p.into_inner()),

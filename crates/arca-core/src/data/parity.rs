@@ -12,7 +12,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, PackId};
 
 const MAGIC: &[u8; 8] = b"ARCAPAR1";
 /// Data shards per pack: damage is located to 1/64 of a pack.
@@ -93,7 +93,7 @@ pub enum Repair {
 
 /// Rebuilds a damaged (or truncated, or empty) pack from its parity and
 /// checks the result against the pack id.
-pub fn repair(damaged: &[u8], parity: &[u8], pack_id: &Id, object: &str) -> Result<Repair> {
+pub fn repair(damaged: &[u8], parity: &[u8], pack_id: &PackId, object: &str) -> Result<Repair> {
     let bad = |what: &str| Error::corrupt(format!("parity of {object}"), what.to_string());
     if parity.len() < HEADER + 32 || &parity[..8] != MAGIC {
         return Err(bad("not a parity object"));
@@ -133,7 +133,7 @@ pub fn repair(damaged: &[u8], parity: &[u8], pack_id: &Id, object: &str) -> Resu
         pack.extend_from_slice(restored.get(&i).unwrap_or(s));
     }
     pack.truncate(pack_len);
-    if Id::of_bytes(&pack) != *pack_id {
+    if Id::of_bytes(&pack) != pack_id.0 {
         return Err(bad("the rebuilt pack does not match its id"));
     }
     Ok(Repair::Rebuilt { pack, shards: lost })
@@ -158,17 +158,20 @@ mod tests {
         for s in 0..7 {
             d[s * 9 * size + 5] ^= 0xff;
         }
-        assert_eq!(repair(&d, &par, &id, "p").unwrap(), Repair::Rebuilt { pack: p.clone(), shards: 7 });
+        assert_eq!(
+            repair(&d, &par, &PackId(id), "p").unwrap(),
+            Repair::Rebuilt { pack: p.clone(), shards: 7 }
+        );
         d[63 * size] ^= 1;
-        assert!(matches!(repair(&d, &par, &id, "p").unwrap(), Repair::TooDamaged { damaged: 8, .. }));
+        assert!(matches!(repair(&d, &par, &PackId(id), "p").unwrap(), Repair::TooDamaged { damaged: 8, .. }));
         // Truncated packs are rebuilt too.
         assert_eq!(
-            repair(&p[..p.len() - 100], &par, &id, "p").unwrap(),
+            repair(&p[..p.len() - 100], &par, &PackId(id), "p").unwrap(),
             Repair::Rebuilt { pack: p.clone(), shards: 1 }
         );
         // A damaged parity object is refused, never trusted.
         let mut bad = par.clone();
         bad[30] ^= 1;
-        assert!(repair(&p, &bad, &id, "p").is_err());
+        assert!(repair(&p, &bad, &PackId(id), "p").is_err());
     }
 }

@@ -76,3 +76,108 @@ impl<'de> Deserialize<'de> for Id {
         }
     }
 }
+
+/// Declares an id of one kind: the same 32 bytes as [`Id`], stored and
+/// shown exactly as it is (the repository format does not change), but a
+/// type of its own, so that passing one kind where another is expected
+/// does not compile.
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Id);
+
+        impl $name {
+            /// The whole id as 64 lowercase hex digits (as `Display`).
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
+
+            /// The first 8 hex digits, for listings and messages: not unique.
+            pub fn short(&self) -> String {
+                self.0.short()
+            }
+
+            /// Parses exactly 64 hex digits; `None` otherwise (a prefix is not an id).
+            pub fn from_hex(s: &str) -> Option<$name> {
+                Id::from_hex(s).map($name)
+            }
+
+            /// The 32 bytes.
+            pub fn bytes(&self) -> &[u8; 32] {
+                &self.0 .0
+            }
+
+            /// The untyped id: the name of the object in storage.
+            pub fn id(&self) -> &Id {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.short())
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A snapshot: the name of its file in `snapshots/` (a hash of its stored bytes).
+    SnapshotId
+);
+typed_id!(
+    /// A tree blob: one folder's listing (a keyed hash of its plaintext).
+    TreeId
+);
+typed_id!(
+    /// A data blob: one chunk of a file's content (a keyed hash of its plaintext).
+    DataId
+);
+typed_id!(
+    /// A blob of either kind, as the index and packs know it: a [`TreeId`] or a
+    /// [`DataId`] converts into one (`.into()`), never the other way.
+    BlobId
+);
+typed_id!(
+    /// A pack: the name of its file in `data/` (a hash of its stored bytes).
+    PackId
+);
+
+impl From<TreeId> for BlobId {
+    fn from(id: TreeId) -> BlobId {
+        BlobId(id.0)
+    }
+}
+
+impl From<DataId> for BlobId {
+    fn from(id: DataId) -> BlobId {
+        BlobId(id.0)
+    }
+}
+
+// By reference too, so that lookups take `&id` and `id` alike.
+impl From<&TreeId> for BlobId {
+    fn from(id: &TreeId) -> BlobId {
+        BlobId(id.0)
+    }
+}
+
+impl From<&DataId> for BlobId {
+    fn from(id: &DataId) -> BlobId {
+        BlobId(id.0)
+    }
+}
+
+impl From<&BlobId> for BlobId {
+    fn from(id: &BlobId) -> BlobId {
+        *id
+    }
+}

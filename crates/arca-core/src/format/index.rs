@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id, PackId};
 use crate::format::pack::{BlobType, PackEntry, ENTRY_LEN};
 
 const MAGIC: &[u8; 8] = b"ARCAIDX1";
@@ -36,13 +36,15 @@ impl Hasher for IdHasher {
     }
 }
 
-pub type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
-pub type IdSet = std::collections::HashSet<Id, BuildHasherDefault<IdHasher>>;
+/// A hash map keyed by ids (blob ids unless `K` says otherwise), hashed by their first bytes.
+pub type IdMap<V, K = BlobId> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+/// A set of ids (blob ids unless `K` says otherwise), hashed by their first bytes.
+pub type IdSet<K = BlobId> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
 
 /// One pack as listed in an index file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
-    pub id: Id,
+    pub id: PackId,
     pub size: u64,
     pub blobs: Vec<PackEntry>,
 }
@@ -70,7 +72,7 @@ impl IndexFile {
         }
         out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
-            out.extend_from_slice(&p.id.0);
+            out.extend_from_slice(p.id.bytes());
             out.extend_from_slice(&p.size.to_le_bytes());
             out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
             for e in &p.blobs {
@@ -94,7 +96,7 @@ impl IndexFile {
         let n_packs = r.u32().ok_or_else(|| bad("truncated"))? as usize;
         let mut packs = Vec::with_capacity(n_packs.min(b.len() / 44));
         for _ in 0..n_packs {
-            let id = r.id().ok_or_else(|| bad("truncated pack"))?;
+            let id = r.pack_id().ok_or_else(|| bad("truncated pack"))?;
             let size = r.u64().ok_or_else(|| bad("truncated pack"))?;
             // Blob offsets and lengths and the header length are u32, so no
             // pack is larger; a crafted size could overflow sums of sizes.
@@ -141,6 +143,9 @@ impl<'a> Reader<'a> {
     fn id(&mut self) -> Option<Id> {
         Some(Id(self.take(32)?.try_into().ok()?))
     }
+    fn pack_id(&mut self) -> Option<PackId> {
+        self.id().map(PackId)
+    }
 }
 
 /// Where a blob is: 20 bytes per blob plus the 32-byte key.
@@ -156,7 +161,7 @@ pub struct BlobLoc {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackInfo {
-    pub id: Id,
+    pub id: PackId,
     pub size: u64,
 }
 
@@ -180,8 +185,9 @@ pub struct PackInfo {
 /// A blob is in only one of the two parts. Further copies in other packs
 /// are in `alternates`.
 pub struct Index {
+    /// Every pack, in the order first met; a [`BlobLoc`] names one by its position here.
     pub packs: Vec<PackInfo>,
-    pack_pos: IdMap<u32>,
+    pack_pos: IdMap<u32, PackId>,
     keys: Vec<u32>,
     rest: Vec<Rest>,
     /// `table[b]` is the position of the first key whose top bits (all but
@@ -224,19 +230,19 @@ const BUCKET: usize = 4;
 const WINDOW: usize = 16;
 
 /// An id as its key (first 4 bytes, big-endian) and the rest.
-fn split(id: &Id) -> (u32, [u8; 28]) {
+fn split(id: &BlobId) -> (u32, [u8; 28]) {
     let mut key = [0u8; 4];
     let mut tail = [0u8; 28];
-    key.copy_from_slice(&id.0[..4]);
-    tail.copy_from_slice(&id.0[4..]);
+    key.copy_from_slice(&id.bytes()[..4]);
+    tail.copy_from_slice(&id.bytes()[4..]);
     (u32::from_be_bytes(key), tail)
 }
 
-fn join(key: u32, tail: &[u8; 28]) -> Id {
+fn join(key: u32, tail: &[u8; 28]) -> BlobId {
     let mut id = [0u8; 32];
     id[..4].copy_from_slice(&key.to_be_bytes());
     id[4..].copy_from_slice(tail);
-    Id(id)
+    BlobId(Id(id))
 }
 
 /// Radix bits for `n` blobs with `per_bucket` per bucket on average
@@ -259,7 +265,7 @@ fn loc_of(pack: u32, e: &PackEntry) -> BlobLoc {
 
 /// Records `loc` as a further copy of a blob first stored at `first`,
 /// unless it is in the same pack as `first` or as a known copy.
-fn note_copy(alternates: &mut IdMap<Vec<BlobLoc>>, id: Id, first: &BlobLoc, loc: BlobLoc) {
+fn note_copy(alternates: &mut IdMap<Vec<BlobLoc>>, id: BlobId, first: &BlobLoc, loc: BlobLoc) {
     if first.pack != loc.pack {
         let alts = alternates.entry(id).or_default();
         if !alts.iter().any(|a| a.pack == loc.pack) {
@@ -283,7 +289,7 @@ impl Run {
 /// The `n` blobs that `items` yields (the same ones each time it is
 /// called), in id order; of equal ids only the first yielded is kept.
 /// A counting sort on the top bits, then a sort of each small bucket.
-fn sort_blobs<I: Iterator<Item = (Id, BlobLoc)>>(n: usize, items: impl Fn() -> I) -> Run {
+fn sort_blobs<I: Iterator<Item = (BlobId, BlobLoc)>>(n: usize, items: impl Fn() -> I) -> Run {
     let shift = 32 - radix_bits(n, 2);
     let mut next = vec![0u32; 1 << (32 - shift)];
     for (id, _) in items() {
@@ -360,7 +366,9 @@ impl Default for Index {
 }
 
 impl Index {
-    pub fn add_pack(&mut self, id: Id, size: u64, entries: &[PackEntry]) {
+    /// Adds the blobs of pack `id` (of `size` bytes); blobs already known
+    /// elsewhere become further copies.
+    pub fn add_pack(&mut self, id: PackId, size: u64, entries: &[PackEntry]) {
         let pos = *self.pack_pos.entry(id).or_insert_with(|| {
             self.packs.push(PackInfo { id, size });
             (self.packs.len() - 1) as u32
@@ -375,7 +383,7 @@ impl Index {
         }
     }
 
-    fn add_recent(&mut self, id: Id, loc: BlobLoc) {
+    fn add_recent(&mut self, id: BlobId, loc: BlobLoc) {
         if let Some(i) = self.lookup(&id) {
             note_copy(&mut self.alternates, id, &self.rest[i].loc, loc);
             return;
@@ -512,11 +520,12 @@ impl Index {
 
     /// Position of `id` in the sorted part.
     #[inline(always)]
-    fn lookup(&self, id: &Id) -> Option<usize> {
+    fn lookup(&self, id: &BlobId) -> Option<usize> {
         if self.table.is_empty() {
             return None;
         }
-        let key = u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+        let b = id.bytes();
+        let key = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let b = bucket(key, self.shift);
         let lo = self.table[b] as usize;
         // The keys are in order, so the keys below `key` in a window from
@@ -535,7 +544,7 @@ impl Index {
             }
         };
         while i < self.keys.len() && self.keys[i] == key {
-            if self.rest[i].tail == id.0[4..] {
+            if self.rest[i].tail == id.bytes()[4..] {
                 return Some(i);
             }
             i += 1;
@@ -561,6 +570,7 @@ impl Index {
         self.files.shrink_to_fit();
     }
 
+    /// Adds every pack an index file lists, remembering the file's id.
     pub fn add_file(&mut self, file_id: Id, file: &IndexFile) {
         self.files.push(file_id);
         for p in &file.packs {
@@ -568,37 +578,49 @@ impl Index {
         }
     }
 
-    pub fn get(&self, id: &Id) -> Option<&BlobLoc> {
-        match self.lookup(id) {
+    /// The first stored copy of a blob (a [`BlobId`], or the [`TreeId`] or
+    /// [`DataId`] of one).
+    ///
+    /// [`TreeId`]: crate::format::id::TreeId
+    /// [`DataId`]: crate::format::id::DataId
+    #[inline]
+    pub fn get(&self, id: impl Into<BlobId>) -> Option<&BlobLoc> {
+        let id: BlobId = id.into();
+        match self.lookup(&id) {
             Some(i) => Some(&self.rest[i].loc),
             None if self.recent.is_empty() => None,
-            None => self.recent.get(id),
+            None => self.recent.get(&id),
         }
     }
 
     /// Every stored copy of a blob, the first one first.
-    pub fn locations(&self, id: &Id) -> impl Iterator<Item = &BlobLoc> {
-        self.get(id).into_iter().chain(self.alternates.get(id).into_iter().flatten())
+    pub fn locations(&self, id: impl Into<BlobId>) -> impl Iterator<Item = &BlobLoc> {
+        let blob: BlobId = id.into();
+        self.get(blob).into_iter().chain(self.alternates.get(&blob).into_iter().flatten())
     }
 
-    pub fn contains(&self, id: &Id) -> bool {
+    /// Whether the index knows the blob.
+    pub fn contains(&self, id: impl Into<BlobId>) -> bool {
         self.get(id).is_some()
     }
 
-    pub fn has_pack(&self, id: &Id) -> bool {
+    /// Whether some index file lists the pack.
+    pub fn has_pack(&self, id: &PackId) -> bool {
         self.pack_pos.contains_key(id)
     }
 
+    /// The pack a location is in.
     pub fn pack(&self, loc: &BlobLoc) -> &PackInfo {
         &self.packs[loc.pack as usize]
     }
 
+    /// How many distinct blobs the index knows.
     pub fn blob_count(&self) -> usize {
         self.keys.len() + self.recent.len()
     }
 
     /// Every blob and its first location, in no particular order.
-    pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLoc)> + '_ {
+    pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
         let sorted = self.keys.iter().zip(&self.rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
         sorted.chain(self.recent.iter().map(|(id, loc)| (*id, *loc)))
     }
@@ -617,7 +639,7 @@ mod tests {
         // sum of pack sizes (a panic with overflow checks).
         let file = |size| IndexFile {
             supersedes: Vec::new(),
-            packs: vec![IndexPack { id: Id([1; 32]), size, blobs: Vec::new() }],
+            packs: vec![IndexPack { id: PackId(Id([1; 32])), size, blobs: Vec::new() }],
         };
         assert!(IndexFile::decode(&file(u64::MAX - 5).encode(), "i").is_err());
         assert!(IndexFile::decode(&file(MAX_PACK_SIZE + 1).encode(), "i").is_err());
@@ -626,7 +648,7 @@ mod tests {
         index.add_file(Id([2; 32]), &ok);
         index.add_file(
             Id([3; 32]),
-            &IndexFile { packs: vec![IndexPack { id: Id([4; 32]), ..ok.packs[0].clone() }], ..ok },
+            &IndexFile { packs: vec![IndexPack { id: PackId(Id([4; 32])), ..ok.packs[0].clone() }], ..ok },
         );
         assert_eq!(index.total_pack_bytes(), 2 * MAX_PACK_SIZE);
         let crash = include_bytes!(
@@ -639,14 +661,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(i: u8) -> PackEntry {
-        PackEntry { kind: BlobType::Data, id: Id([i; 32]), offset: i as u32 * 10, length: 10, raw_length: 9 }
+        PackEntry {
+            kind: BlobType::Data,
+            id: BlobId(Id([i; 32])),
+            offset: i as u32 * 10,
+            length: 10,
+            raw_length: 9,
+        }
     }
 
     #[test]
     fn roundtrip_and_merge() {
         let f = IndexFile {
             supersedes: vec![Id([9; 32])],
-            packs: vec![IndexPack { id: Id([1; 32]), size: 100, blobs: vec![entry(1), entry(2)] }],
+            packs: vec![IndexPack { id: PackId(Id([1; 32])), size: 100, blobs: vec![entry(1), entry(2)] }],
         };
         let b = f.encode();
         assert_eq!(IndexFile::decode(&b, "i").unwrap(), f);
@@ -655,23 +683,23 @@ mod tests {
         idx.add_file(Id([6; 32]), &f);
         assert_eq!(idx.packs.len(), 1);
         assert_eq!(idx.blob_count(), 2);
-        assert_eq!(idx.get(&Id([2; 32])).unwrap().offset, 20);
+        assert_eq!(idx.get(BlobId(Id([2; 32]))).unwrap().offset, 20);
         // The same blob in another pack is an alternate copy.
-        idx.add_pack(Id([3; 32]), 50, &[entry(2)]);
-        assert_eq!(idx.locations(&Id([2; 32])).count(), 2);
-        assert_eq!(idx.locations(&Id([1; 32])).count(), 1);
+        idx.add_pack(PackId(Id([3; 32])), 50, &[entry(2)]);
+        assert_eq!(idx.locations(&BlobId(Id([2; 32]))).count(), 2);
+        assert_eq!(idx.locations(&BlobId(Id([1; 32]))).count(), 1);
     }
 
     /// The semantics of the index, kept as simply as possible.
     #[derive(Default)]
     struct Model {
-        packs: Vec<Id>,
-        first: HashMap<Id, BlobLoc>,
-        alternates: HashMap<Id, Vec<BlobLoc>>,
+        packs: Vec<PackId>,
+        first: HashMap<BlobId, BlobLoc>,
+        alternates: HashMap<BlobId, Vec<BlobLoc>>,
     }
 
     impl Model {
-        fn add_pack(&mut self, id: Id, entries: &[PackEntry]) {
+        fn add_pack(&mut self, id: PackId, entries: &[PackEntry]) {
             let pos = match self.packs.iter().position(|p| *p == id) {
                 Some(p) => p as u32,
                 None => {
@@ -696,7 +724,7 @@ mod tests {
             }
         }
 
-        fn locations(&self, id: &Id) -> Vec<BlobLoc> {
+        fn locations(&self, id: &BlobId) -> Vec<BlobLoc> {
             self.first
                 .get(id)
                 .into_iter()
@@ -706,16 +734,16 @@ mod tests {
         }
     }
 
-    fn pack_id(p: u8) -> Id {
+    fn pack_id(p: u8) -> PackId {
         let mut b = [0xeeu8; 32];
         b[0] = p;
-        Id(b)
+        PackId(Id(b))
     }
 
     /// Ids of several shapes: uniformly random ones, ones sharing their
     /// first 30 bytes (one key, so one long bucket, told apart only by the
     /// rest), and ones at the edges of the id space (all zeros, all 0xff).
-    fn test_id(sel: u16) -> Id {
+    fn test_id(sel: u16) -> BlobId {
         let mut b = [0u8; 32];
         match sel % 4 {
             0 => b = *blake3::hash(&sel.to_le_bytes()).as_bytes(),
@@ -729,7 +757,7 @@ mod tests {
                 b[31] = (sel / 4) as u8;
             }
         }
-        Id(b)
+        BlobId(Id(b))
     }
 
     /// The internal invariants: the sorted part strictly increasing (its
@@ -737,7 +765,7 @@ mod tests {
     /// no blob in both parts.
     fn check_invariants(idx: &Index) {
         assert_eq!(idx.keys.len(), idx.rest.len());
-        let ids: Vec<Id> = idx.keys.iter().zip(&idx.rest).map(|(&k, r)| join(k, &r.tail)).collect();
+        let ids: Vec<BlobId> = idx.keys.iter().zip(&idx.rest).map(|(&k, r)| join(k, &r.tail)).collect();
         for w in ids.windows(2) {
             assert!(w[0] < w[1], "{:?} !< {:?}", w[0], w[1]);
         }
@@ -760,7 +788,7 @@ mod tests {
         }
     }
 
-    fn check_id(idx: &Index, model: &Model, id: &Id) {
+    fn check_id(idx: &Index, model: &Model, id: &BlobId) {
         assert_eq!(idx.get(id), model.first.get(id), "get {id:?}");
         assert_eq!(idx.contains(id), model.first.contains_key(id));
         assert_eq!(idx.locations(id).copied().collect::<Vec<_>>(), model.locations(id));
@@ -769,9 +797,9 @@ mod tests {
     fn check_all(idx: &Index, model: &Model) {
         check_invariants(idx);
         assert_eq!(idx.blob_count(), model.first.len());
-        let listed: Vec<(Id, BlobLoc)> = idx.blobs().collect();
+        let listed: Vec<(BlobId, BlobLoc)> = idx.blobs().collect();
         assert_eq!(listed.len(), model.first.len());
-        let listed: HashMap<Id, BlobLoc> = listed.into_iter().collect();
+        let listed: HashMap<BlobId, BlobLoc> = listed.into_iter().collect();
         assert_eq!(listed, model.first);
         for id in model.first.keys() {
             check_id(idx, model, id);
@@ -857,10 +885,10 @@ mod tests {
             for c in b.chunks_mut(8) {
                 c.copy_from_slice(&next().to_le_bytes());
             }
-            Id(b)
+            BlobId(Id(b))
         };
-        let ids: Vec<Id> = (0..60_000).map(|_| random_id()).collect();
-        let absent: Vec<Id> = (0..2000).map(|_| random_id()).collect();
+        let ids: Vec<BlobId> = (0..60_000).map(|_| random_id()).collect();
+        let absent: Vec<BlobId> = (0..2000).map(|_| random_id()).collect();
         let entries: Vec<PackEntry> = ids
             .iter()
             .enumerate()

@@ -11,7 +11,7 @@
 
 use crate::data::crypto::Crypto;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id, PackId};
 
 pub const MAGIC: &[u8; 8] = b"ARCAPAK1";
 pub const ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
@@ -49,7 +49,7 @@ impl BlobType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
     pub kind: BlobType,
-    pub id: Id,
+    pub id: BlobId,
     pub offset: u32,
     /// Stored (sealed) length.
     pub length: u32,
@@ -60,7 +60,7 @@ pub struct PackEntry {
 impl PackEntry {
     pub fn write(&self, out: &mut Vec<u8>) {
         out.push(self.kind.code());
-        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(self.id.bytes());
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
@@ -73,7 +73,7 @@ impl PackEntry {
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
         Some(PackEntry {
             kind: BlobType::from_code(b[0])?,
-            id: Id(b[1..33].try_into().unwrap()),
+            id: BlobId(Id(b[1..33].try_into().unwrap())),
             offset: u32_at(33),
             length: u32_at(37),
             raw_length: u32_at(41),
@@ -123,7 +123,7 @@ impl<O: PackOutput> PackBuilder<O> {
         Ok(())
     }
 
-    pub fn add(&mut self, kind: BlobType, id: Id, raw_length: u32, sealed: &[u8]) -> Result<()> {
+    pub fn add(&mut self, kind: BlobType, id: BlobId, raw_length: u32, sealed: &[u8]) -> Result<()> {
         let offset = u32::try_from(self.len).expect("packs stay below 4 GiB");
         self.append(sealed)?;
         self.entries.push(PackEntry { kind, id, offset, length: sealed.len() as u32, raw_length });
@@ -132,7 +132,7 @@ impl<O: PackOutput> PackBuilder<O> {
 
     /// Appends the sealed header and trailer; returns the output, the pack's
     /// id (BLAKE3 of its bytes), its length and its entries.
-    pub fn finish(mut self, crypto: &Crypto) -> Result<(O, Id, u64, Vec<PackEntry>)> {
+    pub fn finish(mut self, crypto: &Crypto) -> Result<(O, PackId, u64, Vec<PackEntry>)> {
         let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
@@ -142,7 +142,7 @@ impl<O: PackOutput> PackBuilder<O> {
         tail.extend_from_slice(&(tail.len() as u32).to_le_bytes());
         tail.extend_from_slice(MAGIC);
         self.append(&tail)?;
-        Ok((self.out, Id(*self.hasher.finalize().as_bytes()), self.len, self.entries))
+        Ok((self.out, PackId(Id(*self.hasher.finalize().as_bytes())), self.len, self.entries))
     }
 }
 
@@ -209,10 +209,10 @@ mod tests {
         let mut b = PackBuilder::new(Vec::new());
         let s1 = c.seal(b"one");
         let s2 = c.seal(b"second blob");
-        b.add(BlobType::Data, c.blob_id(b"one"), 3, &s1).unwrap();
-        b.add(BlobType::Tree, c.blob_id(b"second blob"), 11, &s2).unwrap();
+        b.add(BlobType::Data, BlobId(c.blob_id(b"one")), 3, &s1).unwrap();
+        b.add(BlobType::Tree, BlobId(c.blob_id(b"second blob")), 11, &s2).unwrap();
         let (bytes, id, len, entries) = b.finish(&c).unwrap();
-        assert_eq!(id, Id::of_bytes(&bytes));
+        assert_eq!(id, PackId(Id::of_bytes(&bytes)));
         assert_eq!(len, bytes.len() as u64);
         let parsed = entries_of(&bytes, &c, "p").unwrap();
         assert_eq!(parsed, entries);

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{SnapshotId, TreeId};
 
 /// How a backup picks the parent it compares against: files the same as in the parent
 /// (size, mtime, ctime and inode) are not read again. Stored and parsed in lowercase:
@@ -99,7 +99,7 @@ pub struct Snapshot {
     pub time: String,
     /// Id of the root tree blob: it lists the top component of each source path (`/usr`
     /// for `/usr/share/doc`), the folders on the way holding only the entries leading on.
-    pub tree: Id,
+    pub tree: TreeId,
     /// Absolute source paths, as given (lossy UTF-8 for display and grouping).
     pub paths: Vec<String>,
     /// Source paths that go through symlinked folders, with the path they
@@ -120,7 +120,7 @@ pub struct Snapshot {
     pub strategy: Strategy,
     /// The snapshot compared against (the id in this repository); `None` when there was none
     /// (a full backup). A copy keeps it only when the parent was copied too.
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// Bytes of file content in the snapshot.
     pub size: u64,
     /// Regular files in the snapshot.
@@ -132,10 +132,10 @@ pub struct Snapshot {
     pub program_version: String,
     /// Set on snapshots written by `repair snapshots`: the damaged original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repaired_from: Option<Id>,
+    pub repaired_from: Option<SnapshotId>,
     /// Set on snapshots written by `copy`: the id in the repository it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original: Option<Id>,
+    pub original: Option<SnapshotId>,
 }
 
 /// An empty snapshot of the current version: a base for building one
@@ -145,7 +145,7 @@ impl Default for Snapshot {
         Snapshot {
             version: 1,
             time: String::new(),
-            tree: Id::default(),
+            tree: TreeId::default(),
             paths: Vec::new(),
             resolved_paths: Default::default(),
             host: String::new(),
@@ -192,7 +192,7 @@ impl Snapshot {
     }
 
     /// The BackupMetadata JSON shape of DESIGN §4.
-    pub fn metadata(&self, id: &Id) -> BackupMetadata {
+    pub fn metadata(&self, id: &SnapshotId) -> BackupMetadata {
         BackupMetadata {
             id: id.to_hex(),
             short_id: id.short(),

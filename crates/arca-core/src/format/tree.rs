@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::id::Id;
+use crate::format::id::{DataId, TreeId};
 
 /// What a node is. The numeric values are part of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,9 +105,9 @@ pub struct Node {
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<Xattr>,
     /// Data blob ids of a file's content, in order.
-    pub content: Vec<Id>,
+    pub content: Vec<DataId>,
     /// Tree blob id of a directory's listing.
-    pub subtree: Option<Id>,
+    pub subtree: Option<TreeId>,
 }
 
 /// One extended attribute of an entry: of the entry itself, a symlink's own included.
@@ -294,12 +294,13 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::Id;
 
     #[test]
     fn roundtrip_and_canonical() {
         let mut t = Tree::default();
         let mut f = Node::new(b"z\xff name".to_vec(), NodeKind::File);
-        f.content = vec![Id([7; 32])];
+        f.content = vec![DataId(Id([7; 32]))];
         f.xattrs.push(Xattr { name: b"user.k".to_vec(), value: vec![0, 1, 2] });
         t.nodes.push(f);
         t.nodes.push(Node::new(b"a".to_vec(), NodeKind::Dir));
@@ -359,20 +360,20 @@ mod tests {
         };
         let mismatch =
             |r: std::result::Result<Tree, TreeError>| matches!(r, Err(TreeError::KindMismatch { .. }));
-        assert!(mismatch(with(NodeKind::File, &|n| n.subtree = Some(Id([1; 32])))));
+        assert!(mismatch(with(NodeKind::File, &|n| n.subtree = Some(TreeId(Id([1; 32]))))));
         assert!(mismatch(with(NodeKind::File, &|n| n.link_target = Some(b"t".to_vec()))));
-        assert!(mismatch(with(NodeKind::Dir, &|n| n.content = vec![Id([1; 32])])));
+        assert!(mismatch(with(NodeKind::Dir, &|n| n.content = vec![DataId(Id([1; 32]))])));
         assert!(mismatch(with(NodeKind::Symlink, &|_| {})));
         assert!(mismatch(with(NodeKind::Symlink, &|n| n.link_target = Some(Vec::new()))));
         assert!(mismatch(with(NodeKind::Symlink, &|n| n.link_target = Some(b"a\0b".to_vec()))));
-        assert!(mismatch(with(NodeKind::Fifo, &|n| n.content = vec![Id([1; 32])])));
-        assert!(mismatch(with(NodeKind::Socket, &|n| n.subtree = Some(Id([1; 32])))));
+        assert!(mismatch(with(NodeKind::Fifo, &|n| n.content = vec![DataId(Id([1; 32]))])));
+        assert!(mismatch(with(NodeKind::Socket, &|n| n.subtree = Some(TreeId(Id([1; 32]))))));
         // What backup writes: a folder always with a subtree (an empty tree
         // for an unreadable one); one without is accepted as empty.
-        assert!(with(NodeKind::Dir, &|n| n.subtree = Some(Id([1; 32]))).is_ok());
+        assert!(with(NodeKind::Dir, &|n| n.subtree = Some(TreeId(Id([1; 32])))).is_ok());
         assert!(with(NodeKind::Dir, &|_| {}).is_ok());
         assert!(with(NodeKind::Symlink, &|n| n.link_target = Some(b"../up".to_vec())).is_ok());
-        assert!(with(NodeKind::File, &|n| n.content = vec![Id([1; 32]), Id([1; 32])]).is_ok());
+        assert!(with(NodeKind::File, &|n| n.content = vec![DataId(Id([1; 32])), DataId(Id([1; 32]))]).is_ok());
         assert!(with(NodeKind::File, &|_| {}).is_ok());
     }
 
@@ -386,7 +387,7 @@ mod tests {
         fn every_truncation_is_an_error(cut in 0usize..1000) {
             let mut t = Tree::default();
             let mut n = Node::new(b"file".to_vec(), NodeKind::File);
-            n.content = vec![Id([1; 32]), Id([2; 32])];
+            n.content = vec![DataId(Id([1; 32])), DataId(Id([2; 32]))];
             n.link_target = Some(b"target".to_vec());
             t.nodes.push(n);
             let b = t.encode();

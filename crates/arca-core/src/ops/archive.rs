@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{DataId, TreeId};
 use crate::format::index::Index;
 use crate::format::tree::{Node, NodeKind};
 use crate::progress::{Phase, Progress};
@@ -17,7 +17,7 @@ use crate::repository::Repository;
 pub struct ContentReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    ids: &'a [Id],
+    ids: &'a [DataId],
     next: usize,
     buf: Vec<u8>,
     pos: usize,
@@ -27,7 +27,7 @@ impl<'a> ContentReader<'a> {
     /// A reader of the content whose blobs are `ids` (a file node's
     /// `content`), found through `index`; a blob that does not read is an
     /// [`io::Error`] of the read that reaches it.
-    pub fn new(repo: &'a Repository, index: &'a Index, ids: &'a [Id]) -> Self {
+    pub fn new(repo: &'a Repository, index: &'a Index, ids: &'a [DataId]) -> Self {
         ContentReader { repo, index, ids, next: 0, buf: Vec::new(), pos: 0 }
     }
 }
@@ -48,7 +48,7 @@ impl Read for ContentReader<'_> {
 }
 
 /// Finds the node at an absolute path inside a snapshot's root tree.
-pub fn find_node(repo: &Repository, index: &Index, root: &Id, path: &str) -> Result<Node> {
+pub fn find_node(repo: &Repository, index: &Index, root: &TreeId, path: &str) -> Result<Node> {
     let mut tree = repo.load_tree(index, root)?;
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.is_empty() {
@@ -71,7 +71,7 @@ pub fn find_node(repo: &Repository, index: &Index, root: &Id, path: &str) -> Res
 }
 
 /// Writes one file's content to `out`.
-pub fn dump(repo: &Repository, index: &Index, root: &Id, path: &str, out: &mut dyn Write) -> Result<u64> {
+pub fn dump(repo: &Repository, index: &Index, root: &TreeId, path: &str, out: &mut dyn Write) -> Result<u64> {
     let node = find_node(repo, index, root, path)?;
     if node.kind != NodeKind::File {
         return Err(Error::Invalid(format!(
@@ -125,7 +125,12 @@ pub struct ExportResult {
 
 /// Every entry below `sub` (or the whole snapshot), with archive paths
 /// relative to the snapshot root (`usr/share/doc/...`).
-fn entries(repo: &Repository, index: &Index, root: &Id, sub: Option<&str>) -> Result<Vec<(Vec<u8>, Node)>> {
+fn entries(
+    repo: &Repository,
+    index: &Index,
+    root: &TreeId,
+    sub: Option<&str>,
+) -> Result<Vec<(Vec<u8>, Node)>> {
     let mut out = Vec::new();
     let start = match sub.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty() && *s != "/") {
         None => *root,
@@ -162,7 +167,7 @@ fn entries(repo: &Repository, index: &Index, root: &Id, sub: Option<&str>) -> Re
 pub fn export(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     sub: Option<&str>,
     format: Format,
     out: Box<dyn Write>,

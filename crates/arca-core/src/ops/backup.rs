@@ -32,7 +32,7 @@ use crate::cancel::Cancel;
 use crate::data::chunker::Chunker;
 use crate::data::packer::Packer;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{DataId, PackId, SnapshotId, TreeId};
 use crate::format::index::{IdSet, Index, IndexPack};
 use crate::format::lock::hostname;
 use crate::format::pack::BlobType;
@@ -68,7 +68,7 @@ pub struct BackupOptions {
     /// backup without a parent is recorded as full.
     pub strategy: Strategy,
     /// Use this snapshot as the parent instead of the strategy's choice.
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
     /// Read, chunk and count everything but write nothing (no packs, index
@@ -86,7 +86,7 @@ pub struct BackupOptions {
 #[non_exhaustive]
 pub struct BackupResult {
     /// `None` for a dry run.
-    pub id: Option<Id>,
+    pub id: Option<SnapshotId>,
     /// The snapshot as written (for a dry run: as it would be); its
     /// `summary` has the counts and the paths that could not be read.
     pub snapshot: Snapshot,
@@ -284,7 +284,7 @@ impl<'a> Engine<'a> {
 
     /// Backs up a directory's contents; returns the tree id. `source`: the
     /// folder is one of the paths given to back up.
-    fn dir(&self, path: &Path, parent: Option<&Node>, source: bool) -> Result<Id> {
+    fn dir(&self, path: &Path, parent: Option<&Node>, source: bool) -> Result<TreeId> {
         self.cancel.check()?;
         self.stats.dirs.fetch_add(1, Ordering::Relaxed);
         let parent_tree = self.parent_tree(parent);
@@ -331,7 +331,7 @@ impl<'a> Engine<'a> {
         // An unchanged folder is its parent's tree: no need to encode, hash
         // and look it up again (unless that stored copy is known damaged).
         if let (Some(pt), Some(id)) = (&parent_tree, parent.and_then(|p| p.subtree)) {
-            if pt.nodes == tree.nodes && self.packer.is_known(&id) {
+            if pt.nodes == tree.nodes && self.packer.is_known(id) {
                 return Ok(id);
             }
         }
@@ -359,7 +359,7 @@ impl<'a> Engine<'a> {
         &self,
         path: &Path,
         before: &Metadata,
-    ) -> std::result::Result<(Vec<Id>, u64, Option<String>), FileError> {
+    ) -> std::result::Result<(Vec<DataId>, u64, Option<String>), FileError> {
         let file = File::open(path).map_err(FileError::Io)?;
         // A second handle on the same open file, to fstat it after the read.
         let probe = file.try_clone().map_err(FileError::Io)?;
@@ -368,7 +368,7 @@ impl<'a> Engine<'a> {
         let chunker = Chunker::new(self.repo.gear(), reader, before.len());
         let failed = std::sync::atomic::AtomicBool::new(false);
         let runs = chunker
-            .runs(|run| -> Result<(Vec<Id>, u64)> {
+            .runs(|run| -> Result<(Vec<DataId>, u64)> {
                 if failed.load(Ordering::Relaxed) {
                     return Ok((Vec::new(), 0));
                 }
@@ -400,8 +400,8 @@ impl<'a> Engine<'a> {
         Ok((ids, total, changed_while_read(before, &after)))
     }
 
-    fn store_chunk(&self, chunk: &[u8]) -> Result<Id> {
-        let id = self.repo.crypto().blob_id(chunk);
+    fn store_chunk(&self, chunk: &[u8]) -> Result<DataId> {
+        let id = DataId(self.repo.crypto().blob_id(chunk));
         if self.packer.claim(id) {
             self.packer.add(BlobType::Data, id, chunk)?;
         }
@@ -410,7 +410,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Builds the tree of the source layout below `path`.
-    fn layout_tree(&self, layout: &Layout, path: &Path, parent: Option<&Tree>) -> Result<Id> {
+    fn layout_tree(&self, layout: &Layout, path: &Path, parent: Option<&Tree>) -> Result<TreeId> {
         let nodes: Vec<Option<Node>> = layout
             .children
             .par_iter()
@@ -512,12 +512,12 @@ fn resolved_paths(sources: &[PathBuf]) -> BTreeMap<String, String> {
 /// Picks the parent snapshot for a strategy (README.md, "backup"). Returns the parent
 /// and the strategy to record: a first backup is recorded as `full`.
 pub fn choose_parent(
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     strategy: Strategy,
     host: &str,
     paths: &[String],
-    explicit: Option<Id>,
-) -> Result<(Option<(Id, Snapshot)>, Strategy)> {
+    explicit: Option<SnapshotId>,
+) -> Result<(Option<(SnapshotId, Snapshot)>, Strategy)> {
     if let Some(id) = explicit {
         let found = snapshots.iter().find(|(i, _)| *i == id).cloned();
         let found = found.ok_or_else(|| Error::SnapshotNotFound(id.to_hex()))?;
@@ -542,15 +542,17 @@ pub fn choose_parent(
 /// copy is in a pack that is gone (stored again by this backup).
 fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, IdSet)> {
     let listed = repo.backend().list(FileKind::Pack)?;
-    let present: IdSet = listed.iter().filter_map(|e| Id::from_hex(&e.name)).collect();
-    let orphans: Vec<_> =
-        listed.into_iter().filter(|e| Id::from_hex(&e.name).is_some_and(|id| !index.has_pack(&id))).collect();
+    let present: IdSet<PackId> = listed.iter().filter_map(|e| PackId::from_hex(&e.name)).collect();
+    let orphans: Vec<_> = listed
+        .into_iter()
+        .filter(|e| PackId::from_hex(&e.name).is_some_and(|id| !index.has_pack(&id)))
+        .collect();
     let adopted = orphans
         .par_iter()
         .filter_map(|e| {
             // A damaged orphan is simply not adopted; verify reports it.
             let blobs = repo.read_pack_header(&e.name, e.size).ok()?;
-            Some(IndexPack { id: Id::from_hex(&e.name)?, size: e.size, blobs })
+            Some(IndexPack { id: PackId::from_hex(&e.name)?, size: e.size, blobs })
         })
         .collect();
     let mut gone = IdSet::default();
@@ -627,7 +629,7 @@ struct Loaded {
     /// Indexed blobs known damaged or gone: stored again when met (moved
     /// into the packer).
     absent: IdSet,
-    parent: Option<(Id, Snapshot)>,
+    parent: Option<(SnapshotId, Snapshot)>,
     strategy: Strategy,
 }
 
@@ -651,7 +653,7 @@ fn load(repo: &Repository, opts: &BackupOptions, sources: &Sources) -> Result<Lo
 /// What reading the sources gave: the root tree, the counts, and the
 /// packer holding what is still to upload.
 struct Read {
-    tree: Id,
+    tree: TreeId,
     stats: Stats,
     packer: Packer,
 }

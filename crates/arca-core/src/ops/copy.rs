@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::data::packer::Packer;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{DataId, SnapshotId, TreeId};
 use crate::format::index::{IdSet, Index};
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
@@ -54,30 +54,32 @@ struct Copier<'a> {
     src_index: &'a Index,
     dst: &'a Repository,
     packer: Packer,
-    /// Source blob id -> target blob id, for this run.
-    ids: Mutex<HashMap<Id, Id>>,
+    /// Source blob id -> target blob id, for this run (ids are keyed hashes:
+    /// another repository's key gives the same content another id).
+    data: Mutex<HashMap<DataId, DataId>>,
+    trees: Mutex<HashMap<TreeId, TreeId>>,
     progress: &'a dyn Progress,
     cancel: &'a Cancel,
 }
 
 impl Copier<'_> {
-    fn blob(&self, id: &Id, kind: BlobType) -> Result<Id> {
-        if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+    fn data(&self, id: &DataId) -> Result<DataId> {
+        if let Some(t) = self.data.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*t);
         }
         self.cancel.check()?;
         let data = self.src.read_blob(self.src_index, id)?;
-        let target = self.dst.crypto().blob_id(&data);
+        let target = DataId(self.dst.crypto().blob_id(&data));
         if self.packer.claim(target) {
-            self.packer.add(kind, target, &data)?;
+            self.packer.add(BlobType::Data, target, &data)?;
         }
         self.progress.advance(1, data.len() as u64);
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
+        self.data.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
         Ok(target)
     }
 
-    fn tree(&self, id: &Id, depth: usize) -> Result<Id> {
-        if let Some(t) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+    fn tree(&self, id: &TreeId, depth: usize) -> Result<TreeId> {
+        if let Some(t) = self.trees.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*t);
         }
         // The walk's bound: a crafted tree must not overflow the stack.
@@ -93,8 +95,7 @@ impl Copier<'_> {
             .map(|mut n| {
                 match n.kind {
                     NodeKind::File => {
-                        n.content =
-                            n.content.iter().map(|c| self.blob(c, BlobType::Data)).collect::<Result<_>>()?;
+                        n.content = n.content.iter().map(|c| self.data(c)).collect::<Result<_>>()?;
                     }
                     NodeKind::Dir => {
                         if let Some(sub) = n.subtree {
@@ -107,7 +108,7 @@ impl Copier<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let target = self.packer.add_tree(Tree { nodes })?;
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, target);
         Ok(target)
     }
 }
@@ -131,7 +132,7 @@ pub struct CopyOptions {
 pub fn copy(
     src: &Repository,
     dst: &Repository,
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyResult> {
@@ -141,7 +142,7 @@ pub fn copy(
 fn copy_inner(
     src: &Repository,
     dst: &Repository,
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyResult> {
@@ -160,20 +161,22 @@ fn copy_inner(
     let src_index = &src.load_index_reporting(progress)?;
     let (existing, _) = dst.snapshots_lenient()?;
     // Source id -> target id of snapshots copied before.
-    let present: HashMap<Id, Id> = existing.iter().filter_map(|(tid, s)| Some((s.original?, *tid))).collect();
+    let present: HashMap<SnapshotId, SnapshotId> =
+        existing.iter().filter_map(|(tid, s)| Some((s.original?, *tid))).collect();
     let dst_index = Arc::new(dst.load_index()?);
     let copier = Copier {
         src,
         src_index,
         dst,
         packer: Packer::cancellable(dst, dst_index, IdSet::default(), false, 2, cancel.clone()),
-        ids: Mutex::new(HashMap::new()),
+        data: Mutex::new(HashMap::new()),
+        trees: Mutex::new(HashMap::new()),
         progress,
         cancel,
     };
     progress.phase(Phase::Copying);
     let mut result = CopyResult::default();
-    let mut pending: Vec<(Id, Snapshot)> = Vec::new();
+    let mut pending: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for (sid, snap) in snapshots {
         if present.contains_key(sid) || snap.original.is_some_and(|o| present.contains_key(&o)) {
             result.already_present.push(sid.to_hex());
@@ -190,7 +193,7 @@ fn copy_inner(
     result.bytes_added = stats.bytes_added;
     // Snapshots last, once everything they name is durable; parents map to
     // their copies when those exist.
-    let mut mapped: HashMap<Id, Id> = present;
+    let mut mapped: HashMap<SnapshotId, SnapshotId> = present;
     for (sid, mut snap) in pending {
         snap.parent = snap.parent.and_then(|p| mapped.get(&p).copied());
         let tid = dst.save_snapshot(&snap)?;

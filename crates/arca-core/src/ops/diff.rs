@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::TreeId;
 use crate::format::index::Index;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repository::walk::{walk, Visit};
@@ -106,7 +106,13 @@ impl Differ<'_> {
         Ok(())
     }
 
-    fn trees(&mut self, path: &mut Vec<u8>, a: Option<Id>, b: Option<Id>, depth: usize) -> Result<()> {
+    fn trees(
+        &mut self,
+        path: &mut Vec<u8>,
+        a: Option<TreeId>,
+        b: Option<TreeId>,
+        depth: usize,
+    ) -> Result<()> {
         if a == b {
             return Ok(());
         }
@@ -173,11 +179,11 @@ impl Differ<'_> {
 /// The changes that turn the tree `from` into the tree `to`, in path order;
 /// everything below an added or removed folder is listed too. Takes no
 /// lock; runs on the library's thread pool.
-pub fn diff(repo: &Repository, index: &Index, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
+pub fn diff(repo: &Repository, index: &Index, from: &TreeId, to: &TreeId) -> Result<Vec<DiffEntry>> {
     crate::pool::install(|| diff_inner(repo, index, from, to))
 }
 
-fn diff_inner(repo: &Repository, index: &Index, from: &Id, to: &Id) -> Result<Vec<DiffEntry>> {
+fn diff_inner(repo: &Repository, index: &Index, from: &TreeId, to: &TreeId) -> Result<Vec<DiffEntry>> {
     let mut d = Differ { repo, index, out: Vec::new() };
     d.trees(&mut Vec::new(), Some(*from), Some(*to), 0)?;
     Ok(d.out)

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use arca_backend::FileKind;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::lock::LockOptions;
 use crate::format::snapshot::Snapshot;
 use crate::ops::prune::{PruneOptions, PrunePlan, PruneResult};
@@ -140,7 +140,7 @@ pub fn parse_duration(s: &str) -> Result<i64> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     /// The snapshot's id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// Kept (true) or removed.
     pub keep: bool,
     /// The rules that keep it (`last`, `hourly`, …, `within`, `tag`, `newest`, `id`),
@@ -221,8 +221,12 @@ fn yearly(t: &DateTime<FixedOffset>) -> i64 {
 
 /// Applies `policy` to one group; `snaps` in any order. Returns decisions
 /// newest first.
-pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<FixedOffset>) -> Vec<Decision> {
-    let mut sorted: Vec<(Id, DateTime<FixedOffset>, &Snapshot)> =
+pub fn apply_group(
+    snaps: &[(SnapshotId, &Snapshot)],
+    policy: &Policy,
+    now: DateTime<FixedOffset>,
+) -> Vec<Decision> {
+    let mut sorted: Vec<(SnapshotId, DateTime<FixedOffset>, &Snapshot)> =
         snaps.iter().map(|(id, s)| (*id, s.timestamp(), *s)).collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
@@ -323,12 +327,12 @@ pub fn apply_group(snaps: &[(Id, &Snapshot)], policy: &Policy, now: DateTime<Fix
 
 /// Applies a policy to every group. Groups are returned in key order.
 pub fn apply(
-    snaps: &[(Id, Snapshot)],
+    snaps: &[(SnapshotId, Snapshot)],
     policy: &Policy,
     group_by: GroupBy,
     now: DateTime<FixedOffset>,
 ) -> BTreeMap<String, Vec<Decision>> {
-    let mut groups: BTreeMap<String, Vec<(Id, &Snapshot)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<(SnapshotId, &Snapshot)>> = BTreeMap::new();
     for (id, s) in snaps {
         groups.entry(group_key(s, group_by)).or_default().push((*id, s));
     }
@@ -341,7 +345,7 @@ pub enum Forget {
     /// Those the policy does not keep, group by group.
     Policy(Policy),
     /// Exactly these (the others are kept, whatever a policy would say).
-    Snapshots(Vec<Id>),
+    Snapshots(Vec<SnapshotId>),
 }
 
 /// What [`forget`] does.
@@ -385,7 +389,7 @@ impl Default for ForgetOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForgetDecision {
     /// The snapshot's id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// When it was taken, as the snapshot records it.
     pub time: String,
     /// Kept (true), or removed (for a dry run: would be).
@@ -423,12 +427,12 @@ impl ForgetResult {
     }
 
     /// The snapshots removed (or, for a dry run, that would be).
-    pub fn removed(&self) -> Vec<Id> {
+    pub fn removed(&self) -> Vec<SnapshotId> {
         self.decisions().filter(|d| !d.keep).map(|d| d.id).collect()
     }
 
     /// The snapshots kept.
-    pub fn kept(&self) -> Vec<Id> {
+    pub fn kept(&self) -> Vec<SnapshotId> {
         self.decisions().filter(|d| d.keep).map(|d| d.id).collect()
     }
 }
@@ -486,8 +490,9 @@ fn forget_as(
         if opts.dry_run { None } else { Some(repo.lock_writing(true, operation, &opts.lock, progress)?) };
     progress.phase(Phase::Loading);
     let snaps: Vec<_> = opts.filter.select(repo.snapshots()?);
-    let time_of =
-        |id: &Id| snaps.iter().find(|(i, _)| i == id).map(|(_, s)| s.time.clone()).unwrap_or_default();
+    let time_of = |id: &SnapshotId| {
+        snaps.iter().find(|(i, _)| i == id).map(|(_, s)| s.time.clone()).unwrap_or_default()
+    };
     let groups: Vec<(String, Vec<Decision>)> = match &opts.what {
         Forget::Policy(policy) => {
             apply(&snaps, policy, opts.group_by, chrono::Local::now().fixed_offset()).into_iter().collect()
@@ -569,15 +574,15 @@ mod tests {
         }
     }
 
-    fn id(i: usize) -> Id {
+    fn id(i: usize) -> SnapshotId {
         let mut b = [0u8; 32];
         b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        Id(b)
+        SnapshotId(crate::format::id::Id(b))
     }
 
-    fn kept(snaps: &[(Id, Snapshot)], p: &Policy, now: &str) -> BTreeSet<Id> {
+    fn kept(snaps: &[(SnapshotId, Snapshot)], p: &Policy, now: &str) -> BTreeSet<SnapshotId> {
         let now = DateTime::parse_from_rfc3339(now).unwrap();
-        let refs: Vec<(Id, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
+        let refs: Vec<(SnapshotId, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
         apply_group(&refs, p, now).into_iter().filter(|d| d.keep).map(|d| d.id).collect()
     }
 
@@ -591,7 +596,7 @@ mod tests {
             "2021-01-03T10:00:00Z",
             "2021-01-04T09:00:00Z",
         ];
-        let snaps: Vec<(Id, Snapshot)> =
+        let snaps: Vec<(SnapshotId, Snapshot)> =
             times.iter().enumerate().map(|(i, t)| (id(i), snap(t, &[]))).collect();
         let now = "2021-02-01T00:00:00Z";
         let weekly = Policy { keep_weekly: Some(2), ..Default::default() };
@@ -617,11 +622,15 @@ mod tests {
 
     /// The reference model: the rules as set definitions, written
     /// independently of the single-pass implementation.
-    fn model(snaps: &[(Id, Snapshot)], p: &Policy, now: DateTime<FixedOffset>) -> BTreeSet<Id> {
-        let mut order: Vec<(DateTime<FixedOffset>, Id, &Snapshot)> =
+    fn model(
+        snaps: &[(SnapshotId, Snapshot)],
+        p: &Policy,
+        now: DateTime<FixedOffset>,
+    ) -> BTreeSet<SnapshotId> {
+        let mut order: Vec<(DateTime<FixedOffset>, SnapshotId, &Snapshot)> =
             snaps.iter().map(|(i, s)| (s.timestamp(), *i, s)).collect();
         order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-        let mut keep: HashSet<Id> = HashSet::new();
+        let mut keep: HashSet<SnapshotId> = HashSet::new();
         let any_rule = p.has_keep_rule();
         if let Some(n) = p.keep_last {
             keep.extend(order.iter().take(n as usize).map(|o| o.1));
@@ -653,7 +662,7 @@ mod tests {
             keep.extend(order.iter().filter(|o| (newest - o.0).num_seconds() < w).map(|o| o.1));
         }
         keep.extend(order.iter().filter(|o| o.2.tags.iter().any(|t| p.keep_tags.contains(t))).map(|o| o.1));
-        let mut result: Vec<Id> =
+        let mut result: Vec<SnapshotId> =
             order.iter().map(|o| o.1).filter(|i| !any_rule || keep.contains(i)).collect();
         if let Some(m) = p.max_versions {
             result.truncate(m as usize);
@@ -708,13 +717,13 @@ mod tests {
             p in policy_strategy(),
         ) {
             let base = DateTime::parse_from_rfc3339("2019-06-01T00:00:00+02:00").unwrap();
-            let snaps: Vec<(Id, Snapshot)> = offsets.iter().enumerate().map(|(i, (o, tagged))| {
+            let snaps: Vec<(SnapshotId, Snapshot)> = offsets.iter().enumerate().map(|(i, (o, tagged))| {
                 let t = base + chrono::TimeDelta::seconds(*o);
                 (id(i), snap(&t.to_rfc3339(), if *tagged { &["keep"] } else { &[] }))
             }).collect();
             let now = base + chrono::TimeDelta::seconds(62_000_000);
-            let refs: Vec<(Id, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
-            let got: BTreeSet<Id> = apply_group(&refs, &p, now).into_iter().filter(|d| d.keep).map(|d| d.id).collect();
+            let refs: Vec<(SnapshotId, &Snapshot)> = snaps.iter().map(|(i, s)| (*i, s)).collect();
+            let got: BTreeSet<SnapshotId> = apply_group(&refs, &p, now).into_iter().filter(|d| d.keep).map(|d| d.id).collect();
             prop_assert_eq!(got, model(&snaps, &p, now));
         }
     }

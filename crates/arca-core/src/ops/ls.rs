@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::TreeId;
 use crate::format::index::{IdSet, Index};
 use crate::format::tree::{Node, NodeKind};
 use crate::repository::walk::{walk, Visit};
@@ -15,7 +15,7 @@ use crate::repository::Repository;
 pub fn ls(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     prefix: Option<&str>,
     visit: &mut dyn FnMut(&[u8], &Node),
 ) -> Result<()> {
@@ -54,7 +54,7 @@ pub struct TreeStats {
 }
 
 /// Counts the entries below `root` and the distinct chunks they use.
-pub fn tree_stats(repo: &Repository, index: &Index, root: &Id) -> Result<TreeStats> {
+pub fn tree_stats(repo: &Repository, index: &Index, root: &TreeId) -> Result<TreeStats> {
     let mut st = TreeStats::default();
     let mut seen = IdSet::default();
     walk(repo, index, root, &mut |_, _, node| {

@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use crate::data::packer::Packer;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::format::index::{IdSet, Index, IndexPack};
 use crate::format::lock::{Lock, LockOptions};
 use crate::format::pack::PackEntry;
@@ -59,7 +59,7 @@ pub struct PruneOptions {
     /// Plan and report only: write and delete nothing, take no lock.
     pub dry_run: bool,
     /// Snapshots to count as already removed (a dry run of `forget --prune`).
-    pub ignore_snapshots: Vec<Id>,
+    pub ignore_snapshots: Vec<SnapshotId>,
     /// Stops the operation when cancelled (see [`crate::Cancel`]).
     pub cancel: crate::Cancel,
     /// How the exclusive lock is waited for (a dry run takes none).
@@ -112,22 +112,27 @@ pub struct PruneResult {
 }
 
 /// Every blob id referenced by any snapshot (trees and data).
-pub fn used_blobs(repo: &Repository, index: &Index, roots: &[Id], progress: &dyn Progress) -> Result<IdSet> {
+pub fn used_blobs(
+    repo: &Repository,
+    index: &Index,
+    roots: &[TreeId],
+    progress: &dyn Progress,
+) -> Result<IdSet> {
     used_blobs_until(repo, index, roots, progress, &crate::Cancel::default())
 }
 
 fn used_blobs_until(
     repo: &Repository,
     index: &Index,
-    roots: &[Id],
+    roots: &[TreeId],
     progress: &dyn Progress,
     cancel: &crate::Cancel,
 ) -> Result<IdSet> {
     let mut used = IdSet::default();
-    let mut stack: Vec<Id> = roots.to_vec();
+    let mut stack: Vec<TreeId> = roots.to_vec();
     while let Some(id) = stack.pop() {
         cancel.check()?;
-        if !used.insert(id) {
+        if !used.insert(id.into()) {
             continue; // a subtree already walked: shared trees are walked once
         }
         let tree = repo.load_tree(index, &id).map_err(|e| Error::PruneNeeds {
@@ -140,7 +145,7 @@ fn used_blobs_until(
         progress.advance(1, 0);
         for n in &tree.nodes {
             match n.kind {
-                NodeKind::File => used.extend(n.content.iter().copied()),
+                NodeKind::File => used.extend(n.content.iter().map(BlobId::from)),
                 NodeKind::Dir => stack.extend(n.subtree),
                 _ => {}
             }
@@ -154,7 +159,7 @@ fn used_blobs_until(
 #[non_exhaustive]
 pub struct PlannedPack {
     /// The pack's id (its file name, in hex).
-    pub id: Id,
+    pub id: PackId,
     /// Its size in the repository.
     pub size: u64,
     /// Bytes of the blobs in it that a kept snapshot uses (this copy).
@@ -176,9 +181,9 @@ pub struct PrunePlan {
     keep_at: Vec<usize>,
     index: Index,
     old_index_files: Vec<String>,
-    listed: HashMap<Id, u64>,
+    listed: HashMap<PackId, u64>,
     /// The pack (index position) whose copy of each used blob stays.
-    keep_loc: HashMap<Id, u32>,
+    keep_loc: HashMap<BlobId, u32>,
     /// Per pack (index position), the blobs the index names in it.
     entries: Vec<Vec<PackEntry>>,
     cancel: crate::Cancel,
@@ -231,19 +236,19 @@ impl PrunePlan {
             needs: "every snapshot readable to know what is used".into(),
             source: Box::new(e),
         })?;
-        let roots: Vec<Id> =
+        let roots: Vec<TreeId> =
             snaps.iter().filter(|(id, _)| !opts.ignore_snapshots.contains(id)).map(|(_, s)| s.tree).collect();
         progress.phase(Phase::Marking);
         let used = used_blobs_until(repo, &index, &roots, progress, &opts.cancel)?;
-        let listed: HashMap<Id, u64> = repo
+        let listed: HashMap<PackId, u64> = repo
             .backend()
             .list(FileKind::Pack)?
             .into_iter()
-            .filter_map(|e| Some((Id::from_hex(&e.name)?, e.size)))
+            .filter_map(|e| Some((PackId::from_hex(&e.name)?, e.size)))
             .collect();
 
         // Which copy of each used blob stays: the first one whose pack exists.
-        let mut keep_loc: HashMap<Id, u32> = HashMap::new();
+        let mut keep_loc: HashMap<BlobId, u32> = HashMap::new();
         let mut summary = PruneResult { dry_run: opts.dry_run, ..Default::default() };
         for id in &used {
             let mut present =
@@ -391,7 +396,7 @@ impl PrunePlan {
             ..
         } = self;
         let mut result = PruneResult { dry_run: false, ..summary };
-        let mut remove: Vec<Id> = remove.iter().map(|p| p.id).collect();
+        let mut remove: Vec<PackId> = remove.iter().map(|p| p.id).collect();
         let mut repack_at = repack_at;
 
         // (1) Repack: used blobs of the chosen packs go into new packs.
@@ -463,7 +468,7 @@ impl PrunePlan {
         // no longer names them: stopping here leaves orphans the next prune
         // deletes.
         progress.phase(Phase::Deleting);
-        let doomed: Vec<Id> =
+        let doomed: Vec<PackId> =
             remove.iter().copied().chain(repack_at.iter().map(|&i| index.packs[i].id)).collect();
         progress.totals(doomed.len() as u64, doomed.iter().map(|id| listed[id]).sum());
         for id in &doomed {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::data::packer::Packer;
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::{IdSet, Index, IndexPack};
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
@@ -64,7 +64,7 @@ fn repair_index_inner(
         .par_iter()
         .map(|e| {
             let object = repo.object_name(FileKind::Pack, &e.name);
-            let id = Id::from_hex(&e.name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
+            let id = PackId::from_hex(&e.name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
             let (blobs, dropped) = if read_data {
                 let bytes =
                     repo.backend().get(FileKind::Pack, &e.name).map_err(|e| e.report().to_string())?;
@@ -159,7 +159,7 @@ fn repair_snapshots_inner(
     let index = Arc::new(repo.load_index()?);
     progress.phase(Phase::CheckingPacks);
     let damaged = crate::ops::verify::damaged_blobs(repo, &index, read_data, progress)?;
-    let bad = |id: &Id| !index.contains(id) || damaged.contains(id);
+    let bad = |id: BlobId| !index.contains(id) || damaged.contains(&id);
     let packer = Packer::new(repo, index.clone(), IdSet::default(), dry_run, 1);
     let mut out = Vec::new();
     let mut new_snapshots = Vec::new();
@@ -170,7 +170,7 @@ fn repair_snapshots_inner(
     for (sid, snap) in snapshots {
         progress.advance(1, 0);
         let mut removed = Vec::new();
-        let root = if bad(&snap.tree) || repo.load_tree(&index, &snap.tree).is_err() {
+        let root = if bad(snap.tree.into()) || repo.load_tree(&index, &snap.tree).is_err() {
             removed.extend(snap.paths.iter().map(|p| format!("{p}/")));
             None
         } else {
@@ -220,11 +220,11 @@ fn rewrite(
     repo: &Repository,
     index: &Index,
     packer: &Packer,
-    id: &Id,
+    id: &TreeId,
     path: &mut Vec<u8>,
-    bad: &dyn Fn(&Id) -> bool,
+    bad: &dyn Fn(BlobId) -> bool,
     removed: &mut Vec<String>,
-) -> Result<Option<Id>> {
+) -> Result<Option<TreeId>> {
     let tree = repo.load_tree(index, id)?;
     let mut changed = false;
     let mut nodes = Vec::with_capacity(tree.nodes.len());
@@ -234,7 +234,7 @@ fn rewrite(
         path.extend_from_slice(&node.name);
         let shown = String::from_utf8_lossy(path).into_owned();
         match node.kind {
-            NodeKind::File if node.content.iter().any(bad) => {
+            NodeKind::File if node.content.iter().any(|c| bad(c.into())) => {
                 removed.push(shown);
                 changed = true;
                 path.truncate(len);
@@ -242,7 +242,7 @@ fn rewrite(
             }
             NodeKind::Dir => {
                 if let Some(sub) = node.subtree {
-                    if bad(&sub) || repo.load_tree(index, &sub).is_err() {
+                    if bad(sub.into()) || repo.load_tree(index, &sub).is_err() {
                         removed.push(format!("{shown}/"));
                         changed = true;
                         path.truncate(len);

@@ -44,7 +44,7 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::data::chunker::Chunker;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, DataId, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::PathError;
 use crate::format::tree::{Node, NodeKind};
@@ -241,7 +241,7 @@ struct Plan {
 fn plan(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     sources: &[Vec<u8>],
     opts: &RestoreOptions,
     progress: &dyn Progress,
@@ -351,7 +351,7 @@ impl PackCache {
 
     /// A blob from a whole cached pack, when this restore needs at least a
     /// quarter of that pack; `None` means: read the blob by itself.
-    fn blob(&self, repo: &Repository, index: &Index, id: &Id) -> Option<Vec<u8>> {
+    fn blob(&self, repo: &Repository, index: &Index, id: &DataId) -> Option<Vec<u8>> {
         let loc = index.get(id)?;
         let pack = index.pack(loc);
         if self.needed.get(&loc.pack).copied().unwrap_or(0) * 4 < pack.size {
@@ -380,7 +380,7 @@ impl PackCache {
             })
             .clone()?;
         let sealed = bytes.get(loc.offset as usize..(loc.offset + loc.length) as usize)?;
-        repo.decode_blob(id, sealed, &|| format!("blob {}", id.short())).ok()
+        repo.decode_blob(&BlobId::from(id), sealed, &|| format!("blob {}", id.short())).ok()
     }
 }
 
@@ -633,7 +633,7 @@ fn content_matches_until(
         if cancel.is_cancelled() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
         }
-        if ids.next() != Some(&repo.crypto().blob_id(&chunk)) {
+        if ids.next() != Some(&DataId(repo.crypto().blob_id(&chunk))) {
             return Ok(None);
         }
     }
@@ -841,7 +841,7 @@ impl Ctx<'_> {
 
     /// Writes the content and metadata of `node` into the open file `f`.
     fn fill(&self, f: &File, dest: &Path, node: &Node) -> Result<()> {
-        let write_blob = |offset: u64, id: &Id| -> Result<u64> {
+        let write_blob = |offset: u64, id: &DataId| -> Result<u64> {
             // Cancelled: the caller removes the unfinished file.
             self.cancel.check()?;
             // Any problem with a cached pack falls back to a plain read,
@@ -993,7 +993,7 @@ fn open_target(target: &Path) -> Result<OwnedFd> {
 /// listed in the result and the rest still restored.
 pub fn restore(
     repo: &Repository,
-    snapshot_id: &Id,
+    snapshot_id: &SnapshotId,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
@@ -1012,8 +1012,8 @@ pub fn restore(
 pub(crate) fn restore_tree(
     repo: &Repository,
     index: &Index,
-    snapshot_id: &Id,
-    root: &Id,
+    snapshot_id: &SnapshotId,
+    root: &TreeId,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
@@ -1026,8 +1026,8 @@ pub(crate) fn restore_tree(
 fn restore_locked(
     repo: &Repository,
     index: &Index,
-    snapshot_id: &Id,
-    root: &Id,
+    snapshot_id: &SnapshotId,
+    root: &TreeId,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
@@ -1416,7 +1416,7 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    fn result(self, snapshot_id: &Id, started: Instant) -> RestoreResult {
+    fn result(self, snapshot_id: &SnapshotId, started: Instant) -> RestoreResult {
         let mut errors = self.ctx.errors.into_inner().unwrap_or_else(|p| p.into_inner());
         errors.sort_by(|a, b| a.path.cmp(&b.path));
         RestoreResult {
@@ -1572,7 +1572,7 @@ mod tests {
         }
 
         fn file(&self, name: &[u8], data: &[u8]) -> Node {
-            let id = self.repo.crypto().blob_id(data);
+            let id = DataId(self.repo.crypto().blob_id(data));
             let packer = self.packer.as_ref().unwrap();
             if packer.claim(id) {
                 packer.add(crate::format::pack::BlobType::Data, id, data).unwrap();
@@ -1588,7 +1588,7 @@ mod tests {
             let mut tree = crate::format::tree::Tree { nodes };
             tree.sort();
             let bytes = tree.encode();
-            let id = self.repo.crypto().blob_id(&bytes);
+            let id = TreeId(self.repo.crypto().blob_id(&bytes));
             let packer = self.packer.as_ref().unwrap();
             if packer.claim(id) {
                 packer.add(crate::format::pack::BlobType::Tree, id, &bytes).unwrap();
@@ -1724,7 +1724,7 @@ mod tests {
         let mut src = Node::new(b"src".to_vec(), NodeKind::Dir);
         src.mode = 0o755;
         // A listing the repository does not have.
-        src.subtree = Some(Id::of_bytes(b"no such tree"));
+        src.subtree = Some(TreeId(crate::format::id::Id::of_bytes(b"no such tree")));
         let target = dir.path().join("t");
         fs::create_dir_all(target.join("src/kept")).unwrap();
         fs::write(target.join("src/precious"), b"the user's").unwrap();

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id, PackId, SnapshotId, TreeId};
 use crate::format::index::{BlobLoc, IdMap, IdSet, Index};
 use crate::format::tree::NodeKind;
 use crate::progress::{Phase, Progress};
@@ -36,7 +36,7 @@ use crate::repository::Repository;
 #[non_exhaustive]
 pub struct VerifyOptions {
     /// Snapshots to check; empty means all.
-    pub snapshots: Vec<Id>,
+    pub snapshots: Vec<SnapshotId>,
     /// Also read every pack and open every blob (default false: structure
     /// only). Ignored for choosing packs when `subset` is set.
     pub read_data: bool,
@@ -85,8 +85,9 @@ impl std::str::FromStr for Subset {
 }
 
 /// Position of a pack in 0..10000, from its (uniformly random) id.
-fn position(id: &Id) -> u32 {
-    u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % 10_000
+fn position(id: &PackId) -> u32 {
+    let b = id.bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % 10_000
 }
 
 /// The verdict on one checked snapshot.
@@ -169,7 +170,7 @@ pub struct RestoreTest {
 /// it); the other fields of `opts` are not used.
 pub fn restore_test(
     repo: &Repository,
-    id: &Id,
+    id: &SnapshotId,
     scratch: &std::path::Path,
     opts: &VerifyOptions,
     progress: &dyn Progress,
@@ -185,7 +186,7 @@ pub fn restore_test(
 fn restore_test_locked(
     repo: &Repository,
     index: &Index,
-    id: &Id,
+    id: &SnapshotId,
     snap: &crate::format::snapshot::Snapshot,
     scratch: &std::path::Path,
     verify: &VerifyOptions,
@@ -225,11 +226,11 @@ enum Damage {
 
 /// The outcome of checking one pack.
 struct PackCheck {
-    pack: Id,
+    pack: PackId,
     /// Every blob the index places in this pack.
-    ids: Vec<Id>,
+    ids: Vec<BlobId>,
     /// Blobs of this pack whose copy here is damaged or gone.
-    bad: Vec<(Id, Damage)>,
+    bad: Vec<(BlobId, Damage)>,
     /// Problems of the pack itself.
     problems: Vec<String>,
     /// False when the pack's header or trailer is damaged: the pack cannot
@@ -245,7 +246,7 @@ impl PackCheck {
     /// Nothing wrong found (`read`: its data was read, `blobs_read` blobs).
     fn intact(read: bool, blobs_read: u64) -> PackCheck {
         PackCheck {
-            pack: Id::default(),
+            pack: PackId::default(),
             ids: Vec::new(),
             bad: Vec::new(),
             problems: Vec::new(),
@@ -257,7 +258,7 @@ impl PackCheck {
     }
 
     /// The listing alone shows the pack missing or of the wrong size.
-    fn listed_wrong(bad: Vec<(Id, Damage)>, problem: String) -> PackCheck {
+    fn listed_wrong(bad: Vec<(BlobId, Damage)>, problem: String) -> PackCheck {
         PackCheck { bad, problems: vec![problem], ..PackCheck::intact(false, 0) }
     }
 }
@@ -266,14 +267,14 @@ impl PackCheck {
 fn check_packs(
     repo: &Repository,
     index: &Index,
-    read: &(dyn Fn(&Id) -> bool + Sync),
+    read: &(dyn Fn(&PackId) -> bool + Sync),
     relevant: Option<&IdSet>,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<Vec<PackCheck>> {
     let listed: HashMap<String, u64> =
         repo.backend().list(FileKind::Pack)?.into_iter().map(|e| (e.name, e.size)).collect();
-    let mut by_pack: Vec<Vec<(Id, BlobLoc)>> = vec![Vec::new(); index.packs.len()];
+    let mut by_pack: Vec<Vec<(BlobId, BlobLoc)>> = vec![Vec::new(); index.packs.len()];
     for (id, _) in index.blobs() {
         for loc in index.locations(&id) {
             by_pack[loc.pack as usize].push((id, *loc));
@@ -335,7 +336,7 @@ fn rebuild(
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(format!("{object}: parity unreadable: {}", e.report())),
     };
-    let id = Id::from_hex(name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
+    let id = PackId::from_hex(name).ok_or_else(|| format!("{object}: name is not a pack id"))?;
     match crate::data::parity::repair(bytes, &parity, &id, object).map_err(|e| e.report().to_string())? {
         crate::data::parity::Repair::Rebuilt { pack, shards } => {
             // Content-addressed: replacing it with the correct bytes is safe.
@@ -356,12 +357,12 @@ const WINDOW: u64 = 4 << 20;
 /// window (decrypting in place). True when the pack matches its name, its
 /// header opens and every indexed blob is intact. Any doubt answers false,
 /// and [`check_blobs`] then reads the pack whole to name the damage.
-fn pack_is_intact(repo: &Repository, name: &str, size: u64, blobs: &[(Id, BlobLoc)]) -> bool {
+fn pack_is_intact(repo: &Repository, name: &str, size: u64, blobs: &[(BlobId, BlobLoc)]) -> bool {
     thread_local! {
         static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
             const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
-    let mut sorted: Vec<&(Id, BlobLoc)> = blobs.iter().collect();
+    let mut sorted: Vec<&(BlobId, BlobLoc)> = blobs.iter().collect();
     sorted.sort_unstable_by_key(|(_, l)| l.offset);
     let end_of = |l: &BlobLoc| l.offset as u64 + l.length as u64;
     // Overlapping entries (a damaged index) would be decrypted twice.
@@ -405,7 +406,13 @@ fn pack_is_intact(repo: &Repository, name: &str, size: u64, blobs: &[(Id, BlobLo
 }
 
 /// Reads a whole pack and checks it and each of its indexed blobs.
-fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[(Id, BlobLoc)]) -> PackCheck {
+fn check_blobs(
+    repo: &Repository,
+    name: &str,
+    object: &str,
+    size: u64,
+    blobs: &[(BlobId, BlobLoc)],
+) -> PackCheck {
     let mut problems: Vec<String> = Vec::new();
     let mut bytes = match repo.backend().get(FileKind::Pack, name) {
         Ok(b) => b,
@@ -413,7 +420,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
         Err(e) => {
             let d = if e.is_not_found() { Damage::Missing } else { Damage::Corrupted };
             return PackCheck {
-                pack: Id::default(),
+                pack: PackId::default(),
                 ids: Vec::new(),
                 bad: blobs.iter().map(|(id, _)| (*id, d)).collect(),
                 problems: vec![format!("{object}: {}", e.report())],
@@ -439,7 +446,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
     if bytes.is_empty() && size > 0 {
         problems.push(format!("{object}: pack is missing"));
         return PackCheck {
-            pack: Id::default(),
+            pack: PackId::default(),
             ids: Vec::new(),
             bad: blobs.iter().map(|(id, _)| (*id, Damage::Missing)).collect(),
             problems,
@@ -480,7 +487,7 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
         }
     }
     PackCheck {
-        pack: Id::default(),
+        pack: PackId::default(),
         ids: Vec::new(),
         bad,
         problems,
@@ -496,19 +503,19 @@ fn check_blobs(repo: &Repository, name: &str, object: &str, size: u64, blobs: &[
 fn referenced_blobs(
     repo: &Repository,
     index: &Index,
-    snaps: &[(Id, crate::format::snapshot::Snapshot)],
+    snaps: &[(SnapshotId, crate::format::snapshot::Snapshot)],
     cancel: &Cancel,
 ) -> Result<IdSet> {
     let mut seen = IdSet::default();
-    let mut stack: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let mut stack: Vec<TreeId> = snaps.iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = stack.pop() {
         cancel.check()?;
-        if !seen.insert(id) {
+        if !seen.insert(id.into()) {
             continue;
         }
         if let Ok(tree) = repo.load_tree(index, &id) {
             for n in tree.nodes {
-                seen.extend(n.content);
+                seen.extend(n.content.iter().map(BlobId::from));
                 stack.extend(n.subtree);
             }
         }
@@ -518,7 +525,7 @@ fn referenced_blobs(
 
 /// Blobs whose every stored copy is damaged or gone.
 fn fully_damaged(index: &Index, checks: &[PackCheck]) -> IdMap<Damage> {
-    let mut bad_copies: HashMap<Id, Vec<Damage>> = HashMap::new();
+    let mut bad_copies: HashMap<BlobId, Vec<Damage>> = HashMap::new();
     for c in checks {
         for (id, d) in &c.bad {
             bad_copies.entry(*id).or_default().push(*d);
@@ -551,7 +558,7 @@ fn damaged_blobs_inner(
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<IdSet> {
-    let checks = check_packs(repo, index, &|_: &Id| read_data, None, progress, &Cancel::default())?;
+    let checks = check_packs(repo, index, &|_: &PackId| read_data, None, progress, &Cancel::default())?;
     Ok(fully_damaged(index, &checks).into_keys().collect())
 }
 
@@ -590,7 +597,7 @@ struct Report {
 /// What the loading phase of a verify reads.
 struct Loaded {
     index: Index,
-    selected: Vec<(Id, crate::format::snapshot::Snapshot)>,
+    selected: Vec<(SnapshotId, crate::format::snapshot::Snapshot)>,
     /// Checking chosen snapshots: the blobs they use.
     relevant: Option<IdSet>,
 }
@@ -664,9 +671,12 @@ fn check_all_packs(
         (Some(Subset::Percent(_)), Some(c)) => c.subset_start(),
         _ => 0,
     };
-    let read = |id: &Id| match opts.subset {
+    let read = |id: &PackId| match opts.subset {
         None => opts.read_data,
-        Some(Subset::Group { n, m }) => u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m == n - 1,
+        Some(Subset::Group { n, m }) => {
+            let b = id.bytes();
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % m == n - 1
+        }
         Some(Subset::Percent(p)) => {
             let width = (p * 100.0).round() as u32;
             (position(id) + 10_000 - subset_start) % 10_000 < width
@@ -676,7 +686,7 @@ fn check_all_packs(
     let damaged = fully_damaged(index, &checks);
     let packs_checked = checks.len() as u64;
     let (mut packs_read, mut blobs_checked) = (0u64, 0u64);
-    let troubled: IdSet = checks.iter().filter(|c| !c.problems.is_empty()).map(|c| c.pack).collect();
+    let troubled: IdSet<PackId> = checks.iter().filter(|c| !c.problems.is_empty()).map(|c| c.pack).collect();
     // Blobs whose only copies sit in packs with a damaged header: readable
     // now, but such a pack cannot be re-indexed; the next backup stores them
     // again so that they have a sound copy.
@@ -688,11 +698,12 @@ fn check_all_packs(
         if c.problems.is_empty() {
             continue;
         }
-        let lost: Vec<Id> = c.bad.iter().map(|(id, _)| *id).filter(|id| damaged.contains_key(id)).collect();
-        let exposed: Vec<Id> = if c.header_ok {
+        let lost: Vec<BlobId> =
+            c.bad.iter().map(|(id, _)| *id).filter(|id| damaged.contains_key(id)).collect();
+        let exposed: Vec<BlobId> = if c.header_ok {
             Vec::new()
         } else {
-            let sound_copy = |id: &Id| {
+            let sound_copy = |id: &BlobId| {
                 index
                     .locations(id)
                     .any(|l| index.pack(l).id != c.pack && !troubled.contains(&index.pack(l).id))
@@ -770,9 +781,9 @@ fn check_trees(
     for ((sid, snap), root) in loaded.selected.iter().zip(roots) {
         let mut corrupted = Vec::new();
         let mut missing = Vec::new();
-        let check = |id: &Id| damage_of(index, damaged, id);
+        let check = |id: BlobId| damage_of(index, damaged, id);
         let whole = || snap.paths.iter().map(|p| format!("{p}/")).collect::<Vec<_>>();
-        if let Some(d) = check(&snap.tree) {
+        if let Some(d) = check(snap.tree.into()) {
             let what = if d == Damage::Missing { &mut missing } else { &mut corrupted };
             what.extend(whole());
         } else if root.entries > MAX_ENTRIES {
@@ -784,7 +795,7 @@ fn check_trees(
             ));
             corrupted.extend(whole());
         } else if !root.clean {
-            let is_clean = |id: &Id| known.get(id).is_some_and(|j| j.clean);
+            let is_clean = |id: &TreeId| known.get(id).is_some_and(|j| j.clean);
             let mut found = Found { corrupted: &mut corrupted, missing: &mut missing, errors };
             match walk_checked(repo, index, &snap.tree, &check, &is_clean, &mut found, &opts.cancel) {
                 Ok(()) => {}
@@ -842,7 +853,8 @@ impl Report {
 
 /// What is wrong with blob `id` for a reader: not indexed, or every stored
 /// copy damaged or gone (`damaged`); `None` when it can be read.
-fn damage_of(index: &Index, damaged: &IdMap<Damage>, id: &Id) -> Option<Damage> {
+fn damage_of(index: &Index, damaged: &IdMap<Damage>, id: impl Into<BlobId>) -> Option<Damage> {
+    let id = &id.into();
     if !index.contains(id) {
         return Some(Damage::Missing);
     }
@@ -859,7 +871,7 @@ struct CleanTrees<'a> {
     repo: &'a Repository,
     index: &'a Index,
     damaged: &'a IdMap<Damage>,
-    known: Mutex<IdMap<Judged>>,
+    known: Mutex<IdMap<Judged, TreeId>>,
     /// Every blob id met (all of a tree's nodes are looked at, not just
     /// those up to the first problem, so the set is the same as a full
     /// walk's).
@@ -895,7 +907,7 @@ fn size_matches(index: &Index, node: &crate::format::tree::Node) -> Option<bool>
 
 impl CleanTrees<'_> {
     /// Judges tree `id` (met `depth` folders below a snapshot's root).
-    fn judge(&self, id: &Id, depth: usize) -> Judged {
+    fn judge(&self, id: &TreeId, depth: usize) -> Judged {
         if self.cancel.is_cancelled() {
             return Judged { clean: false, entries: 0 };
         }
@@ -907,14 +919,15 @@ impl CleanTrees<'_> {
         if let Some(&j) = self.known.lock().expect("no panics while held").get(id) {
             return j;
         }
-        let sound = |id: &Id| damage_of(self.index, self.damaged, id).is_none();
+        let sound = |id: BlobId| damage_of(self.index, self.damaged, id).is_none();
         // A tree that is not sound is not read: the walk reports it.
-        let tree = if sound(id) { self.repo.load_tree(self.index, id).ok() } else { None };
+        let tree = if sound(id.into()) { self.repo.load_tree(self.index, id).ok() } else { None };
         let judged = match tree {
             None => Judged { clean: false, entries: 0 },
             Some(tree) => {
-                let content: Vec<Id> = tree.nodes.iter().flat_map(|n| n.content.iter().copied()).collect();
-                let content_sound = content.iter().all(sound)
+                let content: Vec<BlobId> =
+                    tree.nodes.iter().flat_map(|n| n.content.iter().map(BlobId::from)).collect();
+                let content_sound = content.iter().all(|&c| sound(c))
                     && tree
                         .nodes
                         .iter()
@@ -937,7 +950,7 @@ impl CleanTrees<'_> {
             }
         };
         self.progress.advance(1, 0);
-        self.referenced.lock().expect("no panics while held").insert(*id);
+        self.referenced.lock().expect("no panics while held").insert((*id).into());
         self.known.lock().expect("no panics while held").insert(*id, judged);
         judged
     }
@@ -959,9 +972,9 @@ struct Found<'a> {
 fn walk_checked(
     repo: &Repository,
     index: &Index,
-    root: &Id,
-    check: &dyn Fn(&Id) -> Option<Damage>,
-    is_clean: &dyn Fn(&Id) -> bool,
+    root: &TreeId,
+    check: &dyn Fn(BlobId) -> Option<Damage>,
+    is_clean: &dyn Fn(&TreeId) -> bool,
     found: &mut Found,
     cancel: &Cancel,
 ) -> Result<()> {
@@ -979,7 +992,7 @@ fn walk_checked(
                 NodeKind::File => {
                     let mut worst = None;
                     for id in &node.content {
-                        match check(id) {
+                        match check(id.into()) {
                             Some(Damage::Corrupted) => worst = Some(Damage::Corrupted),
                             Some(Damage::Missing) if worst.is_none() => worst = Some(Damage::Missing),
                             _ => {}
@@ -1007,7 +1020,7 @@ fn walk_checked(
                 }
                 NodeKind::Dir => {
                     if let Some(sub) = &node.subtree {
-                        match check(sub) {
+                        match check(sub.into()) {
                             Some(Damage::Corrupted) => {
                                 corrupted.push(format!("{}/", shown()));
                                 return Ok(Visit::Skip);

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 use crate::format::index::IdSet;
 
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl Cache {
 
     /// Drops cached objects of `folder` that are not in `keep` (removed
     /// from the repository since).
-    pub fn retain(&self, folder: &str, keep: &IdSet) {
+    pub fn retain(&self, folder: &str, keep: &IdSet<Id>) {
         if let Ok(rd) = fs::read_dir(self.dir.join(folder)) {
             for e in rd.flatten() {
                 let name = e.file_name();
@@ -89,7 +89,7 @@ impl Cache {
     /// Blobs found damaged (every stored copy) by the last data check.
     pub fn damaged_blobs(&self) -> IdSet {
         fs::read_to_string(self.dir.join(DAMAGED))
-            .map(|s| s.lines().filter_map(|l| Id::from_hex(l.trim())).collect())
+            .map(|s| s.lines().filter_map(|l| BlobId::from_hex(l.trim())).collect())
             .unwrap_or_default()
     }
 

@@ -16,7 +16,7 @@ use crate::data::compress;
 use crate::data::crypto::{Crypto, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::config::{Config, Encryption};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, DataId, Id, SnapshotId, TreeId};
 use crate::format::index::{Index, IndexFile};
 use crate::format::keyfile::KeyFile;
 use crate::format::lock::{Lock, LockOptions, ReadLock};
@@ -26,7 +26,7 @@ use crate::format::tree::Tree;
 use crate::repository::cache::Cache;
 
 /// Snapshots with their ids, oldest first.
-pub type SnapshotList = Vec<(Id, Snapshot)>;
+pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 
 /// An open repository: its backend, config and unlocked master key.
 ///
@@ -561,10 +561,15 @@ impl Repository {
     }
 
     /// Opens, decompresses and authenticates one blob's stored bytes.
-    pub(crate) fn decode_blob(&self, id: &Id, sealed: &[u8], object: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    pub(crate) fn decode_blob(
+        &self,
+        id: &BlobId,
+        sealed: &[u8],
+        object: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>> {
         let plain = self.crypto.open(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
         let data = compress::decode(plain, object)?;
-        if self.crypto.blob_id(&data) != *id {
+        if self.crypto.blob_id(&data) != id.0 {
             return Err(Error::corrupt(object(), "content does not match its id"));
         }
         Ok(data)
@@ -574,14 +579,14 @@ impl Repository {
     /// and decompresses into `scratch`; returns the checked plaintext.
     pub(crate) fn open_blob_in_place<'a>(
         &self,
-        id: &Id,
+        id: &BlobId,
         sealed: &'a mut [u8],
         scratch: &'a mut Vec<u8>,
         object: &dyn Fn() -> String,
     ) -> Result<&'a [u8]> {
         let plain = self.crypto.open_in_place(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
         let data = compress::decode_ref(plain, scratch, object)?;
-        if self.crypto.blob_id(data) != *id {
+        if self.crypto.blob_id(data) != id.0 {
             return Err(Error::corrupt(object(), "content does not match its id"));
         }
         Ok(data)
@@ -593,7 +598,8 @@ impl Repository {
     /// buffers for every blob cost more system time than the writes.
     ///
     /// [`read_blob`]: Repository::read_blob
-    pub(crate) fn with_blob<R>(&self, index: &Index, id: &Id, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    pub(crate) fn with_blob<R>(&self, index: &Index, id: &DataId, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let id = &BlobId::from(id);
         thread_local! {
             static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
                 const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -626,15 +632,16 @@ impl Repository {
 
     /// Reads a blob, falling back to another stored copy when the first is
     /// damaged or gone.
-    pub(crate) fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+    pub(crate) fn read_blob(&self, index: &Index, id: impl Into<BlobId>) -> Result<Vec<u8>> {
+        let id = &id.into();
         let tree_cache = self
             .metadata_cache()
             .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree));
         if let Some(c) = tree_cache {
-            if let Some(sealed) = c.get("trees", id) {
+            if let Some(sealed) = c.get("trees", id.id()) {
                 match self.decode_blob(id, &sealed, &|| format!("cached tree {}", id.short())) {
                     Ok(data) => return Ok(data),
-                    Err(_) => c.evict("trees", id),
+                    Err(_) => c.evict("trees", id.id()),
                 }
             }
         }
@@ -644,7 +651,7 @@ impl Repository {
     pub(crate) fn read_blob_at(
         &self,
         index: &Index,
-        id: &Id,
+        id: &BlobId,
         loc: &crate::format::index::BlobLoc,
     ) -> Result<Vec<u8>> {
         let pack = index.pack(loc).id.to_hex();
@@ -654,13 +661,13 @@ impl Repository {
         })?;
         if loc.kind == crate::format::pack::BlobType::Tree {
             if let Some(c) = self.metadata_cache() {
-                c.put("trees", id, &sealed);
+                c.put("trees", id.id(), &sealed);
             }
         }
         Ok(data)
     }
 
-    pub(crate) fn load_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+    pub(crate) fn load_tree(&self, index: &Index, id: &TreeId) -> Result<Tree> {
         let data = self.read_blob(index, id)?;
         Tree::decode(&data).map_err(|source| Error::Tree { tree: id.short(), source })
     }
@@ -685,14 +692,14 @@ impl Repository {
     /// Stores `snap` as a new snapshot file; returns its id (the hash of
     /// the stored bytes). Low level: takes no lock and checks nothing, the
     /// tree it names must be stored already. A backup calls it last.
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        self.save_file(FileKind::Snapshot, &snap.encode())
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        self.save_file(FileKind::Snapshot, &snap.encode()).map(SnapshotId)
     }
 
     /// Reads the snapshot file `id`, checking its hash and seal. Takes no
     /// lock; [`Repository::find_snapshot`] resolves `latest` or a prefix.
-    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let plain = self.load_file(FileKind::Snapshot, id)?;
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let plain = self.load_file(FileKind::Snapshot, id.id())?;
         Snapshot::decode(&plain, &self.object_name(FileKind::Snapshot, &id.to_hex()))
     }
 
@@ -702,10 +709,10 @@ impl Repository {
         if let Some(c) = self.metadata_cache() {
             c.retain("snapshots", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
         }
-        let loaded: Vec<Result<(Id, Snapshot)>> = names
+        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = names
             .par_iter()
             .map(|e| {
-                let id = Id::from_hex(&e.name).ok_or_else(|| {
+                let id = SnapshotId::from_hex(&e.name).ok_or_else(|| {
                     Error::corrupt(self.object_name(FileKind::Snapshot, &e.name), "file name is not an id")
                 })?;
                 Ok((id, self.load_snapshot(&id)?))
@@ -725,7 +732,7 @@ impl Repository {
 
     /// All snapshots, oldest first; fails on the first snapshot file that
     /// does not read ([`Repository::snapshots_lenient`] skips them).
-    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+    pub fn snapshots(&self) -> Result<SnapshotList> {
         let (snaps, mut errors) = self.snapshots_lenient()?;
         match errors.pop() {
             Some(e) => Err(e),
@@ -734,7 +741,7 @@ impl Repository {
     }
 
     /// Resolves `latest` or a unique hex prefix (4+ digits).
-    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             // A damaged snapshot file does not hide the intact ones.
             let (mut snaps, _) = self.snapshots_lenient()?;
@@ -758,7 +765,8 @@ impl Repository {
         match matches.len() {
             0 => Err(Error::SnapshotNotFound(spec)),
             1 => {
-                let id = Id::from_hex(&matches[0]).ok_or_else(|| Error::SnapshotNotFound(spec.clone()))?;
+                let id =
+                    SnapshotId::from_hex(&matches[0]).ok_or_else(|| Error::SnapshotNotFound(spec.clone()))?;
                 Ok((id, self.load_snapshot(&id)?))
             }
             n => Err(Error::AmbiguousSnapshot(spec, n)),
@@ -830,7 +838,7 @@ impl Repository {
 /// returns the first that succeeds; else the first copy's error.
 fn first_intact_copy<R>(
     index: &Index,
-    id: &Id,
+    id: &BlobId,
     mut read: impl FnMut(&crate::format::index::BlobLoc) -> Result<R>,
 ) -> Result<R> {
     let mut first_error = None;

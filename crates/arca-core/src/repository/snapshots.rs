@@ -10,12 +10,12 @@ use std::path::Path;
 use chrono::{DateTime, FixedOffset};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repository::{Repository, SnapshotList};
 
 /// A snapshot with its id.
-pub type IdSnapshot = (Id, Snapshot);
+pub type IdSnapshot = (SnapshotId, Snapshot);
 
 /// Which snapshots an operation considers. The default matches every
 /// snapshot; each criterion narrows it: a host, any of some tags, a source
@@ -74,11 +74,7 @@ impl SnapshotFilter {
     /// The snapshot to restore for the point in time `at`: of those that
     /// match, the one taken latest at or before `at` (of equal times, the
     /// last listed).
-    pub fn latest_at<'a>(
-        &self,
-        list: &'a [(Id, Snapshot)],
-        at: DateTime<FixedOffset>,
-    ) -> Option<&'a (Id, Snapshot)> {
+    pub fn latest_at<'a>(&self, list: &'a [IdSnapshot], at: DateTime<FixedOffset>) -> Option<&'a IdSnapshot> {
         list.iter()
             .filter(|(_, s)| s.timestamp() <= at)
             .filter(|(_, s)| self.matches(s))
@@ -88,7 +84,10 @@ impl SnapshotFilter {
 
 /// Of `list`, the latest one that `ids` names, or the latest of all when
 /// `ids` is empty: the default snapshot of a check such as a restore test.
-pub fn latest_of<'a>(list: &'a [(Id, Snapshot)], ids: &[Id]) -> Option<&'a (Id, Snapshot)> {
+pub fn latest_of<'a>(
+    list: &'a [(SnapshotId, Snapshot)],
+    ids: &[SnapshotId],
+) -> Option<&'a (SnapshotId, Snapshot)> {
     list.iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id))
 }
 
@@ -127,8 +126,8 @@ mod tests {
         }
     }
 
-    fn id(i: u8) -> Id {
-        Id([i; 32])
+    fn id(i: u8) -> SnapshotId {
+        SnapshotId(crate::format::id::Id([i; 32]))
     }
 
     #[test]

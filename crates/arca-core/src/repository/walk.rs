@@ -8,7 +8,7 @@
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::TreeId;
 use crate::format::index::Index;
 use crate::format::tree::{Node, NodeKind};
 use crate::repository::Repository;
@@ -59,7 +59,7 @@ pub type TreeErrors<'a> = dyn FnMut(&[u8], Error) + 'a;
 /// absolute (`/a/b`), raw bytes; depth 0 is a child of the root. A tree that
 /// cannot be loaded is an error, and so is a walk beyond the default
 /// [`Limits`].
-pub fn walk(repo: &Repository, index: &Index, root: &Id, visit: &mut Visitor) -> Result<()> {
+pub fn walk(repo: &Repository, index: &Index, root: &TreeId, visit: &mut Visitor) -> Result<()> {
     walk_limited(repo, index, root, Limits::default(), visit, None)
 }
 
@@ -68,7 +68,7 @@ pub fn walk(repo: &Repository, index: &Index, root: &Id, visit: &mut Visitor) ->
 pub fn walk_limited(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     limits: Limits,
     visit: &mut Visitor,
     on_error: Option<&mut TreeErrors>,
@@ -83,7 +83,7 @@ pub fn walk_limited(
 pub fn walk_cancellable(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     visit: &mut Visitor,
     on_error: Option<&mut TreeErrors>,
     cancel: &Cancel,
@@ -115,7 +115,7 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn tree(
         &mut self,
-        id: &Id,
+        id: &TreeId,
         depth: usize,
         visit: &mut Visitor,
         mut on_error: Option<&mut TreeErrors>,
@@ -164,13 +164,13 @@ mod tests {
     use super::*;
     use crate::data::packer::Packer;
     use crate::format::config::Encryption;
-    use crate::format::id::Id;
+
     use crate::format::tree::Tree;
 
     /// A repository holding `levels` trees, each one's folders `a` and `b`
     /// both the tree below (`width` 2), or only `a` (`width` 1), above an
     /// empty tree; returns the top tree.
-    fn shared(levels: usize, width: usize) -> (tempfile::TempDir, Repository, Index, Id) {
+    fn shared(levels: usize, width: usize) -> (tempfile::TempDir, Repository, Index, TreeId) {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(arca_backend::LocalBackend::new(dir.path().join("repo")));
         let repo = Repository::init(
