@@ -198,9 +198,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) ->
 }
 
 fn prune_inner(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneResult> {
-    let lock =
-        if opts.dry_run { None } else { Some(repo.lock_writing(true, "prune", &opts.lock, progress)?) };
-    let plan = PrunePlan::with_lock(repo, opts, lock, progress)?;
+    let plan = PrunePlan::new(repo, opts, progress)?;
     if opts.dry_run {
         return Ok(plan.summary().clone());
     }
