@@ -64,6 +64,12 @@ impl S3Config {
         if bucket.is_empty() {
             return Err(format!("{url}: no bucket name (use s3://bucket/prefix)"));
         }
+        if !valid_bucket_name(bucket) {
+            return Err(format!(
+                "{url}: {bucket:?} is not a valid bucket name (3 to 63 lowercase letters, digits, dots and \
+                 hyphens, starting and ending with a letter or digit)"
+            ));
+        }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(S3Config {
             bucket: bucket.to_string(),
@@ -81,6 +87,16 @@ impl S3Config {
         })
     }
 
+    /// The endpoint requests go to, for messages: the one configured, or
+    /// AWS's for the region.
+    pub fn endpoint_or_default(&self) -> String {
+        if self.endpoint.is_empty() {
+            format!("https://s3.{}.amazonaws.com", self.region)
+        } else {
+            self.endpoint.clone()
+        }
+    }
+
     /// `s3://bucket/prefix at endpoint`, for messages.
     pub fn describe(&self) -> String {
         let at = if self.endpoint.is_empty() { String::new() } else { format!(" at {}", self.endpoint) };
@@ -90,6 +106,29 @@ impl S3Config {
             format!("s3://{}/{}{at}", self.bucket, self.prefix)
         }
     }
+}
+
+/// S3's rules for bucket names (those every S3-compatible server accepts):
+/// checked before any request, so that a typo is named as such rather than
+/// as a failed request.
+fn valid_bucket_name(b: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&b.len())
+        && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge(b.chars().next())
+        && edge(b.chars().last())
+        && !b.contains("..")
+        && b.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// The innermost cause of an error (`connection refused`, a DNS failure),
+/// without the layers of context around it.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = e.source()?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(cause.to_string())
 }
 
 pub struct S3Backend {
@@ -208,6 +247,13 @@ impl S3Backend {
                     .to_string()
             }
             opendal::ErrorKind::ConfigInvalid => format!("invalid configuration: {e}"),
+            // The request never got an answer (refused, unresolvable, reset,
+            // timed out): the HTTP client's context says nothing a person can
+            // act on, its innermost cause does.
+            _ if text.contains("send http request") => match root_cause(&e) {
+                Some(root) => format!("cannot reach {}: {root}", self.config.endpoint_or_default()),
+                None => text,
+            },
             _ => text,
         };
         BackendError {

@@ -14,14 +14,19 @@ use clap::{Parser, Subcommand};
 
 /// Deduplicated, compressed, encrypted backups.
 #[derive(Parser, Debug)]
-#[command(name = "arca", version, about, propagate_version = true)]
+#[command(name = "arca", version, about, propagate_version = true, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// Repository: a path, file:///path or s3://bucket/prefix [default: ~/.local/share/arca/repo]
     #[arg(long, short = 'r', global = true, env = "ARCA_REPOSITORY")]
     pub repo: Option<String>,
-    /// Read the password from this file (first line).
-    #[arg(long, global = true, env = "ARCA_PASSWORD_FILE")]
+    /// Read the password from this file (first line). Wins over every
+    /// password variable of the environment.
+    #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Run this shell command and take the first line it prints as the
+    /// password. Wins over every password variable of the environment.
+    #[arg(long, global = true, value_name = "COMMAND", conflicts_with = "password_file")]
+    pub password_command: Option<String>,
     /// Print one JSON document on stdout (progress and warnings go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
@@ -33,9 +38,6 @@ pub struct Cli {
     /// the storage refuses the lock.
     #[arg(long, global = true)]
     pub no_lock: bool,
-    /// Configuration file with named jobs (used by the daemon).
-    #[arg(long, global = true, env = "ARCA_CONFIG")]
-    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -85,6 +87,21 @@ pub enum Command {
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
 }
+
+/// The environment, listed at the end of `arca --help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  ARCA_REPOSITORY        the repository, as --repo
+  ARCA_PASSWORD          the repository's password
+  ARCA_PASSWORD_FILE     a file holding it (first line)
+  ARCA_PASSWORD_COMMAND  a shell command printing it
+  ARCA_NEW_PASSWORD      the new password of `key add` and `key passwd`
+  ARCA_TO_PASSWORD       the password of `copy --to`'s repository
+  ARCA_TO_PASSWORD_FILE  a file holding it
+  ARCA_CACHE_DIR         the cache folder [default: ~/.cache/arca]
+The repository's password comes from --password-file or --password-command
+when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
+(the first one set), else from a prompt on a terminal.";
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();

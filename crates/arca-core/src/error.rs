@@ -98,6 +98,18 @@ pub enum Error {
     /// No snapshot matches the id or prefix given.
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
+    /// `latest` was asked for among the snapshots a filter selects, and it
+    /// selects none (the filter as [`SnapshotFilter`](crate::SnapshotFilter) shows it).
+    #[error("no snapshot has {0}")]
+    NoMatchingSnapshot(String),
+    /// A snapshot given by id is not among those the filter selects.
+    #[error("snapshot {id} does not have {filter}")]
+    SnapshotExcluded {
+        /// The snapshot's short id.
+        id: String,
+        /// The filter, as [`SnapshotFilter`](crate::SnapshotFilter) shows it.
+        filter: String,
+    },
     /// A snapshot id prefix matches more than one snapshot.
     #[error("snapshot prefix {0} is ambiguous: it matches {1} snapshots, give more digits")]
     AmbiguousSnapshot(String, usize),

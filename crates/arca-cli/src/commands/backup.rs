@@ -94,7 +94,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let mut excludes = args.exclude.clone();
     excludes.extend(read_excludes(&args.exclude_file)?);
     let parent = match &args.parent {
-        Some(p) => Some(super::snapshot(&repo, p)?.0),
+        Some(p) => Some(super::snapshot(&repo, p, &Default::default())?.0),
         None => None,
     };
     let opts = BackupOptions::default()

@@ -13,9 +13,14 @@ pub struct Args {
     /// The target repository (path, file:// or s3://); it must exist (`arca init`).
     #[arg(long)]
     pub to: String,
-    /// File holding the target repository's password (else ARCA_TO_PASSWORD or a prompt).
-    #[arg(long, env = "ARCA_TO_PASSWORD_FILE")]
+    /// File holding the target repository's password (wins over ARCA_TO_PASSWORD and
+    /// ARCA_TO_PASSWORD_FILE; else those, else a prompt).
+    #[arg(long, value_name = "FILE")]
     pub to_password_file: Option<PathBuf>,
+    /// Which snapshots are copied (all that match when no id is given), and
+    /// which `latest` is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
@@ -37,9 +42,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         dst.set_cache_root(&root);
     }
     let snaps = if args.snapshots.is_empty() {
-        super::snapshots(&src, &Default::default())?
+        super::snapshots(&src, &args.filter.to_filter()?)?
     } else {
-        args.snapshots.iter().map(|s| super::snapshot(&src, s)).collect::<Result<Vec<_>>>()?
+        args.snapshots.iter().map(|s| super::snapshot(&src, s, &args.filter)).collect::<Result<Vec<_>>>()?
     };
     let bar = progress::for_terminal(cli.json, "copied");
     // --no-lock is about the source: copy always locks the target it writes.

@@ -9,12 +9,15 @@ pub struct Args {
     pub from: String,
     /// The newer snapshot.
     pub to: String,
+    /// Which snapshots `latest` (or an id) is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (a_id, a) = super::snapshot(&repo, &args.from)?;
-    let (b_id, b) = super::snapshot(&repo, &args.to)?;
+    let (a_id, a) = super::snapshot(&repo, &args.from, &args.filter)?;
+    let (b_id, b) = super::snapshot(&repo, &args.to, &args.filter)?;
     let index = super::load_index(&repo)?;
     let changes = diff(&repo, &index, &a.tree, &b.tree)?;
     if cli.json {

@@ -11,11 +11,14 @@ pub struct Args {
     pub snapshot: String,
     /// Absolute path of a file inside the snapshot.
     pub path: String,
+    /// Which snapshots `latest` (or an id) is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (_, snap) = super::snapshot(&repo, &args.snapshot)?;
+    let (_, snap) = super::snapshot(&repo, &args.snapshot, &args.filter)?;
     let index = super::load_index(&repo)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -18,11 +18,14 @@ pub struct Args {
     /// Write the archive here instead of stdout (written under a temporary name, renamed when complete).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Which snapshots `latest` (or an id) is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (id, snap) = super::snapshot(&repo, &args.snapshot)?;
+    let (id, snap) = super::snapshot(&repo, &args.snapshot, &args.filter)?;
     let index = super::load_index(&repo)?;
     let (out, tmp): (Box<dyn Write>, Option<PathBuf>) = match &args.output {
         Some(p) => {

@@ -13,7 +13,8 @@ pub struct FilterArgs {
     #[arg(long)]
     pub tag: Vec<String>,
     /// Only snapshots that include this source path.
-    #[arg(long)]
+    // Its own id: `ls`, `dump` and `export` have a positional `path`.
+    #[arg(long = "path", id = "filter_path", value_name = "PATH")]
     pub path: Option<String>,
 }
 

@@ -114,7 +114,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let policy = args.policy.to_policy()?;
     let mut explicit = Vec::new();
     for s in &args.snapshots {
-        explicit.push(super::snapshot(&repo, s)?.0);
+        explicit.push(super::snapshot(&repo, s, &args.filter)?.0);
     }
     if explicit.is_empty() && policy.is_empty() {
         if cli.json {

@@ -7,11 +7,14 @@ use crate::{outln, output, Cli};
 pub struct Args {
     /// Snapshot id prefix or `latest`.
     pub snapshot: String,
+    /// Which snapshots `latest` (or an id) is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (id, snap) = super::snapshot(&repo, &args.snapshot)?;
+    let (id, snap) = super::snapshot(&repo, &args.snapshot, &args.filter)?;
     let index = super::load_index(&repo)?;
     let st = tree_stats(&repo, &index, &snap.tree)?;
     if cli.json {

@@ -37,12 +37,12 @@ pub fn create(cli: &Cli, loc: &crate::location::Location, args: &Args) -> Result
             );
             None
         }
-        Encryption::Xchacha20Poly1305 => match password::for_new_repository(cli.password_file.as_deref())? {
+        Encryption::Xchacha20Poly1305 => match password::for_new_repository(super::password_flags(cli))? {
             Some(p) if p.is_empty() => bail!("empty password refused"),
             Some(p) => Some(p),
             None => bail!(
                 "a password is needed to create an encrypted repository: set ARCA_PASSWORD, ARCA_PASSWORD_FILE \
-                 or ARCA_PASSWORD_COMMAND, give --password-file, or run on a terminal"
+                 or ARCA_PASSWORD_COMMAND, give --password-file or --password-command, or run on a terminal"
             ),
         },
     };

@@ -11,6 +11,9 @@ pub struct Args {
     pub snapshot: String,
     /// Only this path and what is below it.
     pub path: Option<String>,
+    /// Which snapshots `latest` (or an id) is chosen among.
+    #[command(flatten)]
+    pub filter: super::filter::FilterArgs,
 }
 
 #[derive(Serialize)]
@@ -48,7 +51,7 @@ fn entry(path: &[u8], n: &Node) -> Entry {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (_, snap) = super::snapshot(&repo, &args.snapshot)?;
+    let (_, snap) = super::snapshot(&repo, &args.snapshot, &args.filter)?;
     let index = super::load_index(&repo)?;
     let mut out = Vec::new();
     ls(&repo, &index, &snap.tree, args.path.as_deref(), &mut |path, node| out.push(entry(path, node)))?;

@@ -72,6 +72,11 @@ pub fn locate(cli: &Cli) -> Result<Location> {
     location::resolve(cli.repo.as_deref())
 }
 
+/// The password flags of the command line.
+pub fn password_flags(cli: &Cli) -> password::Flags<'_> {
+    password::Flags { file: cli.password_file.as_deref(), command: cli.password_command.as_deref() }
+}
+
 /// Opens the repository, asking for a password only when it needs one.
 pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
     let needs = Repository::needs_password(&*loc.backend).map_err(|e| match e {
@@ -81,11 +86,11 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
         ),
         e => e.into(),
     })?;
-    let pw = if needs { password::existing(cli.password_file.as_deref())? } else { None };
+    let pw = if needs { password::existing(password_flags(cli))? } else { None };
     let mut repo = Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
         Error::PasswordRequired(l) => anyhow::anyhow!(
             "repository {l} needs a password: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, \
-             give --password-file, or run on a terminal"
+             give --password-file or --password-command, or run on a terminal"
         ),
         e => e.into(),
     })?;
@@ -151,7 +156,13 @@ pub fn lock_options(cli: &Cli) -> LockOptions {
     })
 }
 
-/// Resolves a SNAP argument (`latest` or an id prefix).
-pub fn snapshot(repo: &Repository, spec: &str) -> Result<(arca_core::SnapshotId, arca_core::Snapshot)> {
-    repo.find_snapshot(spec).with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
+/// Resolves a SNAP argument (`latest` or an id prefix) among the snapshots
+/// `--host`, `--tag` and `--path` select: `latest` is the newest of those.
+pub fn snapshot(
+    repo: &Repository,
+    spec: &str,
+    filter: &filter::FilterArgs,
+) -> Result<(arca_core::SnapshotId, arca_core::Snapshot)> {
+    repo.find_snapshot_matching(spec, &filter.to_filter()?)
+        .with_context(|| format!("finding snapshot {spec:?} in {}", repo.location()))
 }

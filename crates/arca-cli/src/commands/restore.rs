@@ -41,7 +41,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let (id, _) = match (&args.snapshot, &args.at) {
-        (Some(s), _) => super::snapshot(&repo, s)?,
+        (Some(s), _) => super::snapshot(&repo, s, &args.filter)?,
         (None, Some(at)) => {
             let t = super::backup::parse_time(at)?;
             let (found, errors) = repo.snapshot_at(&args.filter.to_filter()?, t)?;

@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let mut ids = Vec::new();
     for s in &args.snapshots {
-        ids.push(super::snapshot(&repo, s)?.0);
+        ids.push(super::snapshot(&repo, s, &args.filter)?.0);
     }
     if !args.filter.is_empty() {
         let matching = super::snapshots(&repo, &args.filter.to_filter()?)?;
@@ -50,11 +50,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let mut r = r?;
     if let Some(spec) = &args.restore_test {
         let (id, _) = if spec.is_empty() {
-            let all = super::snapshots(&repo, &Default::default())?;
+            let all = super::snapshots(&repo, &args.filter.to_filter()?)?;
             let pick = latest_of(&all, &ids).cloned();
             pick.ok_or_else(|| anyhow::anyhow!("no snapshot to restore-test in {}", repo.location()))?
         } else {
-            super::snapshot(&repo, spec)?
+            super::snapshot(&repo, spec, &args.filter)?
         };
         let bar = progress::for_terminal(cli.json, "restore-tested");
         let scratch = std::env::temp_dir();

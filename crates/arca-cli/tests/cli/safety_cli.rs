@@ -7,6 +7,7 @@ use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
@@ -51,9 +52,47 @@ fn sources_below_symlinked_folders_keep_their_data() {
     let out = arca.run(&[OsStr::new("dump"), OsStr::new("latest"), given[0].as_os_str()]).ok();
     assert_eq!(out.stdout, "the tool's bytes");
 
-    // A source that is itself a symlink is stored as the link, and says so.
-    let out = arca.run(&[OsStr::new("backup"), root.join("bin").as_os_str()]).ok();
-    assert!(out.stderr.contains("symbolic link") && out.stderr.contains("usr/bin"), "{}", out.describe());
+    // A source that is itself a symlink is backed up as what it leads to,
+    // stored at the path given.
+    let m = arca.backup(&[&root.join("bin")], &[]);
+    assert_eq!(ju64(&m, "files"), 1, "the folder the link leads to is in the snapshot: {m}");
+    assert_eq!(
+        m["resolved_paths"][root.join("bin").to_str().unwrap()],
+        root.join("usr/bin").to_str().unwrap()
+    );
+    let target = base.join("t2");
+    arca.restore("latest", &target, &[]);
+    assert_eq!(fs::read(restored(&target, &root.join("bin/tool"))).unwrap(), b"the tool's bytes");
+}
+
+/// `echo data | arca backup /dev/stdin`: a symlink source that leads to a
+/// pipe (or a device, or nowhere) is refused with a clear error and leaves
+/// no snapshot, rather than storing the link and saying "saved".
+#[test]
+fn symlinks_to_pipes_devices_or_nothing_are_refused_as_sources() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    arca.init();
+    let mut cmd = arca.command(false, &["backup", "/dev/stdin"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"data\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/dev/stdin") && stderr.contains("a pipe"), "{stderr}");
+    // Standard input from /dev/null: a device.
+    let out = arca.run(&["backup", "/dev/stdin"]).code_is(1);
+    assert!(out.stderr.contains("a device"), "{}", out.describe());
+    // A link that leads nowhere.
+    let dangling = base.join("dangling");
+    symlink(base.join("no-such-file"), &dangling).unwrap();
+    let out = arca.run(&[OsStr::new("backup"), dangling.as_os_str()]).code_is(1);
+    assert!(out.stderr.contains("dangling") && out.stderr.contains("symbolic link"), "{}", out.describe());
+    assert!(arca.snapshots().is_empty(), "a refused source left a snapshot");
 }
 
 /// A file of /proc, reached through the `/proc/self` symlink, is stored

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -271,12 +272,6 @@ impl<'a> Engine<'a> {
                  and restore does not recreate it: the program that listens on it does)",
                 path.display()
             )),
-            NodeKind::Symlink if source => self.progress.warn(&format!(
-                "{}: a symbolic link to {}: the link is stored, not what it points to; \
-                 name the target to back up its contents",
-                path.display(),
-                String::from_utf8_lossy(node.link_target.as_deref().unwrap_or_default())
-            )),
             _ => {}
         }
         Ok(Some(node))
@@ -420,6 +415,7 @@ impl<'a> Engine<'a> {
                 self.cancel.check()?;
                 let status = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
                 if child.source {
+                    let status = if status.file_type().is_symlink() { followed(&p)? } else { status };
                     return self.entry(&p, name.clone(), &status, prev, true);
                 }
                 // An intermediate folder: its metadata, and only the sources
@@ -493,20 +489,52 @@ fn changed_while_read(before: &Metadata, after: &Metadata) -> Option<String> {
     (!how.is_empty()).then(|| how.join(", "))
 }
 
-/// Where each source path leads when the folders on its way are symlinks
-/// (`/bin/ls` -> `/usr/bin/ls`); sources without symlinked folders are left out.
+/// Where each source path leads when it or the folders on its way are
+/// symlinks (`/bin/ls` -> `/usr/bin/ls`, `/bin` -> `/usr/bin`); sources
+/// reached without a symlink are left out.
 fn resolved_paths(sources: &[PathBuf]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for s in sources {
         let (Some(parent), Some(name)) = (s.parent(), s.file_name()) else { continue };
-        if let Ok(real) = fs::canonicalize(parent) {
-            let real = real.join(name);
+        let is_link = fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_symlink());
+        let real = if is_link { fs::canonicalize(s) } else { fs::canonicalize(parent).map(|p| p.join(name)) };
+        if let Ok(real) = real {
             if real != *s {
                 out.insert(s.to_string_lossy().into_owned(), real.to_string_lossy().into_owned());
             }
         }
     }
     out
+}
+
+/// The metadata of what the source `path`, a symlink given to back up,
+/// leads to: a source is backed up as what it names (`/bin` on a
+/// merged-/usr system is the folder `/usr/bin`, stored at `/bin`). A link
+/// that leads nowhere, or to a pipe, socket or device (`/dev/stdin`), is an
+/// error: storing the link and saying "saved" would save nothing.
+fn followed(path: &Path) -> Result<fs::Metadata> {
+    let m = fs::metadata(path).map_err(|source| Error::SourcePath {
+        path: format!("{} (a symbolic link)", path.display()),
+        source,
+    })?;
+    if m.is_file() || m.is_dir() {
+        return Ok(m);
+    }
+    let t = m.file_type();
+    let what = if t.is_fifo() {
+        "a pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "neither a file nor a folder"
+    };
+    Err(Error::Invalid(format!(
+        "source {} is a symbolic link to {what}: only files and folders can be backed up, and what a pipe \
+         or device streams is not stored",
+        path.display()
+    )))
 }
 
 /// Picks the parent snapshot for a strategy (README.md, "backup"). Returns the parent

@@ -91,7 +91,50 @@ pub fn latest_of<'a>(
     list.iter().rfind(|(id, _)| ids.is_empty() || ids.contains(id))
 }
 
+/// The criteria as a phrase for messages: `host "h1", tag "a" or "b",
+/// path "/etc"`; `any host, tag and path` when there are none.
+impl std::fmt::Display for SnapshotFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h:?}"));
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<String> = self.tags.iter().map(|t| format!("{t:?}")).collect();
+            parts.push(format!("tag {}", tags.join(" or ")));
+        }
+        if let Some(p) = &self.path {
+            parts.push(format!("path {p:?}"));
+        }
+        if parts.is_empty() {
+            return f.write_str("any host, tag and path");
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
 impl Repository {
+    /// Resolves a snapshot named on a command line among those `filter`
+    /// selects: `latest` is the newest snapshot that matches (an error when
+    /// none does, never the newest of all), and an id or unique prefix must
+    /// name a snapshot that matches (an error otherwise). With an empty
+    /// filter this is [`Repository::find_snapshot`].
+    pub fn find_snapshot_matching(&self, spec: &str, filter: &SnapshotFilter) -> Result<IdSnapshot> {
+        if filter.is_empty() {
+            return self.find_snapshot(spec);
+        }
+        if spec == "latest" {
+            // A damaged snapshot file does not hide the intact ones.
+            let (list, _) = self.snapshots_lenient()?;
+            return filter.select(list).pop().ok_or_else(|| Error::NoMatchingSnapshot(filter.to_string()));
+        }
+        let (id, snap) = self.find_snapshot(spec)?;
+        if !filter.matches(&snap) {
+            return Err(Error::SnapshotExcluded { id: id.short(), filter: filter.to_string() });
+        }
+        Ok((id, snap))
+    }
+
     /// Every readable snapshot that `filter` matches, oldest first, with the
     /// errors of the snapshot files that do not read (skipped).
     pub fn snapshots_matching(&self, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<Error>)> {

@@ -1,0 +1,97 @@
+//! `--repo` forms: another tool's way to write a location (restic's
+//! `s3:bucket/path`) is an error naming the accepted forms, never a local
+//! folder named `s3:bucket`; a bucket name S3 refuses is named before any
+//! request; an endpoint that does not answer fails with its root cause in
+//! one line.
+use crate::common;
+
+use std::fs;
+use std::process::Command;
+
+use common::*;
+
+/// `arca --repo REPO ARGS` run from `dir`, with `env` added.
+fn run_in(arca: &Arca, repo: &str, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd: Command = arca.at(std::path::Path::new(repo)).command(false, args);
+    cmd.current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_command(cmd)
+}
+
+#[test]
+fn other_tools_location_forms_are_refused_and_create_nothing() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let work = base.join("work");
+    fs::create_dir_all(work.join("src")).unwrap();
+    fs::write(work.join("src/f"), "data").unwrap();
+    let arca = Arca::new(&base);
+    for (repo, hint) in [
+        ("s3:bucket/x", Some("s3://bucket/x")),
+        ("S3:bucket/x", None),
+        ("sftp:host:/srv/repo", None),
+        ("rest:http://host:8000/", None),
+        ("file:/tmp/repo", Some("file:///tmp/repo")),
+    ] {
+        for args in [&["init"][..], &["backup", "src"], &["snapshots"]] {
+            let out = run_in(&arca, repo, &work, args, &[]).code_is(1);
+            out.one_line_error();
+            assert!(out.stderr.contains("is not a location arca reads"), "{}", out.describe());
+            assert!(
+                out.stderr.contains("s3://bucket/prefix"),
+                "names the accepted forms: {}",
+                out.describe()
+            );
+            if let Some(h) = hint {
+                assert!(out.stderr.contains(h), "suggests {h}: {}", out.describe());
+            }
+        }
+        let made: Vec<_> = fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(made, ["src"], "{repo}: something was created in the current folder");
+    }
+    // A local folder with a colon in its name is still reachable.
+    let out = run_in(&arca, "./s3:bucket", &work, &["init"], &[]).ok();
+    assert!(work.join("s3:bucket/config").exists(), "{}", out.describe());
+}
+
+#[test]
+fn bad_bucket_names_are_refused_before_any_request() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    // Nothing listens there: a request would fail with "cannot reach".
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env =
+        [("AWS_ENDPOINT_URL", endpoint.as_str()), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
+    for bucket in ["My_Bucket", "ab", "-bucket", "bucket-", "a..b", "192.168.1.1"] {
+        let url = format!("s3://{bucket}/repo");
+        let out = run_in(&arca, &url, &base, &["snapshots"], &env).code_is(1);
+        out.one_line_error();
+        assert!(out.stderr.contains("is not a valid bucket name"), "{}", out.describe());
+        assert!(out.stderr.contains(&format!("{bucket:?}")), "names the bucket: {}", out.describe());
+    }
+}
+
+#[test]
+fn an_endpoint_that_does_not_answer_fails_with_its_root_cause() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env =
+        [("AWS_ENDPOINT_URL", endpoint.as_str()), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")];
+    let out = run_in(&arca, "s3://bucket/repo", &base, &["snapshots"], &env).code_is(1);
+    out.one_line_error();
+    let err = out.err_lower();
+    assert!(err.contains(&format!("cannot reach {endpoint}")), "{}", out.describe());
+    assert!(err.contains("connection refused"), "{}", out.describe());
+    assert!(
+        !err.contains("context:") && !err.contains("http_util"),
+        "the client's context: {}",
+        out.describe()
+    );
+}

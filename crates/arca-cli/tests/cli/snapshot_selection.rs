@@ -1,0 +1,122 @@
+//! `latest` (or an id) among the snapshots `--host`, `--tag` and `--path`
+//! select, on every command that takes a SNAP: `latest --tag T` is the
+//! newest snapshot tagged T, never the newest of all, and a filter that
+//! matches nothing is an error, never some other snapshot.
+use crate::common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+struct World {
+    _tmp: tempfile::TempDir,
+    base: PathBuf,
+    arca: Arca,
+    /// Backed up first: host `alpha`, tag `etc`.
+    etc: PathBuf,
+    etc_id: String,
+    /// Backed up last (the newest of all): host `beta`, tag `home`.
+    home: PathBuf,
+    home_id: String,
+}
+
+fn world() -> World {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let (etc, home) = (base.join("etc"), base.join("home-data"));
+    fs::create_dir_all(&etc).unwrap();
+    fs::create_dir_all(&home).unwrap();
+    fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+    fs::write(home.join("notes.txt"), "the newest snapshot's file\n").unwrap();
+    let arca = Arca::new(&base);
+    arca.init();
+    let etc_id = jstr(&arca.backup(&[&etc], &["--host", "alpha", "--tag", "etc"]), "id").to_string();
+    let home_id = jstr(&arca.backup(&[&home], &["--host", "beta", "--tag", "home"]), "id").to_string();
+    World { _tmp: tmp, base, arca, etc, etc_id, home, home_id }
+}
+
+/// Restores `args` (a SNAP and filters) into a fresh folder; the folder.
+fn restore_into(w: &World, name: &str, args: &[&str]) -> (Out, PathBuf) {
+    let target = w.base.join(name);
+    let mut all = vec!["restore", "--target", target.to_str().unwrap()];
+    all.extend_from_slice(args);
+    (w.arca.run_json(&all), target)
+}
+
+fn only_etc_restored(target: &Path, w: &World) {
+    assert_eq!(fs::read_to_string(restored(target, &w.etc).join("hosts")).unwrap(), "127.0.0.1 localhost\n");
+    assert!(!restored(target, &w.home).exists(), "the newest snapshot of all was restored too");
+}
+
+#[test]
+fn latest_is_the_newest_snapshot_the_filters_select() {
+    let w = world();
+    let etc_path = w.etc.to_str().unwrap();
+    for (i, filter) in [["--tag", "etc"], ["--host", "alpha"], ["--path", etc_path]].iter().enumerate() {
+        let mut args = vec!["latest"];
+        args.extend_from_slice(filter);
+        let (out, target) = restore_into(&w, &format!("out{i}"), &args);
+        let v = out.ok().json();
+        assert_eq!(jstr(&v, "snapshot"), w.etc_id, "restore latest {filter:?}");
+        only_etc_restored(&target, &w);
+    }
+    // Every other command that takes a SNAP chooses alike.
+    let info = w.arca.json(&["info", "latest", "--tag", "etc"]);
+    assert_eq!(jstr(&info, "id"), w.etc_id);
+    let hosts = w.etc.join("hosts");
+    let dump = w.arca.run(&["dump", "latest", hosts.to_str().unwrap(), "--host", "alpha"]).ok();
+    assert_eq!(dump.stdout, "127.0.0.1 localhost\n");
+    let ls = w.arca.run(&["ls", "latest", "--tag", "etc"]).ok();
+    assert!(ls.stdout.contains("hosts") && !ls.stdout.contains("notes.txt"), "{}", ls.describe());
+    let diff = w.arca.run(&["diff", "latest", "latest", "--tag", "etc"]).ok();
+    assert!(!diff.stdout.contains("notes.txt"), "{}", diff.describe());
+    w.arca.run(&["verify", "latest", "--tag", "home"]).ok();
+    // Copy takes the filter too: only the `etc` snapshot goes.
+    let other = w.arca.at(&w.base.join("other"));
+    other.init();
+    let pw = w.arca.password.clone();
+    w.arca
+        .run_env(
+            false,
+            &["copy", "--to", other.repo.to_str().unwrap(), "--tag", "etc"],
+            &[("ARCA_TO_PASSWORD", &pw)],
+        )
+        .ok();
+    let copied = other.snapshots();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(jstr(&copied[0], "host"), "alpha", "{copied:?}");
+}
+
+#[test]
+fn a_filter_that_matches_nothing_is_an_error_not_another_snapshot() {
+    let w = world();
+    for (i, filter) in [["--tag", "nomatch"], ["--host", "gamma"]].iter().enumerate() {
+        let mut args = vec!["latest"];
+        args.extend_from_slice(filter);
+        let (out, target) = restore_into(&w, &format!("none{i}"), &args);
+        let out = out.code_is(1);
+        assert!(out.stderr.contains("no snapshot has"), "{}", out.describe());
+        assert!(out.stderr.contains(filter[1]), "the error names the filter: {}", out.describe());
+        assert!(!restored(&target, &w.home).exists() && !restored(&target, &w.etc).exists());
+    }
+    for cmd in [&["info", "latest"][..], &["ls", "latest"], &["verify", "latest"]] {
+        let mut args = cmd.to_vec();
+        args.extend_from_slice(&["--tag", "nomatch"]);
+        let out = w.arca.run(&args).code_is(1);
+        assert!(out.stderr.contains("no snapshot has tag \"nomatch\""), "{}", out.describe());
+    }
+    // An id the filter excludes is refused, naming both.
+    let (out, target) = restore_into(&w, "excluded", &[&w.home_id[..8], "--tag", "etc"]);
+    let out = out.code_is(1);
+    assert!(
+        out.stderr.contains(&format!("snapshot {} does not have tag \"etc\"", &w.home_id[..8])),
+        "{}",
+        out.describe()
+    );
+    assert!(!restored(&target, &w.home).exists());
+    // Without a filter, latest is still the newest of all.
+    let (out, target) = restore_into(&w, "all", &["latest"]);
+    assert_eq!(jstr(&out.ok().json(), "snapshot"), w.home_id);
+    assert!(restored(&target, &w.home).join("notes.txt").exists());
+}
