@@ -388,6 +388,10 @@ impl<B: Backend> Backend for FaultBackend<B> {
         })
     }
 
+    fn temporaries_size(&self) -> Result<u64> {
+        self.inner.temporaries_size()
+    }
+
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
     }

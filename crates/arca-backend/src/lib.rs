@@ -149,6 +149,11 @@ pub trait Backend: Send + Sync {
     fn remove_temporaries(&self) -> Result<u64> {
         Ok(0)
     }
+    /// The bytes [`Backend::remove_temporaries`] would free now, removing
+    /// nothing (what a prune plan counts).
+    fn temporaries_size(&self) -> Result<u64> {
+        Ok(0)
+    }
     /// Whether each request is costly (a network round trip): callers then
     /// cache metadata locally and read whole packs rather than many ranges.
     fn is_remote(&self) -> bool {
@@ -220,6 +225,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn remove_temporaries(&self) -> Result<u64> {
         (**self).remove_temporaries()
+    }
+    fn temporaries_size(&self) -> Result<u64> {
+        (**self).temporaries_size()
     }
     fn is_remote(&self) -> bool {
         (**self).is_remote()

@@ -157,6 +157,30 @@ fn create_dirs(dir: &Path) -> io::Result<()> {
 }
 
 impl LocalBackend {
+    /// The temporary files interrupted writes left anywhere in the
+    /// repository, with their sizes.
+    fn temporaries(&self) -> Result<Vec<(PathBuf, u64)>> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(d) = stack.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err("listing", &d, e)),
+            };
+            for ent in rd.flatten() {
+                match ent.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(ent.path()),
+                    Ok(_) if ent.file_name().to_string_lossy().starts_with(TEMP_PREFIX) => {
+                        found.push((ent.path(), ent.metadata().map(|m| m.len()).unwrap_or(0)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The objects of a kind where `get` reads them, and the paths (relative
     /// to the root) of files in its folder that are anywhere else: listing
     /// a pack found in the wrong `data/xx/` folder under its name made
@@ -361,30 +385,18 @@ impl Backend for LocalBackend {
 
     fn remove_temporaries(&self) -> Result<u64> {
         let mut freed = 0;
-        let mut stack = vec![self.root.clone()];
-        while let Some(d) = stack.pop() {
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.err("listing", &d, e)),
-            };
-            for ent in rd.flatten() {
-                let p = ent.path();
-                match ent.file_type() {
-                    Ok(t) if t.is_dir() => stack.push(p),
-                    Ok(_) if ent.file_name().to_string_lossy().starts_with(TEMP_PREFIX) => {
-                        let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-                        match fs::remove_file(&p) {
-                            Ok(()) => freed += size,
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(self.err("deleting", &p, e)),
-                        }
-                    }
-                    _ => {}
-                }
+        for (p, size) in self.temporaries()? {
+            match fs::remove_file(&p) {
+                Ok(()) => freed += size,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err("deleting", &p, e)),
             }
         }
         Ok(freed)
+    }
+
+    fn temporaries_size(&self) -> Result<u64> {
+        Ok(self.temporaries()?.iter().map(|(_, size)| size).sum())
     }
 
     fn writer(&self, kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {

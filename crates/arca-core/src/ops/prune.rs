@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, SnapshotId, TreeId};
 use crate::format::index::{IdSet, Index, IndexPack};
 use crate::format::lock::{Lock, LockOptions};
-use crate::format::pack::PackEntry;
+use crate::format::pack::{BlobType, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
@@ -191,6 +191,35 @@ pub struct PrunePlan {
     lock: Option<Lock>,
 }
 
+/// The bytes of the packs that repacking `blobs` (in this order, each with
+/// its stored length) writes: the packer's packs, one per blob kind, each
+/// closed once it reaches the pack size, with its sealed header and trailer.
+fn repacked_pack_bytes<'a>(repo: &Repository, blobs: impl Iterator<Item = &'a PackEntry>) -> u64 {
+    let pack_size = repo.config().pack_size as u64;
+    // Per kind: blobs and bytes of the open pack.
+    let mut open = [(0usize, 0u64); 2];
+    let mut total = 0u64;
+    let close = |(n, len): (usize, u64)| len + pack_overhead(repo, n);
+    for e in blobs {
+        let slot = &mut open[match e.kind {
+            BlobType::Data => 0,
+            BlobType::Tree => 1,
+        }];
+        slot.0 += 1;
+        slot.1 += e.length as u64;
+        if slot.1 >= pack_size {
+            total += close(std::mem::take(slot));
+        }
+    }
+    total + open.into_iter().filter(|(n, _)| *n > 0).map(close).sum::<u64>()
+}
+
+/// Bytes a pack of `blobs` blobs adds to them: its sealed header and trailer.
+fn pack_overhead(repo: &Repository, blobs: usize) -> u64 {
+    let header = 4 + blobs * crate::format::pack::ENTRY_LEN;
+    (repo.crypto().seal(&vec![0u8; header]).len() + crate::format::pack::TRAILER_LEN) as u64
+}
+
 /// Reclaims space: the plan, then its execution ([`PrunePlan`]); a dry run
 /// only plans. Takes the exclusive lock itself (none for a dry run).
 pub fn prune(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneResult> {
@@ -329,7 +358,16 @@ impl PrunePlan {
         summary.packs_kept = keep.len() as u64;
         let freed: u64 = remove.iter().chain(&repack).map(|p| p.size).sum();
         summary.bytes_repacked = repack.iter().map(|p| p.used_bytes).sum();
-        summary.bytes_reclaimed = freed.saturating_sub(summary.bytes_repacked);
+        // What the real run frees, to the byte: the packs it deletes and the
+        // leftovers of interrupted writes, less the packs repacking writes
+        // (their blobs, headers and trailers).
+        let (entries_ref, keep_ref) = (&entries, &keep_loc);
+        let repacked = repack_at
+            .iter()
+            .flat_map(|&i| entries_ref[i].iter().filter(move |e| keep_ref.get(&e.id) == Some(&(i as u32))));
+        let new_packs = repacked_pack_bytes(repo, repacked);
+        let temporaries = repo.backend().temporaries_size()?;
+        summary.bytes_reclaimed = (freed + temporaries).saturating_sub(new_packs);
         Ok(PrunePlan {
             remove,
             repack,
@@ -362,8 +400,9 @@ impl PrunePlan {
         &self.keep
     }
 
-    /// The figures as a dry run reports them (reclaimed bytes estimated as
-    /// the packs freed less the used bytes repacking rewrites).
+    /// The figures as a dry run reports them: those the execution reports,
+    /// unless something changes the repository in between (a plan that
+    /// will be executed holds the exclusive lock, so nothing can).
     pub fn summary(&self) -> &PruneResult {
         &self.summary
     }
@@ -480,5 +519,87 @@ impl PrunePlan {
         result.bytes_reclaimed = (freed + temporaries).saturating_sub(packed.pack_bytes);
         drop(lock);
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::config::Encryption;
+    use crate::ops::backup::{backup, BackupOptions};
+    use crate::ops::forget::{forget, Forget, ForgetOptions};
+    use crate::progress::NoProgress;
+
+    /// Incompressible bytes from a seed.
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// What a dry run says equals what the real run then does, to the
+    /// byte: removed, repacked (into several new packs of both kinds, whose
+    /// headers and trailers count) and leftover temporary files; for a
+    /// plain prune and for the dry run of `forget --prune`.
+    #[test]
+    fn a_dry_run_reports_the_real_runs_figures() {
+        for (encryption, through_forget) in
+            [(Encryption::None, false), (Encryption::Xchacha20Poly1305, false), (Encryption::None, true)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = Arc::new(arca_backend::LocalBackend::new(dir.path().join("repo")));
+            let init =
+                crate::InitOptions::default().encryption(encryption).compression_level(1).pack_size(1 << 20);
+            let password = (encryption != Encryption::None).then_some("pw");
+            let repo = crate::Repository::init(backend, password, &init).unwrap();
+            let src = dir.path().join("src");
+            for d in 0..12 {
+                std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+                for f in 0..4 {
+                    let p = src.join(format!("d{d}/f{f}"));
+                    std::fs::write(p, noise(d * 10 + f, 60_000)).unwrap();
+                }
+            }
+            let opts = BackupOptions::default().paths(vec![src.clone()]);
+            let first = backup(&repo, &opts, &NoProgress).unwrap().id.unwrap();
+            // Half the files change: half of each early pack goes unused.
+            for d in 0..12 {
+                for f in 0..2 {
+                    std::fs::write(src.join(format!("d{d}/f{f}")), noise(1000 + d * 10 + f, 60_000)).unwrap();
+                }
+            }
+            backup(&repo, &opts, &NoProgress).unwrap();
+            std::fs::write(dir.path().join("repo/data/.tmp-left-by-a-kill"), noise(7, 1234)).unwrap();
+            let (planned, done) = if through_forget {
+                let f = |dry_run| {
+                    let o = ForgetOptions::default()
+                        .what(Forget::Snapshots(vec![first]))
+                        .prune(Some(PruneOptions::default()))
+                        .dry_run(dry_run);
+                    forget(&repo, &o, &NoProgress).unwrap().prune.unwrap()
+                };
+                (f(true), f(false))
+            } else {
+                let o = ForgetOptions::default().what(Forget::Snapshots(vec![first]));
+                forget(&repo, &o, &NoProgress).unwrap();
+                let plan =
+                    PrunePlan::new(&repo, &PruneOptions::default().dry_run(true), &NoProgress).unwrap();
+                (plan.summary().clone(), prune(&repo, &PruneOptions::default(), &NoProgress).unwrap())
+            };
+            assert!(done.packs_repacked >= 2 && done.packs_removed >= 1, "{done:?}");
+            let figures = |r: &PruneResult| {
+                (r.packs_removed, r.packs_repacked, r.packs_kept, r.bytes_reclaimed, r.bytes_repacked)
+            };
+            assert_eq!(figures(&planned), figures(&done), "{encryption:?}, forget: {through_forget}");
+            assert_eq!((planned.blobs_used, planned.blobs_unused), (done.blobs_used, done.blobs_unused));
+        }
     }
 }
