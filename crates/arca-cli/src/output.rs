@@ -31,6 +31,21 @@ pub fn change_summary(s: &arca_core::Summary) -> String {
     )
 }
 
+/// How people read times: local, to the second, with the offset, so that
+/// one line means one instant in any time zone (`2026-12-02 19:44:30
+/// -05:00`); `restore --at` and `backup --time` take it back as written.
+/// Programs get RFC 3339 UTC with `--json`.
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
+
+/// An RFC 3339 time as people read it ([`TIME_FORMAT`]); as given when it
+/// does not parse.
+pub fn time(rfc3339: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => t.with_timezone(&chrono::Local).format(TIME_FORMAT).to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

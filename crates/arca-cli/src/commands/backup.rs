@@ -45,13 +45,17 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
+    // What arca shows people (output::TIME_FORMAT), with its offset.
+    if let Ok(t) = chrono::DateTime::parse_from_str(s, crate::output::TIME_FORMAT) {
+        return Ok(t);
+    }
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
     let naive = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
         .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
     let naive = naive.with_context(|| {
-        format!("invalid time {s:?}: use RFC 3339 (2024-05-01T12:00:00Z) or YYYY-MM-DD[ HH:MM[:SS]] in local time")
+        format!("invalid time {s:?}: use RFC 3339 (2024-05-01T12:00:00Z), the form arca shows (2024-05-01 12:00:00 +02:00), or YYYY-MM-DD[ HH:MM[:SS]] in local time")
     })?;
     chrono::Local
         .from_local_datetime(&naive)

@@ -92,7 +92,7 @@ pub fn print(report: &ForgetReport) -> Result<()> {
                 "  {} {:<8} {}  {}",
                 if d.keep { "keep  " } else { "remove" },
                 &d.id[..8],
-                d.time,
+                output::time(&d.time),
                 d.reasons.join(", ")
             );
         }

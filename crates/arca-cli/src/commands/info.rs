@@ -25,7 +25,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     }
     let m = snap.metadata(&id);
     outln!("snapshot   {}", m.id);
-    outln!("time       {}", m.timestamp);
+    outln!("time       {}", output::time(&m.timestamp));
     outln!("host       {} (user {})", m.host, m.user);
     outln!("paths      {}", m.paths.join(" "));
     outln!("tags       {}", m.tags.join(", "));

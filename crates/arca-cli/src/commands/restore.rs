@@ -49,7 +49,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             let Some(found) = found else {
                 bail!("no snapshot taken at or before {at} in {}", repo.location())
             };
-            crate::errln!("arca: restoring snapshot {} taken {}", found.0.short(), found.1.time);
+            crate::errln!(
+                "arca: restoring snapshot {} taken {}",
+                found.0.short(),
+                crate::output::time(&found.1.time)
+            );
             found
         }
         (None, None) => unreachable!("clap requires a snapshot or --at"),

@@ -18,7 +18,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         return Ok(0);
     }
     outln!(
-        "{:<8}  {:<25}  {:<12}  {:<12}  {:>8}  {:>10}  {:<10}  paths",
+        "{:<8}  {:<26}  {:<12}  {:<12}  {:>8}  {:>10}  {:<10}  paths",
         "id",
         "time",
         "host",
@@ -29,9 +29,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     );
     for m in &list {
         outln!(
-            "{:<8}  {:<25}  {:<12}  {:<12}  {:>8}  {:>10}  {:<10}  {}",
+            "{:<8}  {:<26}  {:<12}  {:<12}  {:>8}  {:>10}  {:<10}  {}",
             m.short_id,
-            &m.timestamp[..m.timestamp.len().min(25)],
+            output::time(&m.timestamp),
             m.host,
             m.strategy.as_str(),
             m.files,

@@ -244,3 +244,42 @@ fn snapshots_json_exposes_time_host_paths_tags_strategy_parent() {
     );
     assert_eq!(ids(w.arca.json(&["snapshots", "--tag", "first"])), vec![w.snaps[0].id.clone()]);
 }
+
+/// The time a person reads (local, with its offset, in every table and
+/// message) is the time `--at` takes back, in any time zone; `--json`
+/// gives UTC whatever offset the snapshot was taken with.
+#[test]
+fn the_time_shown_is_the_time_restore_at_takes() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let arca = Arca::new(&base);
+    arca.init();
+    // POSIX zone strings: no tz database needed. XXX+5 is UTC-5.
+    let (new_york, tokyo) = ("XXX+5", "YYY-9");
+    fs::write(src.join("f"), "first\n").unwrap();
+    let first = arca.backup(&[&src], &["--time", "2026-12-02T05:44:30+00:00"]);
+    fs::write(src.join("f"), "one second later\n").unwrap();
+    let second = arca.backup(&[&src], &["--time", "2026-12-02T14:44:31+09:00"]);
+    assert_eq!(jstr(&first, "timestamp"), "2026-12-02T05:44:30Z");
+    assert_eq!(jstr(&second, "timestamp"), "2026-12-02T05:44:31Z", "--json is UTC");
+
+    let table = arca.run_env(false, &["snapshots"], &[("TZ", new_york)]).ok();
+    let shown = "2026-12-02 00:44:30 -05:00";
+    assert!(table.stdout.contains(shown), "{}", table.describe());
+    assert!(table.stdout.contains("2026-12-02 00:44:31 -05:00"), "{}", table.describe());
+    let info = arca.run_env(false, &["info", &jstr(&first, "id")[..8]], &[("TZ", tokyo)]).ok();
+    assert!(info.stdout.contains("2026-12-02 14:44:30 +09:00"), "{}", info.describe());
+
+    // Restoring "the time shown in the table" picks that snapshot, read in
+    // the zone it was shown in or any other.
+    for (i, tz) in [new_york, tokyo, "UTC"].iter().enumerate() {
+        let target = base.join(format!("t{i}"));
+        let out = arca
+            .run_env(true, &["restore", "--at", shown, "--target", target.to_str().unwrap()], &[("TZ", tz)])
+            .ok();
+        assert_eq!(jstr(&out.json(), "snapshot"), jstr(&first, "id"), "TZ={tz}: {}", out.describe());
+        assert_eq!(fs::read_to_string(restored(&target, &src).join("f")).unwrap(), "first\n");
+    }
+}

@@ -196,7 +196,12 @@ impl Snapshot {
         BackupMetadata {
             id: id.to_hex(),
             short_id: id.short(),
-            timestamp: self.time.clone(),
+            // UTC, whatever the offset of the host that took it: one form
+            // for programs to compare and sort.
+            timestamp: match chrono::DateTime::parse_from_rfc3339(&self.time) {
+                Ok(t) => t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                Err(_) => self.time.clone(),
+            },
             strategy: self.strategy,
             size: self.size,
             files: self.files,
@@ -220,7 +225,7 @@ pub struct BackupMetadata {
     pub id: String,
     /// The first 8 hex digits of `id`, for display.
     pub short_id: String,
-    /// When the backup was taken: [`Snapshot::time`] as stored, RFC 3339.
+    /// When the backup was taken: [`Snapshot::time`] in UTC, RFC 3339 (`…Z`).
     pub timestamp: String,
     /// The strategy recorded (see [`Snapshot::strategy`]).
     pub strategy: Strategy,
