@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
             if cli.json {
                 output::json(&p)?;
             } else {
-                outln!("policy stored: {}", serde_json::to_string(&p)?);
+                outln!("policy stored: {p}");
             }
         }
         PolicyCommand::Show => {
@@ -36,7 +36,7 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
                 output::json(&p)?;
             } else {
                 match p {
-                    Some(p) => outln!("{}", serde_json::to_string_pretty(&p)?),
+                    Some(p) => outln!("{p}"),
                     None => outln!("no policy stored"),
                 }
             }

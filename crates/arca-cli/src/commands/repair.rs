@@ -63,15 +63,15 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
                             "snapshot {} -> {} without {} damaged entries:",
                             &s.original[..8],
                             &n[..8],
-                            s.removed.len()
+                            s.removed_paths.len()
                         ),
                         None => outln!(
                             "snapshot {} would lose {} damaged entries:",
                             &s.original[..8],
-                            s.removed.len()
+                            s.removed_paths.len()
                         ),
                     }
-                    for p in &s.removed {
+                    for p in &s.removed_paths {
                         outln!("  {p}");
                     }
                 }

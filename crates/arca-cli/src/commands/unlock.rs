@@ -15,9 +15,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let Unlocked { removed, kept, .. } = unlock(&repo, args.remove_all)?;
     if cli.json {
-        output::json(&json!({"removed": removed, "kept": kept}))?;
+        // The keys and types of forget's report: counts in `removed`, ids in
+        // `removed_ids` and `kept`.
+        output::json(&json!({"removed": removed.len(), "removed_ids": removed, "kept": kept}))?;
     } else {
-        outln!("removed {} locks, {} live locks kept", removed.len(), kept);
+        outln!("removed {} locks, {} live locks kept", removed.len(), kept.len());
     }
     Ok(0)
 }

@@ -997,8 +997,8 @@ fn repair_snapshots() {
                 c.check(false, || format!("repair result lacks original {orig}: {rep:#}"));
             }
             Some(r) => {
-                c.check(set_of(r, "removed") == sset(std::slice::from_ref(&victim)), || {
-                    format!("snapshot {}: removed should be exactly [{victim}]: {r}", &orig[..8])
+                c.check(set_of(r, "removed_paths") == sset(std::slice::from_ref(&victim)), || {
+                    format!("snapshot {}: removed_paths should be exactly [{victim}]: {r}", &orig[..8])
                 });
                 if let Some(id) = r["repaired"].as_str() {
                     repaired_ids.push((orig.to_string(), id.to_string()));

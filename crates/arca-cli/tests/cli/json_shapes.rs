@@ -3,6 +3,7 @@
 //! snapshot prefixes) do what they say.
 use crate::common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
@@ -327,4 +328,95 @@ fn json_shapes() {
         locks.as_u64() == Some(0) || locks.as_array().is_some_and(Vec::is_empty),
         "no locks are held after every command finished: {st}"
     );
+}
+
+/// Each key means one thing: wherever it appears, in the output of any
+/// command, its value has one JSON type (`removed` is a count in forget and
+/// unlock alike, ids go in `removed_ids` and `kept`). `null` stands for an
+/// absent optional value and goes with any type.
+#[test]
+fn the_same_key_has_the_same_type_in_every_command() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), "one").unwrap();
+    let arca = Arca::new(&base);
+    let mut docs: Vec<(String, Value)> = vec![("init".into(), arca.init())];
+    let mut run = |args: &[&str]| {
+        let v = arca.json(args);
+        docs.push((args.join(" "), v));
+    };
+    let s = src.to_str().unwrap();
+    run(&["backup", s, "--tag", "t"]);
+    fs::write(src.join("b"), "two").unwrap();
+    run(&["backup", s]);
+    let target = base.join("t");
+    for args in [
+        &["snapshots"][..],
+        &["info", "latest"],
+        &["ls", "latest"],
+        &["diff", "latest", "latest"],
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        &["verify", "--read-data"],
+        &["status"],
+        &["key", "list"],
+        &["policy", "set", "--keep-last", "1"],
+        &["policy", "show"],
+        &["cleanup", "--dry-run"],
+        &["forget", "--keep-last", "1", "--dry-run"],
+        &["forget", "--keep-last", "1", "--prune"],
+        &["prune", "--dry-run"],
+        &["prune"],
+        &["unlock"],
+        &["repair", "snapshots", "--dry-run"],
+        &["repair", "index"],
+    ] {
+        run(args);
+    }
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+    fn walk(
+        v: &Value,
+        cmd: &str,
+        seen: &mut BTreeMap<String, (&'static str, String)>,
+        clash: &mut Vec<String>,
+    ) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if !x.is_null() {
+                        match seen.get(k) {
+                            Some((t, first)) if *t != kind(x) => {
+                                clash.push(format!("`{k}` is {} in `{cmd}` but {t} in `{first}`", kind(x)))
+                            }
+                            Some(_) => {}
+                            None => {
+                                seen.insert(k.clone(), (kind(x), cmd.to_string()));
+                            }
+                        }
+                    }
+                    walk(x, cmd, seen, clash);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, cmd, seen, clash)),
+            _ => {}
+        }
+    }
+    let (mut seen, mut clash) = (BTreeMap::new(), Vec::new());
+    for (cmd, v) in &docs {
+        walk(v, cmd, &mut seen, &mut clash);
+    }
+    assert!(clash.is_empty(), "keys with more than one type:\n{}", clash.join("\n"));
+    // Without --json, people get words, not a JSON document.
+    let shown = arca.run(&["policy", "show"]).ok();
+    assert_eq!(shown.stdout.trim(), "keep last 1", "{}", shown.describe());
 }

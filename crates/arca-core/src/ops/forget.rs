@@ -73,6 +73,57 @@ pub struct Policy {
     pub allow_empty: bool,
 }
 
+/// The rules in words, for people: `keep last 3, daily 7, within 2d;
+/// at most 10 per group; remove older than 90d`.
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = |secs: i64| {
+            for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+                if secs % n == 0 && secs >= n {
+                    return format!("{}{unit}", secs / n);
+                }
+            }
+            format!("{secs}s")
+        };
+        let mut keep = Vec::new();
+        for (what, n) in [
+            ("last", self.keep_last),
+            ("hourly", self.keep_hourly),
+            ("daily", self.keep_daily),
+            ("weekly", self.keep_weekly),
+            ("monthly", self.keep_monthly),
+            ("yearly", self.keep_yearly),
+        ] {
+            if let Some(n) = n {
+                keep.push(format!("{what} {n}"));
+            }
+        }
+        if let Some(s) = self.keep_within_secs {
+            keep.push(format!("within {}", span(s)));
+        }
+        if !self.keep_tags.is_empty() {
+            keep.push(format!("tagged {}", self.keep_tags.join(" or ")));
+        }
+        let mut parts = Vec::new();
+        if !keep.is_empty() {
+            parts.push(format!("keep {}", keep.join(", ")));
+        }
+        if let Some(n) = self.max_versions {
+            parts.push(format!("at most {n} per group"));
+        }
+        if let Some(s) = self.max_age_secs {
+            parts.push(format!("remove older than {}", span(s)));
+        }
+        if self.allow_empty {
+            parts.push("a group may lose its newest snapshot".into());
+        }
+        if parts.is_empty() {
+            return f.write_str("no rule (removes nothing)");
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 impl Policy {
     /// Whether the policy has any rule at all. A policy without one removes nothing.
     pub fn is_empty(&self) -> bool {

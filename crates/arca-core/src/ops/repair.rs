@@ -126,7 +126,7 @@ pub struct RepairedSnapshot {
     /// The new snapshot, or `None` on a dry run.
     pub repaired: Option<String>,
     /// Paths left out of the new snapshot (`/` suffix: a whole folder).
-    pub removed: Vec<String>,
+    pub removed_paths: Vec<String>,
 }
 
 /// Tag given to every snapshot written by [`repair_snapshots`].
@@ -190,7 +190,7 @@ fn repair_snapshots_inner(
             None => packer.add_tree(Tree::default())?,
         };
         new_snapshots.push(Snapshot { tree, tags, repaired_from: Some(sid), ..snap });
-        out.push(RepairedSnapshot { original: sid.to_hex(), repaired: None, removed });
+        out.push(RepairedSnapshot { original: sid.to_hex(), repaired: None, removed_paths: removed });
     }
     // Trees first, then the snapshots naming them, with their counts taken
     // from what they now hold.

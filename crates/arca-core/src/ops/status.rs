@@ -38,7 +38,7 @@ pub struct Unlocked {
     /// The lock files removed.
     pub removed: Vec<String>,
     /// Live locks left in place.
-    pub kept: usize,
+    pub kept: Vec<String>,
 }
 
 /// Removes stale locks (their holder is gone), or every lock with
@@ -52,7 +52,7 @@ pub fn unlock(repo: &Repository, remove_all: bool) -> Result<Unlocked> {
             repo.backend().delete(FileKind::Lock, &l.id)?;
             out.removed.push(l.id);
         } else {
-            out.kept += 1;
+            out.kept.push(l.id);
         }
     }
     Ok(out)
