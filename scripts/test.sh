@@ -18,6 +18,8 @@ declare -A tools=(
   [unzip]=unzip          # export_dump: symlinks in a zip export
   [python3]=python3-minimal # export_dump: read a zip export's entries
   [script]=bsdutils      # progress_on_terminal: run arca on a pseudo-terminal
+  [groff]=groff-base     # completions_and_man: render the manual page
+  [bash]=bash            # completions_and_man: run the completion script
 )
 missing=()
 for tool in "${!tools[@]}"; do

@@ -67,7 +67,8 @@ pub enum Command {
     Restore(commands::restore::Args),
     /// Summarize the repository.
     Status,
-    /// Check the repository's integrity.
+    /// Check the repository's integrity (alias: check).
+    #[command(alias = "check")]
     Verify(commands::verify::Args),
     /// Manage the passwords that open the repository.
     #[command(subcommand)]
@@ -86,6 +87,10 @@ pub enum Command {
     Cleanup(commands::policy::CleanupArgs),
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::shell::CompletionsArgs),
+    /// Print the manual page, arca(1), in roff.
+    Man,
 }
 
 /// The environment, listed at the end of `arca --help`.

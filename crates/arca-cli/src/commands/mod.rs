@@ -16,6 +16,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod retention;
+pub mod shell;
 pub mod snapshots;
 pub mod status;
 pub mod unlock;
@@ -41,6 +42,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Restore(_)
             | Command::Status
             | Command::Verify(_)
+            | Command::Completions(_)
+            | Command::Man
     );
     if cli.no_lock && !reads_only {
         anyhow::bail!("--no-lock is only for commands that only read (restore, verify, copy's source, ls, …): this one writes to the repository and must lock it");
@@ -65,6 +68,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Policy(p) => policy::run(cli, p),
         Command::Cleanup(a) => policy::cleanup(cli, a),
         Command::Unlock(a) => unlock::run(cli, a),
+        Command::Completions(a) => shell::completions(a),
+        Command::Man => shell::man(),
     }
 }
 

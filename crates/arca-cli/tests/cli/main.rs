@@ -15,6 +15,7 @@ mod s3server;
 
 mod bad_input_errors;
 mod cancel_signals;
+mod completions_and_man;
 mod concurrent_backups;
 mod corruption_matrix;
 mod corruption_property;
