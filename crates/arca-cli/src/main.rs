@@ -87,6 +87,8 @@ pub enum Command {
     Cleanup(commands::policy::CleanupArgs),
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
+    /// Add, remove or set the tags of existing snapshots.
+    Tag(commands::tag::Args),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(commands::shell::CompletionsArgs),
     /// Print the manual page, arca(1), in roff.

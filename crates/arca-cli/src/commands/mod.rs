@@ -19,6 +19,7 @@ pub mod retention;
 pub mod shell;
 pub mod snapshots;
 pub mod status;
+pub mod tag;
 pub mod unlock;
 pub mod verify;
 
@@ -68,6 +69,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Policy(p) => policy::run(cli, p),
         Command::Cleanup(a) => policy::cleanup(cli, a),
         Command::Unlock(a) => unlock::run(cli, a),
+        Command::Tag(a) => tag::run(cli, a),
         Command::Completions(a) => shell::completions(a),
         Command::Man => shell::man(),
     }

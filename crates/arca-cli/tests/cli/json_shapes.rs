@@ -369,6 +369,7 @@ fn the_same_key_has_the_same_type_in_every_command() {
         &["prune", "--dry-run"],
         &["prune"],
         &["unlock"],
+        &["tag", "latest", "--add", "x"],
         &["repair", "snapshots", "--dry-run"],
         &["repair", "index"],
     ] {

@@ -46,6 +46,7 @@ mod safety_cli;
 mod snapshot_selection;
 mod special_tree_fidelity;
 mod strategies;
+mod tags;
 mod torture_adversarial;
 mod torture_concurrency;
 mod torture_durability;

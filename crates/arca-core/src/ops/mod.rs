@@ -10,4 +10,5 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod status;
+pub mod tag;
 pub mod verify;
