@@ -120,3 +120,38 @@ fn a_filter_that_matches_nothing_is_an_error_not_another_snapshot() {
     assert_eq!(jstr(&out.ok().json(), "snapshot"), w.home_id);
     assert!(restored(&target, &w.home).join("notes.txt").exists());
 }
+
+/// `snapshots --latest N`, `--group-by`, `--compact`, and columns that do
+/// not shift when a host name is long.
+#[test]
+fn snapshots_lists_the_latest_of_each_group_in_steady_columns() {
+    let w = world();
+    // A newer snapshot of the etc set, from a host with a long name.
+    let long_host = "a-host-name-much-longer-than-the-column-used-to-be";
+    let newest = jstr(&w.arca.backup(&[&w.etc], &["--host", long_host, "--tag", "etc"]), "id").to_string();
+    let flat = w.arca.json(&["snapshots", "--latest", "1"]);
+    let flat = flat.as_array().unwrap();
+    assert_eq!(flat.len(), 1);
+    assert_eq!(jstr(&flat[0], "id"), newest);
+    let grouped = w.arca.json(&["snapshots", "--latest", "1", "--group-by", "paths"]);
+    let groups = grouped.as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{grouped}");
+    let latest_of = |g: &serde_json::Value| jstr(&jarr(g, "snapshots")[0], "id").to_string();
+    let mut got: Vec<String> = groups.iter().map(latest_of).collect();
+    got.sort();
+    let mut want = vec![newest.clone(), w.home_id.clone()];
+    want.sort();
+    assert_eq!(got, want, "the newest of each paths group: {grouped}");
+    assert!(groups.iter().all(|g| jarr(g, "snapshots").len() == 1));
+    // The table: each line's paths column starts where the header's does.
+    let table = w.arca.run(&["snapshots"]).ok().stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines[0].find("paths").unwrap();
+    for l in &lines[1..lines.len() - 1] {
+        assert!(l.get(at..).is_some_and(|rest| rest.starts_with('/')), "shifted line:\n{table}");
+    }
+    assert!(table.contains(long_host), "{table}");
+    let compact = w.arca.run(&["snapshots", "--compact", "--tag", "home"]).ok().stdout;
+    assert!(!compact.contains("strategy") && compact.contains(&w.home_id[..8]), "{compact}");
+    assert!(!compact.contains(&w.etc_id[..8]), "{compact}");
+}

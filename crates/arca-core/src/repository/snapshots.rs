@@ -82,6 +82,32 @@ impl SnapshotFilter {
     }
 }
 
+/// `list` (oldest first) in groups of the same `by` key (see
+/// [`group_key`](crate::ops::forget::group_key)), in the order of each
+/// group's first snapshot, each keeping only its `latest` newest snapshots
+/// when given: what `snapshots --group-by … --latest N` shows.
+pub fn grouped(
+    list: SnapshotList,
+    by: crate::ops::forget::GroupBy,
+    latest: Option<usize>,
+) -> Vec<(String, SnapshotList)> {
+    let mut groups: Vec<(String, SnapshotList)> = Vec::new();
+    for (id, snap) in list {
+        let key = crate::ops::forget::group_key(&snap, by);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push((id, snap)),
+            None => groups.push((key, vec![(id, snap)])),
+        }
+    }
+    if let Some(n) = latest {
+        for (_, g) in &mut groups {
+            let extra = g.len().saturating_sub(n);
+            g.drain(..extra);
+        }
+    }
+    groups
+}
+
 /// Of `list`, the latest one that `ids` names, or the latest of all when
 /// `ids` is empty: the default snapshot of a check such as a restore test.
 pub fn latest_of<'a>(
