@@ -108,6 +108,7 @@ pub use format::index::Index;
 pub use format::lock::{FoundLock, LockInfo, LockOptions};
 pub use format::snapshot::{BackupMetadata, PathError, Snapshot, Strategy, Summary};
 pub use format::tree::{Node, NodeKind, Timestamp, TreeError, Xattr};
+pub use fs::command::CommandOutput;
 pub use repository::snapshots::{grouped, latest_of, SnapshotFilter};
 pub use repository::{InitOptions, KeyListing, Repository, SnapshotList};
 

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arca_core::ops::backup::{backup, BackupOptions};
+use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
 use arca_core::Strategy;
 use arca_core::{Error, Repository, SnapshotId};
 
@@ -9,9 +9,21 @@ use crate::{exit, outln, output, progress, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files and folders to back up.
-    #[arg(required = true)]
+    /// Files and folders to back up; with --stdin-from-command, the command
+    /// and its arguments (after `--`).
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command"])]
     pub paths: Vec<PathBuf>,
+    /// Back up standard input, as one file (see --stdin-filename).
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    pub stdin: bool,
+    /// Run the command given after `--` and back up what it prints, as one
+    /// file; if the command fails, no snapshot is written and arca fails.
+    #[arg(long)]
+    pub stdin_from_command: bool,
+    /// The name standard input (or the command's output) is stored as: the
+    /// snapshot holds it as /NAME.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
     /// full, incremental (against the last snapshot of the same source) or differential (against the last full one).
     #[arg(long, default_value = "incremental")]
     pub strategy: Strategy,
@@ -101,8 +113,12 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         Some(p) => Some(super::snapshot(&repo, p, &Default::default())?.0),
         None => None,
     };
+    let stream = args.stdin || args.stdin_from_command;
+    if args.stdin && !args.paths.is_empty() {
+        anyhow::bail!("give either paths or --stdin, not both");
+    }
     let opts = BackupOptions::default()
-        .paths(args.paths.clone())
+        .paths(if stream { Vec::new() } else { args.paths.clone() })
         .excludes(excludes)
         .exclude_paths(loc.local_path.iter().cloned().collect())
         .tags(args.tag.clone())
@@ -117,7 +133,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .lock(super::lock_options(cli).notes(|_: &str| {}))
         .cancel(crate::signals::cancel());
     let bar = progress::for_terminal(cli.json, "backed up");
-    let result = backup(&repo, &opts, bar.as_progress());
+    let result = if args.stdin {
+        let mut input = std::io::stdin();
+        backup_stream(&repo, &opts, &args.stdin_filename, &mut input, bar.as_progress())
+    } else if args.stdin_from_command {
+        let Some((program, rest)) = args.paths.split_first() else {
+            anyhow::bail!("--stdin-from-command needs a command after `--`: arca backup --stdin-from-command -- pg_dump mydb")
+        };
+        let rest: Vec<std::ffi::OsString> = rest.iter().map(|a| a.clone().into_os_string()).collect();
+        let mut output = arca_core::CommandOutput::spawn(program.clone().into_os_string(), &rest)?;
+        backup_stream(&repo, &opts, &args.stdin_filename, &mut output, bar.as_progress())
+    } else {
+        backup(&repo, &opts, bar.as_progress())
+    };
     bar.done();
     let result = result?;
     let snap = &result.snapshot;

@@ -45,6 +45,7 @@ mod s3_faults;
 mod safety_cli;
 mod snapshot_selection;
 mod special_tree_fidelity;
+mod stdin_backup;
 mod strategies;
 mod tags;
 mod torture_adversarial;

@@ -358,9 +358,21 @@ impl<'a> Engine<'a> {
         let file = File::open(path).map_err(FileError::Io)?;
         // A second handle on the same open file, to fstat it after the read.
         let probe = file.try_clone().map_err(FileError::Io)?;
+        let (ids, total) = self.store_content(file, before.len())?;
+        let after = probe.metadata().map_err(FileError::Io)?;
+        Ok((ids, total, changed_while_read(before, &after)))
+    }
+
+    /// Chunks what `reader` yields (about `size_hint` bytes) and stores the
+    /// chunks; their ids and the bytes read.
+    fn store_content(
+        &self,
+        reader: impl io::Read + Send,
+        size_hint: u64,
+    ) -> std::result::Result<(Vec<DataId>, u64), FileError> {
         // A big file stops between reads once cancelled, not at its end.
-        let reader = CancellableRead { inner: file, cancel: self.cancel };
-        let chunker = Chunker::new(self.repo.gear(), reader, before.len());
+        let reader = CancellableRead { inner: reader, cancel: self.cancel };
+        let chunker = Chunker::new(self.repo.gear(), reader, size_hint);
         let failed = std::sync::atomic::AtomicBool::new(false);
         let runs = chunker
             .runs(|run| -> Result<(Vec<DataId>, u64)> {
@@ -391,8 +403,7 @@ impl<'a> Engine<'a> {
             ids.extend(run_ids);
             total += bytes;
         }
-        let after = probe.metadata().map_err(FileError::Io)?;
-        Ok((ids, total, changed_while_read(before, &after)))
+        Ok((ids, total))
     }
 
     fn store_chunk(&self, chunk: &[u8]) -> Result<DataId> {
@@ -454,12 +465,12 @@ enum FileError {
 
 /// A file read that fails once the backup is cancelled, so a big file is
 /// not read to its end first.
-struct CancellableRead<'a> {
-    inner: File,
+struct CancellableRead<'a, R> {
+    inner: R,
     cancel: &'a Cancel,
 }
 
-impl io::Read for CancellableRead<'_> {
+impl<R: io::Read> io::Read for CancellableRead<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.cancel.is_cancelled() {
             return Err(io::Error::other("cancelled"));
@@ -618,6 +629,111 @@ fn backup_inner(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress
     write_snapshot(repo, opts, sources, loaded, read, started)
 }
 
+/// Backs up what `reader` yields (standard input, a command's output) as
+/// one file, `/NAME`, in a new snapshot whose source path is `/NAME`: the
+/// settings of `opts` apply but for `paths`, excludes and `force` (a
+/// stream is read whole every time). The content is stored as it comes;
+/// when the reader fails, at any point, the backup fails and writes no
+/// snapshot. A reader that checks how its source ended (a command's exit
+/// status) does so before its end of file, so that a failed dump never
+/// looks saved.
+pub fn backup_stream(
+    repo: &Repository,
+    opts: &BackupOptions,
+    name: &str,
+    reader: &mut (dyn io::Read + Send),
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    crate::pool::install(|| backup_stream_inner(repo, opts, name, reader, progress))
+}
+
+fn backup_stream_inner(
+    repo: &Repository,
+    opts: &BackupOptions,
+    name: &str,
+    reader: &mut (dyn io::Read + Send),
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let started = Instant::now();
+    if crate::format::tree::validate_name(name.as_bytes()).is_err() {
+        return Err(Error::Invalid(format!(
+            "{name:?} cannot name the file standard input is stored as: give a plain file name (no `/`)"
+        )));
+    }
+    let path = Path::new("/").join(name);
+    let sources = Sources {
+        shown: vec![path.to_string_lossy().into_owned()],
+        paths: vec![path],
+        resolved: BTreeMap::new(),
+        host: opts.host.clone().unwrap_or_else(hostname),
+    };
+    let _lock =
+        if opts.dry_run { None } else { Some(repo.lock_writing(false, "backup", &opts.lock, progress)?) };
+    progress.phase(Phase::Loading);
+    let mut loaded = load(repo, opts, &sources)?;
+    progress.phase(Phase::Backing);
+    let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
+    let packer = Packer::cancellable(
+        repo,
+        loaded.index.clone(),
+        std::mem::take(&mut loaded.absent),
+        opts.dry_run,
+        uploaders,
+        opts.cancel.clone(),
+    );
+    packer.adopt_packs(std::mem::take(&mut loaded.adopted));
+    let engine = Engine {
+        repo,
+        packer,
+        names: NameCache::new(),
+        excludes: PathFilter::excludes(&[])?,
+        exclude_paths: Vec::new(),
+        force: true,
+        stats: Stats::default(),
+        progress,
+        cancel: &opts.cancel,
+    };
+    let stored = engine.store_content(reader, 0);
+    let Engine { packer, stats, .. } = engine;
+    let (content, size) = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            let e = match e {
+                _ if opts.cancel.is_cancelled() => Error::Cancelled,
+                FileError::Repo(e) => packer.take_error_over(e),
+                FileError::Io(e) => Error::io(&sources.paths[0], e),
+            };
+            drop(packer);
+            return Err(explain_no_space(repo, e));
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+    node.mode = 0o644;
+    node.uid = nix::unistd::geteuid().as_raw();
+    node.gid = nix::unistd::getegid().as_raw();
+    node.mtime = crate::format::tree::Timestamp { secs: now.as_secs() as i64, nanos: now.subsec_nanos() };
+    node.ctime = node.mtime;
+    node.nlink = 1;
+    (node.size, node.content) = (size, content);
+    // New, changed or unchanged against the parent's file, by content.
+    let before = loaded.parent.as_ref().and_then(|(_, p)| {
+        repo.load_tree(&loaded.index, &p.tree).ok()?.nodes.into_iter().find(|n| n.name == node.name)
+    });
+    let counter = match before {
+        None => &stats.new,
+        Some(b) if b.content == node.content => &stats.unchanged,
+        Some(_) => &stats.changed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    stats.files.fetch_add(1, Ordering::Relaxed);
+    stats.size.fetch_add(size, Ordering::Relaxed);
+    let tree = packer.add_tree(Tree { nodes: vec![node] })?;
+    opts.cancel.check()?;
+    progress.phase(Phase::WritingIndex);
+    write_snapshot(repo, opts, sources, loaded, Read { tree, stats, packer }, started)
+}
+
 /// The source paths of a backup, absolute and normalised, with what the
 /// snapshot records of them.
 struct Sources {
@@ -625,6 +741,8 @@ struct Sources {
     paths: Vec<PathBuf>,
     /// As the snapshot records them.
     shown: Vec<String>,
+    /// Where paths through symlinks lead (the snapshot's `resolved_paths`).
+    resolved: BTreeMap<String, String>,
     host: String,
 }
 
@@ -643,7 +761,8 @@ impl Sources {
         paths.sort();
         paths.dedup();
         let shown = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        Ok(Sources { paths, shown, host: opts.host.clone().unwrap_or_else(hostname) })
+        let resolved = resolved_paths(&paths);
+        Ok(Sources { paths, shown, resolved, host: opts.host.clone().unwrap_or_else(hostname) })
     }
 }
 
@@ -782,7 +901,7 @@ fn write_snapshot(
         version: 1,
         time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         tree,
-        resolved_paths: resolved_paths(&sources.paths),
+        resolved_paths: sources.resolved,
         paths: sources.shown,
         host: sources.host,
         user: nix::unistd::User::from_uid(nix::unistd::geteuid())

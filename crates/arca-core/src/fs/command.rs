@@ -1,0 +1,68 @@
+//! A command's standard output as a reader whose end checks how the
+//! command ended: what `backup --stdin-from-command` (and a job's command
+//! source) reads, so that a dump that failed halfway is never stored as a
+//! good snapshot.
+
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// The standard output of a running command. Reading it to its end waits
+/// for the command: a non-zero exit status (or a signal) is then a read
+/// error, before the end of file is seen. Dropped early, the command is
+/// killed and reaped.
+pub struct CommandOutput {
+    child: Child,
+    stdout: ChildStdout,
+    /// The command as given, for messages.
+    shown: String,
+    ended: bool,
+}
+
+impl CommandOutput {
+    /// Starts `program` with `args`; its standard error goes where ours
+    /// goes, its standard input is empty.
+    pub fn spawn(program: impl Into<OsString>, args: &[OsString]) -> io::Result<CommandOutput> {
+        let program = program.into();
+        let shown = std::iter::once(&program)
+            .chain(args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = Command::new(&program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting `{shown}`: {e}")))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        Ok(CommandOutput { child, stdout, shown, ended: false })
+    }
+}
+
+impl Read for CommandOutput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.ended {
+            let status = self.child.wait()?;
+            self.ended = true;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "`{}` failed ({status}): its output is not stored",
+                    self.shown
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CommandOutput {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
