@@ -118,6 +118,40 @@ struct Engine<'a> {
     cancel: &'a Cancel,
 }
 
+impl<'a> Engine<'a> {
+    /// The engine of one backup: its packer (taking over the packs and
+    /// damaged blobs `loaded` found), with `opts`' exclusions and strategy.
+    fn new(
+        repo: &'a Repository,
+        opts: &'a BackupOptions,
+        loaded: &mut Loaded,
+        progress: &'a dyn Progress,
+    ) -> Engine<'a> {
+        // Remote stores have latency to hide: more packs in flight.
+        let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
+        let packer = Packer::cancellable(
+            repo,
+            loaded.index.clone(),
+            std::mem::take(&mut loaded.absent),
+            opts.dry_run,
+            uploaders,
+            opts.cancel.clone(),
+        );
+        packer.adopt_packs(std::mem::take(&mut loaded.adopted));
+        Engine {
+            repo,
+            packer,
+            names: NameCache::new(),
+            excludes: PathFilter::default(),
+            exclude_paths: opts.exclude_paths.iter().filter_map(|p| normalize(p).ok()).collect(),
+            force: opts.force || loaded.strategy == Strategy::Full,
+            stats: Stats::default(),
+            progress,
+            cancel: &opts.cancel,
+        }
+    }
+}
+
 /// Makes a path absolute and removes `.` and `..` without following links,
 /// so the snapshot records the path the user named.
 pub fn normalize(path: &Path) -> Result<PathBuf> {
@@ -672,26 +706,12 @@ fn backup_stream_inner(
     progress.phase(Phase::Loading);
     let mut loaded = load(repo, opts, &sources)?;
     progress.phase(Phase::Backing);
-    let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
-    let packer = Packer::cancellable(
-        repo,
-        loaded.index.clone(),
-        std::mem::take(&mut loaded.absent),
-        opts.dry_run,
-        uploaders,
-        opts.cancel.clone(),
-    );
-    packer.adopt_packs(std::mem::take(&mut loaded.adopted));
+    // A stream is read whole every time: nothing to exclude or to skip.
     let engine = Engine {
-        repo,
-        packer,
-        names: NameCache::new(),
         excludes: PathFilter::excludes(&[])?,
         exclude_paths: Vec::new(),
         force: true,
-        stats: Stats::default(),
-        progress,
-        cancel: &opts.cancel,
+        ..Engine::new(repo, opts, &mut loaded, progress)
     };
     let stored = engine.store_content(reader, 0);
     let Engine { packer, stats, .. } = engine;
@@ -816,27 +836,9 @@ fn read_sources(
     loaded: &mut Loaded,
     progress: &dyn Progress,
 ) -> Result<Read> {
-    // Remote stores have latency to hide: more packs in flight.
-    let uploaders = if repo.backend().is_remote() { 4 } else { 2 };
-    let packer = Packer::cancellable(
-        repo,
-        loaded.index.clone(),
-        std::mem::take(&mut loaded.absent),
-        opts.dry_run,
-        uploaders,
-        opts.cancel.clone(),
-    );
-    packer.adopt_packs(std::mem::take(&mut loaded.adopted));
     let engine = Engine {
-        repo,
-        packer,
-        names: NameCache::new(),
         excludes: PathFilter::excludes(&opts.excludes)?,
-        exclude_paths: opts.exclude_paths.iter().filter_map(|p| normalize(p).ok()).collect(),
-        force: opts.force || loaded.strategy == Strategy::Full,
-        stats: Stats::default(),
-        progress,
-        cancel: &opts.cancel,
+        ..Engine::new(repo, opts, loaded, progress)
     };
     let mut layout = Layout::default();
     for s in &sources.paths {
