@@ -33,6 +33,18 @@ pub struct Args {
     /// Read exclude globs from a file, one per line (# comments).
     #[arg(long)]
     pub exclude_file: Vec<PathBuf>,
+    /// Do not back up files larger than this (e.g. 500M, 2G).
+    #[arg(long, value_name = "SIZE", value_parser = super::retention::parse_size)]
+    pub exclude_larger_than: Option<u64>,
+    /// Back up a folder holding a file of this name as an empty folder; repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Back up cache folders (those with a valid CACHEDIR.TAG) as empty folders.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the sources' filesystems: a mount point below them is backed up empty.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
     /// Tag the snapshot; repeatable.
     #[arg(long)]
     pub tag: Vec<String>,
@@ -121,6 +133,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .paths(if stream { Vec::new() } else { args.paths.clone() })
         .excludes(excludes)
         .exclude_paths(loc.local_path.iter().cloned().collect())
+        .exclude_larger_than(args.exclude_larger_than)
+        .exclude_if_present(args.exclude_if_present.clone())
+        .exclude_caches(args.exclude_caches)
+        .one_file_system(args.one_file_system)
         .tags(args.tag.clone())
         .host(args.host.clone())
         .time(args.time.as_deref().map(parse_time).transpose()?)

@@ -13,6 +13,7 @@ mod common;
 #[path = "../../../arca-backend/tests/s3server/mod.rs"]
 mod s3server;
 
+mod backup_exclusions;
 mod bad_input_errors;
 mod cancel_signals;
 mod completions_and_man;

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +58,17 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     /// Exact paths never backed up (e.g. the repository itself).
     pub exclude_paths: Vec<PathBuf>,
+    /// Files larger than this many bytes are not backed up.
+    pub exclude_larger_than: Option<u64>,
+    /// A folder holding a file of one of these names is backed up empty
+    /// (its own entry stays; nothing below it).
+    pub exclude_if_present: Vec<String>,
+    /// A folder holding a `CACHEDIR.TAG` with the cache directory signature
+    /// (bford.info/cachedir) is backed up empty.
+    pub exclude_caches: bool,
+    /// Below the sources, do not cross into other filesystems: a mount
+    /// point is backed up as an empty folder.
+    pub one_file_system: bool,
     /// Tags recorded in the snapshot. Default: none.
     pub tags: Vec<String>,
     /// The host name to record (and to find the parent by); `None`, the
@@ -116,6 +127,8 @@ struct Engine<'a> {
     stats: Stats,
     progress: &'a dyn Progress,
     cancel: &'a Cancel,
+    /// The size limit, markers and filesystem rule of the options.
+    opts: &'a BackupOptions,
 }
 
 impl<'a> Engine<'a> {
@@ -148,6 +161,7 @@ impl<'a> Engine<'a> {
             stats: Stats::default(),
             progress,
             cancel: &opts.cancel,
+            opts,
         }
     }
 }
@@ -333,7 +347,12 @@ impl<'a> Engine<'a> {
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let listed = entries.len();
+        if self.tagged_to_skip(&entries) {
+            entries.clear();
+        }
         entries.retain(|(_, p, _)| !self.excluded(p));
+        // Only for --one-file-system: the folder's own device.
+        let device = self.opts.one_file_system.then(|| fs::metadata(path).ok().map(|m| m.dev())).flatten();
         if source && listed > 0 && entries.is_empty() {
             self.progress.warn(&format!(
                 "{}: every one of its {listed} entries is excluded: the snapshot holds the folder alone; \
@@ -352,7 +371,17 @@ impl<'a> Engine<'a> {
                         return Ok(None);
                     }
                 };
+                if self.opts.exclude_larger_than.is_some_and(|max| status.is_file() && status.len() > max) {
+                    return Ok(None);
+                }
                 let prev = parent_tree.as_ref().and_then(|t| t.find(&name));
+                if status.is_dir() && device.is_some_and(|d| status.dev() != d) {
+                    // A mount point: the folder, not the filesystem mounted there.
+                    let mut node = meta::read_node(&p, name, &status, &self.names, prev)
+                        .map_err(|e| Error::io(&p, e))?;
+                    node.subtree = Some(self.packer.add_tree(Tree::default())?);
+                    return Ok(Some(node));
+                }
                 self.entry(&p, name, &status, prev, false)
             })
             .collect::<Result<_>>()?;
@@ -372,6 +401,27 @@ impl<'a> Engine<'a> {
             }
         }
         self.packer.add_tree(tree)
+    }
+
+    /// Whether a folder whose entries are `entries` holds a marker that
+    /// leaves it empty in the snapshot (`exclude_if_present`, or a cache
+    /// directory tag).
+    fn tagged_to_skip(&self, entries: &[(Vec<u8>, PathBuf, fs::DirEntry)]) -> bool {
+        /// The start every CACHEDIR.TAG must have (bford.info/cachedir).
+        const SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+        entries.iter().any(|(name, p, _)| {
+            let named = |n: &str| name.as_slice() == n.as_bytes();
+            self.opts.exclude_if_present.iter().any(|n| named(n))
+                || (self.opts.exclude_caches
+                    && named("CACHEDIR.TAG")
+                    && fs::File::open(p)
+                        .and_then(|f| {
+                            let mut head = Vec::new();
+                            io::Read::read_to_end(&mut io::Read::take(f, SIGNATURE.len() as u64), &mut head)
+                                .map(|_| head)
+                        })
+                        .is_ok_and(|head| head == SIGNATURE))
+        })
     }
 
     fn excluded(&self, path: &Path) -> bool {
