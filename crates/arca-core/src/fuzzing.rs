@@ -273,11 +273,13 @@ pub fn restore_tree(data: &[u8]) {
     let mut before = BTreeMap::new();
     listing(&sandbox, &target, &mut before);
     let opts = crate::ops::restore::RestoreOptions { target: target.clone(), ..Default::default() };
+    // A snapshot of the whole tree, not stored: restore takes it as given.
+    let snapshot = Snapshot { tree: root, paths: vec!["/".into()], ..Default::default() };
     let _ = crate::ops::restore::restore_tree(
         &repo,
         &index,
         &SnapshotId::default(),
-        &root,
+        &snapshot,
         &opts,
         &crate::progress::NoProgress,
     );

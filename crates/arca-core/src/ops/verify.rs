@@ -202,7 +202,7 @@ fn restore_test_locked(
         cancel: verify.cancel.clone(),
         ..Default::default()
     };
-    let r = crate::ops::restore::restore_tree(repo, index, id, &snap.tree, &opts, progress);
+    let r = crate::ops::restore::restore_tree(repo, index, id, snap, &opts, progress);
     let cleanup = std::fs::remove_dir_all(&dir);
     let r = r?;
     cleanup.map_err(|e| Error::io(&dir, e))?;

@@ -58,7 +58,7 @@ use crate::data::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, DataId, SnapshotId, TreeId};
 use crate::format::index::Index;
-use crate::format::snapshot::PathError;
+use crate::format::snapshot::{PathError, Snapshot};
 use crate::format::tree::{Node, NodeKind};
 use crate::fs::filter::PathFilter;
 use crate::fs::meta;
@@ -182,26 +182,26 @@ pub fn restore(
     crate::pool::install(|| {
         let _lock = repo.lock_reading("restore", &opts.lock, progress)?;
         progress.phase(Phase::Loading);
-        let root = repo.load_snapshot(snapshot_id)?.tree;
+        let snapshot = repo.load_snapshot(snapshot_id)?;
         let index = repo.load_index_reporting(progress)?;
-        restore_locked(repo, &index, snapshot_id, &root, opts, progress)
+        restore_locked(repo, &index, snapshot_id, &snapshot, opts, progress)
     })
 }
 
-/// [`restore`] of the tree `root` (the snapshot's own, or a crafted one in
-/// tests) with an index the caller loaded, under its own lock
-/// (`opts.lock`).
+/// [`restore`] of `snapshot` (one loaded already, or a crafted one in tests
+/// and the fuzzer, stored or not) with an index the caller loaded, under
+/// its own lock (`opts.lock`).
 pub(crate) fn restore_tree(
     repo: &Repository,
     index: &Index,
     snapshot_id: &SnapshotId,
-    root: &TreeId,
+    snapshot: &Snapshot,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     crate::pool::install(|| {
         let _lock = repo.lock_reading("restore", &opts.lock, progress)?;
-        restore_locked(repo, index, snapshot_id, root, opts, progress)
+        restore_locked(repo, index, snapshot_id, snapshot, opts, progress)
     })
 }
 
@@ -209,14 +209,14 @@ fn restore_locked(
     repo: &Repository,
     index: &Index,
     snapshot_id: &SnapshotId,
-    root: &TreeId,
+    snapshot: &Snapshot,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let started = Instant::now();
     progress.phase(Phase::Planning);
-    let sources = source_paths(&repo.load_snapshot(snapshot_id)?.paths);
-    let plan = plan(repo, index, root, &sources, opts, progress)?;
+    let sources = source_paths(&snapshot.paths);
+    let plan = plan(repo, index, &snapshot.tree, &sources, opts, progress)?;
     let mut job = Job::new(repo, index, opts, progress, plan)?;
     progress.phase(Phase::RestoringFiles);
     job.make_dirs()?;

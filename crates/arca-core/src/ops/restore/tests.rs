@@ -149,7 +149,7 @@ impl Crafted {
         };
         let id = self.repo.save_snapshot(&snap).unwrap();
         let index = self.repo.load_index().unwrap();
-        restore_tree(&self.repo, &index, &id, &root, &opts, &crate::progress::NoProgress)
+        restore_tree(&self.repo, &index, &id, &snap, &opts, &crate::progress::NoProgress)
     }
 }
 
@@ -308,7 +308,7 @@ fn open_folders_are_bounded() {
     let before = fs::read_dir("/proc/self/fd").unwrap().count() as u64;
     let progress = MaxFds(AtomicU64::new(0));
     let o = RestoreOptions { verify: true, ..opts(&target) };
-    let r = restore_tree(&repo, &index, &id, &root, &o, &progress).unwrap();
+    let r = restore_tree(&repo, &index, &id, &snap, &o, &progress).unwrap();
     assert!(r.success, "{r:?}");
     assert_eq!(r.files, 601);
     let max = progress.0.into_inner();
