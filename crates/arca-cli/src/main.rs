@@ -63,6 +63,10 @@ pub enum Command {
     Info(commands::info::Args),
     /// List the entries of a snapshot.
     Ls(commands::ls::Args),
+    /// Find files by name or path across snapshots.
+    Find(commands::find::Args),
+    /// Show one stored object decoded (config, snapshot, index, key, lock, pack, tree, blob).
+    Cat(commands::cat::Args),
     /// Restore a snapshot, or part of it, into a folder.
     Restore(commands::restore::Args),
     /// Summarize the repository.

@@ -1,11 +1,14 @@
 //! One module per command.
 
 pub mod backup;
+pub mod cat;
 pub mod copy;
 pub mod diff;
 pub mod dump;
+pub mod entry;
 pub mod export;
 pub mod filter;
+pub mod find;
 pub mod forget;
 pub mod info;
 pub mod init;
@@ -40,6 +43,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Copy(_)
             | Command::Info(_)
             | Command::Ls(_)
+            | Command::Find(_)
+            | Command::Cat(_)
             | Command::Restore(_)
             | Command::Status
             | Command::Verify(_)
@@ -59,6 +64,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Export(a) => export::run(cli, a),
         Command::Info(a) => info::run(cli, a),
         Command::Ls(a) => ls::run(cli, a),
+        Command::Find(a) => find::run(cli, a),
+        Command::Cat(a) => cat::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
         Command::Verify(a) => verify::run(cli, a),

@@ -24,6 +24,7 @@ mod crash_sigkill;
 mod dedup_and_incremental;
 mod enospc_tmpfs;
 mod export_dump;
+mod find_cat;
 mod harness_selftest;
 mod json_shapes;
 mod keys;

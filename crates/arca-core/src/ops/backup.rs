@@ -56,6 +56,9 @@ pub struct BackupOptions {
     /// root, else any depth; `*` stops at `/`, `**` does not. A pattern that
     /// matches every path is refused. Default: none.
     pub excludes: Vec<String>,
+    /// Like `excludes`, matched without regard to case (`*.jpg` excludes
+    /// `IMG.JPG`). Default: none.
+    pub iexcludes: Vec<String>,
     /// Exact paths never backed up (e.g. the repository itself).
     pub exclude_paths: Vec<PathBuf>,
     /// Files larger than this many bytes are not backed up.
@@ -758,7 +761,7 @@ fn backup_stream_inner(
     progress.phase(Phase::Backing);
     // A stream is read whole every time: nothing to exclude or to skip.
     let engine = Engine {
-        excludes: PathFilter::excludes(&[])?,
+        excludes: PathFilter::excludes(&[], &[])?,
         exclude_paths: Vec::new(),
         force: true,
         ..Engine::new(repo, opts, &mut loaded, progress)
@@ -887,7 +890,7 @@ fn read_sources(
     progress: &dyn Progress,
 ) -> Result<Read> {
     let engine = Engine {
-        excludes: PathFilter::excludes(&opts.excludes)?,
+        excludes: PathFilter::excludes(&opts.excludes, &opts.iexcludes)?,
         ..Engine::new(repo, opts, loaded, progress)
     };
     let mut layout = Layout::default();
