@@ -99,12 +99,65 @@ macro_rules! outln {
     }};
 }
 
-/// Writes a line to stderr, escaped for a terminal (see [`escape`]).
+/// Writes a line to stderr (see [`stderr_line`]).
 #[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {{
-        eprintln!("{}", $crate::output::escape(&format!($($arg)*)));
+        $crate::output::stderr_line(&format!($($arg)*));
     }};
+}
+
+/// Writes a summary line to stdout, as [`outln`] does, unless `--quiet`
+/// asked for none: what a command did, not data asked for.
+#[macro_export]
+macro_rules! sayln {
+    ($($arg:tt)*) => {{
+        if !$crate::output::quiet() {
+            $crate::outln!($($arg)*);
+        }
+    }};
+}
+
+/// How this run prints: set once from the command line, before any output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mode {
+    /// `--quiet`: no notes, no summaries.
+    pub quiet: bool,
+    /// `--json-progress`: every line on stderr is a JSON object.
+    pub json_lines: bool,
+}
+
+static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+
+/// Sets the mode of this run (the first call wins).
+pub fn set_mode(mode: Mode) {
+    let _ = MODE.set(mode);
+}
+
+fn mode() -> Mode {
+    MODE.get().copied().unwrap_or_default()
+}
+
+/// Whether `--quiet` was given.
+pub fn quiet() -> bool {
+    mode().quiet
+}
+
+/// Writes one line to stderr: escaped for a terminal (see [`escape`]), or
+/// with `--json-progress` as a JSON object whose `type` is the line's kind
+/// (`arca: warning: …` becomes `{"type":"warning","message":"…"}`; `error`,
+/// `note` likewise; any other line is a `message`).
+pub fn stderr_line(text: &str) {
+    if !mode().json_lines {
+        eprintln!("{}", escape(text));
+        return;
+    }
+    let (kind, message) = ["error", "warning", "note"]
+        .iter()
+        .find_map(|k| text.strip_prefix(&format!("arca: {k}: ")).map(|m| (*k, m)))
+        .or_else(|| (text == "arca: cancelled").then_some(("error", "cancelled")))
+        .unwrap_or(("message", text.strip_prefix("arca: ").unwrap_or(text)));
+    crate::progress::line(&serde_json::json!({"type": kind, "message": message}));
 }
 
 #[cfg(test)]

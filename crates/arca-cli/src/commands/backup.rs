@@ -5,7 +5,7 @@ use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
 use arca_core::Strategy;
 use arca_core::{Error, Repository, SnapshotId};
 
-use crate::{exit, outln, output, progress, Cli};
+use crate::{exit, outln, output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -211,7 +211,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         // maintenance and read commands): kept silent.
         .lock(super::lock_options(cli).notes(|_: &str| {}))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "backed up");
+    let bar = progress::for_command(cli, "backed up");
     let result = if args.stdin {
         let mut input = std::io::stdin();
         backup_stream(&repo, &opts, &args.stdin_filename, &mut input, bar.as_progress())
@@ -242,7 +242,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             Some(id) => format!("snapshot {} saved", SnapshotId::short(&id)),
             None => "dry run: nothing written".to_string(),
         };
-        outln!(
+        sayln!(
             "{what} ({}{}): {} files, {}; {}",
             snap.strategy.as_str(),
             snap.parent.map(|p| format!(" of {}", p.short())).unwrap_or_default(),

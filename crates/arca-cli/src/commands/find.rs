@@ -69,7 +69,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .kinds(args.kinds.clone())
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "searched");
+    let bar = progress::for_command(cli, "searched");
     let mut found: Vec<Found> = Vec::new();
     let result = find(&repo, &index, &snapshots, &opts, bar.as_progress(), &mut |id, snap, path, node| {
         let m = snap.metadata(id);

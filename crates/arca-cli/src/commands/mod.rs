@@ -164,7 +164,7 @@ pub fn warn_unreadable(errors: &[Error]) {
 pub fn lock_options(cli: &Cli) -> LockOptions {
     let said = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
     LockOptions::default().wait(cli.retry_lock.unwrap_or_default()).skip(cli.no_lock).notes(move |n: &str| {
-        if said.lock().unwrap_or_else(|p| p.into_inner()).insert(n.to_string()) {
+        if !crate::output::quiet() && said.lock().unwrap_or_else(|p| p.into_inner()).insert(n.to_string()) {
             crate::errln!("arca: note: {n}");
         }
     })

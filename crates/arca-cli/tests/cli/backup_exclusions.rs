@@ -141,7 +141,8 @@ fn files_from_lists_lines_raw_names_and_stdin() {
     nul.push(0);
     nul.extend_from_slice(p("b").as_bytes());
     fs::write(&raw, nul).unwrap();
-    let v = arca.backup(&[], &["--files-from", list.to_str().unwrap(), "--files-from-raw", raw.to_str().unwrap()]);
+    let v = arca
+        .backup(&[], &["--files-from", list.to_str().unwrap(), "--files-from-raw", raw.to_str().unwrap()]);
     let mut paths: Vec<&str> = jarr(&v, "paths").iter().map(|p| p.as_str().unwrap()).collect();
     paths.sort();
     let mut want = vec![p(" spaced"), p("a"), p("b"), p("dir"), newline.display().to_string()];

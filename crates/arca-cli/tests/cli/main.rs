@@ -30,6 +30,7 @@ mod json_shapes;
 mod keys;
 mod maintenance_concurrency;
 mod no_plaintext_in_repo;
+mod output_control;
 mod partial_failure_unprivileged;
 mod password_sources;
 mod point_in_time;

@@ -67,9 +67,11 @@ impl Object {
             "pack" => Object::Pack(need()?),
             "tree" => Object::Tree(need()?),
             "blob" => Object::Blob(need()?),
-            other => return Err(Error::Invalid(format!(
+            other => {
+                return Err(Error::Invalid(format!(
                 "unknown object type {other:?}: use config, snapshot, index, key, lock, pack, tree or blob"
-            ))),
+            )))
+            }
         })
     }
 }
