@@ -26,6 +26,7 @@ mod enospc_tmpfs;
 mod export_dump;
 mod find_cat;
 mod harness_selftest;
+mod json_contract;
 mod json_shapes;
 mod keys;
 mod maintenance_concurrency;
