@@ -25,6 +25,7 @@ mod dedup_and_incremental;
 mod enospc_tmpfs;
 mod export_dump;
 mod find_cat;
+mod first_hour;
 mod harness_selftest;
 mod json_contract;
 mod json_shapes;
