@@ -28,7 +28,6 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             out.write_all(&b)?;
             out.flush()?;
         }
-        _ => anyhow::bail!("arca cannot show this kind of object yet"),
     }
     Ok(0)
 }

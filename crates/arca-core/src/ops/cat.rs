@@ -76,9 +76,9 @@ impl Object {
     }
 }
 
-/// What [`cat`] shows: a JSON document, or (a blob) bytes.
+/// What [`cat`] shows: a JSON document, or (a blob) bytes. Exhaustive: a
+/// caller handles both, and a new kind of object is one of them.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Shown {
     /// The object decoded, as JSON.
     Json(Value),
