@@ -9,6 +9,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 mod local;
+pub mod location;
 mod s3;
 
 pub use error::{BackendError, Chain, ErrorKind};

@@ -1,0 +1,103 @@
+//! Turning a repository location, as a person writes it, into a backend:
+//! a path, `file:///path` or `s3://bucket/prefix`. Shared by `--repo` and
+//! the repositories of arca.toml, so both read the same forms and refuse
+//! the same mistakes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{Backend, BackendError, LocalBackend, S3Backend, S3Config};
+
+/// A repository's storage, opened.
+pub struct Location {
+    /// Where the repository's files are.
+    pub backend: Arc<dyn Backend>,
+    /// The local folder, when the repository is on local disk (a backup
+    /// leaves it out of its sources).
+    pub local_path: Option<PathBuf>,
+}
+
+/// A location that cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// The text is no location arca reads; the message says which forms it
+    /// does, and what was probably meant.
+    #[error("{0}")]
+    Invalid(String),
+    /// The storage could not be set up (an S3 client without a region).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// The forms arca reads, for messages.
+pub const FORMS: &str = "locations: a path, file:///path or s3://bucket/prefix";
+
+/// The scheme of `s` when it is another tool's way to write a location
+/// (restic's `s3:bucket/path`, `sftp:host:/path`, `rest:`…, or a URL
+/// scheme without `//`). Taken as a local path, `s3:bucket/x` would create
+/// a folder named `s3:bucket` and report success.
+fn other_tools_scheme(s: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 17] = [
+        "s3", "sftp", "ssh", "rest", "b2", "azure", "gs", "gcs", "swift", "rclone", "http", "https", "ftp",
+        "file", "local", "smb", "webdav",
+    ];
+    let (scheme, _) = s.split_once(':')?;
+    let scheme = scheme.to_ascii_lowercase();
+    KNOWN.into_iter().find(|k| *k == scheme)
+}
+
+/// Opens the location `s` (nothing is read or written yet: a missing
+/// repository is found when it is opened). A relative path is taken from
+/// the current folder.
+pub fn open(s: &str) -> Result<Location, LocationError> {
+    let invalid = |m: String| Err(LocationError::Invalid(m));
+    let path = match s {
+        s if s.starts_with("s3://") => {
+            let config = S3Config::from_url_and_env(s).map_err(LocationError::Invalid)?;
+            let backend = S3Backend::new(config)?;
+            return Ok(Location { backend: Arc::new(backend), local_path: None });
+        }
+        s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
+        s if other_tools_scheme(s).is_some() => {
+            let (scheme, rest) = s.split_once(':').unwrap_or((s, ""));
+            let guess = match other_tools_scheme(s) {
+                Some("s3") => format!("; did you mean s3://{}?", rest.trim_start_matches('/')),
+                Some("file" | "local") => format!("; did you mean file:///{}?", rest.trim_start_matches('/')),
+                _ => String::new(),
+            };
+            return invalid(format!(
+                "repository {s}: {scheme}: is not a location arca reads{guess} ({FORMS}; a local folder \
+                 whose name has a colon: ./{s})"
+            ));
+        }
+        s if s.contains("://") => return invalid(format!("repository {s}: unknown URL scheme ({FORMS})")),
+        "" => return invalid("the repository location is empty".into()),
+        s => PathBuf::from(s),
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(s: &str) -> String {
+        match open(s) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{s:?} opened"),
+        }
+    }
+
+    #[test]
+    fn paths_and_file_urls_are_local_and_other_forms_are_refused() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(open("rel/repo").unwrap().local_path, Some(here.join("rel/repo")));
+        assert_eq!(open("file:///srv/arca").unwrap().local_path, Some(PathBuf::from("/srv/arca")));
+        assert_eq!(open("./s3:odd").unwrap().local_path, Some(here.join("s3:odd")));
+        assert!(error("s3:bucket/x").contains("did you mean s3://bucket/x?"));
+        assert!(error("sftp:host:/srv").contains("sftp: is not a location arca reads"));
+        assert!(error("gopher://x/y").contains("unknown URL scheme"));
+        assert!(error("").contains("empty"));
+    }
+}
