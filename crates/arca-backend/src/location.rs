@@ -46,16 +46,22 @@ fn other_tools_scheme(s: &str) -> Option<&'static str> {
     KNOWN.into_iter().find(|k| *k == scheme)
 }
 
-/// Opens the location `s` (nothing is read or written yet: a missing
-/// repository is found when it is opened). A relative path is taken from
-/// the current folder.
-pub fn open(s: &str) -> Result<Location, LocationError> {
+/// A location read, not yet opened.
+#[derive(Debug)]
+pub enum Parsed {
+    /// An S3 bucket and prefix, with the settings of the environment.
+    S3(S3Config),
+    /// A folder, absolute.
+    Local(PathBuf),
+}
+
+/// Reads the location `s` without opening anything: the checks of
+/// [`open`], for a configuration checked before it is used.
+pub fn parse(s: &str) -> Result<Parsed, LocationError> {
     let invalid = |m: String| Err(LocationError::Invalid(m));
     let path = match s {
         s if s.starts_with("s3://") => {
-            let config = S3Config::from_url_and_env(s).map_err(LocationError::Invalid)?;
-            let backend = S3Backend::new(config)?;
-            return Ok(Location { backend: Arc::new(backend), local_path: None });
+            return S3Config::from_url_and_env(s).map(Parsed::S3).map_err(LocationError::Invalid);
         }
         s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
         s if other_tools_scheme(s).is_some() => {
@@ -74,8 +80,19 @@ pub fn open(s: &str) -> Result<Location, LocationError> {
         "" => return invalid("the repository location is empty".into()),
         s => PathBuf::from(s),
     };
-    let path = std::path::absolute(&path).unwrap_or(path);
-    Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
+    Ok(Parsed::Local(std::path::absolute(&path).unwrap_or(path)))
+}
+
+/// Opens the location `s` (nothing is read or written yet: a missing
+/// repository is found when it is opened). A relative path is taken from
+/// the current folder.
+pub fn open(s: &str) -> Result<Location, LocationError> {
+    match parse(s)? {
+        Parsed::S3(config) => Ok(Location { backend: Arc::new(S3Backend::new(config)?), local_path: None }),
+        Parsed::Local(path) => {
+            Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,527 @@
+//! One run of a job: read the sources once into the first reachable
+//! destination, copy what the others lack from it in parallel, then apply
+//! each destination's retention and verification on its own.
+//!
+//! Why back up once and copy (rather than one read feeding a packer per
+//! destination): every destination gets the same snapshot (one database
+//! dump, one point in time), a destination that was down catches up on its
+//! next run with every snapshot it missed (a copy of each, oldest first),
+//! and the backup engine stays one engine. The source is read once; the
+//! copies read the primary repository, never the source.
+//!
+//! A destination's failure (unreachable, full, a wrong password) is
+//! reported in its own result and never stops the others; the run fails
+//! when any destination failed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
+use arca_core::ops::copy::{copy, CopyOptions};
+use arca_core::ops::forget::{forget, Forget, ForgetOptions};
+use arca_core::ops::prune::PruneOptions;
+use arca_core::ops::verify::{restore_test, verify, VerifyOptions};
+use arca_core::progress::Progress;
+use arca_core::{
+    Cancel, CommandOutput, Error, LockOptions, Repository, Snapshot, SnapshotFilter, SnapshotId,
+};
+use serde::Serialize;
+
+use crate::config::{Config, Job, Source, VerifyAfter};
+use crate::hooks::{run_hooks, HookContext};
+
+/// How a run runs.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// Overrides the job's strategy for this run.
+    pub strategy: Option<arca_core::Strategy>,
+    /// Stops the run between steps, and the engines inside it.
+    pub cancel: Cancel,
+    /// How locks are waited for.
+    pub lock: LockOptions,
+    /// Where each repository's cache goes (`<root>/<repository id>`).
+    pub cache_root: Option<PathBuf>,
+    /// Where a restore test restores (a fresh folder below it, removed
+    /// afterwards); the system's temporary folder by default.
+    pub scratch: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Overrides the job's strategy.
+    pub fn strategy(mut self, s: Option<arca_core::Strategy>) -> Self {
+        self.strategy = s;
+        self
+    }
+    /// The cancel handle.
+    pub fn cancel(mut self, c: Cancel) -> Self {
+        self.cancel = c;
+        self
+    }
+    /// Lock waiting.
+    pub fn lock(mut self, l: LockOptions) -> Self {
+        self.lock = l;
+        self
+    }
+    /// The cache root.
+    pub fn cache_root(mut self, r: Option<PathBuf>) -> Self {
+        self.cache_root = r;
+        self
+    }
+    /// The restore tests' scratch folder.
+    pub fn scratch(mut self, s: Option<PathBuf>) -> Self {
+        self.scratch = s;
+        self
+    }
+}
+
+/// What retention did on one destination.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Snapshots removed.
+    pub removed: u64,
+    /// Snapshots of the job kept.
+    pub kept: u64,
+    /// Bytes the prune after it gave back.
+    pub bytes_reclaimed: u64,
+}
+
+/// What verification found on one destination.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Nothing damaged or missing, and the restore test (if any) passed.
+    pub valid: bool,
+    /// What was checked: `structure`, `read-data`, `read-data-subset`,
+    /// `restore-test`.
+    pub mode: &'static str,
+    /// Files damaged or gone, by path.
+    pub damaged: Vec<String>,
+}
+
+/// One destination's part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationReport {
+    /// Its name in the configuration.
+    pub name: String,
+    /// Whether everything asked of it succeeded.
+    pub success: bool,
+    /// The destination the sources were backed up into (the others copy
+    /// from it).
+    pub primary: bool,
+    /// The run's snapshot here (its id in this repository), when it got it.
+    pub snapshot: Option<String>,
+    /// Snapshots of the job copied here this run: the new one, and those
+    /// it missed while it was unreachable.
+    pub copied: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Retention, when the job or destination has a policy and the
+    /// snapshot arrived.
+    pub retention: Option<RetentionReport>,
+    /// Verification, when asked for and the snapshot arrived.
+    pub verify: Option<VerifyReport>,
+    /// How long its part took.
+    pub duration_ms: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The job's name.
+    pub job: String,
+    /// Every destination succeeded.
+    pub success: bool,
+    /// Bytes read from the sources: once, whatever the number of
+    /// destinations.
+    pub bytes_read: u64,
+    /// The new snapshot, as metadata of the primary destination's copy.
+    pub snapshot: Option<arca_core::BackupMetadata>,
+    /// What stopped the run before any destination (a before-hook, every
+    /// destination unreachable), or the first failure.
+    pub error: Option<String>,
+    /// Warnings (a password file others can read, a hook that failed
+    /// after the run).
+    pub warnings: Vec<String>,
+    /// Per destination, in priority order.
+    pub destinations: Vec<DestinationReport>,
+    /// How long the run took.
+    pub duration_ms: u64,
+}
+
+/// The tag every snapshot of job `name` carries: how a run finds the job's
+/// snapshots for retention and catch-up, and how a person lists them
+/// (`arca snapshots --tag job:home`).
+pub fn job_tag(name: &str) -> String {
+    format!("job:{name}")
+}
+
+/// Forwards warnings, prefixed with the destination's name; counts and
+/// phases of parallel work stay out of a single progress display.
+struct Warnings<'a> {
+    inner: &'a dyn Progress,
+    prefix: String,
+}
+
+impl Progress for Warnings<'_> {
+    fn warn(&self, message: &str) {
+        self.inner.warn(&format!("{}: {message}", self.prefix));
+    }
+}
+
+/// Runs job `name` of `config` once. `progress` shows the backup; the
+/// copies, retention and verification report their warnings through it.
+/// Errors are only those of the configuration (no such job); every
+/// failure of the run itself is in the report.
+pub fn run(
+    config: &Config,
+    name: &str,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<RunReport, String> {
+    let job = config.job(name)?;
+    let started = Instant::now();
+    let mut report = RunReport {
+        job: job.name.clone(),
+        success: false,
+        bytes_read: 0,
+        snapshot: None,
+        error: None,
+        warnings: Vec::new(),
+        destinations: job
+            .destinations
+            .iter()
+            .map(|d| DestinationReport {
+                name: d.clone(),
+                success: false,
+                primary: false,
+                snapshot: None,
+                copied: 0,
+                error: None,
+                retention: None,
+                verify: None,
+                duration_ms: 0,
+            })
+            .collect(),
+        duration_ms: 0,
+    };
+    let context = HookContext { job: job.name.clone(), ..HookContext::default() };
+    match run_hooks("before", &job.hooks.before, &context) {
+        Ok(()) => run_destinations(config, job, opts, progress, &mut report),
+        Err(e) => report.error = Some(e),
+    }
+    report.success = report.error.is_none() && report.destinations.iter().all(|d| d.success);
+    if report.error.is_none() && !report.success {
+        report.error =
+            report.destinations.iter().find_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)));
+    }
+    let context = HookContext {
+        job: job.name.clone(),
+        success: Some(report.success),
+        snapshot: report.snapshot.as_ref().map(|m| m.id.clone()),
+        error: report.error.clone(),
+    };
+    let after = if report.success { &job.hooks.after } else { &job.hooks.on_failure };
+    let kind = if report.success { "after" } else { "on_failure" };
+    for (kind, hooks) in [(kind, after), ("finally", &job.hooks.finally)] {
+        if let Err(e) = run_hooks(kind, hooks, &context) {
+            report.warnings.push(e);
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn run_destinations(
+    config: &Config,
+    job: &Job,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    report: &mut RunReport,
+) {
+    // Open every destination at once: an unreachable one costs its own
+    // timeout, not the others'.
+    let opened: Vec<(Result<(Repository, Option<String>), String>, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = job
+            .destinations
+            .iter()
+            .map(|d| {
+                let repo = &config.repositories[d];
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let r = open(repo, opts);
+                    (r, t.elapsed().as_millis() as u64)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| (Err("opening it panicked".into()), 0)))
+            .collect()
+    });
+    let mut repos: Vec<Option<Repository>> = Vec::new();
+    for ((r, ms), d) in opened.into_iter().zip(&mut report.destinations) {
+        d.duration_ms = ms;
+        match r {
+            Ok((repo, warning)) => {
+                report.warnings.extend(warning);
+                repos.push(Some(repo));
+            }
+            Err(e) => {
+                d.error = Some(e);
+                repos.push(None);
+            }
+        }
+    }
+    // Back up into the first destination that takes it, by priority.
+    let mut primary = None;
+    for (i, repo) in repos.iter().enumerate() {
+        let Some(repo) = repo else { continue };
+        let t = Instant::now();
+        let result = backup_job(repo, job, opts, progress);
+        let d = &mut report.destinations[i];
+        d.duration_ms += t.elapsed().as_millis() as u64;
+        match result {
+            Ok(done) => {
+                let id = done.id.expect("not a dry run");
+                report.bytes_read += done.snapshot.summary.bytes_read;
+                report.snapshot = Some(done.snapshot.metadata(&id));
+                d.primary = true;
+                d.snapshot = Some(id.to_hex());
+                primary = Some((i, id, done.snapshot));
+                break;
+            }
+            Err(e) => {
+                let storage = matches!(e, Error::Backend(_));
+                d.error = Some(e.report().to_string());
+                if !storage || opts.cancel.is_cancelled() {
+                    // The sources failed (a dump exited non-zero, …):
+                    // another destination would fail alike.
+                    report.error = Some(format!("backup into {}: {}", d.name, e.report()));
+                    return;
+                }
+            }
+        }
+    }
+    let Some((p, new_id, new_snap)) = primary else {
+        if report.error.is_none() {
+            report.error = Some("no destination could be backed up to".into());
+        }
+        return;
+    };
+    let source = repos[p].as_ref().expect("the primary is open");
+    // Copy to the others, in parallel; then each applies its own retention
+    // and verification.
+    let host = new_snap.host.clone();
+    let results: Vec<(usize, DestinationReport)> = std::thread::scope(|s| {
+        let handles: Vec<_> = repos
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+            .map(|(i, repo)| {
+                let mut d = report.destinations[i].clone();
+                let (host, new_snap) = (&host, &new_snap);
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let warn = Warnings { inner: progress, prefix: d.name.clone() };
+                    let step = if i == p {
+                        Ok(new_id)
+                    } else {
+                        catch_up(source, repo, job, host, &new_id, new_snap, opts, &warn).map(|(id, n)| {
+                            d.copied = n;
+                            d.snapshot = Some(id.to_hex());
+                            id
+                        })
+                    };
+                    match step {
+                        Ok(id) => finish(config, repo, job, host, &id, opts, &warn, &mut d),
+                        Err(e) => d.error = Some(e),
+                    }
+                    d.duration_ms += t.elapsed().as_millis() as u64;
+                    (i, d)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (i, d) in results {
+        report.destinations[i] = d;
+    }
+}
+
+/// Opens a destination with its password; a warning when its password
+/// file is readable by others.
+fn open(repo: &crate::config::Repository, opts: &RunOptions) -> Result<(Repository, Option<String>), String> {
+    let (password, warning) = crate::secrets::password(repo)?;
+    let location = arca_backend::location::open(&repo.url).map_err(|e| e.to_string())?;
+    let mut r = Repository::open(location.backend, Some(&password)).map_err(|e| e.report().to_string())?;
+    if let Some(root) = &opts.cache_root {
+        r.set_cache_root(root);
+    }
+    Ok((r, warning))
+}
+
+fn backup_job(
+    repo: &Repository,
+    job: &Job,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> arca_core::Result<arca_core::ops::backup::BackupResult> {
+    let mut tags = job.tags.clone();
+    tags.push(job_tag(&job.name));
+    let base = BackupOptions::default()
+        .excludes(job.exclude.clone())
+        .iexcludes(job.iexclude.clone())
+        .exclude_caches(job.exclude_caches)
+        .exclude_if_present(job.exclude_if_present.clone())
+        .exclude_larger_than(job.exclude_larger_than)
+        .one_file_system(job.one_file_system)
+        .tags(tags)
+        .host(job.host.clone())
+        .strategy(opts.strategy.unwrap_or(job.strategy))
+        .lock(opts.lock.clone())
+        .cancel(opts.cancel.clone());
+    match &job.source {
+        Source::Paths(paths) => backup(repo, &base.paths(paths.clone()), progress),
+        Source::Command { argv, filename } => {
+            let (program, args) = argv.split_first().expect("checked: a command is not empty");
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let mut output = CommandOutput::spawn(program, &args).map_err(|e| Error::io(program, e))?;
+            backup_stream(repo, &base, filename, &mut output, progress)
+        }
+    }
+}
+
+/// The job's snapshots in `repo` (by its tag and host), oldest first.
+fn job_snapshots(repo: &Repository, job: &Job, host: &str) -> Result<Vec<(SnapshotId, Snapshot)>, String> {
+    let filter = SnapshotFilter::new().tag(job_tag(&job.name)).host(host);
+    let (list, _) = repo.snapshots_matching(&filter).map_err(|e| e.report().to_string())?;
+    Ok(list)
+}
+
+/// Copies into `dst` the job's snapshots of `src` newer than the newest it
+/// has (the new one, and those missed while it was down), oldest first.
+/// Older ones are not copied again: the destination's own retention may
+/// have removed them. Returns the id of the new snapshot in `dst`.
+#[allow(clippy::too_many_arguments)]
+fn catch_up(
+    src: &Repository,
+    dst: &Repository,
+    job: &Job,
+    host: &str,
+    new_id: &SnapshotId,
+    new_snap: &Snapshot,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<(SnapshotId, u64), String> {
+    let there = job_snapshots(dst, job, host)?;
+    let newest_there = there.iter().filter_map(|(_, s)| time_of(s)).max();
+    let mut missing: Vec<(SnapshotId, Snapshot)> = job_snapshots(src, job, host)?
+        .into_iter()
+        .filter(|(id, s)| id == new_id || newest_there.is_none_or(|t| time_of(s).is_some_and(|st| st > t)))
+        .collect();
+    if !missing.iter().any(|(id, _)| id == new_id) {
+        missing.push((*new_id, new_snap.clone()));
+    }
+    let copy_opts = CopyOptions::default().lock(opts.lock.clone()).cancel(opts.cancel.clone());
+    let done = copy(src, dst, &missing, &copy_opts, progress).map_err(|e| e.report().to_string())?;
+    let new_hex = new_id.to_hex();
+    let target = done
+        .copied
+        .iter()
+        .find(|c| c.source == new_hex)
+        .map(|c| c.target.clone())
+        .or_else(|| {
+            // Copied by an earlier, interrupted run: find it by its origin.
+            there.iter().find(|(_, s)| s.original.as_ref() == Some(new_id)).map(|(id, _)| id.to_hex())
+        })
+        .ok_or_else(|| "the new snapshot is not in the destination after the copy".to_string())?;
+    let id = SnapshotId::from_hex(&target).ok_or_else(|| format!("copy returned a bad id {target}"))?;
+    Ok((id, done.copied.len() as u64))
+}
+
+/// Retention, then verification, on one destination that has the new
+/// snapshot `id`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &Config,
+    repo: &Repository,
+    job: &Job,
+    host: &str,
+    id: &SnapshotId,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    d: &mut DestinationReport,
+) {
+    let policy = config.repositories[&d.name].retention.clone().or_else(|| job.retention.clone());
+    if let Some(policy) = policy {
+        let forget_opts = ForgetOptions::default()
+            .what(Forget::Policy(policy))
+            .filter(SnapshotFilter::new().tag(job_tag(&job.name)).host(host))
+            .prune(Some(PruneOptions::default()))
+            .lock(opts.lock.clone())
+            .cancel(opts.cancel.clone());
+        match forget(repo, &forget_opts, progress) {
+            Ok(r) => {
+                d.retention = Some(RetentionReport {
+                    removed: r.removed().len() as u64,
+                    kept: r.kept().len() as u64,
+                    bytes_reclaimed: r.prune.as_ref().map_or(0, |p| p.bytes_reclaimed),
+                })
+            }
+            Err(e) => {
+                d.error = Some(format!("retention: {}", e.report()));
+                return;
+            }
+        }
+    }
+    let (mode, read_data, subset) = match &job.verify_after_backup {
+        VerifyAfter::None => {
+            d.success = true;
+            return;
+        }
+        VerifyAfter::Structure | VerifyAfter::RestoreTest => ("structure", false, None),
+        VerifyAfter::ReadData => ("read-data", true, None),
+        VerifyAfter::ReadDataSubset(s) => ("read-data-subset", true, Some(s.clone())),
+    };
+    let verify_opts = VerifyOptions::default()
+        .snapshots(vec![*id])
+        .read_data(read_data)
+        .subset(subset)
+        .lock(opts.lock.clone())
+        .cancel(opts.cancel.clone());
+    let checked = match verify(repo, &verify_opts, progress) {
+        Ok(v) => v,
+        Err(e) => {
+            d.error = Some(format!("verify: {}", e.report()));
+            return;
+        }
+    };
+    let mut damaged: Vec<String> = checked.corrupted.iter().chain(&checked.missing).cloned().collect();
+    let mut valid = checked.valid;
+    let mut mode = mode;
+    if job.verify_after_backup == VerifyAfter::RestoreTest {
+        mode = "restore-test";
+        let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
+        match restore_test(repo, id, &scratch, &verify_opts, progress) {
+            Ok(t) => {
+                valid &= t.success;
+                damaged.extend(t.errors.iter().map(|e| e.path.clone()));
+            }
+            Err(e) => {
+                d.error = Some(format!("restore test: {}", e.report()));
+                return;
+            }
+        }
+    }
+    d.verify = Some(VerifyReport { valid, mode, damaged });
+    if valid {
+        d.success = true;
+    } else {
+        d.error = Some(format!("verify ({mode}) found damage"));
+    }
+}
+
+/// When a snapshot was taken.
+fn time_of(s: &Snapshot) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(&s.time).ok()
+}
