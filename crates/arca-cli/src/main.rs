@@ -22,6 +22,15 @@ pub struct Cli {
     /// Repository: a path, file:///path or s3://bucket/prefix [default: ~/.local/share/arca/repo]
     #[arg(long, short = 'r', global = true, env = "ARCA_REPOSITORY")]
     pub repo: Option<String>,
+    /// The configuration file of jobs and repositories [default: ARCA_CONFIG,
+    /// /etc/arca/arca.toml, ~/.config/arca/arca.toml]: read by `run`,
+    /// `config` and --job.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Use the repository (and password source) of this job of arca.toml:
+    /// its first destination by priority.
+    #[arg(long, global = true, value_name = "JOB")]
+    pub job: Option<String>,
     /// Read the password from this file (first line). Wins over every
     /// password variable of the environment.
     #[arg(long, global = true, value_name = "FILE")]
@@ -86,6 +95,11 @@ pub enum Command {
     Find(commands::find::Args),
     /// Show one stored object decoded (config, snapshot, index, key, lock, pack, tree, blob).
     Cat(commands::cat::Args),
+    /// Run a job of arca.toml once: back up, copy to every destination, retention, verification.
+    Run(commands::run::Args),
+    /// Check or show arca.toml.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Restore a snapshot, or part of it, into a folder.
     Restore(commands::restore::Args),
     /// Summarize the repository.
@@ -129,6 +143,7 @@ Environment:
   ARCA_TO_PASSWORD       the password of `copy --to`'s repository
   ARCA_TO_PASSWORD_FILE  a file holding it
   ARCA_CACHE_DIR         the cache folder [default: ~/.cache/arca]
+  ARCA_CONFIG            the arca.toml of jobs and repositories, as --config
 The repository's password comes from --password-file or --password-command
 when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
 (the first one set), else from a prompt on a terminal.";

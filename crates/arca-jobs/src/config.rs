@@ -649,7 +649,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "T" => 1 << 40,
         _ => return None,
     };
-    (n >= 0.0).then(|| (n * unit as f64) as u64)
+    (n >= 0.0).then_some((n * unit as f64) as u64)
 }
 
 #[cfg(test)]
@@ -771,5 +771,141 @@ exclude_larger_than = "lots"
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(line_column("ab\ncdé\nf", 7), (2, 4));
+    }
+}
+
+/// The effective configuration as `arca config show` prints it: every
+/// default filled in, every secret masked (a password command may hold a
+/// password; files and variables are only named).
+#[derive(Debug, serde::Serialize)]
+pub struct Shown {
+    /// The file read.
+    pub file: Option<String>,
+    /// The repositories.
+    pub repositories: BTreeMap<String, ShownRepository>,
+    /// The jobs.
+    pub jobs: BTreeMap<String, ShownJob>,
+}
+
+/// A repository of [`Shown`].
+#[derive(Debug, serde::Serialize)]
+pub struct ShownRepository {
+    /// Where it is.
+    pub url: String,
+    /// `file /path`, `command (masked)`, `env VAR`.
+    pub password: String,
+    /// Its priority.
+    pub priority: u32,
+    /// Its own retention.
+    pub retention: Option<Policy>,
+}
+
+/// A job of [`Shown`].
+#[derive(Debug, serde::Serialize)]
+pub struct ShownJob {
+    /// The paths backed up.
+    pub sources: Vec<String>,
+    /// The command whose output is backed up, and the name it is stored as.
+    pub command: Option<Vec<String>>,
+    /// The file name of the command's output.
+    pub stdin_filename: Option<String>,
+    /// Exclude globs.
+    pub exclude: Vec<String>,
+    /// Exclude globs ignoring case.
+    pub iexclude: Vec<String>,
+    /// Cache folders left out.
+    pub exclude_caches: bool,
+    /// Marker files that leave their folder out.
+    pub exclude_if_present: Vec<String>,
+    /// The largest file backed up, in bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// Stays on the sources' filesystems.
+    pub one_file_system: bool,
+    /// By priority.
+    pub destinations: Vec<String>,
+    /// `full`, `incremental` or `differential`.
+    pub strategy: String,
+    /// The job's retention.
+    pub retention: Option<Policy>,
+    /// What is checked after a backup.
+    pub verify_after_backup: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The host recorded.
+    pub host: Option<String>,
+    /// Hooks by kind.
+    pub hooks: BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    /// The configuration with its defaults and without its secrets.
+    pub fn shown(&self) -> Shown {
+        let repositories = self
+            .repositories
+            .iter()
+            .map(|(n, r)| {
+                let password = match &r.password {
+                    PasswordSource::File(p) => format!("file {}", p.display()),
+                    PasswordSource::Command(_) => "command (masked)".to_string(),
+                    PasswordSource::Env(v) => format!("env {v}"),
+                };
+                let shown = ShownRepository {
+                    url: r.url.clone(),
+                    password,
+                    priority: r.priority,
+                    retention: r.retention.clone(),
+                };
+                (n.clone(), shown)
+            })
+            .collect();
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|(n, j)| {
+                let (sources, command, stdin_filename) = match &j.source {
+                    Source::Paths(p) => (p.iter().map(|p| p.display().to_string()).collect(), None, None),
+                    Source::Command { argv, filename } => {
+                        (Vec::new(), Some(argv.clone()), Some(filename.clone()))
+                    }
+                };
+                let hooks = [
+                    ("before", &j.hooks.before),
+                    ("after", &j.hooks.after),
+                    ("on_failure", &j.hooks.on_failure),
+                    ("finally", &j.hooks.finally),
+                ]
+                .into_iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(k, h)| (k.to_string(), h.clone()))
+                .collect();
+                let verify = match &j.verify_after_backup {
+                    VerifyAfter::None => "none".to_string(),
+                    VerifyAfter::Structure => "structure".to_string(),
+                    VerifyAfter::ReadData => "read-data".to_string(),
+                    VerifyAfter::ReadDataSubset(s) => format!("read-data-subset:{s}"),
+                    VerifyAfter::RestoreTest => "restore-test".to_string(),
+                };
+                let shown = ShownJob {
+                    sources,
+                    command,
+                    stdin_filename,
+                    exclude: j.exclude.clone(),
+                    iexclude: j.iexclude.clone(),
+                    exclude_caches: j.exclude_caches,
+                    exclude_if_present: j.exclude_if_present.clone(),
+                    exclude_larger_than: j.exclude_larger_than,
+                    one_file_system: j.one_file_system,
+                    destinations: j.destinations.clone(),
+                    strategy: j.strategy.as_str().to_string(),
+                    retention: j.retention.clone(),
+                    verify_after_backup: verify,
+                    tags: j.tags.clone(),
+                    host: j.host.clone(),
+                    hooks,
+                };
+                (n.clone(), shown)
+            })
+            .collect();
+        Shown { file: self.path.as_ref().map(|p| p.display().to_string()), repositories, jobs }
     }
 }

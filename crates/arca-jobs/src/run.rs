@@ -231,6 +231,11 @@ pub fn run(
     Ok(report)
 }
 
+/// A destination opened (with a warning about its password file), or why not.
+type Opened = Result<(Repository, Option<String>), String>;
+/// A destination's copy of the new snapshot and how many were copied, or why not.
+type Copied = Result<(SnapshotId, u64), String>;
+
 fn run_destinations(
     config: &Config,
     job: &Job,
@@ -240,7 +245,7 @@ fn run_destinations(
 ) {
     // Open every destination at once: an unreachable one costs its own
     // timeout, not the others'.
-    let opened: Vec<(Result<(Repository, Option<String>), String>, u64)> = std::thread::scope(|s| {
+    let opened: Vec<(Opened, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = job
             .destinations
             .iter()
@@ -309,33 +314,55 @@ fn run_destinations(
         return;
     };
     let source = repos[p].as_ref().expect("the primary is open");
-    // Copy to the others, in parallel; then each applies its own retention
-    // and verification.
     let host = new_snap.host.clone();
-    let results: Vec<(usize, DestinationReport)> = std::thread::scope(|s| {
+    // First the copies, in parallel, each reading the primary under a
+    // shared lock; only then retention, whose prune locks the primary
+    // exclusively.
+    let copies: Vec<(usize, Copied, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = repos
             .iter()
             .enumerate()
+            .filter(|(i, _)| *i != p)
             .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
             .map(|(i, repo)| {
-                let mut d = report.destinations[i].clone();
+                let warn = Warnings { inner: progress, prefix: report.destinations[i].name.clone() };
                 let (host, new_snap) = (&host, &new_snap);
                 s.spawn(move || {
                     let t = Instant::now();
+                    let r = catch_up(source, repo, job, host, &new_id, new_snap, opts, &warn);
+                    (i, r, t.elapsed().as_millis() as u64)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut arrived: Vec<(usize, SnapshotId)> = vec![(p, new_id)];
+    for (i, r, ms) in copies {
+        let d = &mut report.destinations[i];
+        d.duration_ms += ms;
+        match r {
+            Ok((id, n)) => {
+                d.copied = n;
+                d.snapshot = Some(id.to_hex());
+                arrived.push((i, id));
+            }
+            Err(e) => d.error = Some(e),
+        }
+    }
+    // Then each destination's retention and verification, in parallel:
+    // each works on its own repository.
+    let finished: Vec<(usize, DestinationReport)> = std::thread::scope(|s| {
+        let handles: Vec<_> = arrived
+            .iter()
+            .map(|(i, id)| {
+                let (i, id) = (*i, *id);
+                let repo = repos[i].as_ref().expect("arrived destinations are open");
+                let mut d = report.destinations[i].clone();
+                let host = &host;
+                s.spawn(move || {
+                    let t = Instant::now();
                     let warn = Warnings { inner: progress, prefix: d.name.clone() };
-                    let step = if i == p {
-                        Ok(new_id)
-                    } else {
-                        catch_up(source, repo, job, host, &new_id, new_snap, opts, &warn).map(|(id, n)| {
-                            d.copied = n;
-                            d.snapshot = Some(id.to_hex());
-                            id
-                        })
-                    };
-                    match step {
-                        Ok(id) => finish(config, repo, job, host, &id, opts, &warn, &mut d),
-                        Err(e) => d.error = Some(e),
-                    }
+                    finish(config, repo, job, host, &id, opts, &warn, &mut d);
                     d.duration_ms += t.elapsed().as_millis() as u64;
                     (i, d)
                 })
@@ -343,7 +370,7 @@ fn run_destinations(
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    for (i, d) in results {
+    for (i, d) in finished {
         report.destinations[i] = d;
     }
 }
@@ -481,7 +508,7 @@ fn finish(
         }
         VerifyAfter::Structure | VerifyAfter::RestoreTest => ("structure", false, None),
         VerifyAfter::ReadData => ("read-data", true, None),
-        VerifyAfter::ReadDataSubset(s) => ("read-data-subset", true, Some(s.clone())),
+        VerifyAfter::ReadDataSubset(s) => ("read-data-subset", true, Some(*s)),
     };
     let verify_opts = VerifyOptions::default()
         .snapshots(vec![*id])

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cat;
+pub mod config;
 pub mod copy;
 pub mod diff;
 pub mod dump;
@@ -19,6 +20,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod retention;
+pub mod run;
 pub mod shell;
 pub mod snapshots;
 pub mod status;
@@ -51,6 +53,15 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Completions(_)
             | Command::Man
     );
+    let reads_config = matches!(cli.command, Command::Config(_) | Command::Run(_)) || cli.job.is_some();
+    if cli.config.is_some() && !reads_config {
+        anyhow::bail!("--config is read by `arca run`, `arca config` and --job: give --job JOB to use the repository of a job");
+    }
+    if cli.job.is_some() && cli.repo.is_some() {
+        anyhow::bail!(
+            "give either --job or --repo (or ARCA_REPOSITORY), not both: a job names its repository"
+        );
+    }
     if cli.no_lock && !reads_only {
         anyhow::bail!("--no-lock is only for commands that only read (restore, verify, copy's source, ls, …): this one writes to the repository and must lock it");
     }
@@ -66,6 +77,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Ls(a) => ls::run(cli, a),
         Command::Find(a) => find::run(cli, a),
         Command::Cat(a) => cat::run(cli, a),
+        Command::Config(c) => config::run(cli, c),
+        Command::Run(a) => run::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
         Command::Verify(a) => verify::run(cli, a),
@@ -83,7 +96,44 @@ pub fn run(cli: &Cli) -> Result<u8> {
 }
 
 pub fn locate(cli: &Cli) -> Result<Location> {
+    if let Some(repo) = job_repository(cli)? {
+        let l = arca_backend::location::open(&repo.url)?;
+        return Ok(Location { backend: l.backend, is_default: false, local_path: l.local_path });
+    }
     location::resolve(cli.repo.as_deref())
+}
+
+/// The configuration file: `--config`, else the first found of
+/// `ARCA_CONFIG`, `/etc/arca/arca.toml`, `~/.config/arca/arca.toml`.
+pub fn config_path(cli: &Cli) -> Result<std::path::PathBuf> {
+    cli.config.clone().or_else(arca_jobs::discover).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no arca.toml: give --config FILE, set ARCA_CONFIG, or create /etc/arca/arca.toml or \
+             ~/.config/arca/arca.toml (docs/config.md)"
+        )
+    })
+}
+
+/// The configuration, checked.
+pub fn load_config(cli: &Cli) -> Result<arca_jobs::Config> {
+    let path = config_path(cli)?;
+    arca_jobs::Config::load(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{} has mistakes (see `arca config check`): {}",
+            path.display(),
+            e.render().replace('\n', "; ")
+        )
+    })
+}
+
+/// With `--job JOB`: the repository of the job's first destination (by
+/// priority), whose location and password the command uses.
+pub fn job_repository(cli: &Cli) -> Result<Option<arca_jobs::config::Repository>> {
+    let Some(name) = &cli.job else { return Ok(None) };
+    let config = load_config(cli)?;
+    let job = config.job(name).map_err(anyhow::Error::msg)?;
+    let first = &job.destinations[0];
+    Ok(Some(config.repositories[first].clone()))
 }
 
 /// The password flags of the command line.
@@ -100,7 +150,20 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
         ),
         e => e.into(),
     })?;
-    let pw = if needs { password::existing(password_flags(cli))? } else { None };
+    let flags = password_flags(cli);
+    let pw = match job_repository(cli)? {
+        // A job's repository opens with the job's password source, unless
+        // a flag gives another.
+        Some(repo) if needs && flags.file.is_none() && flags.command.is_none() => {
+            let (pw, warning) = arca_jobs::secrets::password(&repo).map_err(anyhow::Error::msg)?;
+            if let Some(w) = warning {
+                crate::errln!("arca: warning: {w}");
+            }
+            Some(pw)
+        }
+        _ if needs => password::existing(flags)?,
+        _ => None,
+    };
     let mut repo = Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
         Error::PasswordRequired(l) => anyhow::anyhow!(
             "repository {l} needs a password: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, \

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use common::*;
 
-/// (short id, path) of every entry `find --json ARGS` reports.
+/// (short id, path) of every entry `find --json ARGS` reports, in order.
 fn found(arca: &Arca, args: &[&str]) -> Vec<(String, String)> {
     let mut a = vec!["find"];
     a.extend_from_slice(args);
@@ -25,7 +25,7 @@ fn found(arca: &Arca, args: &[&str]) -> Vec<(String, String)> {
         }
     }
     assert_eq!(out.len() as u64, ju64(&v, "matches"), "matches counts the entries: {v}");
-    out.sort();
+    // As printed: snapshots oldest first, entries in walk (name) order.
     out
 }
 

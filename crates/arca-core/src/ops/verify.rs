@@ -64,6 +64,16 @@ pub enum Subset {
     Percent(f64),
 }
 
+impl std::fmt::Display for Subset {
+    /// As it parses: `5%` or `2/5`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subset::Group { n, m } => write!(f, "{n}/{m}"),
+            Subset::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 impl std::str::FromStr for Subset {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
