@@ -63,6 +63,8 @@ pub enum Command {
     Info(commands::info::Args),
     /// List the entries of a snapshot.
     Ls(commands::ls::Args),
+    /// Browse the snapshots as a read-only filesystem (FUSE) until unmounted or Ctrl-C.
+    Mount(commands::mount::Args),
     /// Restore a snapshot, or part of it, into a folder.
     Restore(commands::restore::Args),
     /// Summarize the repository.

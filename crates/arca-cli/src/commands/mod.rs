@@ -11,6 +11,7 @@ pub mod info;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod mount;
 pub mod policy;
 pub mod prune;
 pub mod repair;
@@ -40,6 +41,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Copy(_)
             | Command::Info(_)
             | Command::Ls(_)
+            | Command::Mount(_)
             | Command::Restore(_)
             | Command::Status
             | Command::Verify(_)
@@ -59,6 +61,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Export(a) => export::run(cli, a),
         Command::Info(a) => info::run(cli, a),
         Command::Ls(a) => ls::run(cli, a),
+        Command::Mount(a) => mount::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
         Command::Verify(a) => verify::run(cli, a),

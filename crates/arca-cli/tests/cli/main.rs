@@ -28,6 +28,7 @@ mod harness_selftest;
 mod json_shapes;
 mod keys;
 mod maintenance_concurrency;
+mod mount;
 mod no_plaintext_in_repo;
 mod partial_failure_unprivileged;
 mod password_sources;

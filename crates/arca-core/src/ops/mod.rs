@@ -6,6 +6,8 @@ pub mod copy;
 pub mod diff;
 pub mod forget;
 pub mod ls;
+#[cfg(feature = "mount")]
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
