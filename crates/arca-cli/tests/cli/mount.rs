@@ -499,3 +499,75 @@ fn mount_turns_damage_into_eio_with_a_warning_naming_the_path() {
         dir.display()
     );
 }
+
+/// The unprivileged user of the tests.
+const NOBODY: u32 = 65534;
+
+/// `path` and everything below it handed to [`NOBODY`].
+fn give_to_nobody(path: &Path) {
+    let to = Some(NOBODY);
+    walk(path, &mut |p, _| std::os::unix::fs::lchown(p, to, to).unwrap());
+    std::os::unix::fs::lchown(path, to, to).unwrap();
+}
+
+#[test]
+fn mount_as_a_user_goes_through_fusermount3_or_says_what_is_missing() {
+    const TEST: &str = "mount_as_a_user_goes_through_fusermount3_or_says_what_is_missing";
+    if !fuse_usable(TEST) {
+        return;
+    }
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    chmod(&base, 0o755);
+    let src = base.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("mine.txt"), b"a user's file\n").unwrap();
+    let mut arca = Arca::new(&base);
+    arca.init();
+    arca.backup(&[&src], &[]);
+    let mnt = base.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    for p in [&arca.repo, &arca.home, &mnt] {
+        give_to_nobody(p);
+    }
+    // Absolute: the runs below change PATH, which the wrapper is looked up in.
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists());
+    let Some(setpriv) = setpriv else {
+        skip(TEST, "setpriv (util-linux) is missing");
+        return;
+    };
+    arca.wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"].map(OsString::from).to_vec();
+
+    // Without fusermount3 on the PATH: said, and nothing mounted.
+    let mut cmd = arca.command(false, &[OsStr::new("mount"), mnt.as_os_str()]);
+    cmd.env("PATH", base.join("no-such-folder"));
+    let out = run_command(cmd).code_is(1);
+    out.one_line_error();
+    assert!(out.stderr.contains("fusermount3 is not installed"), "{}", out.describe());
+    assert!(!is_mounted(&mnt));
+
+    let fuse_mode = fs::metadata("/dev/fuse").unwrap().mode();
+    if fuse_mode & 0o006 != 0o006 {
+        // This system keeps /dev/fuse to root (some containers do): FUSE,
+        // libfuse as well, opens it before asking fusermount3 to mount.
+        let out = arca.run(&[OsStr::new("mount"), mnt.as_os_str()]).code_is(1);
+        out.one_line_error();
+        assert!(out.stderr.contains("/dev/fuse is not open to this user"), "{}", out.describe());
+        assert!(!is_mounted(&mnt));
+        println!("/dev/fuse is {:o}: checked the error, not a user's mount", fuse_mode & 0o7777);
+        return;
+    }
+    let mut m = Mount::start(&arca, &mnt, false, &[], &base.join("user"));
+    assert!(m.stdout().contains("fusermount3 -u"), "how a user leaves: {}", m.stdout());
+    let rel = src.strip_prefix("/").unwrap();
+    // Only the user who mounted may look inside (no allow_other): root not either.
+    let file = mnt.join("snapshots/latest").join(rel).join("mine.txt");
+    let denied = fs::read(&file).unwrap_err();
+    assert_eq!(denied.raw_os_error(), Some(nix::libc::EACCES), "{denied}");
+    let cat = Command::new(setpriv).args(&arca.wrapper[1..]).arg("cat").arg(&file).output().unwrap();
+    assert_eq!(cat.stdout, b"a user's file\n", "{}", String::from_utf8_lossy(&cat.stderr));
+    let st = Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap();
+    assert!(st.success(), "fusermount3 -u");
+    assert_eq!(m.wait_exit("fusermount3 -u"), Some(0), "{}", m.stderr());
+    assert!(!is_mounted(&mnt));
+}

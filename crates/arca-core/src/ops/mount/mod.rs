@@ -100,9 +100,9 @@ pub struct MountResult {
 /// ([`Phase::Loading`]); fails with [`Error::Invalid`] saying what is
 /// wrong when the mount point is missing, not a folder or not empty, when
 /// the system has no `/dev/fuse`, or when a user other than root has no
-/// `fusermount3`. Unreadable index and snapshot files are left out with a
-/// warning. Returns once the filesystem is mounted: [`Mounted::wait`]
-/// serves it.
+/// `fusermount3` or cannot open `/dev/fuse`. Unreadable index and snapshot
+/// files are left out with a warning. Returns once the filesystem is
+/// mounted: [`Mounted::wait`] serves it.
 pub fn mount(
     repo: Arc<Repository>,
     mountpoint: &Path,
@@ -276,19 +276,33 @@ fn check_mountpoint(path: &Path) -> Result<()> {
 }
 
 /// FUSE needs the kernel's device, and a user other than root the setuid
-/// helper that mounts for them.
+/// helper that mounts for them, and to open the device itself: fuser, as
+/// libfuse, opens it before trying the mount system call and gives up
+/// when it cannot (distributions make it 0666; some containers do not).
 fn check_fuse() -> Result<()> {
-    if !Path::new("/dev/fuse").exists() {
+    let device = Path::new("/dev/fuse");
+    if !device.exists() {
         return Err(Error::Invalid(
             "/dev/fuse does not exist: this system has no FUSE (load the fuse kernel module; \
              in a container, pass the device in)"
                 .into(),
         ));
     }
-    if !nix::unistd::geteuid().is_root() && !on_path("fusermount3") && !on_path("fusermount") {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    if !on_path("fusermount3") && !on_path("fusermount") {
         return Err(Error::Invalid(
             "fusermount3 is not installed: a user other than root mounts through it \
              (Debian and Ubuntu: the fuse3 package)"
+                .into(),
+        ));
+    }
+    let rw = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK;
+    if nix::unistd::eaccess(device, rw).is_err() {
+        return Err(Error::Invalid(
+            "/dev/fuse is not open to this user: mount as root, or make the device \
+             readable and writable by all (mode 0666, as distributions set it)"
                 .into(),
         ));
     }
