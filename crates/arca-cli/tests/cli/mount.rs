@@ -358,6 +358,23 @@ fn mount_shows_every_snapshot_read_only_and_unmounts_cleanly() {
     assert_eq!((doc["cancelled"].as_bool(), doc["detached"].as_bool()), (Some(true), Some(true)), "{doc}");
     drop(open);
     assert!(names(&mnt).is_empty(), "the mount point is an empty folder again");
+
+    // Killed, arca cannot unmount: the mount point stays, dead, and the
+    // next mount there says what to do.
+    let mut m = Mount::start(&arca, &mnt, false, &[], &logs.join("killed"));
+    m.child.kill().unwrap();
+    m.child.wait().unwrap();
+    let gone = fs::read_dir(&mnt).unwrap_err();
+    assert_eq!(gone.raw_os_error(), Some(nix::libc::ENOTCONN), "{gone}");
+    let out = arca.run(&[OsStr::new("mount"), mnt.as_os_str()]).code_is(1);
+    out.one_line_error();
+    assert!(
+        out.stderr.contains("still mounted") && out.stderr.contains("unmount it first"),
+        "{}",
+        out.describe()
+    );
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    assert!(!is_mounted(&mnt));
 }
 
 #[test]

@@ -260,6 +260,14 @@ fn check_mountpoint(path: &Path) -> Result<()> {
                 path.display()
             )))
         }
+        // What a FUSE mount whose program died answers.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTCONN) => {
+            return Err(Error::Invalid(format!(
+                "mount point {} is still mounted, by a program that is gone (a killed arca mount?): \
+                 unmount it first (umount, or fusermount3 -u)",
+                path.display()
+            )))
+        }
         Err(e) => return Err(Error::io(path, e)),
     };
     if !md.is_dir() {
