@@ -340,7 +340,7 @@ fn mount_shows_every_snapshot_read_only_and_unmounts_cleanly() {
     let doc: serde_json::Value =
         serde_json::from_str(&m.stdout()).unwrap_or_else(|e| panic!("{e}: {}", m.stdout()));
     assert_eq!(doc["cancelled"], false, "{doc}");
-    assert_eq!(doc["snapshots"], 1, "{doc}");
+    assert_eq!(doc["snapshot_count"], 1, "{doc}");
     assert!(ju64(&doc, "bytes_read") >= BIG, "{doc}");
     let fetched = ju64(&doc, "chunks_fetched");
     assert!((1..=BIG / (512 << 10) + 1).contains(&fetched), "{fetched} chunks fetched for one read: {doc}");

@@ -79,8 +79,9 @@ pub struct Mounted {
 pub struct MountResult {
     /// The mount point, lossy UTF-8.
     pub mountpoint: String,
-    /// Snapshots shown.
-    pub snapshots: usize,
+    /// Snapshots shown (named so because `snapshots` is a list in the
+    /// other documents).
+    pub snapshot_count: usize,
     /// Ended by [`MountOptions::cancel`] (a signal), not by an unmount
     /// from outside.
     pub cancelled: bool,
@@ -205,6 +206,12 @@ impl Mounted {
                 }
             }
         }
+        // What the last requests found.
+        for w in self.warnings.try_iter() {
+            if said.insert(w.clone()) {
+                progress.warn(&w);
+            }
+        }
         if session.is_finished() {
             match session.join() {
                 Ok(Ok(())) => {}
@@ -214,7 +221,7 @@ impl Mounted {
         }
         Ok(MountResult {
             mountpoint: self.mountpoint.to_string_lossy().into_owned(),
-            snapshots: self.snapshots,
+            snapshot_count: self.snapshots,
             cancelled,
             detached,
             bytes_read: self.stats.bytes_read.load(Ordering::Relaxed),
