@@ -286,6 +286,14 @@ fn mount_shows_every_snapshot_read_only_and_unmounts_cleanly() {
         (orig.len(), orig.mode(), orig.mtime(), orig.mtime_nsec())
     );
 
+    // access(2): readable, executable only with an execute bit, never writable.
+    use nix::unistd::{access, AccessFlags};
+    assert!(access(&snap.join("private"), AccessFlags::R_OK).is_ok(), "mode 600, owned by root: readable");
+    assert_eq!(access(&snap.join("setuid_file"), AccessFlags::X_OK), Ok(()));
+    assert_eq!(access(&snap.join("private"), AccessFlags::X_OK), Err(nix::errno::Errno::EACCES));
+    assert_eq!(access(&snap.join("sub"), AccessFlags::X_OK), Ok(()), "a folder can be entered");
+    assert_eq!(access(&snap.join("sub/text.txt"), AccessFlags::W_OK), Err(nix::errno::Errno::EROFS));
+
     // Nothing can be written, created, removed or changed.
     let file = snap.join("sub/text.txt");
     assert_erofs("writing a file", fs::OpenOptions::new().write(true).open(&file));

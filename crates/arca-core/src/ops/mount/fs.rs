@@ -489,11 +489,20 @@ impl Filesystem for Fs {
         xattr_reply(reply, &names, size)
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         // Mounted without default_permissions and for the mounting user
-        // only: whoever may reach the mount may read all of it.
+        // only: whoever may reach the mount may read all of it. Running a
+        // file still needs an execute bit, as the kernel checks on exec.
+        let inode = match self.inode(ino) {
+            Ok(i) => i,
+            Err(e) => return reply.error(e),
+        };
+        let not_executable =
+            matches!(&inode.what, What::Entry(n, _) if n.kind == NodeKind::File && n.mode & 0o111 == 0);
         if mask.contains(AccessFlags::W_OK) {
             reply.error(Errno::EROFS)
+        } else if mask.contains(AccessFlags::X_OK) && not_executable {
+            reply.error(Errno::EACCES)
         } else {
             reply.ok()
         }
