@@ -94,7 +94,8 @@ impl Fs {
         Fs {
             repo,
             index,
-            mountpoint: mountpoint.to_path_buf(),
+            // Absolute, so that warnings name the path wherever they are read.
+            mountpoint: std::path::absolute(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf()),
             inodes: Mutex::new(inodes),
             trees: Mutex::new(Recent::new(TREES_KEPT, TREE_BYTES_KEPT)),
             chunks: Mutex::new(Recent::new(CHUNKS_KEPT, CHUNK_BYTES_KEPT)),
@@ -129,6 +130,7 @@ impl Fs {
             self.warn(ino, &format!("its listing (tree {}) does not read: {}", id.short(), e.report()));
             Errno::EIO
         })?;
+        // Roughly what it takes in memory: a node with its name and chunk ids.
         let bytes = tree.nodes.iter().map(|n| 200 + n.name.len() + 32 * n.content.len()).sum();
         let tree = Arc::new(tree);
         lock(&self.trees).put(*id, tree.clone(), bytes);
