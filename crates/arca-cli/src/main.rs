@@ -15,6 +15,9 @@ use clap::{Parser, Subcommand};
 /// Deduplicated, compressed, encrypted backups.
 #[derive(Parser, Debug)]
 #[command(name = "arca", version, about, propagate_version = true, after_help = ENVIRONMENT)]
+// Options of every command come under their own heading, after the
+// command's own (`arca backup --help` shows backup's options first).
+#[command(next_help_heading = "Global options")]
 pub struct Cli {
     /// Repository: a path, file:///path or s3://bucket/prefix [default: ~/.local/share/arca/repo]
     #[arg(long, short = 'r', global = true, env = "ARCA_REPOSITORY")]
@@ -30,6 +33,22 @@ pub struct Cli {
     /// Print one JSON document on stdout (progress and warnings go to stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Report progress as JSON lines on stderr (phase, progress once a
+    /// second, warning, file, note, error), for programs that follow a run.
+    #[arg(long, global = true)]
+    pub json_progress: bool,
+    /// List the files a backup stores: -v the new and changed ones, -vv
+    /// every one (on stdout; on stderr with --json).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only warnings and errors: no progress, no notes, no summary
+    /// of what a backup, restore, copy, forget, prune or tag did (the exit
+    /// code tells); data asked for (listings, --json) is still printed.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     /// Wait up to this long for a conflicting lock to be released (e.g. 30s, 10m, 1h).
     #[arg(long, global = true, value_name = "DUR", value_parser = parse_wait)]
     pub retry_lock: Option<std::time::Duration>,
@@ -63,6 +82,10 @@ pub enum Command {
     Info(commands::info::Args),
     /// List the entries of a snapshot.
     Ls(commands::ls::Args),
+    /// Find files by name or path across snapshots.
+    Find(commands::find::Args),
+    /// Show one stored object decoded (config, snapshot, index, key, lock, pack, tree, blob).
+    Cat(commands::cat::Args),
     /// Browse the snapshots as a read-only filesystem (FUSE) until unmounted or Ctrl-C.
     Mount(commands::mount::Args),
     /// Restore a snapshot, or part of it, into a folder.
@@ -176,6 +199,7 @@ fn main() -> ExitCode {
     tune_allocator();
     raise_open_file_limit();
     let cli = Cli::parse();
+    output::set_mode(output::Mode { quiet: cli.quiet, json_lines: cli.json_progress });
     let worker = std::thread::Builder::new().name("arca".into()).stack_size(STACK).spawn(move || run(&cli));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
@@ -220,5 +244,43 @@ fn run(cli: &Cli) -> ExitCode {
             crate::errln!("arca: error: {}", msg.replace('\n', " "));
             ExitCode::from(exit::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and every argument says what it is for, and the global
+    /// options come under their own heading, after each command's own.
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() && path != "arca" {
+                missing.push(format!("`{path}` has no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("`{path}`'s argument {id} has no description"));
+                }
+                let global = arg.is_global_set();
+                let heading = arg.get_help_heading();
+                if global != (heading == Some("Global options")) {
+                    missing.push(format!("`{path}`'s argument {id}: global {global}, heading {heading:?}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        check(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

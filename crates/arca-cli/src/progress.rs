@@ -1,14 +1,18 @@
-//! A progress bar on the terminal, fed by the engines' Progress trait: the
-//! phase's name, its bytes with rate and ETA, and its items counted in the
-//! phase's unit ("restoring files … 120/3000 files restored").
+//! What a command shows while it runs, fed by the engines' Progress trait:
+//! a bar on a terminal (the phase's name, its bytes with rate and ETA, and
+//! its items counted in the phase's unit: "restoring files … 120/3000 files
+//! restored"), JSON lines on stderr for programs (`--json-progress`), or
+//! warnings alone; with `-v` a backup lists the files it stores.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use arca_core::progress::{Phase, Progress};
+use arca_core::progress::{FileChange, Phase, Progress, State};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::Cli;
 
 pub struct Bar {
     bar: ProgressBar,
@@ -21,6 +25,8 @@ pub struct Bar {
     verb: &'static str,
     /// When a count last redrew the message.
     counted: Mutex<Option<Instant>>,
+    /// Which files of a backup are listed (`-v`, `-vv`).
+    files: Files,
 }
 
 /// How often item counts alone redraw the bar.
@@ -68,6 +74,11 @@ impl Progress for Bar {
     fn warn(&self, message: &str) {
         self.bar.suspend(|| crate::errln!("arca: warning: {message}"));
     }
+    fn file(&self, path: &std::path::Path, change: FileChange) {
+        if self.files.lists(change) {
+            self.bar.suspend(|| self.files.print(path, change));
+        }
+    }
 }
 
 impl Bar {
@@ -94,20 +105,165 @@ impl Bar {
     }
 }
 
-/// Warnings only, on stderr.
-struct Quiet;
+/// Which files a backup lists as it stores them, and where: `-v` the new
+/// and changed ones, `-vv` every one; on stdout as `new  /path`, or on
+/// stderr when stdout carries the `--json` document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Files {
+    /// 0: none; 1: new and changed; 2: all.
+    pub level: u8,
+    /// On stderr (stdout holds the JSON document).
+    pub to_stderr: bool,
+}
+
+impl Files {
+    fn lists(self, change: FileChange) -> bool {
+        match change {
+            FileChange::Unchanged => self.level >= 2,
+            _ => self.level >= 1,
+        }
+    }
+
+    fn print(self, path: &std::path::Path, change: FileChange) {
+        let line = format!("{:<9} {}", change.name(), path.display());
+        if self.to_stderr {
+            crate::errln!("{line}");
+        } else {
+            // A closed stdout ends the listing, not the backup.
+            let _ = (|| -> anyhow::Result<()> {
+                crate::outln!("{line}");
+                Ok(())
+            })();
+        }
+    }
+}
+
+/// Warnings only, on stderr (and the files `-v` lists).
+struct Quiet {
+    files: Files,
+}
 
 impl Progress for Quiet {
     fn warn(&self, message: &str) {
         crate::errln!("arca: warning: {message}");
     }
+    fn file(&self, path: &std::path::Path, change: FileChange) {
+        if self.files.lists(change) {
+            self.files.print(path, change);
+        }
+    }
 }
 
-/// A bar when both stdout and stderr are terminals and no JSON is asked
-/// for; otherwise only warnings go to stderr. `verb` says what the counted
-/// files are until the engine announces its first phase.
-pub fn for_terminal(json: bool, verb: &'static str) -> Box<dyn ProgressSink> {
-    if !json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+/// `--json-progress`: one JSON object per line on stderr. `phase` when a
+/// phase starts, `progress` at most once a second while counts move and
+/// once at the end of each phase, `warning` for each warning, `file` for
+/// each file `-v`/`-vv` lists. The counts come from the core's [`State`],
+/// which also estimates the time left.
+pub struct JsonLines {
+    state: State,
+    files: Files,
+    /// When the last `progress` line was written.
+    last: Mutex<Instant>,
+    every: Duration,
+}
+
+impl JsonLines {
+    fn new(files: Files) -> JsonLines {
+        JsonLines {
+            state: State::new(),
+            files,
+            last: Mutex::new(Instant::now()),
+            every: Duration::from_secs(1),
+        }
+    }
+
+    /// The `progress` line of the current phase, if one has started.
+    fn progress_line(&self) {
+        let s = self.state.snapshot();
+        let Some(phase) = s.phase else { return };
+        let (done, total) =
+            if s.bytes_total > 0 { (s.bytes_done, s.bytes_total) } else { (s.items_done, s.items_total) };
+        let percent = (total > 0).then(|| (done as f64 * 100.0 / total as f64).min(100.0));
+        line(&serde_json::json!({
+            "type": "progress",
+            "phase": phase.name(),
+            "units": phase.units().name(),
+            "items_done": s.items_done,
+            "items_total": s.items_total,
+            "bytes_done": s.bytes_done,
+            "bytes_total": s.bytes_total,
+            "percent": percent,
+            "elapsed_ms": s.elapsed.as_millis() as u64,
+            "eta_ms": s.eta.map(|e| e.as_millis() as u64),
+            "warnings": s.warnings,
+        }));
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
+/// Writes one JSON line on stderr.
+pub fn line(v: &serde_json::Value) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{v}");
+}
+
+impl Progress for JsonLines {
+    fn phase(&self, phase: Phase) {
+        // The last counts of the phase that ends, then the new phase.
+        self.progress_line();
+        self.state.phase(phase);
+        line(&serde_json::json!({"type": "phase", "phase": phase.name(), "units": phase.units().name()}));
+    }
+    fn totals(&self, items: u64, bytes: u64) {
+        self.state.totals(items, bytes);
+    }
+    fn advance(&self, items: u64, bytes: u64) {
+        self.state.advance(items, bytes);
+        let due = self.last.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= self.every;
+        if due {
+            self.progress_line();
+        }
+    }
+    fn warn(&self, message: &str) {
+        self.state.warn(message);
+        line(&serde_json::json!({"type": "warning", "message": message}));
+    }
+    fn file(&self, path: &std::path::Path, change: FileChange) {
+        if self.files.lists(change) {
+            line(
+                &serde_json::json!({"type": "file", "change": change.name(), "path": path.to_string_lossy()}),
+            );
+        }
+    }
+    fn wants_totals(&self) -> bool {
+        true
+    }
+}
+
+impl ProgressSink for JsonLines {
+    fn done(&self) {
+        self.progress_line();
+    }
+    fn as_progress(&self) -> &dyn Progress {
+        self
+    }
+}
+
+/// What the command line asks to be shown while a command runs.
+pub fn for_command(cli: &Cli, verb: &'static str) -> Box<dyn ProgressSink> {
+    for_command_with(cli, verb, true)
+}
+
+/// [`for_command`]; `bar_allowed` false when stdout carries data (an
+/// archive) and a bar would only get in the way.
+pub fn for_command_with(cli: &Cli, verb: &'static str, bar_allowed: bool) -> Box<dyn ProgressSink> {
+    let files = Files { level: cli.verbose, to_stderr: cli.json };
+    if cli.json_progress {
+        return Box::new(JsonLines::new(files));
+    }
+    let bar = bar_allowed && !cli.json && !cli.quiet && !cli.no_progress;
+    if bar && std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
         bar.set_style(
             ProgressStyle::with_template(
@@ -123,9 +279,10 @@ pub fn for_terminal(json: bool, verb: &'static str) -> Box<dyn ProgressSink> {
             phase: Mutex::new(None),
             verb,
             counted: Mutex::new(None),
+            files,
         })
     } else {
-        Box::new(Quiet)
+        Box::new(Quiet { files })
     }
 }
 
@@ -161,6 +318,7 @@ mod tests {
             phase: Mutex::new(None),
             verb,
             counted: Mutex::new(None),
+            files: Files::default(),
         }
     }
 

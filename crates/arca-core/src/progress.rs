@@ -159,6 +159,30 @@ impl Unit {
     }
 }
 
+/// How a file of a backup compares with the snapshot it is compared
+/// against (see [`Progress::file`]).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileChange {
+    /// Not in the parent snapshot (or no parent).
+    New,
+    /// In the parent, with other content or metadata.
+    Changed,
+    /// As in the parent (not read again, or read and found the same).
+    Unchanged,
+}
+
+impl FileChange {
+    /// `new`, `changed` or `unchanged`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileChange::New => "new",
+            FileChange::Changed => "changed",
+            FileChange::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// Called from many threads at once; every method has a no-op default.
 pub trait Progress: Send + Sync {
     /// A new phase starts; counts that follow belong to it.
@@ -170,6 +194,10 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _items: u64, _bytes: u64) {}
     /// A non-fatal problem (an unreadable file, say).
     fn warn(&self, _message: &str) {}
+    /// A backup stored a file (`path` as on the source) and found it
+    /// `change`d against the parent: for listings like `arca backup -v`.
+    /// Files that fail to read are reported through [`Progress::warn`].
+    fn file(&self, _path: &std::path::Path, _change: FileChange) {}
     /// Whether totals are shown: an engine may then spend work to estimate
     /// them (a first backup counts its sources on a spare thread).
     fn wants_totals(&self) -> bool {

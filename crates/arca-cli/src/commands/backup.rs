@@ -5,14 +5,24 @@ use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
 use arca_core::Strategy;
 use arca_core::{Error, Repository, SnapshotId};
 
-use crate::{exit, outln, output, progress, Cli};
+use crate::{exit, outln, output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Files and folders to back up; with --stdin-from-command, the command
     /// and its arguments (after `--`).
-    #[arg(required_unless_present_any = ["stdin", "stdin_from_command"])]
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, one per line (blank lines
+    /// and lines starting with # are skipped; `-` reads standard input);
+    /// repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, separated by NUL bytes
+    /// (as `find -print0` writes them: any name, even with newlines);
+    /// repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
     /// Back up standard input, as one file (see --stdin-filename).
     #[arg(long, conflicts_with = "stdin_from_command")]
     pub stdin: bool,
@@ -28,11 +38,17 @@ pub struct Args {
     #[arg(long, default_value = "incremental")]
     pub strategy: Strategy,
     /// Exclude paths matching this glob (`*.log`, `/abs/path`, `cache/**`); repeatable.
-    #[arg(long, short = 'e')]
+    #[arg(long, short = 'e', value_name = "PATTERN")]
     pub exclude: Vec<String>,
     /// Read exclude globs from a file, one per line (# comments).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
+    /// Like --exclude, ignoring case (`*.jpg` also excludes `IMG.JPG`); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+    /// Like --exclude-file, ignoring case.
+    #[arg(long, value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
     /// Do not back up files larger than this (e.g. 500M, 2G).
     #[arg(long, value_name = "SIZE", value_parser = super::retention::parse_size)]
     pub exclude_larger_than: Option<u64>,
@@ -100,6 +116,45 @@ fn read_excludes(files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The paths of `--files-from` (lines) and `--files-from-raw` (NUL
+/// separated) files; `-` is standard input. A list that names nothing is an
+/// error: a backup of nothing is never what a list was meant for.
+fn read_path_lists(lines: &[PathBuf], raw: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let read = |f: &PathBuf| -> Result<Vec<u8>> {
+        if f.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("reading paths from stdin")?;
+            Ok(buf)
+        } else {
+            std::fs::read(f).with_context(|| format!("reading the path list {}", f.display()))
+        }
+    };
+    let mut out = Vec::new();
+    for (files, sep) in [(lines, b'\n'), (raw, 0u8)] {
+        for f in files {
+            let text = read(f)?;
+            let before = out.len();
+            for entry in text.split(|&b| b == sep) {
+                // A list written on Windows ends its lines with CR, never
+                // part of a name. Blanks are kept: ` notes` is a legal name,
+                // and a stray blank fails as "no such file", never as
+                // another file backed up.
+                let entry = if sep == b'\n' { entry.strip_suffix(b"\r").unwrap_or(entry) } else { entry };
+                if entry.is_empty() || (sep == b'\n' && entry.starts_with(b"#")) {
+                    continue;
+                }
+                out.push(PathBuf::from(std::ffi::OsStr::from_bytes(entry)));
+            }
+            if out.len() == before {
+                anyhow::bail!("the path list {} names no path to back up", f.display());
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let loc = super::locate(cli)?;
     let repo = match super::open_at(cli, &loc) {
@@ -121,17 +176,25 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     };
     let mut excludes = args.exclude.clone();
     excludes.extend(read_excludes(&args.exclude_file)?);
+    let mut iexcludes = args.iexclude.clone();
+    iexcludes.extend(read_excludes(&args.iexclude_file)?);
+    let mut paths = args.paths.clone();
+    paths.extend(read_path_lists(&args.files_from, &args.files_from_raw)?);
     let parent = match &args.parent {
         Some(p) => Some(super::snapshot(&repo, p, &Default::default())?.0),
         None => None,
     };
     let stream = args.stdin || args.stdin_from_command;
-    if args.stdin && !args.paths.is_empty() {
+    if args.stdin && !paths.is_empty() {
         anyhow::bail!("give either paths or --stdin, not both");
     }
+    if args.stdin_from_command && !(args.files_from.is_empty() && args.files_from_raw.is_empty()) {
+        anyhow::bail!("--files-from lists paths to back up: it does not go with --stdin-from-command");
+    }
     let opts = BackupOptions::default()
-        .paths(if stream { Vec::new() } else { args.paths.clone() })
+        .paths(if stream { Vec::new() } else { paths })
         .excludes(excludes)
+        .iexcludes(iexcludes)
         .exclude_paths(loc.local_path.iter().cloned().collect())
         .exclude_larger_than(args.exclude_larger_than)
         .exclude_if_present(args.exclude_if_present.clone())
@@ -148,7 +211,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         // maintenance and read commands): kept silent.
         .lock(super::lock_options(cli).notes(|_: &str| {}))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "backed up");
+    let bar = progress::for_command(cli, "backed up");
     let result = if args.stdin {
         let mut input = std::io::stdin();
         backup_stream(&repo, &opts, &args.stdin_filename, &mut input, bar.as_progress())
@@ -179,7 +242,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             Some(id) => format!("snapshot {} saved", SnapshotId::short(&id)),
             None => "dry run: nothing written".to_string(),
         };
-        outln!(
+        sayln!(
             "{what} ({}{}): {} files, {}; {}",
             snap.strategy.as_str(),
             snap.parent.map(|p| format!(" of {}", p.short())).unwrap_or_default(),

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use arca_core::ops::copy::{copy, CopyOptions};
 use arca_core::Repository;
 
-use crate::{location, outln, output, password, progress, Cli};
+use crate::{location, output, password, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     } else {
         args.snapshots.iter().map(|s| super::snapshot(&src, s, &args.filter)).collect::<Result<Vec<_>>>()?
     };
-    let bar = progress::for_terminal(cli.json, "copied");
+    let bar = progress::for_command(cli, "copied");
     // --no-lock is about the source: copy always locks the target it writes.
     let opts = CopyOptions::default().lock(super::lock_options(cli)).cancel(crate::signals::cancel());
     let r = copy(&src, &dst, &snaps, &opts, bar.as_progress());
@@ -56,9 +56,9 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         output::json(&r)?;
     } else {
         for c in &r.copied {
-            outln!("copied {} -> {}", &c.source[..8], &c.target[..8]);
+            sayln!("copied {} -> {}", &c.source[..8], &c.target[..8]);
         }
-        outln!(
+        sayln!(
             "{} snapshots copied, {} already in {}; {} blobs ({}) added",
             r.copied.len(),
             r.already_present.len(),

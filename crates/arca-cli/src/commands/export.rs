@@ -44,7 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
     };
     // Progress only when the archive goes to a file and we are on a terminal.
-    let bar = progress::for_terminal(cli.json || args.output.is_none(), "exported");
+    let bar = progress::for_command_with(cli, "exported", args.output.is_some());
     let r = export(&repo, &index, &snap.tree, args.path.as_deref(), args.format, out, bar.as_progress());
     bar.done();
     let r = match r {

@@ -4,7 +4,7 @@ use arca_core::ops::prune::PruneResult;
 use serde::Serialize;
 
 use super::retention::{PolicyArgs, PruneArgs};
-use crate::{outln, output, progress, Cli};
+use crate::{outln, output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -86,9 +86,9 @@ impl ForgetReport {
 
 pub fn print(report: &ForgetReport) -> Result<()> {
     for g in &report.groups {
-        outln!("{}:", if g.group.is_empty() { "all snapshots" } else { &g.group });
+        sayln!("{}:", if g.group.is_empty() { "all snapshots" } else { &g.group });
         for d in &g.snapshots {
-            outln!(
+            sayln!(
                 "  {} {:<8} {}  {}",
                 if d.keep { "keep  " } else { "remove" },
                 &d.id[..8],
@@ -97,7 +97,7 @@ pub fn print(report: &ForgetReport) -> Result<()> {
             );
         }
     }
-    outln!(
+    sayln!(
         "{} {} snapshots, kept {}",
         if report.dry_run { "would remove" } else { "removed" },
         report.removed,
@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .dry_run(args.dry_run)
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "marked");
+    let bar = progress::for_command(cli, "marked");
     let r = forget(&repo, &opts, bar.as_progress());
     bar.done();
     let report = ForgetReport::new(&r?);

@@ -12,7 +12,10 @@ pub enum KeyCommand {
     /// List the keys.
     List,
     /// Remove a key by id (not the one in use).
-    Remove { id: String },
+    Remove {
+        /// The key's id, or a unique prefix of it (see `key list`).
+        id: String,
+    },
     /// Change the password in use.
     Passwd(NewPassword),
 }
@@ -63,7 +66,8 @@ pub fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(id)?;
             if cli.json {
-                output::json(&json!({"removed": removed}))?;
+                // `removed` is a count wherever it appears (docs/json.md).
+                output::json(&json!({"removed": 1, "removed_ids": [removed]}))?;
             } else {
                 outln!("removed key {}", &removed[..8]);
             }

@@ -1,11 +1,14 @@
 //! One module per command.
 
 pub mod backup;
+pub mod cat;
 pub mod copy;
 pub mod diff;
 pub mod dump;
+pub mod entry;
 pub mod export;
 pub mod filter;
+pub mod find;
 pub mod forget;
 pub mod info;
 pub mod init;
@@ -41,6 +44,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Copy(_)
             | Command::Info(_)
             | Command::Ls(_)
+            | Command::Find(_)
+            | Command::Cat(_)
             | Command::Mount(_)
             | Command::Restore(_)
             | Command::Status
@@ -61,6 +66,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Export(a) => export::run(cli, a),
         Command::Info(a) => info::run(cli, a),
         Command::Ls(a) => ls::run(cli, a),
+        Command::Find(a) => find::run(cli, a),
+        Command::Cat(a) => cat::run(cli, a),
         Command::Mount(a) => mount::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
@@ -160,7 +167,7 @@ pub fn warn_unreadable(errors: &[Error]) {
 pub fn lock_options(cli: &Cli) -> LockOptions {
     let said = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
     LockOptions::default().wait(cli.retry_lock.unwrap_or_default()).skip(cli.no_lock).notes(move |n: &str| {
-        if said.lock().unwrap_or_else(|p| p.into_inner()).insert(n.to_string()) {
+        if !crate::output::quiet() && said.lock().unwrap_or_else(|p| p.into_inner()).insert(n.to_string()) {
             crate::errln!("arca: note: {n}");
         }
     })

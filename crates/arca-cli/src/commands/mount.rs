@@ -4,7 +4,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use arca_core::ops::mount::{mount, MountOptions};
 
-use crate::{outln, output, progress, Cli};
+use crate::{output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -26,8 +26,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .filter(args.filter.to_filter()?)
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel());
-    // No bar while mounted: warnings only.
-    let warnings = progress::for_terminal(true, "mounted");
+    // No bar while mounted: warnings only (as JSON lines with --json-progress).
+    let warnings = progress::for_command_with(cli, "mounted", false);
     let location = repo.location();
     let mounted = mount(Arc::new(repo), &args.mountpoint, &opts, warnings.as_progress())?;
     let at = std::path::absolute(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
@@ -39,17 +39,19 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         at.display()
     );
     if cli.json {
-        crate::errln!("arca: {line}");
+        if !output::quiet() {
+            crate::errln!("arca: {line}");
+        }
     } else {
-        outln!("{line}");
+        sayln!("{line}");
     }
     let r = mounted.wait(warnings.as_progress())?;
     if cli.json {
         output::json(&r)?;
     } else if r.detached {
-        outln!("{} was busy: detached, it goes away when its last open file is closed", at.display());
+        sayln!("{} was busy: detached, it goes away when its last open file is closed", at.display());
     } else {
-        outln!(
+        sayln!(
             "unmounted {}; {} read through it ({} chunks fetched)",
             at.display(),
             output::bytes(r.bytes_read),

@@ -3,7 +3,7 @@ use anyhow::{bail, Result};
 use super::retention::{PolicyArgs, PruneArgs};
 use arca_core::ops::forget::CleanupOptions;
 
-use crate::{outln, output, progress, Cli};
+use crate::{outln, output, progress, sayln, Cli};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
             if cli.json {
                 output::json(&p)?;
             } else {
-                outln!("policy stored: {p}");
+                sayln!("policy stored: {p}");
             }
         }
         PolicyCommand::Show => {
@@ -44,7 +44,7 @@ pub fn run(cli: &Cli, cmd: &PolicyCommand) -> Result<u8> {
         PolicyCommand::Clear => {
             repo.clear_policy()?;
             if !cli.json {
-                outln!("policy removed");
+                sayln!("policy removed");
             } else {
                 output::json(&serde_json::json!({"cleared": true}))?;
             }
@@ -70,7 +70,7 @@ pub fn cleanup(cli: &Cli, args: &CleanupArgs) -> Result<u8> {
         .dry_run(args.dry_run)
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "marked");
+    let bar = progress::for_command(cli, "marked");
     let r = arca_core::ops::forget::cleanup(&repo, &opts, bar.as_progress());
     bar.done();
     let Some(r) = r? else {

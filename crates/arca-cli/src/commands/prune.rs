@@ -2,7 +2,7 @@ use anyhow::Result;
 use arca_core::ops::prune::{prune, PruneOptions, PruneResult};
 
 use super::retention::PruneArgs;
-use crate::{outln, output, progress, Cli};
+use crate::{output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub fn print(r: &PruneResult) -> Result<()> {
-    outln!(
+    sayln!(
         "{}: {} packs removed, {} repacked ({}), {} kept; {} reclaimed; {} blobs used, {} unused{}",
         if r.dry_run { "prune (dry run)" } else { "pruned" },
         r.packs_removed,
@@ -45,7 +45,7 @@ pub fn options(cli: &Cli, args: &PruneArgs) -> PruneOptions {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
     let opts = options(cli, &args.prune).dry_run(args.dry_run);
-    let bar = progress::for_terminal(cli.json, "marked");
+    let bar = progress::for_command(cli, "marked");
     let r = prune(&repo, &opts, bar.as_progress());
     bar.done();
     let r = r?;

@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
     let repo = super::open(cli)?;
     match cmd {
         RepairCommand::Index { read_data } => {
-            let bar = progress::for_terminal(cli.json, "read");
+            let bar = progress::for_command(cli, "read");
             let r = repair_index(&repo, *read_data, &super::lock_options(cli), bar.as_progress());
             bar.done();
             let r = r?;
@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, cmd: &RepairCommand) -> Result<u8> {
             }
         }
         RepairCommand::Snapshots { read_data, dry_run } => {
-            let bar = progress::for_terminal(cli.json, "checked");
+            let bar = progress::for_command(cli, "checked");
             let r =
                 repair_snapshots(&repo, *read_data, *dry_run, &super::lock_options(cli), bar.as_progress());
             bar.done();

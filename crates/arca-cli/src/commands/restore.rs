@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use arca_core::ops::restore::{restore, Overwrite, RestoreOptions};
 
-use crate::{exit, outln, output, progress, Cli};
+use crate::{exit, outln, output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -67,7 +67,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .verify(args.verify)
         .cancel(crate::signals::cancel())
         .lock(super::lock_options(cli));
-    let bar = progress::for_terminal(cli.json, "restored");
+    let bar = progress::for_command(cli, "restored");
     let r = restore(&repo, &id, &opts, bar.as_progress());
     bar.done();
     let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), args.target.display()))?;
@@ -82,7 +82,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     if cli.json {
         output::json(&r)?;
     } else {
-        outln!(
+        sayln!(
             "restored snapshot {} to {}: {} files ({} already in place), {} dirs, {} written{}{} in {:.1} s",
             id.short(),
             r.target,

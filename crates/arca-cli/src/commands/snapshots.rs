@@ -3,6 +3,7 @@ use arca_core::ops::forget::GroupBy;
 use arca_core::BackupMetadata;
 use serde::Serialize;
 
+use crate::output::Column;
 use crate::{outln, output, Cli};
 
 #[derive(clap::Args, Debug)]
@@ -41,48 +42,60 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
         return Ok(0);
     }
-    let all: Vec<&BackupMetadata> = groups.iter().flat_map(|g| &g.snapshots).collect();
-    // Columns as wide as their widest value: a long host name widens its
-    // column instead of shifting the rest of its line.
-    let width = |f: &dyn Fn(&BackupMetadata) -> usize, title: &str| {
-        all.iter().map(|m| f(m)).max().unwrap_or(0).max(title.len())
-    };
-    let host_w = width(&|m| m.host.chars().count(), "host");
-    let tags_w = width(&|m| m.tags.join(",").chars().count(), "tags");
-    let times: Vec<String> = all.iter().map(|m| output::time(&m.timestamp)).collect();
-    let time_w = times.iter().map(|t| t.len()).max().unwrap_or(0).max(4);
-    let header = if args.compact {
-        format!("{:<8}  {:<time_w$}  {:<host_w$}  paths", "id", "time", "host")
-    } else {
-        format!(
-            "{:<8}  {:<time_w$}  {:<host_w$}  {:<12}  {:>8}  {:>10}  {:<tags_w$}  paths",
-            "id", "time", "host", "strategy", "files", "size", "tags"
-        )
-    };
-    let mut times = times.iter();
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .flat_map(|g| &g.snapshots)
+        .map(|m| {
+            let mut row = vec![m.short_id.clone(), output::time(&m.timestamp), m.host.clone()];
+            if !args.compact {
+                row.extend([
+                    m.strategy.as_str().to_string(),
+                    m.files.to_string(),
+                    output::bytes(m.size),
+                    m.tags.join(","),
+                ]);
+            }
+            row.push(m.paths.join(" "));
+            row
+        })
+        .collect();
+    let table: &[Column] = if args.compact { &COMPACT } else { &FULL };
+    let widths = output::column_widths(table, &rows, output::terminal_width());
+    let mut rows = rows.iter();
     for g in &groups {
         if args.group_by.is_some() {
             outln!("{}:", if g.group.is_empty() { "all snapshots" } else { &g.group });
         }
-        outln!("{header}");
-        for m in &g.snapshots {
-            let time = times.next().map(String::as_str).unwrap_or_default();
-            if args.compact {
-                outln!("{:<8}  {time:<time_w$}  {:<host_w$}  {}", m.short_id, m.host, m.paths.join(" "));
-            } else {
-                outln!(
-                    "{:<8}  {time:<time_w$}  {:<host_w$}  {:<12}  {:>8}  {:>10}  {:<tags_w$}  {}",
-                    m.short_id,
-                    m.host,
-                    m.strategy.as_str(),
-                    m.files,
-                    output::bytes(m.size),
-                    m.tags.join(","),
-                    m.paths.join(" ")
-                );
+        outln!("{}", output::table_line(table, &widths, table.iter().map(|c| c.title)));
+        for _ in &g.snapshots {
+            if let Some(row) = rows.next() {
+                outln!("{}", output::table_line(table, &widths, row.iter().map(String::as_str)));
             }
         }
     }
-    outln!("{} snapshots", all.len());
+    outln!("{} snapshots", groups.iter().map(|g| g.snapshots.len()).sum::<usize>());
     Ok(0)
 }
+
+/// The columns of the table. On a terminal too narrow for a line, the
+/// paths shrink first, then the tags, then the host, each cut with `…`;
+/// ids, times and figures are never cut. Every column is as wide as its
+/// widest value, so a long host name widens its column instead of
+/// shifting the rest of its line.
+const FULL: [Column; 8] = [
+    Column::fixed("id"),
+    Column::fixed("time"),
+    Column::shrinks("host", 8, 3),
+    Column::fixed("strategy"),
+    Column::fixed("files").right(),
+    Column::fixed("size").right(),
+    Column::shrinks("tags", 4, 2),
+    Column::shrinks("paths", 10, 1),
+];
+
+const COMPACT: [Column; 4] = [
+    Column::fixed("id"),
+    Column::fixed("time"),
+    Column::shrinks("host", 8, 2),
+    Column::shrinks("paths", 10, 1),
+];

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use arca_core::ops::tag::{tag, TagOptions};
 
-use crate::{outln, output, progress, Cli};
+use crate::{output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .remove(args.remove.clone())
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel());
-    let bar = progress::for_terminal(cli.json, "retagged");
+    let bar = progress::for_command(cli, "retagged");
     let r = tag(&repo, &opts, bar.as_progress());
     bar.done();
     let r = r?;
@@ -45,14 +45,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         output::json(&r)?;
     } else {
         for c in &r.changed {
-            outln!(
+            sayln!(
                 "{} -> {}: tags {}",
                 &c.old[..8],
                 &c.new[..8],
                 if c.tags.is_empty() { "(none)".into() } else { c.tags.join(",") }
             );
         }
-        outln!("{} snapshots retagged, {} already as asked", r.changed.len(), r.unchanged);
+        sayln!("{} snapshots retagged, {} already as asked", r.changed.len(), r.unchanged);
     }
     Ok(0)
 }

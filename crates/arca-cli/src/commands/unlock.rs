@@ -2,7 +2,7 @@ use anyhow::Result;
 use arca_core::ops::status::{unlock, Unlocked};
 use serde_json::json;
 
-use crate::{outln, output, Cli};
+use crate::{output, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,7 +19,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         // `removed_ids` and `kept`.
         output::json(&json!({"removed": removed.len(), "removed_ids": removed, "kept": kept}))?;
     } else {
-        outln!("removed {} locks, {} live locks kept", removed.len(), kept.len());
+        sayln!("removed {} locks, {} live locks kept", removed.len(), kept.len());
     }
     Ok(0)
 }

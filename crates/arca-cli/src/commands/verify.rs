@@ -38,7 +38,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
     }
     let lock = super::lock_options(cli);
-    let bar = progress::for_terminal(cli.json, "checked");
+    let bar = progress::for_command(cli, "checked");
     let opts = VerifyOptions::default()
         .snapshots(ids.clone())
         .read_data(args.read_data || args.read_data_subset.is_some())
@@ -56,7 +56,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         } else {
             super::snapshot(&repo, spec, &args.filter)?
         };
-        let bar = progress::for_terminal(cli.json, "restore-tested");
+        let bar = progress::for_command(cli, "restore-tested");
         let scratch = std::env::temp_dir();
         let t = restore_test(&repo, &id, &scratch, &opts, bar.as_progress());
         bar.done();

@@ -596,3 +596,20 @@ fn mount_as_a_user_goes_through_fusermount3_or_says_what_is_missing() {
     assert_eq!(m.wait_exit("fusermount3 -u"), Some(0), "{}", m.stderr());
     assert!(!is_mounted(&mnt));
 }
+
+/// The `--json` document of a mount of `arca`'s repository that reads one
+/// folder and is unmounted from outside; `None` where FUSE cannot be used
+/// (said through `skip`, a failure when everything must run). For
+/// json_contract, which checks every document against docs/json.md.
+pub(crate) fn json_document(arca: &Arca, base: &Path, test: &str) -> Option<serde_json::Value> {
+    if !fuse_usable(test) {
+        return None;
+    }
+    let mnt = base.join("json-mount");
+    fs::create_dir(&mnt).unwrap();
+    let mut m = Mount::start(arca, &mnt, true, &[], &base.join("json-mount"));
+    assert!(names(&mnt.join("snapshots")).contains(&"latest".to_string()));
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    assert_eq!(m.wait_exit("umount"), Some(0), "{}", m.stderr());
+    Some(serde_json::from_str(&m.stdout()).unwrap_or_else(|e| panic!("{e}: {}", m.stdout())))
+}

@@ -1,5 +1,6 @@
 //! On a terminal, backup and restore show a progress bar with bytes, rate,
-//! ETA and files on stderr, then the result; with --json, no bar at all.
+//! ETA and files on stderr, then the result; with --json or --no-progress,
+//! no bar at all; with --quiet, nothing.
 //! `script` (util-linux) gives the command a real pseudo-terminal.
 use crate::common;
 
@@ -55,4 +56,9 @@ fn progress_bar_on_a_terminal() {
     let shown = on_terminal(&arca, &format!("--json backup {}", src.display()));
     assert!(!shown.contains("ETA"), "no progress bar with --json: {shown}");
     assert!(shown.contains("\"summary\""), "{shown}");
+    // --no-progress: the result, no bar; --quiet: nothing at all.
+    let shown = on_terminal(&arca, &format!("--no-progress backup --force {}", src.display()));
+    assert!(!shown.contains("ETA") && shown.contains("saved"), "--no-progress: {shown}");
+    let shown = on_terminal(&arca, &format!("-q backup --force {}", src.display()));
+    assert!(shown.trim().is_empty(), "--quiet prints nothing when all is well: {shown:?}");
 }

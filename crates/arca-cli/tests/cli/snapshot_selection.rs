@@ -122,7 +122,7 @@ fn a_filter_that_matches_nothing_is_an_error_not_another_snapshot() {
 }
 
 /// `snapshots --latest N`, `--group-by`, `--compact`, and columns that do
-/// not shift when a host name is long.
+/// not shift when a host name is long, and fit a narrow terminal.
 #[test]
 fn snapshots_lists_the_latest_of_each_group_in_steady_columns() {
     let w = world();
@@ -151,6 +151,21 @@ fn snapshots_lists_the_latest_of_each_group_in_steady_columns() {
         assert!(l.get(at..).is_some_and(|rest| rest.starts_with('/')), "shifted line:\n{table}");
     }
     assert!(table.contains(long_host), "{table}");
+    // On a narrow terminal (COLUMNS) every line fits: the paths and the
+    // long host are cut with `…`, and the columns still line up.
+    let narrow = w.arca.run_env(false, &["snapshots"], &[("COLUMNS", "100")]).ok().stdout;
+    let lines: Vec<Vec<char>> = narrow.lines().map(|l| l.chars().collect()).collect();
+    for l in &lines {
+        assert!(l.len() <= 100, "a line wider than 100 columns:\n{narrow}");
+    }
+    let header: String = lines[0].iter().collect();
+    let at = header.find("strategy").unwrap();
+    for l in &lines[1..lines.len() - 1] {
+        let rest: String = l[at..].iter().collect();
+        assert!(rest.starts_with("incremental") || rest.starts_with("full"), "shifted line:\n{narrow}");
+    }
+    assert!(!narrow.contains(long_host) && narrow.contains("a-host-na"), "{narrow}");
+    assert!(narrow.contains('…'), "{narrow}");
     let compact = w.arca.run(&["snapshots", "--compact", "--tag", "home"]).ok().stdout;
     assert!(!compact.contains("strategy") && compact.contains(&w.home_id[..8]), "{compact}");
     assert!(!compact.contains(&w.etc_id[..8]), "{compact}");

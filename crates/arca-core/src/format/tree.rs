@@ -50,6 +50,28 @@ impl NodeKind {
             NodeKind::Socket => "socket",
         }
     }
+
+    /// Every kind, in the order of the encoding.
+    pub const ALL: [NodeKind; 7] = [
+        NodeKind::File,
+        NodeKind::Dir,
+        NodeKind::Symlink,
+        NodeKind::Fifo,
+        NodeKind::CharDevice,
+        NodeKind::BlockDevice,
+        NodeKind::Socket,
+    ];
+}
+
+impl std::str::FromStr for NodeKind {
+    type Err = String;
+    /// Parses a [`NodeKind::name`].
+    fn from_str(s: &str) -> std::result::Result<NodeKind, String> {
+        NodeKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = NodeKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown entry type {s:?}: use one of {}", names.join(", "))
+        })
+    }
 }
 
 /// A point in time with nanosecond precision (seconds since the Unix epoch).

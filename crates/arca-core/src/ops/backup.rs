@@ -41,7 +41,7 @@ use crate::format::snapshot::{PathError, Snapshot, Strategy, Summary};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::fs::filter::PathFilter;
 use crate::fs::meta::{self, NameCache};
-use crate::progress::{Phase, Progress};
+use crate::progress::{FileChange, Phase, Progress};
 use crate::repository::Repository;
 
 /// What [`backup`] does. `Default`: an incremental backup against the
@@ -56,6 +56,9 @@ pub struct BackupOptions {
     /// root, else any depth; `*` stops at `/`, `**` does not. A pattern that
     /// matches every path is refused. Default: none.
     pub excludes: Vec<String>,
+    /// Like `excludes`, matched without regard to case (`*.jpg` excludes
+    /// `IMG.JPG`). Default: none.
+    pub iexcludes: Vec<String>,
     /// Exact paths never backed up (e.g. the repository itself).
     pub exclude_paths: Vec<PathBuf>,
     /// Files larger than this many bytes are not backed up.
@@ -275,6 +278,7 @@ impl<'a> Engine<'a> {
                 if let Some(p) = same {
                     node.content = p.content.clone();
                     self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                    self.progress.file(path, FileChange::Unchanged);
                     self.progress.advance(1, node.size);
                 } else {
                     match self.file_content(path, status) {
@@ -299,14 +303,15 @@ impl<'a> Engine<'a> {
                         Err(FileError::Repo(e)) => return Err(e),
                     }
                     // Re-read but identical (only ctime moved, say) is unchanged.
-                    let counter = match parent {
-                        None => &self.stats.new,
+                    let (counter, change) = match parent {
+                        None => (&self.stats.new, FileChange::New),
                         Some(p) if crate::ops::diff::differences(p, &node).is_empty() => {
-                            &self.stats.unchanged
+                            (&self.stats.unchanged, FileChange::Unchanged)
                         }
-                        Some(_) => &self.stats.changed,
+                        Some(_) => (&self.stats.changed, FileChange::Changed),
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    self.progress.file(path, change);
                     self.progress.advance(1, 0);
                 }
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
@@ -747,7 +752,7 @@ fn backup_stream_inner(
     let path = Path::new("/").join(name);
     let sources = Sources {
         shown: vec![path.to_string_lossy().into_owned()],
-        paths: vec![path],
+        paths: vec![path.clone()],
         resolved: BTreeMap::new(),
         host: opts.host.clone().unwrap_or_else(hostname),
     };
@@ -758,7 +763,7 @@ fn backup_stream_inner(
     progress.phase(Phase::Backing);
     // A stream is read whole every time: nothing to exclude or to skip.
     let engine = Engine {
-        excludes: PathFilter::excludes(&[])?,
+        excludes: PathFilter::excludes(&[], &[])?,
         exclude_paths: Vec::new(),
         force: true,
         ..Engine::new(repo, opts, &mut loaded, progress)
@@ -790,12 +795,13 @@ fn backup_stream_inner(
     let before = loaded.parent.as_ref().and_then(|(_, p)| {
         repo.load_tree(&loaded.index, &p.tree).ok()?.nodes.into_iter().find(|n| n.name == node.name)
     });
-    let counter = match before {
-        None => &stats.new,
-        Some(b) if b.content == node.content => &stats.unchanged,
-        Some(_) => &stats.changed,
+    let (counter, change) = match before {
+        None => (&stats.new, FileChange::New),
+        Some(b) if b.content == node.content => (&stats.unchanged, FileChange::Unchanged),
+        Some(_) => (&stats.changed, FileChange::Changed),
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    progress.file(&path, change);
     stats.files.fetch_add(1, Ordering::Relaxed);
     stats.size.fetch_add(size, Ordering::Relaxed);
     let tree = packer.add_tree(Tree { nodes: vec![node] })?;
@@ -887,7 +893,7 @@ fn read_sources(
     progress: &dyn Progress,
 ) -> Result<Read> {
     let engine = Engine {
-        excludes: PathFilter::excludes(&opts.excludes)?,
+        excludes: PathFilter::excludes(&opts.excludes, &opts.iexcludes)?,
         ..Engine::new(repo, opts, loaded, progress)
     };
     let mut layout = Layout::default();

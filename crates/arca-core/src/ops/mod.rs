@@ -2,8 +2,10 @@
 
 pub mod archive;
 pub mod backup;
+pub mod cat;
 pub mod copy;
 pub mod diff;
+pub mod find;
 pub mod forget;
 pub mod ls;
 #[cfg(feature = "mount")]

@@ -268,6 +268,8 @@ impl Arca {
             "ARCA_NEW_PASSWORD",
             "ARCA_CONFIG",
             "RUST_LOG",
+            // Tables fit COLUMNS: the suite's own terminal must not cut them.
+            "COLUMNS",
         ] {
             cmd.env_remove(var);
         }
