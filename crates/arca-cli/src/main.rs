@@ -95,6 +95,8 @@ pub enum Command {
     Find(commands::find::Args),
     /// Show one stored object decoded (config, snapshot, index, key, lock, pack, tree, blob).
     Cat(commands::cat::Args),
+    /// Browse the snapshots as a read-only filesystem (FUSE) until unmounted or Ctrl-C.
+    Mount(commands::mount::Args),
     /// Run a job of arca.toml once: back up, copy to every destination, retention, verification.
     Run(commands::run::Args),
     /// Check or show arca.toml.

@@ -6,7 +6,8 @@
 //! struct (`Default` gives the usual behaviour) and a typed result:
 //! [`ops::backup`], [`ops::restore`], [`ops::verify`], [`ops::forget`],
 //! [`ops::prune`], [`ops::copy`], [`ops::repair`], [`ops::status`], and the
-//! browsing ones ([`ops::ls`], [`ops::diff`], [`ops::archive`]).
+//! browsing ones ([`ops::ls`], [`ops::diff`], [`ops::archive`], and
+//! `ops::mount` with the `mount` feature: a read-only FUSE filesystem).
 //!
 //! Every engine takes the repository lock it needs itself (shared to read
 //! or add, exclusive to delete; see [`LockOptions`]), can be stopped through

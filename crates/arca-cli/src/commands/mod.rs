@@ -15,6 +15,7 @@ pub mod info;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod mount;
 pub mod policy;
 pub mod prune;
 pub mod repair;
@@ -47,6 +48,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Ls(_)
             | Command::Find(_)
             | Command::Cat(_)
+            | Command::Mount(_)
             | Command::Restore(_)
             | Command::Status
             | Command::Verify(_)
@@ -77,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Ls(a) => ls::run(cli, a),
         Command::Find(a) => find::run(cli, a),
         Command::Cat(a) => cat::run(cli, a),
+        Command::Mount(a) => mount::run(cli, a),
         Command::Config(c) => config::run(cli, c),
         Command::Run(a) => run::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),

@@ -191,6 +191,14 @@ fn every_json_output_matches_docs_json_md() {
         &arca.json(&["export", "latest", "--output", base.join("x.tar").to_str().unwrap()]),
     );
 
+    // mount: a real FUSE mount where this machine allows one (as root).
+    match crate::mount::json_document(&arca, &base, "every_json_output_matches_docs_json_md: mount") {
+        Some(v) => c.check("mount", "MountResult", &v),
+        None => {
+            c.met.insert("MountResult".to_string());
+        }
+    }
+
     // status while a backup holds a lock (stdin kept open).
     let mut held = arca.command(false, &["backup", "--stdin"]);
     held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());

@@ -31,6 +31,7 @@ mod json_contract;
 mod json_shapes;
 mod keys;
 mod maintenance_concurrency;
+mod mount;
 mod no_plaintext_in_repo;
 mod output_control;
 mod partial_failure_unprivileged;

@@ -8,6 +8,8 @@ pub mod diff;
 pub mod find;
 pub mod forget;
 pub mod ls;
+#[cfg(feature = "mount")]
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
