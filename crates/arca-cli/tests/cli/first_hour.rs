@@ -1,7 +1,7 @@
 //! A restic user's first hour, as the README tells it, end to end: two sets
 //! backed up into one repository, the latest of one restored, a file found
-//! across snapshots, a dump piped in, tags, a policy applied; each step
-//! checked against the files themselves.
+//! across snapshots, the snapshots mounted and browsed, a dump piped in,
+//! tags, a policy applied; each step checked against the files themselves.
 use crate::common;
 
 use std::fs;
@@ -53,6 +53,22 @@ fn the_first_hour_runs_without_a_surprise() {
         "{}",
         out.describe()
     );
+
+    // Mount, browse the latest home snapshot by its tag, copy a letter out,
+    // unmount.
+    if crate::mount::fuse_usable("first_hour: mount") {
+        let at = base.join("mnt");
+        fs::create_dir(&at).unwrap();
+        let mut mounted = crate::mount::Mount::start(&arca, &at, false, &[], &base.join("mount.log"));
+        let latest = at.join("tags/home/latest").join(home.strip_prefix("/").unwrap());
+        let copied = base.join("letter-copy.odt");
+        fs::copy(latest.join("letters/letter-bob.odt"), &copied).unwrap();
+        assert_eq!(fs::read(&copied).unwrap(), b"Dear Bob");
+        let status = std::process::Command::new("umount").arg(&at).status().unwrap();
+        assert!(status.success());
+        assert_eq!(mounted.wait_exit("umount"), Some(0));
+        assert!(!crate::mount::is_mounted(&at));
+    }
 
     // A database dump, piped in and through a command.
     let dump = "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n";

@@ -31,14 +31,14 @@ const BIG: u64 = (6 << 20) + 12_345;
 const MANY: usize = 1500;
 
 /// Whether `path` is a mount point now (`/proc/self/mountinfo`, field 5).
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines().any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
 }
 
 /// A running `arca mount`: unmounted (lazily, so a failed test never
 /// leaves a mount behind) and killed when dropped.
-struct Mount {
+pub(crate) struct Mount {
     child: Child,
     at: PathBuf,
     log: PathBuf,
@@ -57,7 +57,7 @@ impl Drop for Mount {
 impl Mount {
     /// Starts `arca [--json] mount AT EXTRA...` (with the local time zone
     /// five hours west of UTC) and waits until `AT` is a mount point.
-    fn start(arca: &Arca, at: &Path, json: bool, extra: &[&str], log: &Path) -> Mount {
+    pub(crate) fn start(arca: &Arca, at: &Path, json: bool, extra: &[&str], log: &Path) -> Mount {
         let mut args: Vec<OsString> = vec!["mount".into(), at.as_os_str().into()];
         args.extend(extra.iter().map(OsString::from));
         let mut arca = arca.clone();
@@ -84,7 +84,7 @@ impl Mount {
     }
 
     /// Waits at most 30 s for the exit; returns its code.
-    fn wait_exit(&mut self, what: &str) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, what: &str) -> Option<i32> {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -148,7 +148,7 @@ fn assert_erofs<T: std::fmt::Debug>(what: &str, r: std::io::Result<T>) {
 
 /// Whether FUSE can be used here; says why not otherwise (a failure
 /// when everything must run, see `skip`).
-fn fuse_usable(test: &str) -> bool {
+pub(crate) fn fuse_usable(test: &str) -> bool {
     if !require_root(test, "mounting FUSE needs root (or fusermount3 setup)") {
         return false;
     }

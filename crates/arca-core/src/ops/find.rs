@@ -252,7 +252,8 @@ mod tests {
         }
         let repo = repo(dir.path());
         for _ in 0..3 {
-            backup(&repo, &BackupOptions::default().paths(vec![src.clone()]).force(true), &NoProgress).unwrap();
+            backup(&repo, &BackupOptions::default().paths(vec![src.clone()]).force(true), &NoProgress)
+                .unwrap();
         }
         let (snaps, _) = repo.snapshots_lenient().unwrap();
         assert_eq!(snaps.len(), 3);
