@@ -5,8 +5,12 @@ use arca_jobs::RunOptions;
 use crate::{exit, output, progress, sayln, Cli};
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "The job's destinations and passwords come from arca.toml (docs/config.md): \
+--repo, ARCA_REPOSITORY and the password options are not used.")]
 pub struct Args {
     /// The job of arca.toml to run.
+    // Its own id: the global --job has the id `job`.
+    #[arg(id = "run_job", value_name = "JOB")]
     pub job: String,
     /// Back up with this strategy this time (full, incremental, differential).
     #[arg(long)]

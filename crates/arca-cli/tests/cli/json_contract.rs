@@ -237,6 +237,37 @@ fn every_json_output_matches_docs_json_md() {
     );
     c.check("copy", "Copy", &copy.ok().json());
 
+    // A job of arca.toml over both repositories: `run`, `config check`.
+    let pw_file = |name: &str, pw: &str| {
+        let p = base.join(name);
+        fs::write(&p, pw).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p
+    };
+    let config = base.join("arca.toml");
+    fs::write(
+        &config,
+        format!(
+            "[repositories.main]\nurl = \"{}\"\npassword_file = \"{}\"\npriority = 1\n\
+             [repositories.other]\nurl = \"{}\"\npassword_file = \"{}\"\n\
+             [jobs.docs]\nsources = [\"{}\"]\ndestinations = [\"main\", \"other\"]\n\
+             retention = {{ keep_last = 3 }}\nverify_after_backup = \"restore-test\"\n",
+            arca.repo.display(),
+            pw_file("main.pw", "new password").display(),
+            other.repo.display(),
+            pw_file("other.pw", &other.password).display(),
+            src.join("docs").display(),
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    c.check("run", "RunReport", &arca.json(&["--config", config_arg, "run", "docs"]));
+    c.check("config check", "ConfigCheck", &arca.json(&["config", "check", config_arg]));
+    let broken = base.join("broken.toml");
+    fs::write(&broken, "[jobs.x]\nsources = [\"rel\"]\ndestinations = [\"none\"]\n").unwrap();
+    let out = arca.run_json(&["config", "check", broken.to_str().unwrap()]).code_is(2);
+    c.check("config check (mistakes)", "ConfigCheck", &out.json());
+
     // Policies, forget, prune, cleanup.
     c.check("policy set", "Policy", &arca.json(&["policy", "set", "--keep-last", "2", "--keep-tag", "one"]));
     c.check("policy show", "Policy", &arca.json(&["policy", "show"]));

@@ -27,6 +27,7 @@ mod export_dump;
 mod find_cat;
 mod first_hour;
 mod harness_selftest;
+mod jobs;
 mod json_contract;
 mod json_shapes;
 mod keys;

@@ -1,0 +1,414 @@
+//! Jobs of arca.toml: `config check` (every mistake with its line and
+//! column; the shipped example accepted), `run` (the sources read once for
+//! every destination, measured with strace; a destination that is down
+//! fails alone and catches up when back, on a real S3 server; retention per
+//! destination; hooks in order with their environment; a failing dump
+//! leaves no snapshot anywhere), `--job`, and secrets never printed.
+use crate::common;
+use crate::s3server::S3Server;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use common::*;
+
+/// The passwords of the test repositories: no output may ever hold them.
+const LOCAL_PW: &str = "local-secret-Zq81";
+const OTHER_PW: &str = "other-secret-Pw55";
+
+/// A password file readable by its owner only.
+fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, format!("{password}\n")).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// `arca --config FILE ...`, with no ARCA_PASSWORD: every password comes
+/// from the configuration.
+fn arca_with(base: &Path, config: &Path) -> Arca {
+    let mut a = Arca::new(base);
+    a.password = String::new();
+    a.env.push(("ARCA_CONFIG".into(), config.into()));
+    a
+}
+
+/// Creates repositories at `path` with `password`.
+fn init(base: &Path, repo: &str, password: &str) {
+    Arca::with_repo(base, Path::new(repo)).with_password(password).init();
+}
+
+/// Runs `arca [--json] ARGS` in `arca`'s environment, but with no
+/// `--repo` (a job names its repository) and no ARCA_PASSWORD (every
+/// password comes from the configuration).
+fn run(arca: &Arca, json: bool, args: &[&str]) -> Out {
+    let template = arca.command(false, &[] as &[&str]);
+    let mut cmd = match arca.wrapper.split_first() {
+        None => std::process::Command::new(ARCA),
+        Some((program, rest)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(rest).arg(ARCA);
+            c
+        }
+    };
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(args);
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env_remove("ARCA_PASSWORD");
+    let out = run_command(cmd);
+    no_secret(&out);
+    out
+}
+
+fn no_secret(out: &Out) {
+    for pw in [LOCAL_PW, OTHER_PW] {
+        assert!(
+            !out.stdout.contains(pw) && !out.stderr.contains(pw),
+            "a password was printed: {}",
+            out.describe()
+        );
+    }
+}
+
+fn destination<'a>(report: &'a Value, name: &str) -> &'a Value {
+    jarr(report, "destinations")
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name}: {report}"))
+}
+
+#[test]
+fn config_check_names_each_mistake_and_accepts_the_shipped_example() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let bad = base.join("arca.toml");
+    fs::write(
+        &bad,
+        "[repositories.a]\nurl = \"/srv/a\"\npassword_file = \"/pw\"\n\n[jobs.j]\nsources = [\"rel\"]\ndestinations = [\"a\", \"b\"]\nretention = { max_age = \"soon\" }\n",
+    )
+    .unwrap();
+    let arca = arca_with(&base, &bad);
+    let out = run(&arca, false, &["config", "check"]).code_is(2);
+    let f = bad.display().to_string();
+    for want in [
+        format!("{f}:6:12: job j: source \"rel\" is not an absolute path"),
+        format!("{f}:7:22: job j: destination \"b\" is not a repository of this file (they are: a)"),
+        format!("{f}:8:25: job j: max_age: invalid duration \"soon\""),
+    ] {
+        assert!(out.stderr.contains(&want), "want {want:?}: {}", out.describe());
+    }
+    let v = run(&arca, true, &["config", "check", bad.to_str().unwrap()]).code_is(2).json();
+    assert_eq!(jarr(&v, "errors").len(), 3, "{v}");
+    assert_eq!((ju64(&jarr(&v, "errors")[0], "line"), ju64(&jarr(&v, "errors")[0], "column")), (6, 12));
+    // A file that is not TOML at all: its place too.
+    fs::write(&bad, "[jobs.j\nsources = 1\n").unwrap();
+    let out = run(&arca, false, &["config", "check"]).code_is(2);
+    assert!(out.stderr.contains(&format!("{f}:1:")), "{}", out.describe());
+    // Commands that need the file say what is wrong with it.
+    let out = run(&arca, false, &["run", "j"]).code_is(1);
+    assert!(out.stderr.contains("arca config check"), "{}", out.describe());
+    let out = run(&arca, false, &["--config", "/nonexistent.toml", "config", "show"]).code_is(1);
+    assert!(out.stderr.contains("/nonexistent.toml: cannot read it"), "{}", out.describe());
+
+    // The shipped example is valid, and `config show` masks its command.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/arca.example.toml");
+    let out = run(&arca, false, &["config", "check", example]).ok();
+    assert!(out.stdout.contains("valid: 2 jobs, 3 repositories"), "{}", out.describe());
+    let out = run(&arca, false, &["--config", example, "config", "show"]).ok();
+    assert!(
+        out.stdout.contains("command (masked)") && !out.stdout.contains("offsite.pw\""),
+        "{}",
+        out.describe()
+    );
+}
+
+/// Two local destinations and the job `home` over `src`.
+struct World {
+    _tmp: tempfile::TempDir,
+    base: PathBuf,
+    src: PathBuf,
+    arca: Arca,
+}
+
+fn world(extra_repos: &str, job_extra: &str, destinations: &str) -> World {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let src = base.join("src");
+    make_random_tree(&src, 30, 200_000, 11);
+    init(&base, base.join("first").to_str().unwrap(), LOCAL_PW);
+    init(&base, base.join("second").to_str().unwrap(), OTHER_PW);
+    let local_pw = password_file(&base, "local.pw", LOCAL_PW);
+    let config = base.join("arca.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[repositories.first]
+url = "{first}"
+password_file = "{local_pw}"
+priority = 1
+
+[repositories.second]
+url = "{second}"
+password_command = "echo {OTHER_PW}"
+priority = 2
+{extra_repos}
+[jobs.home]
+sources = ["{src}"]
+destinations = [{destinations}]
+tags = ["home"]
+{job_extra}
+"#,
+            first = base.join("first").display(),
+            second = base.join("second").display(),
+            local_pw = local_pw.display(),
+            src = src.display(),
+        ),
+    )
+    .unwrap();
+    let arca = arca_with(&base, &config);
+    World { _tmp: tmp, base, src, arca }
+}
+
+/// How many times each file below `src` was opened, from an strace log.
+fn opens_below(log: &Path, src: &Path) -> BTreeMap<String, u32> {
+    let text = fs::read_to_string(log).unwrap();
+    let mut counts = BTreeMap::new();
+    let prefix = format!("\"{}/", src.display());
+    for line in text.lines().filter(|l| l.contains("openat(") && !l.contains("= -1")) {
+        if let Some(at) = line.find(&prefix) {
+            let path: String = line[at + 1..].chars().take_while(|c| *c != '"').collect();
+            if !line.contains("O_DIRECTORY") {
+                *counts.entry(path).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn one_read_of_the_sources_reaches_every_destination() {
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        skip("one_read_of_the_sources_reaches_every_destination", "strace is not installed");
+        return;
+    }
+    let w = world("", "verify_after_backup = \"read-data\"", "\"second\", \"first\"");
+    let log = w.base.join("strace.log");
+    let mut traced = w.arca.clone();
+    traced.wrapper = vec![
+        "strace".into(),
+        "-f".into(),
+        "-qq".into(),
+        "-e".into(),
+        "trace=openat".into(),
+        "-o".into(),
+        log.clone().into(),
+    ];
+    let report = run(&traced, true, &["run", "home"]).ok().json();
+    assert_eq!(report["success"], true, "{report}");
+    assert_eq!(ju64(&report, "bytes_read"), tree_size(&w.src), "the sources' bytes, once: {report}");
+    let opens = opens_below(&log, &w.src);
+    assert_eq!(opens.len() as u64, file_count(&w.src), "every file opened: {opens:?}");
+    assert!(opens.values().all(|n| *n == 1), "each file opened once for two destinations: {opens:?}");
+
+    // Both destinations hold the same snapshot, each restorable on its own.
+    let first = destination(&report, "first");
+    let second = destination(&report, "second");
+    assert_eq!(
+        (first["primary"].as_bool(), second["primary"].as_bool()),
+        (Some(true), Some(false)),
+        "priority 1 first"
+    );
+    assert_eq!(ju64(second, "copied"), 1);
+    assert_eq!(first["verify"]["valid"], true, "{report}");
+    assert_eq!(jstr(&first["verify"], "mode"), "read-data");
+    for (name, pw) in [("first", LOCAL_PW), ("second", OTHER_PW)] {
+        let a = Arca::with_repo(&w.base, &w.base.join(name)).with_password(pw);
+        let target = w.base.join(format!("restored-{name}"));
+        a.restore("latest", &target, &[]);
+        assert_trees_equal(&w.src, &restored(&target, &w.src), Compare::default());
+        let snaps = a.snapshots();
+        let tags: Vec<&str> = jarr(&snaps[0], "tags").iter().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(tags, vec!["home", "job:home"]);
+    }
+    // `--job` works on the job's first destination with its password.
+    let out = run(&w.arca, false, &["--job", "home", "snapshots"]).ok();
+    assert!(out.stdout.contains("1 snapshots") && out.stdout.contains("job:home"), "{}", out.describe());
+    let out = run(&w.arca, false, &["--job", "home", "--repo", "/x", "snapshots"]).code_is(1);
+    assert!(out.stderr.contains("either --job or --repo"), "{}", out.describe());
+    let out = run(&w.arca, false, &["--job", "nope", "snapshots"]).code_is(1);
+    assert!(out.stderr.contains("no job \"nope\": the jobs are home"), "{}", out.describe());
+}
+
+#[test]
+fn retention_is_per_destination_and_a_failing_dump_leaves_nothing() {
+    let w = world(
+        "retention = { keep_last = 3 }\n",
+        "retention = { keep_last = 1 }\n[jobs.dump]\ncommand = [\"sh\", \"-c\", \"echo partial; exit 3\"]\nstdin_filename = \"db.sql\"\ndestinations = [\"first\", \"second\"]\n",
+        "\"first\", \"second\"",
+    );
+    // `second` has its own retention (keep 3), `first` the job's (keep 1).
+    // A password file others can read works, with a warning.
+    fs::set_permissions(w.base.join("local.pw"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&w.arca, true, &["run", "home"]).ok();
+    let warnings = jarr(&out.json(), "warnings").clone();
+    assert!(
+        warnings.iter().any(|m| m
+            .as_str()
+            .unwrap()
+            .contains("local.pw can be read by others (mode 0644): chmod 600 it")),
+        "{}",
+        out.describe()
+    );
+    fs::set_permissions(w.base.join("local.pw"), fs::Permissions::from_mode(0o600)).unwrap();
+    for i in 0..4 {
+        fs::write(w.src.join(format!("new-{i}")), format!("{i}")).unwrap();
+        let report = run(&w.arca, true, &["run", "home"]).ok().json();
+        assert_eq!(report["success"], true, "{report}");
+    }
+    let count = |name: &str, pw: &str| {
+        Arca::with_repo(&w.base, &w.base.join(name)).with_password(pw).snapshots().len()
+    };
+    assert_eq!(count("first", LOCAL_PW), 1, "the job's keep_last 1");
+    assert_eq!(count("second", OTHER_PW), 3, "the destination's own keep_last 3");
+    let report = run(&w.arca, true, &["run", "home"]).ok().json();
+    assert_eq!(destination(&report, "first")["retention"]["removed"], 1, "{report}");
+    assert_eq!(destination(&report, "second")["retention"]["kept"], 3, "{report}");
+
+    // A dump that fails: the run fails, and no destination has a snapshot of it.
+    let out = run(&w.arca, true, &["run", "dump"]).code_is(1);
+    let report = out.json();
+    assert_eq!(report["success"], false);
+    assert!(jstr(&report, "error").contains("exit"), "the command's failure is named: {report}");
+    let dumps = |name: &str, pw: &str| {
+        Arca::with_repo(&w.base, &w.base.join(name)).with_password(pw).json(&[
+            "snapshots",
+            "--tag",
+            "job:dump",
+        ])
+    };
+    assert_eq!(dumps("first", LOCAL_PW).as_array().unwrap().len(), 0);
+    assert_eq!(dumps("second", OTHER_PW).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn hooks_run_in_order_with_their_environment_and_a_failing_before_stops_the_run() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let log = base.join("hooks.log");
+    let hook = |kind: &str| {
+        format!(
+            "echo {kind} $ARCA_JOB $ARCA_HOOK ${{ARCA_RESULT:-none}} ${{ARCA_SNAPSHOT:-none}} >> {}",
+            log.display()
+        )
+    };
+    let hooks = format!(
+        "[jobs.home.hooks]\nbefore = [\"{}\", \"test ! -e {}/stop\"]\nafter = [\"{}\"]\non_failure = [\"{}\"]\nfinally = [\"{}\"]\n",
+        hook("before"),
+        base.display(),
+        hook("after"),
+        hook("on_failure"),
+        hook("finally")
+    );
+    let w = world("", &hooks, "\"first\"");
+    let report = run(&w.arca, true, &["run", "home"]).ok().json();
+    let id = jstr(&report["snapshot"], "id").to_string();
+    let lines: Vec<String> = fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "before home before none none".to_string(),
+            format!("after home after success {id}"),
+            format!("finally home finally success {id}"),
+        ]
+    );
+    // A before-hook that fails: nothing backed up, the failure hooks run.
+    fs::remove_file(&log).unwrap();
+    fs::write(base.join("stop"), "").unwrap();
+    let out = run(&w.arca, true, &["run", "home"]).code_is(1);
+    let report = out.json();
+    assert!(jstr(&report, "error").contains("before hook `test ! -e"), "{report}");
+    assert!(report["snapshot"].is_null() && destination(&report, "first")["snapshot"].is_null(), "{report}");
+    let lines: Vec<String> = fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "before home before none none".to_string(),
+            "on_failure home on_failure failure none".to_string(),
+            "finally home finally failure none".to_string(),
+        ]
+    );
+    let snaps = Arca::with_repo(&w.base, &w.base.join("first")).with_password(LOCAL_PW).snapshots();
+    assert_eq!(snaps.len(), 1, "only the first run's snapshot");
+}
+
+#[test]
+fn a_destination_that_is_down_fails_alone_and_catches_up_when_back() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let Some(mut server) =
+        S3Server::start_or_skip("a_destination_that_is_down_fails_alone", &base.join("s3"))
+    else {
+        return;
+    };
+    server.create_bucket("offsite");
+    let s3 = "s3://offsite/host1";
+    let mut s3_arca = Arca::with_repo(&base, Path::new(s3)).with_password(OTHER_PW);
+    s3_arca.env.extend(server.aws_env());
+    s3_arca.init();
+    let w = world(
+        &format!("[repositories.offsite]\nurl = \"{s3}\"\npassword_env = \"OFFSITE_PW\"\npriority = 3\n"),
+        "verify_after_backup = \"structure\"",
+        "\"first\", \"offsite\"",
+    );
+    let mut arca = w.arca.clone();
+    arca.env.extend(server.aws_env());
+    arca.env.push(("OFFSITE_PW".into(), OTHER_PW.into()));
+
+    let report = run(&arca, true, &["run", "home"]).ok().json();
+    assert_eq!(ju64(destination(&report, "offsite"), "copied"), 1, "{report}");
+
+    // The S3 server goes down: the local destination still gets its
+    // snapshot; the run fails, naming offsite.
+    server.stop();
+    fs::write(w.src.join("while-down"), "x").unwrap();
+    let out = run(&arca, true, &["run", "home"]).code_is(1);
+    let report = out.json();
+    let local = destination(&report, "first");
+    assert_eq!(
+        (local["success"].as_bool(), local["primary"].as_bool()),
+        (Some(true), Some(true)),
+        "{report}"
+    );
+    let offsite = destination(&report, "offsite");
+    assert_eq!(offsite["success"], false);
+    assert!(
+        jstr(offsite, "error").contains("refused") || jstr(offsite, "error").contains("reach"),
+        "{report}"
+    );
+    assert!(jstr(&report, "error").starts_with("offsite: "), "{report}");
+
+    // Back up: the next run copies what it missed, and the new one.
+    server.restart();
+    fs::write(w.src.join("after"), "y").unwrap();
+    let report = run(&arca, true, &["run", "home"]).ok().json();
+    let offsite = destination(&report, "offsite");
+    assert_eq!((offsite["success"].as_bool(), ju64(offsite, "copied")), (Some(true), 2), "{report}");
+    assert_eq!(s3_arca.snapshots().len(), 3, "every snapshot of the job is offsite now");
+    let target = base.join("from-offsite");
+    s3_arca.restore("latest", &target, &[]);
+    assert_trees_equal(&w.src, &restored(&target, &w.src), Compare::default());
+    // And a run with nothing missed copies only the new one.
+    let report = run(&arca, true, &["run", "home"]).ok().json();
+    assert_eq!(ju64(destination(&report, "offsite"), "copied"), 1, "{report}");
+}
