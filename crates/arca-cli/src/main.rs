@@ -102,6 +102,8 @@ pub enum Command {
     /// Check or show arca.toml.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Confirm the snapshots a job marked suspicious, so that retention applies again (with --job: on every destination).
+    Confirm(commands::confirm::Args),
     /// Restore a snapshot, or part of it, into a folder.
     Restore(commands::restore::Args),
     /// Summarize the repository.
@@ -168,6 +170,9 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const PARTIAL: u8 = 3;
     pub const DAMAGE: u8 = 4;
+    /// A job's run found a mass change: its snapshot is kept, marked
+    /// suspicious, and retention holds still until `arca confirm`.
+    pub const SUSPICIOUS: u8 = 5;
 }
 
 /// glibc raises its mmap threshold to the size of each large block freed

@@ -158,6 +158,8 @@ pub struct Job {
     pub host: Option<String>,
     /// Commands around the run.
     pub hooks: Hooks,
+    /// When a run's snapshot is marked suspicious.
+    pub guard: crate::guard::Guard,
 }
 
 /// A whole `arca.toml`, checked.
@@ -307,6 +309,8 @@ struct RawJob {
     host: Option<String>,
     #[serde(default)]
     hooks: RawHooks,
+    mass_change_percent: Option<Spanned<u32>>,
+    mass_change_compression: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -589,6 +593,19 @@ impl Checker<'_> {
             }
         }
         let retention = j.retention.and_then(|p| self.retention(&what, p));
+        let mut guard = crate::guard::Guard::default();
+        if let Some(p) = &j.mass_change_percent {
+            if *p.get_ref() > 100 {
+                self.error(
+                    p.span(),
+                    format!("{what}: mass_change_percent is a share of the files: 0 (off) to 100"),
+                );
+            }
+            guard.changed_percent = f64::from(*p.get_ref());
+        }
+        if let Some(c) = j.mass_change_compression {
+            guard.compression = c;
+        }
         if self.errors.len() > errors {
             return None;
         }
@@ -613,6 +630,7 @@ impl Checker<'_> {
                 on_failure: j.hooks.on_failure,
                 finally: j.hooks.finally,
             },
+            guard,
         })
     }
 }
@@ -835,6 +853,10 @@ pub struct ShownJob {
     pub host: Option<String>,
     /// Hooks by kind.
     pub hooks: BTreeMap<String, Vec<String>>,
+    /// The mass-change guard's share of files, in percent (0: off).
+    pub mass_change_percent: f64,
+    /// Whether data that stopped compressing is suspicious.
+    pub mass_change_compression: bool,
 }
 
 impl Config {
@@ -902,6 +924,8 @@ impl Config {
                     tags: j.tags.clone(),
                     host: j.host.clone(),
                     hooks,
+                    mass_change_percent: j.guard.changed_percent,
+                    mass_change_compression: j.guard.compression,
                 };
                 (n.clone(), shown)
             })

@@ -9,10 +9,11 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod guard;
 mod hooks;
 pub mod run;
 pub mod secrets;
 
 pub use config::{discover, Config, ConfigError, ConfigErrors, Job};
 pub use hooks::HookContext;
-pub use run::{job_tag, run, DestinationReport, RunOptions, RunReport};
+pub use run::{confirm, confirm_job, job_tag, run, DestinationReport, RunOptions, RunReport};

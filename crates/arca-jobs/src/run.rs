@@ -20,14 +20,16 @@ use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
 use arca_core::ops::copy::{copy, CopyOptions};
 use arca_core::ops::forget::{forget, Forget, ForgetOptions};
 use arca_core::ops::prune::PruneOptions;
+use arca_core::ops::tag::{tag, TagOptions};
 use arca_core::ops::verify::{restore_test, verify, VerifyOptions};
-use arca_core::progress::Progress;
+use arca_core::progress::{NoProgress, Progress};
 use arca_core::{
     Cancel, CommandOutput, Error, LockOptions, Repository, Snapshot, SnapshotFilter, SnapshotId,
 };
 use serde::Serialize;
 
 use crate::config::{Config, Job, Source, VerifyAfter};
+use crate::guard::SUSPICIOUS;
 use crate::hooks::{run_hooks, HookContext};
 
 /// How a run runs.
@@ -84,6 +86,9 @@ pub struct RetentionReport {
     pub kept: u64,
     /// Bytes the prune after it gave back.
     pub bytes_reclaimed: u64,
+    /// Why nothing was removed although a policy applies: a snapshot of the
+    /// job here is marked suspicious and waits for `arca confirm`.
+    pub held: Option<String>,
 }
 
 /// What verification found on one destination.
@@ -139,6 +144,10 @@ pub struct RunReport {
     /// What stopped the run before any destination (a before-hook, every
     /// destination unreachable), or the first failure.
     pub error: Option<String>,
+    /// Why the new snapshot looks like a mass change (see
+    /// [`crate::guard`]): it is kept, tagged `suspicious`, and retention
+    /// holds still until `arca confirm`.
+    pub suspicious: Option<String>,
     /// Warnings (a password file others can read, a hook that failed
     /// after the run).
     pub warnings: Vec<String>,
@@ -186,6 +195,7 @@ pub fn run(
         bytes_read: 0,
         snapshot: None,
         error: None,
+        suspicious: None,
         warnings: Vec::new(),
         destinations: job
             .destinations
@@ -287,12 +297,31 @@ fn run_destinations(
         d.duration_ms += t.elapsed().as_millis() as u64;
         match result {
             Ok(done) => {
-                let id = done.id.expect("not a dry run");
-                report.bytes_read += done.snapshot.summary.bytes_read;
-                report.snapshot = Some(done.snapshot.metadata(&id));
+                let mut id = done.id.expect("not a dry run");
+                let mut snap = done.snapshot;
+                report.bytes_read += snap.summary.bytes_read;
+                // Compression is compared with the job's latest backup that
+                // read enough to tell (one with nothing changed reads nothing).
+                let earlier = job_snapshots(repo, job, &snap.host).unwrap_or_default();
+                let baseline = earlier
+                    .iter()
+                    .rev()
+                    .filter(|(e, _)| *e != id)
+                    .map(|(_, s)| &s.summary)
+                    .find(|s| s.bytes_read >= crate::guard::MIN_BYTES);
+                if let Some(why) = job.guard.judge(&snap.summary, baseline) {
+                    // Marked before any copy, so every destination holds
+                    // it marked, and its retention holds still.
+                    match mark_suspicious(repo, &id, opts, progress) {
+                        Ok(marked) => (id, snap) = marked,
+                        Err(e) => report.warnings.push(format!("marking the snapshot suspicious: {e}")),
+                    }
+                    report.suspicious = Some(why);
+                }
+                report.snapshot = Some(snap.metadata(&id));
                 d.primary = true;
                 d.snapshot = Some(id.to_hex());
-                primary = Some((i, id, done.snapshot));
+                primary = Some((i, id, snap));
                 break;
             }
             Err(e) => {
@@ -375,6 +404,68 @@ fn run_destinations(
     }
 }
 
+/// Tags snapshot `id` [`SUSPICIOUS`]; its new id and snapshot (a
+/// snapshot's id is the hash of its file, which holds its tags).
+fn mark_suspicious(
+    repo: &Repository,
+    id: &SnapshotId,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<(SnapshotId, Snapshot), String> {
+    let tag_opts = TagOptions::default()
+        .snapshots(vec![*id])
+        .add(vec![SUSPICIOUS.to_string()])
+        .lock(opts.lock.clone())
+        .cancel(opts.cancel.clone());
+    let done = tag(repo, &tag_opts, progress).map_err(|e| e.report().to_string())?;
+    let new = done.changed.first().map(|c| c.new.clone()).ok_or("the snapshot was not retagged")?;
+    let new = SnapshotId::from_hex(&new).ok_or("a bad id from tag")?;
+    let snap = repo.load_snapshot(&new).map_err(|e| e.report().to_string())?;
+    Ok((new, snap))
+}
+
+/// Removes the [`SUSPICIOUS`] tag from the snapshots of `repo` that have
+/// it (after a person checked them), so that retention applies again: of
+/// job `job` only, or every one. Returns how many were confirmed.
+pub fn confirm(
+    repo: &Repository,
+    job: Option<&str>,
+    lock: &LockOptions,
+    progress: &dyn Progress,
+) -> Result<u64, Error> {
+    let (list, _) = repo.snapshots_matching(&SnapshotFilter::new().tag(SUSPICIOUS))?;
+    let ids: Vec<SnapshotId> = list
+        .into_iter()
+        .filter(|(_, s)| job.is_none_or(|j| s.tags.contains(&job_tag(j))))
+        .map(|(id, _)| id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let opts = TagOptions::default().snapshots(ids).remove(vec![SUSPICIOUS.to_string()]).lock(lock.clone());
+    Ok(tag(repo, &opts, progress)?.changed.len() as u64)
+}
+
+/// [`confirm`] of job `name`'s snapshots on each of its destinations: (destination, how many
+/// snapshots were confirmed, or why it could not be reached).
+pub fn confirm_job(
+    config: &Config,
+    name: &str,
+    opts: &RunOptions,
+) -> Result<Vec<(String, Result<u64, String>)>, String> {
+    let job = config.job(name)?;
+    Ok(job
+        .destinations
+        .iter()
+        .map(|d| {
+            let done = open(&config.repositories[d], opts).and_then(|(repo, _)| {
+                confirm(&repo, Some(&job.name), &opts.lock, &NoProgress).map_err(|e| e.report().to_string())
+            });
+            (d.clone(), done)
+        })
+        .collect())
+}
+
 /// Opens a destination with its password; a warning when its password
 /// file is readable by others.
 fn open(repo: &crate::config::Repository, opts: &RunOptions) -> Result<(Repository, Option<String>), String> {
@@ -396,6 +487,7 @@ fn backup_job(
     let mut tags = job.tags.clone();
     tags.push(job_tag(&job.name));
     let base = BackupOptions::default()
+        .parent_tag(Some(job_tag(&job.name)))
         .excludes(job.exclude.clone())
         .iexcludes(job.iexclude.clone())
         .exclude_caches(job.exclude_caches)
@@ -480,7 +572,28 @@ fn finish(
     d: &mut DestinationReport,
 ) {
     let policy = config.repositories[&d.name].retention.clone().or_else(|| job.retention.clone());
-    if let Some(policy) = policy {
+    let held = match policy.is_some().then(|| job_snapshots(repo, job, host)).transpose() {
+        Ok(list) => list.and_then(|l| {
+            let n = l.len() as u64;
+            let marked = l.iter().filter(|(_, s)| s.tags.iter().any(|t| t == SUSPICIOUS)).count();
+            (marked > 0).then_some((n, marked))
+        }),
+        Err(e) => {
+            d.error = Some(format!("retention: {e}"));
+            return;
+        }
+    };
+    if let Some((kept, marked)) = held {
+        d.retention = Some(RetentionReport {
+            removed: 0,
+            kept,
+            bytes_reclaimed: 0,
+            held: Some(format!(
+                "{marked} snapshots of the job are marked suspicious: nothing is removed until a person checks \
+                 them and runs `arca confirm`"
+            )),
+        });
+    } else if let Some(policy) = policy {
         let forget_opts = ForgetOptions::default()
             .what(Forget::Policy(policy))
             .filter(SnapshotFilter::new().tag(job_tag(&job.name)).host(host))
@@ -493,6 +606,7 @@ fn finish(
                     removed: r.removed().len() as u64,
                     kept: r.kept().len() as u64,
                     bytes_reclaimed: r.prune.as_ref().map_or(0, |p| p.bytes_reclaimed),
+                    held: None,
                 })
             }
             Err(e) => {

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod cat;
 pub mod config;
+pub mod confirm;
 pub mod copy;
 pub mod diff;
 pub mod dump;
@@ -82,6 +83,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Mount(a) => mount::run(cli, a),
         Command::Config(c) => config::run(cli, c),
         Command::Run(a) => run::run(cli, a),
+        Command::Confirm(a) => confirm::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
         Command::Verify(a) => verify::run(cli, a),

@@ -49,7 +49,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
                 parts.push(format!("{} copied", d.copied));
             }
             if let Some(r) = &d.retention {
-                parts.push(format!("retention removed {}, kept {}", r.removed, r.kept));
+                match &r.held {
+                    Some(_) => parts.push(format!(
+                        "retention held ({} kept): a suspicious snapshot waits for `arca confirm`",
+                        r.kept
+                    )),
+                    None => parts.push(format!("retention removed {}, kept {}", r.removed, r.kept)),
+                }
             }
             if let Some(v) = &d.verify {
                 parts.push(format!("verify {} {}", v.mode, if v.valid { "ok" } else { "found damage" }));
@@ -61,5 +67,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             sayln!("  {}{role}: {}", d.name, parts.join("; "));
         }
     }
-    Ok(if report.success { 0 } else { exit::FAILURE })
+    if let Some(why) = &report.suspicious {
+        crate::errln!(
+            "arca: warning: the snapshot is marked suspicious: {why}; retention removes nothing until you check it and run `arca --job {} confirm`",
+            report.job
+        );
+    }
+    Ok(match (report.success, &report.suspicious) {
+        (false, _) => exit::FAILURE,
+        (true, Some(_)) => exit::SUSPICIOUS,
+        (true, None) => 0,
+    })
 }

@@ -19,6 +19,10 @@ pub struct Args {
     /// Only id, time, host and paths.
     #[arg(long)]
     pub compact: bool,
+    /// Only the snapshots a job marked suspicious (a mass change), which
+    /// hold retention until `arca confirm`.
+    #[arg(long)]
+    pub suspicious: bool,
 }
 
 #[derive(Serialize)]
@@ -29,7 +33,11 @@ struct Group {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let list = super::snapshots(&repo, &args.filter.to_filter()?)?;
+    let mut list = super::snapshots(&repo, &args.filter.to_filter()?)?;
+    if args.suspicious {
+        // Besides the other filters (--tag matches any of its tags).
+        list.retain(|(_, s)| s.tags.iter().any(|t| t == arca_jobs::guard::SUSPICIOUS));
+    }
     let groups: Vec<Group> = arca_core::grouped(list, args.group_by.unwrap_or_default(), args.latest)
         .into_iter()
         .map(|(group, list)| Group { group, snapshots: list.iter().map(|(id, s)| s.metadata(id)).collect() })

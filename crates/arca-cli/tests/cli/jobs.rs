@@ -412,3 +412,80 @@ fn a_destination_that_is_down_fails_alone_and_catches_up_when_back() {
     let report = run(&arca, true, &["run", "home"]).ok().json();
     assert_eq!(ju64(destination(&report, "offsite"), "copied"), 1, "{report}");
 }
+
+#[test]
+fn a_mass_change_is_kept_marked_and_holds_retention_until_confirmed() {
+    let w = world(
+        "",
+        "retention = { keep_last = 1 }\n\
+         [jobs.quiet]\nsources = [\"SRC\"]\ndestinations = [\"first\"]\nmass_change_percent = 0\n\
+         retention = { keep_last = 3 }\n",
+        "\"first\", \"second\"",
+    );
+    // The world's tree is random: replace it by text, which compresses.
+    fs::remove_dir_all(&w.src).unwrap();
+    fs::create_dir_all(&w.src).unwrap();
+    for i in 0..40 {
+        let text: String = (0..1500).map(|l| format!("line {l} of file {i}: all is well\n")).collect();
+        fs::write(w.src.join(format!("doc-{i}.txt")), text).unwrap();
+    }
+    let config = w.base.join("arca.toml");
+    let text = fs::read_to_string(&config).unwrap().replace("SRC", w.src.to_str().unwrap());
+    fs::write(&config, text).unwrap();
+    for job in ["home", "quiet", "home", "quiet"] {
+        let report = run(&w.arca, true, &["run", job]).ok().json();
+        assert!(report["suspicious"].is_null(), "{report}");
+    }
+
+    // Every file overwritten with random bytes of the same size.
+    let mut rng = Rng::new(7);
+    for i in 0..40 {
+        let p = w.src.join(format!("doc-{i}.txt"));
+        let len = fs::metadata(&p).unwrap().len() as usize;
+        fs::write(&p, rng.bytes(len)).unwrap();
+    }
+    // The job that only watches compression sees the data stop compressing
+    // (run first: the other job's copy would make the data old news).
+    let report = run(&w.arca, true, &["run", "quiet"]).code_is(5).json();
+    assert!(jstr(&report, "suspicious").contains("does not compress any more"), "{report}");
+    let out = run(&w.arca, true, &["run", "home"]).code_is(5);
+    let report = out.json();
+    assert_eq!(report["success"], true, "the snapshot is kept: {report}");
+    assert!(jstr(&report, "suspicious").contains("100 % of the files changed"), "{report}");
+    assert!(out.stderr.contains("marked suspicious"), "{}", out.describe());
+    for d in ["first", "second"] {
+        let r = &destination(&report, d)["retention"];
+        assert_eq!(ju64(r, "removed"), 0, "{d}: retention holds: {report}");
+        assert!(jstr(r, "held").contains("arca confirm"), "{report}");
+    }
+    let marked = |name: &str, pw: &str| {
+        let a = Arca::with_repo(&w.base, &w.base.join(name)).with_password(pw);
+        a.json(&["snapshots", "--suspicious"]).as_array().unwrap().len()
+    };
+    assert_eq!(
+        (marked("first", LOCAL_PW), marked("second", OTHER_PW)),
+        (2, 1),
+        "marked in every destination (first also holds quiet's)"
+    );
+
+    // Held until confirmed: the next run removes nothing either.
+    fs::write(w.src.join("doc-0.txt"), "fixed").unwrap();
+    let report = run(&w.arca, true, &["run", "home"]).ok().json();
+    assert!(report["suspicious"].is_null(), "{report}");
+    assert_eq!(ju64(&destination(&report, "first")["retention"], "removed"), 0, "{report}");
+    let out = run(&w.arca, false, &["--job", "home", "confirm"]).ok();
+    assert!(out.stdout.contains("first: 1 suspicious snapshots confirmed"), "{}", out.describe());
+    assert!(out.stdout.contains("second: 1 suspicious snapshots confirmed"), "{}", out.describe());
+    assert_eq!(
+        (marked("first", LOCAL_PW), marked("second", OTHER_PW)),
+        (1, 0),
+        "quiet's own mark stays in first"
+    );
+    let report = run(&w.arca, true, &["run", "home"]).ok().json();
+    assert!(
+        ju64(&destination(&report, "second")["retention"], "removed") >= 2,
+        "retention applies again: {report}"
+    );
+    let left = Arca::with_repo(&w.base, &w.base.join("second")).with_password(OTHER_PW).snapshots().len();
+    assert_eq!(left, 1, "keep_last 1");
+}

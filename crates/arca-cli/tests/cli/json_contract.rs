@@ -262,6 +262,8 @@ fn every_json_output_matches_docs_json_md() {
     .unwrap();
     let config_arg = config.to_str().unwrap();
     c.check("run", "RunReport", &arca.json(&["--config", config_arg, "run", "docs"]));
+    c.check("run again", "RunReport", &arca.json(&["--config", config_arg, "run", "docs"]));
+    c.check("confirm", "Confirm", &arca.json(&["confirm"]));
     c.check("config check", "ConfigCheck", &arca.json(&["config", "check", config_arg]));
     let broken = base.join("broken.toml");
     fs::write(&broken, "[jobs.x]\nsources = [\"rel\"]\ndestinations = [\"none\"]\n").unwrap();

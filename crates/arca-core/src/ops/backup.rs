@@ -84,6 +84,10 @@ pub struct BackupOptions {
     pub strategy: Strategy,
     /// Use this snapshot as the parent instead of the strategy's choice.
     pub parent: Option<SnapshotId>,
+    /// Choose the parent only among the snapshots that carry this tag (a
+    /// job's `job:NAME`): two jobs over the same sources then never compare
+    /// against each other's backups. Default: among all.
+    pub parent_tag: Option<String>,
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
     /// Read, chunk and count everything but write nothing (no packs, index
@@ -866,7 +870,10 @@ fn load(repo: &Repository, opts: &BackupOptions, sources: &Sources) -> Result<Lo
     for p in &adopted {
         index.add_pack(p.id, p.size, &p.blobs);
     }
-    let (snapshots, _) = repo.snapshots_lenient()?;
+    let (mut snapshots, _) = repo.snapshots_lenient()?;
+    if let Some(tag) = &opts.parent_tag {
+        snapshots.retain(|(_, s)| s.tags.contains(tag));
+    }
     let (parent, strategy) =
         choose_parent(&snapshots, opts.strategy, &sources.host, &sources.shown, opts.parent)?;
     opts.cancel.check()?;
