@@ -446,13 +446,16 @@ pub fn confirm(
     Ok(tag(repo, &opts, progress)?.changed.len() as u64)
 }
 
+/// How many snapshots a destination had confirmed, or why it could not be reached.
+pub type Confirmed = Result<u64, String>;
+
 /// [`confirm`] of job `name`'s snapshots on each of its destinations: (destination, how many
 /// snapshots were confirmed, or why it could not be reached).
 pub fn confirm_job(
     config: &Config,
     name: &str,
     opts: &RunOptions,
-) -> Result<Vec<(String, Result<u64, String>)>, String> {
+) -> Result<Vec<(String, Confirmed)>, String> {
     let job = config.job(name)?;
     Ok(job
         .destinations
