@@ -138,18 +138,34 @@ impl World {
                 if cmd != Cmd::Backup {
                     self.complete(Cmd::Backup, "preparing");
                 }
+                if cmd == Cmd::Forget {
+                    // Several snapshots to remove: one removal is over in
+                    // a few milliseconds, too soon to be killed reliably.
+                    for _ in 0..3 {
+                        let i = rng.below(40);
+                        write_random(
+                            &self.src.join(format!("d{:02}/file-{i:04}.bin", i % 10)),
+                            100_000,
+                            rng.next_u64(),
+                        );
+                        self.complete(Cmd::Backup, "preparing");
+                    }
+                }
                 if cmd == Cmd::Prune {
                     self.complete(Cmd::Forget, "preparing");
                 }
             }
             Cmd::Copy => {
-                // Something new to copy.
-                let i = rng.below(40);
-                write_random(
-                    &self.src.join(format!("d{:02}/file-{i:04}.bin", i % 10)),
-                    500_000,
-                    rng.next_u64(),
-                );
+                // Something new to copy: a copy reads only what changed
+                // since the snapshot copied before, so a fifth of the tree.
+                for _ in 0..8 {
+                    let i = rng.below(40);
+                    write_random(
+                        &self.src.join(format!("d{:02}/file-{i:04}.bin", i % 10)),
+                        500_000,
+                        rng.next_u64(),
+                    );
+                }
                 self.complete(Cmd::Backup, "preparing");
             }
             Cmd::Restore => {
@@ -267,6 +283,9 @@ fn sigkill_at_random_points_of_every_command() {
     let kept = jstr(&arca.backup(&[&src], &["--tag", "kept"]), "id").to_string();
     let kept_ref = base.join("kept-ref");
     cp_a(&src, &kept_ref);
+    // The target holds a first copy, so that calibration times a copy of
+    // what changed, as every later copy is.
+    arca.run_env(false, &["copy", "--to", copy_to.to_str().unwrap()], &[("ARCA_TO_PASSWORD", PASSWORD)]).ok();
     let mut w = World {
         base,
         src,

@@ -47,6 +47,9 @@ pub struct CopyResult {
     /// Bytes those blobs take in the target (compressed and sealed, pack
     /// headers not counted).
     pub bytes_added: u64,
+    /// Blobs read from the source: those of the snapshots' trees and files
+    /// that no earlier copy already mapped (see [`copy`]).
+    pub blobs_read: u64,
 }
 
 struct Copier<'a> {
@@ -60,15 +63,60 @@ struct Copier<'a> {
     trees: Mutex<HashMap<TreeId, TreeId>>,
     progress: &'a dyn Progress,
     cancel: &'a Cancel,
+    /// The target's index, to read the trees of an earlier copy.
+    dst_index: Arc<Index>,
+    /// Blobs read from the source.
+    read: std::sync::atomic::AtomicU64,
 }
 
 impl Copier<'_> {
+    /// Maps the trees and data of source tree `s` to those of `d`, its copy
+    /// made by an earlier run (the same entries, other ids), so that what
+    /// did not change since is not read and re-encrypted again. Reads trees
+    /// only. A pair that does not match entry for entry is left unmapped
+    /// (it is then copied as any other tree); a tree that does not read is
+    /// likewise, since mapping only saves work.
+    fn seed(&self, s: &TreeId, d: &TreeId, depth: usize) {
+        if depth > crate::repository::walk::MAX_DEPTH
+            || self.cancel.is_cancelled()
+            || self.trees.lock().unwrap_or_else(|p| p.into_inner()).contains_key(s)
+        {
+            return;
+        }
+        let (Ok(st), Ok(dt)) =
+            (self.src.load_tree(self.src_index, s), self.dst.load_tree(&self.dst_index, d))
+        else {
+            return;
+        };
+        let same = st.nodes.len() == dt.nodes.len()
+            && st.nodes.iter().zip(&dt.nodes).all(|(a, b)| {
+                a.name == b.name
+                    && a.kind == b.kind
+                    && a.content.len() == b.content.len()
+                    && a.subtree.is_some() == b.subtree.is_some()
+            });
+        if !same {
+            return;
+        }
+        for (a, b) in st.nodes.iter().zip(&dt.nodes) {
+            if let (Some(sa), Some(sb)) = (a.subtree, b.subtree) {
+                self.seed(&sa, &sb, depth + 1);
+            }
+            if a.kind == NodeKind::File {
+                let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+                data.extend(a.content.iter().copied().zip(b.content.iter().copied()));
+            }
+        }
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(*s, *d);
+    }
+
     fn data(&self, id: &DataId) -> Result<DataId> {
         if let Some(t) = self.data.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*t);
         }
         self.cancel.check()?;
         let data = self.src.read_blob(self.src_index, id)?;
+        self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let target = DataId(self.dst.crypto().blob_id(&data));
         if self.packer.claim(target) {
             self.packer.add(BlobType::Data, target, &data)?;
@@ -89,6 +137,7 @@ impl Copier<'_> {
         }
         self.cancel.check()?;
         let tree = self.src.load_tree(self.src_index, id)?;
+        self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nodes = tree
             .nodes
             .into_par_iter()
@@ -168,12 +217,29 @@ fn copy_inner(
         src,
         src_index,
         dst,
-        packer: Packer::cancellable(dst, dst_index, IdSet::default(), false, 2, cancel.clone()),
+        packer: Packer::cancellable(dst, dst_index.clone(), IdSet::default(), false, 2, cancel.clone()),
         data: Mutex::new(HashMap::new()),
         trees: Mutex::new(HashMap::new()),
         progress,
         cancel,
+        dst_index,
+        read: Default::default(),
     };
+    // The newest snapshot of the same source copied before, whose original
+    // is still there: what it shares with the snapshots to copy (for a
+    // job's next backup, all but what changed) is mapped, not read again.
+    if let Some((_, first)) = snapshots.iter().find(|(sid, _)| !present.contains_key(sid)) {
+        let mut earlier: Vec<&Snapshot> = existing
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.original.is_some() && t.same_source(&first.host, &first.paths))
+            .collect();
+        earlier.sort_by_key(|t| std::cmp::Reverse(t.timestamp()));
+        let pair = earlier.into_iter().find_map(|t| Some((src.load_snapshot(&t.original?).ok()?, t)));
+        if let Some((s, t)) = pair {
+            copier.seed(&s.tree, &t.tree, 0);
+        }
+    }
     progress.phase(Phase::Copying);
     let mut result = CopyResult::default();
     let mut pending: Vec<(SnapshotId, Snapshot)> = Vec::new();
@@ -186,6 +252,7 @@ fn copy_inner(
         pending
             .push((*sid, Snapshot { tree, original: Some(snap.original.unwrap_or(*sid)), ..snap.clone() }));
     }
+    result.blobs_read = copier.read.load(std::sync::atomic::Ordering::Relaxed);
     let Copier { packer, .. } = copier;
     progress.phase(Phase::WritingIndex);
     let stats = packer.finish()?;
@@ -201,4 +268,62 @@ fn copy_inner(
         result.copied.push(Copied { source: sid.to_hex(), target: tid.to_hex() });
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::ops::backup::{backup, BackupOptions};
+    use crate::ops::restore::{restore, RestoreOptions};
+    use crate::progress::NoProgress;
+    use crate::repository::InitOptions;
+
+    fn repo(path: &Path, pw: &str) -> Repository {
+        let backend = Arc::new(arca_backend::LocalBackend::new(path.to_path_buf()));
+        Repository::init(backend.clone(), Some(pw), &InitOptions::default()).unwrap();
+        Repository::open(backend, Some(pw)).unwrap()
+    }
+
+    fn latest(r: &Repository) -> (SnapshotId, Snapshot) {
+        r.snapshots_lenient().unwrap().0.pop().unwrap()
+    }
+
+    #[test]
+    fn a_second_copy_reads_only_what_changed_and_restores_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_dir = dir.path().join("src");
+        for d in 0..5 {
+            std::fs::create_dir_all(src_dir.join(format!("d{d}"))).unwrap();
+            for f in 0..20 {
+                std::fs::write(src_dir.join(format!("d{d}/f{f}")), format!("{d}/{f} ").repeat(100)).unwrap();
+            }
+        }
+        let (a, b) = (repo(&dir.path().join("a"), "pa"), repo(&dir.path().join("b"), "pb"));
+        let opts = BackupOptions::default().paths(vec![src_dir.clone()]);
+        backup(&a, &opts, &NoProgress).unwrap();
+        let first = copy(&a, &b, &[latest(&a)], &CopyOptions::default(), &NoProgress).unwrap();
+        assert!(first.blobs_read >= 100, "the first copy reads every file: {first:?}");
+
+        std::fs::write(src_dir.join("d3/f7"), "changed").unwrap();
+        backup(&a, &opts, &NoProgress).unwrap();
+        let second = copy(&a, &b, &[latest(&a)], &CopyOptions::default(), &NoProgress).unwrap();
+        assert_eq!(second.copied.len(), 1);
+        // The changed file's chunk, and the trees from it to the root.
+        assert!(second.blobs_read <= 8, "only what changed is read again: {second:?}");
+
+        let target = dir.path().join("restored");
+        let (id, _) = latest(&b);
+        let done = restore(&b, &id, &RestoreOptions::default().target(target.clone()), &NoProgress).unwrap();
+        assert!(done.success);
+        let back = target.join(src_dir.strip_prefix("/").unwrap());
+        for d in 0..5 {
+            for f in 0..20 {
+                let want =
+                    if (d, f) == (3, 7) { "changed".to_string() } else { format!("{d}/{f} ").repeat(100) };
+                assert_eq!(std::fs::read_to_string(back.join(format!("d{d}/f{f}"))).unwrap(), want);
+            }
+        }
+    }
 }
