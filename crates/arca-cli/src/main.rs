@@ -148,6 +148,7 @@ Environment:
   ARCA_TO_PASSWORD_FILE  a file holding it
   ARCA_CACHE_DIR         the cache folder [default: ~/.cache/arca]
   ARCA_CONFIG            the arca.toml of jobs and repositories, as --config
+  ARCA_STATE_DIR         where jobs keep their last run [default: ~/.local/state/arca]
 The repository's password comes from --password-file or --password-command
 when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
 (the first one set), else from a prompt on a terminal.";

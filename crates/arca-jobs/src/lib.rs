@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod guard;
+pub mod health;
 mod hooks;
 pub mod run;
 pub mod secrets;

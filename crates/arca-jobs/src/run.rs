@@ -26,7 +26,7 @@ use arca_core::progress::{NoProgress, Progress};
 use arca_core::{
     Cancel, CommandOutput, Error, LockOptions, Repository, Snapshot, SnapshotFilter, SnapshotId,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Job, Source, VerifyAfter};
 use crate::guard::SUSPICIOUS;
@@ -47,6 +47,9 @@ pub struct RunOptions {
     /// Where a restore test restores (a fresh folder below it, removed
     /// afterwards); the system's temporary folder by default.
     pub scratch: Option<PathBuf>,
+    /// Where the run's report is kept as the job's last run (for
+    /// `status --job`); none: not kept.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -75,10 +78,15 @@ impl RunOptions {
         self.scratch = s;
         self
     }
+    /// The folder the last run is kept in.
+    pub fn state_dir(mut self, d: Option<PathBuf>) -> Self {
+        self.state_dir = d;
+        self
+    }
 }
 
 /// What retention did on one destination.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RetentionReport {
     /// Snapshots removed.
     pub removed: u64,
@@ -92,19 +100,19 @@ pub struct RetentionReport {
 }
 
 /// What verification found on one destination.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Nothing damaged or missing, and the restore test (if any) passed.
     pub valid: bool,
     /// What was checked: `structure`, `read-data`, `read-data-subset`,
     /// `restore-test`.
-    pub mode: &'static str,
+    pub mode: String,
     /// Files damaged or gone, by path.
     pub damaged: Vec<String>,
 }
 
 /// One destination's part of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestinationReport {
     /// Its name in the configuration.
     pub name: String,
@@ -130,10 +138,12 @@ pub struct DestinationReport {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// The job's name.
     pub job: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
     /// Every destination succeeded.
     pub success: bool,
     /// Bytes read from the sources: once, whatever the number of
@@ -191,6 +201,7 @@ pub fn run(
     let started = Instant::now();
     let mut report = RunReport {
         job: job.name.clone(),
+        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         success: false,
         bytes_read: 0,
         snapshot: None,
@@ -238,6 +249,11 @@ pub fn run(
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(dir) = &opts.state_dir {
+        if let Err(e) = crate::health::save_last_run(dir, &report) {
+            report.warnings.push(format!("keeping the run's report in {}: {e}", dir.display()));
+        }
+    }
     Ok(report)
 }
 
@@ -471,7 +487,10 @@ pub fn confirm_job(
 
 /// Opens a destination with its password; a warning when its password
 /// file is readable by others.
-fn open(repo: &crate::config::Repository, opts: &RunOptions) -> Result<(Repository, Option<String>), String> {
+pub(crate) fn open(
+    repo: &crate::config::Repository,
+    opts: &RunOptions,
+) -> Result<(Repository, Option<String>), String> {
     let (password, warning) = crate::secrets::password(repo)?;
     let location = arca_backend::location::open(&repo.url).map_err(|e| e.to_string())?;
     let mut r = Repository::open(location.backend, Some(&password)).map_err(|e| e.report().to_string())?;
@@ -657,7 +676,7 @@ fn finish(
             }
         }
     }
-    d.verify = Some(VerifyReport { valid, mode, damaged });
+    d.verify = Some(VerifyReport { valid, mode: mode.to_string(), damaged });
     if valid {
         d.success = true;
     } else {

@@ -185,6 +185,15 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
     Ok(repo)
 }
 
+/// Where jobs keep their last run (for `status --job`): `ARCA_STATE_DIR`,
+/// else `~/.local/state/arca`.
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("ARCA_STATE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::state_dir().map(|d| d.join("arca")))
+}
+
 /// `ARCA_CACHE_DIR`, else `~/.cache/arca`.
 pub fn cache_root() -> Option<std::path::PathBuf> {
     std::env::var_os("ARCA_CACHE_DIR")

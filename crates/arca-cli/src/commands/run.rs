@@ -23,7 +23,8 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         .strategy(args.strategy)
         .lock(super::lock_options(cli))
         .cancel(crate::signals::cancel())
-        .cache_root(super::cache_root());
+        .cache_root(super::cache_root())
+        .state_dir(super::state_dir());
     let bar = progress::for_command(cli, "backed up");
     let report = arca_jobs::run(&config, &args.job, &opts, bar.as_progress());
     bar.done();

@@ -489,3 +489,101 @@ fn a_mass_change_is_kept_marked_and_holds_retention_until_confirmed() {
     let left = Arca::with_repo(&w.base, &w.base.join("second")).with_password(OTHER_PW).snapshots().len();
     assert_eq!(left, 1, "keep_last 1");
 }
+
+#[test]
+fn status_of_a_job_shows_each_destination_s_health() {
+    if !require_root("status_of_a_job_shows_each_destination_s_health", "a read-only tmpfs as a destination")
+    {
+        return;
+    }
+    // A third destination on a tmpfs, remounted read-only later.
+    let tmp = tempdir();
+    let ro = canonical(tmp.path()).join("ro");
+    fs::create_dir_all(&ro).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=20m", "tmpfs"])
+        .arg(&ro)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        skip("status_of_a_job_shows_each_destination_s_health", "mount -t tmpfs failed");
+        return;
+    }
+    let _guard = MountGuard(ro.clone());
+    let ro_repo = ro.join("repo");
+    init(tmp.path(), ro_repo.to_str().unwrap(), OTHER_PW);
+    let w = world(
+        &format!(
+            "[repositories.third]\nurl = \"{}\"\npassword_env = \"THIRD_PW\"\npriority = 3\n",
+            ro_repo.display()
+        ),
+        "",
+        "\"first\", \"second\", \"third\"",
+    );
+    let mut arca = w.arca.clone();
+    arca.env.push(("THIRD_PW".into(), OTHER_PW.into()));
+    arca.env.push(("ARCA_STATE_DIR".into(), w.base.join("state").into()));
+    let health = |code: i32| run(&arca, true, &["--job", "home", "status"]).code_is(code).json();
+    let of =
+        |h: &Value, name: &str| jarr(h, "destinations").iter().find(|d| d["name"] == name).unwrap().clone();
+
+    // Before any run: reachable and writable, nothing on record.
+    let h = health(0);
+    assert!(h["last_run"].is_null() && h["healthy"] == true, "{h}");
+    run(&arca, true, &["run", "home"]).ok();
+    let h = health(0);
+    assert_eq!(h["last_run"]["success"], true, "{h}");
+    for name in ["first", "second", "third"] {
+        let d = of(&h, name);
+        assert_eq!((d["reachable"].as_bool(), d["writable"].as_bool()), (Some(true), Some(true)), "{d}");
+        assert_eq!((ju64(&d, "snapshots"), ju64(&d, "missing")), (1, 0), "{d}");
+        assert!(ju64(&d, "space_left") > 0, "a local store says its free space: {d}");
+        assert_eq!(d["last_run"]["verify"]["valid"], true, "{d}");
+    }
+    assert!(ju64(&of(&h, "third"), "space_left") <= 20 << 20, "the tmpfs's own space: {h}");
+
+    // `second` goes away for a run: unreachable, then missing what it missed.
+    fs::rename(w.base.join("second"), w.base.join("second.away")).unwrap();
+    let h = health(1);
+    let d = of(&h, "second");
+    assert!(d["reachable"] == false && jstr(&d, "error").starts_with("unreachable: "), "{d}");
+    fs::write(w.src.join("more"), "more").unwrap();
+    run(&arca, true, &["run", "home"]).code_is(1);
+    fs::rename(w.base.join("second.away"), w.base.join("second")).unwrap();
+    let h = health(1);
+    let d = of(&h, "second");
+    assert_eq!(ju64(&d, "missing"), 1, "{d}");
+    assert!(jstr(&d, "error").contains("the last run failed here"), "{d}");
+    assert_eq!(h["last_run"]["success"], false);
+    run(&arca, true, &["run", "home"]).ok();
+    assert_eq!(ju64(&of(&health(0), "second"), "missing"), 0);
+
+    // A lock held in `first` is listed; `third` turned read-only is not writable.
+    let mut cmd = Arca::with_repo(&w.base, &w.base.join("first"))
+        .with_password(LOCAL_PW)
+        .command(false, &["backup", "--stdin"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut held = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_dir(w.base.join("first/locks")).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the backup took no lock");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let remounted = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(&ro).status().unwrap();
+    assert!(remounted.success());
+    let h = health(1);
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let locks = jarr(&of(&h, "first"), "locks").clone();
+    assert!(locks.len() == 1 && jstr(&locks[0], "holder").starts_with("backup by "), "{h}");
+    let d = of(&h, "third");
+    assert!(d["reachable"] == true && d["writable"] == false, "{d}");
+    assert!(jstr(&d, "error").starts_with("not writable: "), "{d}");
+    let out = run(&arca, false, &["--job", "home", "status"]).code_is(1);
+    assert!(
+        out.stdout.contains("job home: NOT HEALTHY") && out.stdout.contains("NOT WRITABLE"),
+        "{}",
+        out.describe()
+    );
+}

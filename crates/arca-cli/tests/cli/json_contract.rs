@@ -135,6 +135,31 @@ impl Contract {
     }
 }
 
+/// Waits (at most 30 s) until a lock file is in `repo`.
+fn wait_for_lock(repo: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no lock appeared in {}", repo.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `cmd` without the harness's `--repo REPO` (for --job, which names the
+/// repository itself).
+fn without_repo(cmd: std::process::Command) -> std::process::Command {
+    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let at = args.iter().position(|a| a == "--repo").expect("the harness gives --repo");
+    let mut clean = std::process::Command::new(cmd.get_program());
+    clean.args(args[..at].iter().chain(&args[at + 2..]));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => clean.env(k, v),
+            None => clean.env_remove(k),
+        };
+    }
+    clean
+}
+
 #[test]
 fn every_json_output_matches_docs_json_md() {
     let tmp = tempdir();
@@ -203,11 +228,7 @@ fn every_json_output_matches_docs_json_md() {
     let mut held = arca.command(false, &["backup", "--stdin"]);
     held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut held = held.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while fs::read_dir(arca.repo.join("locks")).map_or(0, |d| d.count()) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the backup took no lock");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_lock(&arca.repo);
     let status = arca.json(&["status"]);
     held.kill().unwrap();
     held.wait().unwrap();
@@ -264,6 +285,21 @@ fn every_json_output_matches_docs_json_md() {
     c.check("run", "RunReport", &arca.json(&["--config", config_arg, "run", "docs"]));
     c.check("run again", "RunReport", &arca.json(&["--config", config_arg, "run", "docs"]));
     c.check("confirm", "Confirm", &arca.json(&["confirm"]));
+    let mut in_state = arca.clone();
+    in_state.env.push(("ARCA_STATE_DIR".into(), base.join("state").into()));
+    in_state.run_json(&["--config", config_arg, "run", "docs"]).ok();
+    // While a backup holds a lock in the job's first destination.
+    let mut held = arca.command(false, &["backup", "--stdin"]);
+    held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut held = held.spawn().unwrap();
+    wait_for_lock(&arca.repo);
+    let health = run_command(without_repo(
+        in_state.command(true, &["--config", config_arg, "--job", "docs", "status"]),
+    ));
+    held.kill().unwrap();
+    held.wait().unwrap();
+    c.check("status --job", "JobHealth", &health.ok().json());
+    arca.json(&["unlock", "--remove-all"]);
     c.check("config check", "ConfigCheck", &arca.json(&["config", "check", config_arg]));
     let broken = base.join("broken.toml");
     fs::write(&broken, "[jobs.x]\nsources = [\"rel\"]\ndestinations = [\"none\"]\n").unwrap();

@@ -57,3 +57,12 @@ pub fn unlock(repo: &Repository, remove_all: bool) -> Result<Unlocked> {
     }
     Ok(out)
 }
+
+/// Whether the repository takes writes: a shared lock is written and
+/// removed again (what any backup does first). The error says why not
+/// (a read-only mount, a full disk, read-only credentials).
+pub fn probe_write(repo: &Repository) -> Result<()> {
+    let lock = repo.lock(false, "status")?;
+    drop(lock);
+    Ok(())
+}
