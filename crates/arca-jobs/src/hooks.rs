@@ -1,6 +1,6 @@
 //! A job's hooks: shell commands run in order around a run, each with the
-//! run's context in its environment (`ARCA_JOB`, `ARCA_RESULT`,
-//! `ARCA_SNAPSHOT`, `ARCA_ERROR`). Their output goes to stderr, so that a
+//! run's context in its environment (`ARCA_JOB`, `ARCA_HOOK`, `ARCA_RESULT`,
+//! `ARCA_SNAPSHOT`, `ARCA_ERROR`, `ARCA_PRIMARY`, `ARCA_FAILED_DESTINATIONS`). Their output goes to stderr, so that a
 //! run's `--json` document stays alone on stdout.
 
 use std::process::{Command, Stdio};
@@ -16,6 +16,10 @@ pub struct HookContext {
     pub snapshot: Option<String>,
     /// What failed.
     pub error: Option<String>,
+    /// The destination the sources were backed up into.
+    pub primary: Option<String>,
+    /// The destinations that failed, by name.
+    pub failed: Vec<String>,
 }
 
 /// Runs `hooks` (of kind `kind`: before, after, on_failure, finally) in
@@ -39,6 +43,14 @@ pub fn run_hooks(kind: &str, hooks: &[String], context: &HookContext) -> Result<
         match &context.error {
             Some(e) => cmd.env("ARCA_ERROR", e),
             None => cmd.env_remove("ARCA_ERROR"),
+        };
+        match &context.primary {
+            Some(p) => cmd.env("ARCA_PRIMARY", p),
+            None => cmd.env_remove("ARCA_PRIMARY"),
+        };
+        match context.success {
+            Some(_) => cmd.env("ARCA_FAILED_DESTINATIONS", context.failed.join(",")),
+            None => cmd.env_remove("ARCA_FAILED_DESTINATIONS"),
         };
         let status = cmd.status().map_err(|e| format!("{kind} hook `{hook}`: {e}"))?;
         if !status.success() {

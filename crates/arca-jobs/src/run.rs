@@ -240,6 +240,8 @@ pub fn run(
         success: Some(report.success),
         snapshot: report.snapshot.as_ref().map(|m| m.id.clone()),
         error: report.error.clone(),
+        primary: report.destinations.iter().find(|d| d.primary).map(|d| d.name.clone()),
+        failed: report.destinations.iter().filter(|d| !d.success).map(|d| d.name.clone()).collect(),
     };
     let after = if report.success { &job.hooks.after } else { &job.hooks.on_failure };
     let kind = if report.success { "after" } else { "on_failure" };

@@ -74,9 +74,16 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
             report.job
         );
     }
-    Ok(match (report.success, &report.suspicious) {
-        (false, _) => exit::FAILURE,
-        (true, Some(_)) => exit::SUSPICIOUS,
-        (true, None) => 0,
+    let unread = report.snapshot.as_ref().map_or(0, |s| s.summary.errors.len());
+    if unread > 0 {
+        crate::errln!(
+            "arca: warning: {unread} paths could not be read (listed above, and in the snapshot's summary.errors); the snapshot holds everything else"
+        );
+    }
+    Ok(match (report.success, &report.suspicious, unread) {
+        (false, _, _) => exit::FAILURE,
+        (true, Some(_), _) => exit::SUSPICIOUS,
+        (true, None, 1..) => exit::PARTIAL,
+        (true, None, 0) => 0,
     })
 }

@@ -308,7 +308,9 @@ fn hooks_run_in_order_with_their_environment_and_a_failing_before_stops_the_run(
     let log = base.join("hooks.log");
     let hook = |kind: &str| {
         format!(
-            "echo {kind} $ARCA_JOB $ARCA_HOOK ${{ARCA_RESULT:-none}} ${{ARCA_SNAPSHOT:-none}} >> {}",
+            // An empty list of failed destinations prints nothing.
+            "echo {kind} $ARCA_JOB $ARCA_HOOK ${{ARCA_RESULT:-none}} ${{ARCA_SNAPSHOT:-none}} ${{ARCA_PRIMARY:-none}} \
+             ${{ARCA_FAILED_DESTINATIONS-unset}} >> {}",
             log.display()
         )
     };
@@ -327,9 +329,9 @@ fn hooks_run_in_order_with_their_environment_and_a_failing_before_stops_the_run(
     assert_eq!(
         lines,
         vec![
-            "before home before none none".to_string(),
-            format!("after home after success {id}"),
-            format!("finally home finally success {id}"),
+            "before home before none none none unset".to_string(),
+            format!("after home after success {id} first"),
+            format!("finally home finally success {id} first"),
         ]
     );
     // A before-hook that fails: nothing backed up, the failure hooks run.
@@ -343,9 +345,9 @@ fn hooks_run_in_order_with_their_environment_and_a_failing_before_stops_the_run(
     assert_eq!(
         lines,
         vec![
-            "before home before none none".to_string(),
-            "on_failure home on_failure failure none".to_string(),
-            "finally home finally failure none".to_string(),
+            "before home before none none none unset".to_string(),
+            "on_failure home on_failure failure none none first".to_string(),
+            "finally home finally failure none none first".to_string(),
         ]
     );
     let snaps = Arca::with_repo(&w.base, &w.base.join("first")).with_password(LOCAL_PW).snapshots();
@@ -586,4 +588,50 @@ fn status_of_a_job_shows_each_destination_s_health() {
         "{}",
         out.describe()
     );
+}
+
+#[test]
+fn a_run_that_cannot_read_some_files_keeps_the_rest_and_exits_3() {
+    use std::os::unix::fs::chown;
+    const NOBODY: u32 = 65534;
+    if !require_root("a_run_that_cannot_read_some_files", "switching to uid 65534 needs root") {
+        return;
+    }
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    chmod(&base, 0o777);
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("readable.txt"), "fine").unwrap();
+    fs::write(src.join("secret.bin"), "unreadable").unwrap();
+    let home = base.join("home");
+    fs::create_dir_all(home.join("cache")).unwrap();
+    for p in [&src, &src.join("readable.txt"), &src.join("secret.bin"), &home, &home.join("cache")] {
+        chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    chmod(&src.join("secret.bin"), 0o000);
+    let mut arca = Arca::new(&base);
+    arca.wrapper = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"].map(Into::into).to_vec();
+    arca.with_password(LOCAL_PW).init();
+    let pw = password_file(&base, "pw", LOCAL_PW);
+    chown(&pw, Some(NOBODY), Some(NOBODY)).unwrap();
+    let config = base.join("arca.toml");
+    fs::write(
+        &config,
+        format!(
+            "[repositories.r]\nurl = \"{}\"\npassword_file = \"{}\"\n[jobs.j]\nsources = [\"{}\"]\ndestinations = [\"r\"]\n",
+            arca.repo.display(),
+            pw.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    arca.env.push(("ARCA_CONFIG".into(), config.into()));
+    let out = run(&arca, true, &["run", "j"]).code_is(3);
+    let report = out.json();
+    assert_eq!(report["success"], true, "{report}");
+    let errors = jarr(&report["snapshot"]["summary"], "errors");
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(jstr(&errors[0], "path"), src.join("secret.bin").display().to_string());
+    assert!(out.stderr.contains("1 paths could not be read"), "{}", out.describe());
 }
