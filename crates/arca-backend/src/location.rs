@@ -58,10 +58,16 @@ pub enum Parsed {
 /// Reads the location `s` without opening anything: the checks of
 /// [`open`], for a configuration checked before it is used.
 pub fn parse(s: &str) -> Result<Parsed, LocationError> {
+    parse_with(s, &|k| std::env::var(k).ok())
+}
+
+/// [`parse`], with the settings of object storage (`AWS_ENDPOINT_URL`,
+/// `AWS_REGION`, the keys…) from `setting` rather than the environment.
+pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, LocationError> {
     let invalid = |m: String| Err(LocationError::Invalid(m));
     let path = match s {
         s if s.starts_with("s3://") => {
-            return S3Config::from_url_and_env(s).map(Parsed::S3).map_err(LocationError::Invalid);
+            return S3Config::from_url(s, setting).map(Parsed::S3).map_err(LocationError::Invalid);
         }
         s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
         s if other_tools_scheme(s).is_some() => {
@@ -87,7 +93,12 @@ pub fn parse(s: &str) -> Result<Parsed, LocationError> {
 /// repository is found when it is opened). A relative path is taken from
 /// the current folder.
 pub fn open(s: &str) -> Result<Location, LocationError> {
-    match parse(s)? {
+    open_parsed(parse(s)?)
+}
+
+/// Opens a location [`parse_with`] read.
+pub fn open_parsed(parsed: Parsed) -> Result<Location, LocationError> {
+    match parsed {
         Parsed::S3(config) => Ok(Location { backend: Arc::new(S3Backend::new(config)?), local_path: None }),
         Parsed::Local(path) => {
             Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })

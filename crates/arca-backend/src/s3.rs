@@ -59,6 +59,17 @@ impl S3Config {
     /// `AWS_ENDPOINT_URL`, `AWS_REGION` (or `AWS_DEFAULT_REGION`),
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
     pub fn from_url_and_env(url: &str) -> std::result::Result<S3Config, String> {
+        S3Config::from_url(url, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses `s3://bucket/prefix`, taking the settings
+    /// [`S3Config::from_url_and_env`] reads from the environment from
+    /// `setting` instead (a configuration file's own values for one
+    /// repository, falling back to the environment).
+    pub fn from_url(
+        url: &str,
+        setting: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<S3Config, String> {
         let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url}: not an s3:// URL"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -70,7 +81,7 @@ impl S3Config {
                  hyphens, starting and ending with a letter or digit)"
             ));
         }
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let env = |k: &str| setting(k).filter(|v| !v.is_empty());
         Ok(S3Config {
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),

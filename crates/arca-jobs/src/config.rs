@@ -76,6 +76,24 @@ pub struct Repository {
     pub priority: u32,
     /// Retention here, replacing the job's.
     pub retention: Option<Policy>,
+    /// Object storage settings of this repository, replacing the
+    /// environment's `AWS_*` for it alone.
+    pub s3: S3Settings,
+}
+
+/// A repository's own object storage settings (each `None`: the
+/// environment's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// `AWS_ENDPOINT_URL` for this repository.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` for this repository.
+    pub region: Option<String>,
+    /// A file of `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…` lines
+    /// (readable by its owner only): the keys, never in arca.toml itself.
+    pub keys_file: Option<PathBuf>,
+    /// Virtual-host addressing (`bucket.host`), as `ARCA_S3_VIRTUAL_HOST_STYLE`.
+    pub virtual_host_style: Option<bool>,
 }
 
 /// What a job backs up.
@@ -258,6 +276,10 @@ struct RawRepository {
     #[serde(default = "default_priority")]
     priority: u32,
     retention: Option<Spanned<RawRetention>>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_keys_file: Option<String>,
+    s3_virtual_host_style: Option<bool>,
 }
 
 fn default_priority() -> u32 {
@@ -396,6 +418,16 @@ impl Checker<'_> {
             }
         };
         let retention = r.retention.and_then(|p| self.retention(&format!("repository {name}"), p));
+        let s3 = S3Settings {
+            endpoint: r.s3_endpoint,
+            region: r.s3_region,
+            keys_file: r.s3_keys_file.map(PathBuf::from),
+            virtual_host_style: r.s3_virtual_host_style,
+        };
+        if s3 != S3Settings::default() && !r.url.get_ref().starts_with("s3://") {
+            self.error(r.url.span(), format!("repository {name}: s3_* settings are for an s3:// url"));
+            ok = false;
+        }
         match (ok, password) {
             (true, Some(password)) => Some(Repository {
                 name: name.to_string(),
@@ -403,6 +435,7 @@ impl Checker<'_> {
                 password,
                 priority: r.priority,
                 retention,
+                s3,
             }),
             _ => None,
         }
@@ -783,6 +816,16 @@ exclude_larger_than = "lots"
     }
 
     #[test]
+    fn object_storage_settings_are_for_s3_urls_only() {
+        let ok = "[repositories.b2]\nurl = \"s3://bucket/x\"\npassword_env = \"PW\"\ns3_endpoint = \"https://e\"\ns3_keys_file = \"/k\"\n";
+        let c = Config::parse(ok, "t.toml").unwrap();
+        assert_eq!(c.repositories["b2"].s3.keys_file, Some(PathBuf::from("/k")));
+        let got = errors("[repositories.l]\nurl = \"/srv/l\"\npassword_env = \"PW\"\ns3_region = \"x\"\n");
+        assert_eq!((got[0].0, got[0].1), (2, 7), "{got:?}");
+        assert!(got[0].2.contains("s3_* settings are for an s3:// url"), "{got:?}");
+    }
+
+    #[test]
     fn sizes_and_places() {
         assert_eq!(parse_size("500M"), Some(500 << 20));
         assert_eq!(parse_size("2GiB"), Some(2 << 30));
@@ -816,6 +859,12 @@ pub struct ShownRepository {
     pub priority: u32,
     /// Its own retention.
     pub retention: Option<Policy>,
+    /// Its own object storage endpoint.
+    pub s3_endpoint: Option<String>,
+    /// Its own region.
+    pub s3_region: Option<String>,
+    /// The file its keys are read from.
+    pub s3_keys_file: Option<String>,
 }
 
 /// A job of [`Shown`].
@@ -876,6 +925,9 @@ impl Config {
                     password,
                     priority: r.priority,
                     retention: r.retention.clone(),
+                    s3_endpoint: r.s3.endpoint.clone(),
+                    s3_region: r.s3.region.clone(),
+                    s3_keys_file: r.s3.keys_file.as_ref().map(|p| p.display().to_string()),
                 };
                 (n.clone(), shown)
             })

@@ -259,8 +259,8 @@ pub fn run(
     Ok(report)
 }
 
-/// A destination opened (with a warning about its password file), or why not.
-type Opened = Result<(Repository, Option<String>), String>;
+/// A destination opened (with warnings about its secret files), or why not.
+type Opened = Result<(Repository, Vec<String>), String>;
 /// A destination's copy of the new snapshot and how many were copied, or why not.
 type Copied = Result<(SnapshotId, u64), String>;
 
@@ -487,19 +487,20 @@ pub fn confirm_job(
         .collect())
 }
 
-/// Opens a destination with its password; a warning when its password
-/// file is readable by others.
+/// Opens a destination with its password and settings; warnings when its
+/// password or keys file is readable by others.
 pub(crate) fn open(
     repo: &crate::config::Repository,
     opts: &RunOptions,
-) -> Result<(Repository, Option<String>), String> {
+) -> Result<(Repository, Vec<String>), String> {
     let (password, warning) = crate::secrets::password(repo)?;
-    let location = arca_backend::location::open(&repo.url).map_err(|e| e.to_string())?;
+    let (location, keys_warning) = crate::secrets::location(repo)?;
+    let warnings: Vec<String> = warning.into_iter().chain(keys_warning).collect();
     let mut r = Repository::open(location.backend, Some(&password)).map_err(|e| e.report().to_string())?;
     if let Some(root) = &opts.cache_root {
         r.set_cache_root(root);
     }
-    Ok((r, warning))
+    Ok((r, warnings))
 }
 
 fn backup_job(

@@ -50,3 +50,57 @@ pub fn password(repo: &Repository) -> Result<(String, Option<String>), String> {
     }
     Ok((pw, warning))
 }
+
+/// Opens the storage of `repo`, its own object storage settings (endpoint,
+/// region, keys from its keys file) before the environment's; a warning
+/// when the keys file can be read by others.
+pub fn location(repo: &Repository) -> Result<(arca_backend::location::Location, Option<String>), String> {
+    let mut own: Vec<(String, String)> = Vec::new();
+    let mut warning = None;
+    if let Some(path) = &repo.s3.keys_file {
+        let what = format!("repository {}: s3_keys_file {}", repo.name, path.display());
+        let meta = std::fs::metadata(path).map_err(|e| format!("{what}: {e}"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warning = Some(format!("{what} can be read by others (mode {mode:04o}): chmod 600 it"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // Never the line itself in an error: it holds a key.
+            let (k, v) =
+                line.split_once('=').ok_or_else(|| format!("{what}: line {} is not KEY=VALUE", n + 1))?;
+            let k = k.trim();
+            if !matches!(k, "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY") {
+                return Err(format!(
+                    "{what}: line {}: {k:?} is not AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY",
+                    n + 1
+                ));
+            }
+            own.push((k.to_string(), v.trim().to_string()));
+        }
+    }
+    if let Some(e) = &repo.s3.endpoint {
+        own.push(("AWS_ENDPOINT_URL".into(), e.clone()));
+    }
+    if let Some(r) = &repo.s3.region {
+        own.push(("AWS_REGION".into(), r.clone()));
+    }
+    if let Some(v) = repo.s3.virtual_host_style {
+        own.push(("ARCA_S3_VIRTUAL_HOST_STYLE".into(), if v { "1" } else { "0" }.into()));
+    }
+    let setting = |k: &str| {
+        own.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).or_else(|| match k {
+            // A repository with its own region is not sent the
+            // environment's default region instead.
+            "AWS_DEFAULT_REGION" if repo.s3.region.is_some() => None,
+            k => std::env::var(k).ok(),
+        })
+    };
+    let parsed = arca_backend::location::parse_with(&repo.url, &setting).map_err(|e| e.to_string())?;
+    let location = arca_backend::location::open_parsed(parsed).map_err(|e| e.to_string())?;
+    Ok((location, warning))
+}

@@ -102,7 +102,10 @@ pub fn run(cli: &Cli) -> Result<u8> {
 
 pub fn locate(cli: &Cli) -> Result<Location> {
     if let Some(repo) = job_repository(cli)? {
-        let l = arca_backend::location::open(&repo.url)?;
+        let (l, warning) = arca_jobs::secrets::location(&repo).map_err(anyhow::Error::msg)?;
+        if let Some(w) = warning {
+            crate::errln!("arca: warning: {w}");
+        }
         return Ok(Location { backend: l.backend, is_default: false, local_path: l.local_path });
     }
     location::resolve(cli.repo.as_deref())

@@ -59,6 +59,12 @@ fn run(arca: &Arca, json: bool, args: &[&str]) -> Out {
         cmd.arg("--json");
     }
     cmd.args(args);
+    // Object storage settings come from arca.toml (or a test's own env).
+    for k in
+        ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"]
+    {
+        cmd.env_remove(k);
+    }
     for (k, v) in template.get_envs() {
         match v {
             Some(v) => cmd.env(k, v),
@@ -368,17 +374,50 @@ fn a_destination_that_is_down_fails_alone_and_catches_up_when_back() {
     let mut s3_arca = Arca::with_repo(&base, Path::new(s3)).with_password(OTHER_PW);
     s3_arca.env.extend(server.aws_env());
     s3_arca.init();
+    // The destination's own endpoint, region and keys (from a keys file),
+    // none from the environment: arca.toml can name two clouds.
+    let env: BTreeMap<String, String> = server
+        .aws_env()
+        .into_iter()
+        .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+        .collect();
+    let keys = base.join("offsite.keys");
+    fs::write(
+        &keys,
+        format!(
+            "# offsite\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o600)).unwrap();
     let w = world(
-        &format!("[repositories.offsite]\nurl = \"{s3}\"\npassword_env = \"OFFSITE_PW\"\npriority = 3\n"),
+        &format!(
+            "[repositories.offsite]\nurl = \"{s3}\"\npassword_env = \"OFFSITE_PW\"\npriority = 3\n\
+             s3_endpoint = \"{}\"\ns3_region = \"{}\"\ns3_keys_file = \"{}\"\n",
+            env["AWS_ENDPOINT_URL"],
+            env["AWS_REGION"],
+            keys.display()
+        ),
         "verify_after_backup = \"structure\"",
         "\"first\", \"offsite\"",
     );
     let mut arca = w.arca.clone();
-    arca.env.extend(server.aws_env());
     arca.env.push(("OFFSITE_PW".into(), OTHER_PW.into()));
 
-    let report = run(&arca, true, &["run", "home"]).ok().json();
+    let out = run(&arca, true, &["run", "home"]).ok();
+    assert!(
+        !out.stdout.contains(&env["AWS_SECRET_ACCESS_KEY"])
+            && !out.stderr.contains(&env["AWS_SECRET_ACCESS_KEY"])
+    );
+    let report = out.json();
     assert_eq!(ju64(destination(&report, "offsite"), "copied"), 1, "{report}");
+    let out = run(&arca, false, &["config", "show"]).ok();
+    assert!(
+        out.stdout.contains("offsite.keys") && !out.stdout.contains(&env["AWS_SECRET_ACCESS_KEY"]),
+        "{}",
+        out.describe()
+    );
 
     // The S3 server goes down: the local destination still gets its
     // snapshot; the run fails, naming offsite.
