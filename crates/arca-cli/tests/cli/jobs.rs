@@ -674,3 +674,51 @@ fn a_run_that_cannot_read_some_files_keeps_the_rest_and_exits_3() {
     assert_eq!(jstr(&errors[0], "path"), src.join("secret.bin").display().to_string());
     assert!(out.stderr.contains("1 paths could not be read"), "{}", out.describe());
 }
+
+#[test]
+fn the_example_and_docs_config_md_name_the_same_keys_and_discovery_finds_the_file() {
+    // Every key the shipped example uses is documented in docs/config.md.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let example: toml::Table =
+        fs::read_to_string(format!("{root}/contrib/arca.example.toml")).unwrap().parse().unwrap();
+    let docs = fs::read_to_string(format!("{root}/docs/config.md")).unwrap();
+    fn keys(t: &toml::Table, depth: usize, out: &mut Vec<String>) {
+        for (k, v) in t {
+            // The two tables (documented as [repositories.NAME] and
+            // [jobs.NAME]) and the names in them (the user's).
+            if depth >= 2 {
+                out.push(k.clone());
+            }
+            if let toml::Value::Table(sub) = v {
+                keys(sub, depth + 1, out);
+            }
+        }
+    }
+    let mut used = Vec::new();
+    keys(&example, 0, &mut used);
+    assert!(used.len() > 25, "{used:?}");
+    for k in used {
+        assert!(docs.contains(&format!("`{k}`")), "docs/config.md does not document `{k}`");
+    }
+
+    // Without --config or ARCA_CONFIG, ~/.config/arca/arca.toml is read.
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    let dir = arca.home.join(".config/arca");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("arca.toml"), "[repositories.r]\nurl = \"/srv/r\"\npassword_env = \"PW\"\n").unwrap();
+    if Path::new("/etc/arca/arca.toml").exists() {
+        skip("config discovery", "/etc/arca/arca.toml exists on this machine and comes first");
+        return;
+    }
+    let out = run(&arca, false, &["config", "check"]).ok();
+    assert!(
+        out.stdout.contains(".config/arca/arca.toml: valid: 0 jobs, 1 repositories"),
+        "{}",
+        out.describe()
+    );
+    fs::remove_file(dir.join("arca.toml")).unwrap();
+    let out = run(&arca, false, &["config", "check"]).code_is(1);
+    assert!(out.stderr.contains("no arca.toml: give --config FILE, set ARCA_CONFIG"), "{}", out.describe());
+}
