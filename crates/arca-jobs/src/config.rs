@@ -51,21 +51,25 @@ impl ConfigErrors {
 }
 
 /// How a repository's password is found: never in the file itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Shown (`config show`) as its kind and file or variable; a command is
+/// masked, since it may hold the password.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PasswordSource {
     /// The first line of this file (which should be readable by its owner
     /// alone).
     File(PathBuf),
     /// The first line this shell command prints.
-    Command(String),
+    Command(#[serde(serialize_with = "masked")] String),
     /// This environment variable.
     Env(String),
 }
 
 /// A repository a job backs up to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Repository {
     /// Its name in `[repositories.NAME]`.
+    #[serde(skip)]
     pub name: String,
     /// Where it is: a path, `file:///path` or `s3://bucket/prefix`.
     pub url: String,
@@ -78,12 +82,13 @@ pub struct Repository {
     pub retention: Option<Policy>,
     /// Object storage settings of this repository, replacing the
     /// environment's `AWS_*` for it alone.
+    #[serde(skip_serializing_if = "S3Settings::is_empty")]
     pub s3: S3Settings,
 }
 
 /// A repository's own object storage settings (each `None`: the
 /// environment's).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct S3Settings {
     /// `AWS_ENDPOINT_URL` for this repository.
     pub endpoint: Option<String>,
@@ -96,10 +101,19 @@ pub struct S3Settings {
     pub virtual_host_style: Option<bool>,
 }
 
+impl S3Settings {
+    /// Nothing set: the environment's settings apply.
+    pub fn is_empty(&self) -> bool {
+        *self == S3Settings::default()
+    }
+}
+
 /// What a job backs up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Files and folders.
+    #[serde(rename = "sources")]
     Paths(Vec<PathBuf>),
     /// What a command prints (a database dump), stored as one file; the
     /// run fails, leaving no snapshot, when the command fails.
@@ -111,7 +125,8 @@ pub enum Source {
     },
 }
 
-/// What a run checks after backing up, on every destination.
+/// What a run checks after backing up, on every destination. Shown as
+/// written in arca.toml (`read-data-subset:5%`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum VerifyAfter {
     /// Nothing.
@@ -129,7 +144,7 @@ pub enum VerifyAfter {
 
 /// Shell commands run around a job (`sh -c`), with the run's context in
 /// their environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Hooks {
     /// Before anything; one that fails stops the run, with its reason.
     pub before: Vec<String>,
@@ -142,11 +157,13 @@ pub struct Hooks {
 }
 
 /// A named backup job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Job {
     /// Its name in `[jobs.NAME]`.
+    #[serde(skip)]
     pub name: String,
     /// What it backs up.
+    #[serde(flatten)]
     pub source: Source,
     /// Exclude globs, as `backup --exclude`.
     pub exclude: Vec<String>,
@@ -177,13 +194,16 @@ pub struct Job {
     /// Commands around the run.
     pub hooks: Hooks,
     /// When a run's snapshot is marked suspicious.
+    #[serde(flatten)]
     pub guard: crate::guard::Guard,
 }
 
-/// A whole `arca.toml`, checked.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A whole `arca.toml`, checked; serialized (`arca config show`) with every
+/// default filled in and no secret.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Config {
     /// The file it was read from.
+    #[serde(rename = "file")]
     pub path: Option<PathBuf>,
     /// The repositories, by name.
     pub repositories: BTreeMap<String, Repository>,
@@ -424,7 +444,7 @@ impl Checker<'_> {
             keys_file: r.s3_keys_file.map(PathBuf::from),
             virtual_host_style: r.s3_virtual_host_style,
         };
-        if s3 != S3Settings::default() && !r.url.get_ref().starts_with("s3://") {
+        if !s3.is_empty() && !r.url.get_ref().starts_with("s3://") {
             self.error(r.url.span(), format!("repository {name}: s3_* settings are for an s3:// url"));
             ok = false;
         }
@@ -668,6 +688,30 @@ impl Checker<'_> {
     }
 }
 
+/// A password command's place in `config show`.
+fn masked<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("(masked)")
+}
+
+impl std::fmt::Display for VerifyAfter {
+    /// As arca.toml writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyAfter::None => f.write_str("none"),
+            VerifyAfter::Structure => f.write_str("structure"),
+            VerifyAfter::ReadData => f.write_str("read-data"),
+            VerifyAfter::ReadDataSubset(s) => write!(f, "read-data-subset:{s}"),
+            VerifyAfter::RestoreTest => f.write_str("restore-test"),
+        }
+    }
+}
+
+impl serde::Serialize for VerifyAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// `none`, `structure`, `read-data`, `read-data-subset:5%` (or `:2/5`),
 /// `restore-test`.
 fn parse_verify(s: &str) -> Result<VerifyAfter, String> {
@@ -832,156 +876,5 @@ exclude_larger_than = "lots"
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(line_column("ab\ncdé\nf", 7), (2, 4));
-    }
-}
-
-/// The effective configuration as `arca config show` prints it: every
-/// default filled in, every secret masked (a password command may hold a
-/// password; files and variables are only named).
-#[derive(Debug, serde::Serialize)]
-pub struct Shown {
-    /// The file read.
-    pub file: Option<String>,
-    /// The repositories.
-    pub repositories: BTreeMap<String, ShownRepository>,
-    /// The jobs.
-    pub jobs: BTreeMap<String, ShownJob>,
-}
-
-/// A repository of [`Shown`].
-#[derive(Debug, serde::Serialize)]
-pub struct ShownRepository {
-    /// Where it is.
-    pub url: String,
-    /// `file /path`, `command (masked)`, `env VAR`.
-    pub password: String,
-    /// Its priority.
-    pub priority: u32,
-    /// Its own retention.
-    pub retention: Option<Policy>,
-    /// Its own object storage endpoint.
-    pub s3_endpoint: Option<String>,
-    /// Its own region.
-    pub s3_region: Option<String>,
-    /// The file its keys are read from.
-    pub s3_keys_file: Option<String>,
-}
-
-/// A job of [`Shown`].
-#[derive(Debug, serde::Serialize)]
-pub struct ShownJob {
-    /// The paths backed up.
-    pub sources: Vec<String>,
-    /// The command whose output is backed up, and the name it is stored as.
-    pub command: Option<Vec<String>>,
-    /// The file name of the command's output.
-    pub stdin_filename: Option<String>,
-    /// Exclude globs.
-    pub exclude: Vec<String>,
-    /// Exclude globs ignoring case.
-    pub iexclude: Vec<String>,
-    /// Cache folders left out.
-    pub exclude_caches: bool,
-    /// Marker files that leave their folder out.
-    pub exclude_if_present: Vec<String>,
-    /// The largest file backed up, in bytes.
-    pub exclude_larger_than: Option<u64>,
-    /// Stays on the sources' filesystems.
-    pub one_file_system: bool,
-    /// By priority.
-    pub destinations: Vec<String>,
-    /// `full`, `incremental` or `differential`.
-    pub strategy: String,
-    /// The job's retention.
-    pub retention: Option<Policy>,
-    /// What is checked after a backup.
-    pub verify_after_backup: String,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// The host recorded.
-    pub host: Option<String>,
-    /// Hooks by kind.
-    pub hooks: BTreeMap<String, Vec<String>>,
-    /// The mass-change guard's share of files, in percent (0: off).
-    pub mass_change_percent: f64,
-    /// Whether data that stopped compressing is suspicious.
-    pub mass_change_compression: bool,
-}
-
-impl Config {
-    /// The configuration with its defaults and without its secrets.
-    pub fn shown(&self) -> Shown {
-        let repositories = self
-            .repositories
-            .iter()
-            .map(|(n, r)| {
-                let password = match &r.password {
-                    PasswordSource::File(p) => format!("file {}", p.display()),
-                    PasswordSource::Command(_) => "command (masked)".to_string(),
-                    PasswordSource::Env(v) => format!("env {v}"),
-                };
-                let shown = ShownRepository {
-                    url: r.url.clone(),
-                    password,
-                    priority: r.priority,
-                    retention: r.retention.clone(),
-                    s3_endpoint: r.s3.endpoint.clone(),
-                    s3_region: r.s3.region.clone(),
-                    s3_keys_file: r.s3.keys_file.as_ref().map(|p| p.display().to_string()),
-                };
-                (n.clone(), shown)
-            })
-            .collect();
-        let jobs = self
-            .jobs
-            .iter()
-            .map(|(n, j)| {
-                let (sources, command, stdin_filename) = match &j.source {
-                    Source::Paths(p) => (p.iter().map(|p| p.display().to_string()).collect(), None, None),
-                    Source::Command { argv, filename } => {
-                        (Vec::new(), Some(argv.clone()), Some(filename.clone()))
-                    }
-                };
-                let hooks = [
-                    ("before", &j.hooks.before),
-                    ("after", &j.hooks.after),
-                    ("on_failure", &j.hooks.on_failure),
-                    ("finally", &j.hooks.finally),
-                ]
-                .into_iter()
-                .filter(|(_, h)| !h.is_empty())
-                .map(|(k, h)| (k.to_string(), h.clone()))
-                .collect();
-                let verify = match &j.verify_after_backup {
-                    VerifyAfter::None => "none".to_string(),
-                    VerifyAfter::Structure => "structure".to_string(),
-                    VerifyAfter::ReadData => "read-data".to_string(),
-                    VerifyAfter::ReadDataSubset(s) => format!("read-data-subset:{s}"),
-                    VerifyAfter::RestoreTest => "restore-test".to_string(),
-                };
-                let shown = ShownJob {
-                    sources,
-                    command,
-                    stdin_filename,
-                    exclude: j.exclude.clone(),
-                    iexclude: j.iexclude.clone(),
-                    exclude_caches: j.exclude_caches,
-                    exclude_if_present: j.exclude_if_present.clone(),
-                    exclude_larger_than: j.exclude_larger_than,
-                    one_file_system: j.one_file_system,
-                    destinations: j.destinations.clone(),
-                    strategy: j.strategy.as_str().to_string(),
-                    retention: j.retention.clone(),
-                    verify_after_backup: verify,
-                    tags: j.tags.clone(),
-                    host: j.host.clone(),
-                    hooks,
-                    mass_change_percent: j.guard.changed_percent,
-                    mass_change_compression: j.guard.compression,
-                };
-                (n.clone(), shown)
-            })
-            .collect();
-        Shown { file: self.path.as_ref().map(|p| p.display().to_string()), repositories, jobs }
     }
 }

@@ -18,14 +18,17 @@ pub const MIN_FILES: u64 = 20;
 /// Below this many bytes read, compression is not judged.
 pub const MIN_BYTES: u64 = 1 << 20;
 
-/// What the guard looks for (per job, in arca.toml).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What the guard looks for (per job, in arca.toml, whose key names it
+/// shows under).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Guard {
     /// The share of the parent's files changed or removed, in percent,
     /// from which a run is suspicious; 0 turns it off.
+    #[serde(rename = "mass_change_percent")]
     pub changed_percent: f64,
     /// Whether new data that stored at more than 95 % of its size, where
     /// the parent's stored at less than 80 %, is suspicious.
+    #[serde(rename = "mass_change_compression")]
     pub compression: bool,
 }
 

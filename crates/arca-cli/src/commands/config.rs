@@ -62,11 +62,10 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> Result<u8> {
         }
         ConfigCommand::Show => {
             let config = super::load_config(cli)?;
-            let shown = config.shown();
             if cli.json {
-                output::json(&shown)?;
+                output::json(&config)?;
             } else {
-                let text = toml::to_string(&shown)?;
+                let text = toml::to_string(&config)?;
                 for line in text.lines() {
                     outln!("{line}");
                 }

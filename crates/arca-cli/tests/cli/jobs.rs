@@ -133,7 +133,7 @@ fn config_check_names_each_mistake_and_accepts_the_shipped_example() {
     assert!(out.stdout.contains("valid: 2 jobs, 3 repositories"), "{}", out.describe());
     let out = run(&arca, false, &["--config", example, "config", "show"]).ok();
     assert!(
-        out.stdout.contains("command (masked)") && !out.stdout.contains("offsite.pw\""),
+        out.stdout.contains("command = \"(masked)\"") && !out.stdout.contains("offsite.pw\""),
         "{}",
         out.describe()
     );
