@@ -275,15 +275,3 @@ impl Drop for StdinHeld {
         self.finish();
     }
 }
-
-/// The name of the first file to appear in `dir` (waits up to 30 s).
-fn wait_for_file(dir: &Path) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(e) = fs::read_dir(dir).ok().and_then(|mut d| d.next()) {
-            return e.unwrap().file_name().into_string().unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "no file appeared in {}", dir.display());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}

@@ -606,11 +606,7 @@ fn status_of_a_job_shows_each_destination_s_health() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut held = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while fs::read_dir(w.base.join("first/locks")).map_or(0, |d| d.count()) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the backup took no lock");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_file(&w.base.join("first/locks"));
     let remounted = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(&ro).status().unwrap();
     assert!(remounted.success());
     let h = health(1);

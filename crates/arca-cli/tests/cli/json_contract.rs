@@ -135,15 +135,6 @@ impl Contract {
     }
 }
 
-/// Waits (at most 30 s) until a lock file is in `repo`.
-fn wait_for_lock(repo: &std::path::Path) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no lock appeared in {}", repo.display());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// `cmd` without the harness's `--repo REPO` (for --job, which names the
 /// repository itself).
 fn without_repo(cmd: std::process::Command) -> std::process::Command {
@@ -228,7 +219,7 @@ fn every_json_output_matches_docs_json_md() {
     let mut held = arca.command(false, &["backup", "--stdin"]);
     held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut held = held.spawn().unwrap();
-    wait_for_lock(&arca.repo);
+    wait_for_file(&arca.repo.join("locks"));
     let status = arca.json(&["status"]);
     held.kill().unwrap();
     held.wait().unwrap();
@@ -292,7 +283,7 @@ fn every_json_output_matches_docs_json_md() {
     let mut held = arca.command(false, &["backup", "--stdin"]);
     held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut held = held.spawn().unwrap();
-    wait_for_lock(&arca.repo);
+    wait_for_file(&arca.repo.join("locks"));
     let health = run_command(without_repo(
         in_state.command(true, &["--config", config_arg, "--job", "docs", "status"]),
     ));
