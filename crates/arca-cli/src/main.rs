@@ -31,6 +31,9 @@ pub struct Cli {
     /// its first destination by priority.
     #[arg(long, global = true, value_name = "JOB")]
     pub job: Option<String>,
+    /// With --job: use this destination of the job instead of its first.
+    #[arg(long, global = true, value_name = "NAME", requires = "job")]
+    pub destination: Option<String>,
     /// Read the password from this file (first line). Wins over every
     /// password variable of the environment.
     #[arg(long, global = true, value_name = "FILE")]

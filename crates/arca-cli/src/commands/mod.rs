@@ -135,13 +135,22 @@ pub fn load_config(cli: &Cli) -> Result<arca_jobs::Config> {
 }
 
 /// With `--job JOB`: the repository of the job's first destination (by
-/// priority), whose location and password the command uses.
+/// priority), or the one `--destination` names, whose location and
+/// password the command uses.
 pub fn job_repository(cli: &Cli) -> Result<Option<arca_jobs::config::Repository>> {
     let Some(name) = &cli.job else { return Ok(None) };
     let config = load_config(cli)?;
     let job = config.job(name).map_err(anyhow::Error::msg)?;
-    let first = &job.destinations[0];
-    Ok(Some(config.repositories[first].clone()))
+    let chosen = match &cli.destination {
+        None => &job.destinations[0],
+        Some(d) => job.destinations.iter().find(|x| *x == d).ok_or_else(|| {
+            anyhow::anyhow!(
+                "job {name} has no destination {d:?}: its destinations are {}",
+                job.destinations.join(", ")
+            )
+        })?,
+    };
+    Ok(Some(config.repositories[chosen].clone()))
 }
 
 /// The password flags of the command line.

@@ -250,6 +250,11 @@ fn one_read_of_the_sources_reaches_every_destination() {
     // `--job` works on the job's first destination with its password.
     let out = run(&w.arca, false, &["--job", "home", "snapshots"]).ok();
     assert!(out.stdout.contains("1 snapshots") && out.stdout.contains("job:home"), "{}", out.describe());
+    // --destination picks another destination of the job, with its own password.
+    let out = run(&w.arca, true, &["--job", "home", "--destination", "second", "snapshots"]).ok();
+    assert_eq!(jstr(&out.json()[0], "id"), jstr(second, "snapshot"), "{}", out.describe());
+    let out = run(&w.arca, false, &["--job", "home", "--destination", "third", "snapshots"]).code_is(1);
+    assert!(out.stderr.contains("its destinations are first, second"), "{}", out.describe());
     let out = run(&w.arca, false, &["--job", "home", "--repo", "/x", "snapshots"]).code_is(1);
     assert!(out.stderr.contains("either --job or --repo"), "{}", out.describe());
     let out = run(&w.arca, false, &["--job", "nope", "snapshots"]).code_is(1);

@@ -950,13 +950,17 @@ pub fn wait_logged(child: &mut Child, log: &Path) -> (Option<i32>, String, Strin
 }
 
 /// The name of the first file to appear in `dir` (a lock in `locks/`, say),
-/// waiting up to 30 s for one.
+/// waiting up to 30 s for one. Temporary names (`.tmp-…`, which a write
+/// renames into place) are not files yet.
 #[track_caller]
 pub fn wait_for_file(dir: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(e) = fs::read_dir(dir).ok().and_then(|mut d| d.next()) {
-            return e.expect("read the folder").file_name().to_string_lossy().into_owned();
+        let found = fs::read_dir(dir).ok().and_then(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| !n.starts_with('.'))
+        });
+        if let Some(name) = found {
+            return name;
         }
         assert!(Instant::now() < deadline, "no file appeared in {} within 30 s", dir.display());
         std::thread::sleep(Duration::from_millis(20));

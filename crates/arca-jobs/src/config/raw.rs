@@ -1,0 +1,98 @@
+//! The file as written, before it is checked: serde's view, with the place
+//! (`Spanned`) of every value a check may find fault with.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) repositories: BTreeMap<String, Spanned<RawRepository>>,
+    #[serde(default)]
+    pub(super) jobs: BTreeMap<String, Spanned<RawJob>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRepository {
+    pub(super) url: Spanned<String>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) password_command: Option<Spanned<String>>,
+    pub(super) password_env: Option<Spanned<String>>,
+    #[serde(default = "default_priority")]
+    pub(super) priority: u32,
+    pub(super) retention: Option<Spanned<RawRetention>>,
+    pub(super) s3_endpoint: Option<String>,
+    pub(super) s3_region: Option<String>,
+    pub(super) s3_keys_file: Option<String>,
+    pub(super) s3_virtual_host_style: Option<bool>,
+}
+
+pub(super) fn default_priority() -> u32 {
+    100
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) keep_last: Option<u32>,
+    pub(super) keep_hourly: Option<u32>,
+    pub(super) keep_daily: Option<u32>,
+    pub(super) keep_weekly: Option<u32>,
+    pub(super) keep_monthly: Option<u32>,
+    pub(super) keep_yearly: Option<u32>,
+    pub(super) keep_within: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) keep_tags: Vec<String>,
+    pub(super) max_versions: Option<u32>,
+    pub(super) max_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_empty: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJob {
+    #[serde(default)]
+    pub(super) sources: Vec<Spanned<String>>,
+    pub(super) command: Option<Spanned<Vec<String>>>,
+    pub(super) stdin_filename: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) iexclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) exclude_caches: bool,
+    #[serde(default)]
+    pub(super) exclude_if_present: Vec<String>,
+    pub(super) exclude_larger_than: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) one_file_system: bool,
+    pub(super) destinations: Spanned<Vec<Spanned<String>>>,
+    pub(super) strategy: Option<Spanned<String>>,
+    pub(super) retention: Option<Spanned<RawRetention>>,
+    pub(super) verify_after_backup: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) tags: Vec<Spanned<String>>,
+    pub(super) host: Option<String>,
+    #[serde(default)]
+    pub(super) hooks: RawHooks,
+    pub(super) mass_change_percent: Option<Spanned<u32>>,
+    pub(super) mass_change_compression: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    #[serde(default)]
+    pub(super) before: Vec<String>,
+    #[serde(default)]
+    pub(super) after: Vec<String>,
+    #[serde(default)]
+    pub(super) on_failure: Vec<String>,
+    #[serde(default)]
+    pub(super) finally: Vec<String>,
+}
