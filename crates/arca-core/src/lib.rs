@@ -12,9 +12,9 @@
 //! Every engine takes the repository lock it needs itself (shared to read
 //! or add, exclusive to delete; see [`LockOptions`]), can be stopped through
 //! the [`Cancel`] handle in its options, and reports [`progress`] in named
-//! phases. Engines are blocking: they run their parallel work on the
-//! library's own thread pool (big stacks for deep trees, whatever thread
-//! calls them), and an async program calls them from
+//! phases. Engines are blocking: they run their parallel work on a thread
+//! pool of their own for the call (big stacks for deep trees, whatever
+//! thread calls them), and an async program calls them from
 //! `tokio::task::spawn_blocking` or a thread of its own, never directly
 //! from a task.
 //!

@@ -8,8 +8,8 @@
 //! program embedding arca needs no stack setup of its own, and its own
 //! rayon pools (if any) are left alone.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -17,20 +17,21 @@ use crate::error::{Error, Result};
 /// touches count (a 2,047-level backup touches a few MiB).
 pub const STACK: usize = 256 << 20;
 
-static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
 /// 0: the available parallelism.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many worker threads the engines use (0: one per available
-/// core, the default). It takes effect only before the pool starts, at the
-/// first engine call; returns whether the pool has (or will have) `n`
-/// threads.
+thread_local! {
+    /// Whether this thread is a worker of an engine's pool.
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets how many worker threads each engine call uses (0: one per
+/// available core, the default); takes effect at the next engine call.
+/// Returns true (kept for callers written when the pool was shared and
+/// could be started already).
 pub fn set_threads(n: usize) -> bool {
     THREADS.store(n, Ordering::Relaxed);
-    match POOL.get() {
-        Some(p) => p.current_num_threads() == threads(n),
-        None => true,
-    }
+    true
 }
 
 fn threads(n: usize) -> usize {
@@ -40,30 +41,31 @@ fn threads(n: usize) -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn pool() -> Result<&'static rayon::ThreadPool> {
-    if let Some(p) = POOL.get() {
-        return Ok(p);
+/// Runs `f` on a thread of a pool of its own, and every rayon call inside it
+/// (par_iter, join) on that pool too; the caller's thread waits. Called from
+/// a worker (an engine calling another), `f` runs right there, in the same
+/// pool. From a thread of another rayon pool, `f` still runs on a pool of
+/// arca's (that thread helps its own pool meanwhile, rayon's `install`
+/// rule), so its stack never matters.
+///
+/// Why a pool per call, not one shared by every engine: a rayon worker that
+/// waits in a `join` runs whatever work is queued meanwhile, so in a shared
+/// pool another engine's call could start on a worker that holds a paused
+/// engine's stack, and block there (waiting for a lock, say) until that
+/// engine cannot go on either: a prune waiting for a backup's lock stalled
+/// the backup itself for the whole wait. Engine calls are coarse (a backup,
+/// a prune), so a few threads started per call cost nothing measurable.
+pub(crate) fn install<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    if WORKER.with(Cell::get) {
+        return f();
     }
-    let built = rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads(THREADS.load(Ordering::Relaxed)))
         .stack_size(STACK)
         .thread_name(|i| format!("arca-worker-{i}"))
+        .start_handler(|_| WORKER.with(|w| w.set(true)))
         .build()
         .map_err(|source| Error::ThreadPool { source })?;
-    // Two first calls at once: one pool is kept, the other dropped.
-    Ok(POOL.get_or_init(|| built))
-}
-
-/// Runs `f` on a thread of the pool, and every rayon call inside it (par_iter,
-/// join) on the pool too; the caller's thread waits. Called from a worker of
-/// the pool (an engine calling another), `f` runs right there. From a
-/// thread of another rayon pool, `f` still runs here (that thread helps its
-/// own pool meanwhile, rayon's `install` rule), so its stack never matters.
-pub(crate) fn install<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    let pool = pool()?;
-    if pool.current_thread_index().is_some() {
-        return f();
-    }
     pool.install(f)
 }
 
@@ -102,5 +104,58 @@ mod tests {
         assert!(name.is_some_and(|n| n.starts_with("arca-worker-")), "moved out of a foreign pool");
         let expected: u64 = (1..=2_000u32).map(|i| (i as u8) as u64).sum();
         assert_eq!(install(|| Ok(deep(2_000))).unwrap(), expected);
+    }
+
+    /// An engine whose worker waits in a `join` is not held up by another
+    /// engine's call that blocks (a prune waiting for a lock): each call has
+    /// its own workers. With one pool shared by both, the waiting worker
+    /// ran the blocking call on top of the first engine's stack, and the
+    /// first engine finished only after it.
+    #[test]
+    fn a_blocking_engine_call_does_not_hold_up_another() {
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+        let (go, wait) = mpsc::channel::<()>();
+        let wait = std::sync::Mutex::new(wait);
+        let (in_join, joined) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                install(|| {
+                    rayon::join(
+                        // Slow enough that the other half is taken by
+                        // another worker, and then waits for it.
+                        || {
+                            in_join.send(()).unwrap();
+                            std::thread::sleep(Duration::from_millis(300));
+                        },
+                        || {
+                            let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                        },
+                    );
+                    Ok(Instant::now())
+                })
+                .unwrap()
+            });
+            joined.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            // Another engine call that blocks for 3 s.
+            let second = s.spawn(|| {
+                install(|| {
+                    std::thread::sleep(Duration::from_secs(3));
+                    Ok(())
+                })
+                .unwrap()
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            let released = Instant::now();
+            go.send(()).unwrap();
+            let finished = first.join().unwrap();
+            second.join().unwrap();
+            assert!(
+                finished.duration_since(released) < Duration::from_millis(1500),
+                "the first engine waited {:?} for the second one's block",
+                finished.duration_since(released)
+            );
+        });
     }
 }
