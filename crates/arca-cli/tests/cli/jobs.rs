@@ -46,30 +46,14 @@ fn init(base: &Path, repo: &str, password: &str) {
 /// `--repo` (a job names its repository) and no ARCA_PASSWORD (every
 /// password comes from the configuration).
 fn run(arca: &Arca, json: bool, args: &[&str]) -> Out {
-    let template = arca.command(false, &[] as &[&str]);
-    let mut cmd = match arca.wrapper.split_first() {
-        None => std::process::Command::new(ARCA),
-        Some((program, rest)) => {
-            let mut c = std::process::Command::new(program);
-            c.args(rest).arg(ARCA);
-            c
-        }
-    };
-    if json {
-        cmd.arg("--json");
-    }
-    cmd.args(args);
+    let mut cmd = without_repo(arca.command(json, args));
     // Object storage settings come from arca.toml (or a test's own env).
     for k in
         ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"]
     {
-        cmd.env_remove(k);
-    }
-    for (k, v) in template.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
+        if !arca.env.iter().any(|(e, _)| e == k) {
+            cmd.env_remove(k);
+        }
     }
     cmd.env_remove("ARCA_PASSWORD");
     let out = run_command(cmd);

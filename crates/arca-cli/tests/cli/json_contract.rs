@@ -135,22 +135,6 @@ impl Contract {
     }
 }
 
-/// `cmd` without the harness's `--repo REPO` (for --job, which names the
-/// repository itself).
-fn without_repo(cmd: std::process::Command) -> std::process::Command {
-    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let at = args.iter().position(|a| a == "--repo").expect("the harness gives --repo");
-    let mut clean = std::process::Command::new(cmd.get_program());
-    clean.args(args[..at].iter().chain(&args[at + 2..]));
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => clean.env(k, v),
-            None => clean.env_remove(k),
-        };
-    }
-    clean
-}
-
 #[test]
 fn every_json_output_matches_docs_json_md() {
     let tmp = tempdir();

@@ -182,13 +182,11 @@ fn prefix_of(prefix: &str, what: &str) -> Result<String> {
 fn unique(repo: &Repository, kind: FileKind, prefix: &str) -> Result<String> {
     let what = kind.dir().trim_end_matches('s');
     let prefix = prefix_of(prefix, what)?;
-    let mut found = repo.backend().list(kind)?.into_iter().map(|e| e.name).filter(|n| n.starts_with(&prefix));
-    match (found.next(), found.next()) {
-        (Some(one), None) => Ok(one),
-        (None, _) => Err(Error::Invalid(format!("no {what} {prefix} in {}", repo.location()))),
-        (Some(_), Some(_)) => {
-            Err(Error::Invalid(format!("{prefix} names more than one {what}: give more digits")))
-        }
+    let mut found = repo.names_with_prefix(kind, &prefix)?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::Invalid(format!("no {what} {prefix} in {}", repo.location()))),
+        _ => Err(Error::Invalid(format!("{prefix} names more than one {what}: give more digits"))),
     }
 }
 

@@ -755,13 +755,7 @@ impl Repository {
             )));
         }
         let spec = spec.to_ascii_lowercase();
-        let matches: Vec<String> = self
-            .backend
-            .list(FileKind::Snapshot)?
-            .into_iter()
-            .map(|e| e.name)
-            .filter(|n| n.starts_with(&spec))
-            .collect();
+        let matches = self.names_with_prefix(FileKind::Snapshot, &spec)?;
         match matches.len() {
             0 => Err(Error::SnapshotNotFound(spec)),
             1 => {
@@ -771,6 +765,12 @@ impl Repository {
             }
             n => Err(Error::AmbiguousSnapshot(spec, n)),
         }
+    }
+
+    /// The names of the stored objects of `kind` that start with `prefix`
+    /// (an id prefix, already checked and lowercased by the caller).
+    pub(crate) fn names_with_prefix(&self, kind: FileKind, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.backend.list(kind)?.into_iter().map(|e| e.name).filter(|n| n.starts_with(prefix)).collect())
     }
 
     // ---- keys ----

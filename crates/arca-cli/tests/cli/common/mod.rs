@@ -966,3 +966,19 @@ pub fn wait_for_file(dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `cmd` (from [`Arca::command`]) without the harness's `--repo REPO`: for
+/// `--job` and `run`, whose repository a configuration names.
+pub fn without_repo(cmd: Command) -> Command {
+    let args: Vec<OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let at = args.iter().position(|a| a == "--repo").expect("the harness gives --repo");
+    let mut clean = Command::new(cmd.get_program());
+    clean.args(args[..at].iter().chain(&args[at + 2..]));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => clean.env(k, v),
+            None => clean.env_remove(k),
+        };
+    }
+    clean
+}
