@@ -240,6 +240,9 @@ impl S3Backend {
         };
         // The message names the endpoint, bucket and key, never a credential.
         let text = e.to_string();
+        // No answer at all (refused, reset, timed out): the endpoint may be
+        // back later, even when the client's own retries gave up on it.
+        let unanswered = text.contains("send http request");
         if text.contains("NoSuchBucket") {
             return BackendError {
                 kind: ErrorKind::Other,
@@ -271,7 +274,7 @@ impl S3Backend {
             kind,
             object: format!("{}/{}", self.config.describe(), path),
             action,
-            temporary: e.is_temporary(),
+            temporary: e.is_temporary() || unanswered,
             source: io::Error::other(cause),
         }
     }

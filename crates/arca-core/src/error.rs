@@ -202,6 +202,34 @@ impl Error {
         Error::Io { path: path.as_ref().display().to_string(), source }
     }
 
+    /// Whether waiting may cure it: the storage not answering or timing
+    /// out, a lock another operation holds. A wrong password, a damaged
+    /// object, a source that is gone or a full disk are not: trying again
+    /// soon would fail alike, and a person should hear of it at once.
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind as K;
+        let waitable = |k: K| {
+            matches!(
+                k,
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::NotConnected
+                    | K::TimedOut
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NetworkDown
+            )
+        };
+        match self {
+            Error::Backend(b) => b.temporary || waitable(b.source.kind()),
+            Error::Locked { .. } => true,
+            Error::Upload(e) => e.is_transient(),
+            Error::Io { source, .. } => waitable(source.kind()),
+            _ => false,
+        }
+    }
+
     /// Whether this is the storage running full.
     pub fn is_no_space(&self) -> bool {
         match self {

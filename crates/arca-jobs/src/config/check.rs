@@ -25,7 +25,7 @@ impl<'a> Checker<'a> {
         Checker { text, errors: Vec::new() }
     }
 
-    fn error(&mut self, span: Range<usize>, message: String) {
+    pub(super) fn error(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_column(self.text, span.start);
         self.errors.push(ConfigError { line, column, message });
     }
@@ -39,14 +39,19 @@ impl<'a> Checker<'a> {
                 repositories.insert(name, repo);
             }
         }
+        let daemon = self.daemon(raw.daemon);
+        let smtp = daemon.smtp.is_some();
+        let job_names: Vec<String> = raw.jobs.keys().cloned().collect();
         let mut jobs = BTreeMap::new();
         for (name, j) in raw.jobs {
             let span = j.span();
-            if let Some(job) = self.job(&name, j.into_inner(), span, &repositories, &declared) {
+            if let Some(job) = self.job(&name, j.into_inner(), span, &repositories, &declared, smtp) {
                 jobs.insert(name, job);
             }
         }
-        Config { path: None, repositories, jobs }
+        let blackouts = raw.blackout.into_iter().filter_map(|b| self.blackout(b, &job_names)).collect();
+        let notify = raw.notify.into_iter().filter_map(|n| self.notify("notify", n, smtp)).collect();
+        Config { path: None, repositories, jobs, daemon, blackouts, notify }
     }
 
     fn repository(&mut self, name: &str, r: RawRepository, span: Range<usize>) -> Option<Repository> {
@@ -156,6 +161,7 @@ impl<'a> Checker<'a> {
         span: Range<usize>,
         repositories: &BTreeMap<String, Repository>,
         declared: &[String],
+        smtp: bool,
     ) -> Option<Job> {
         let errors = self.errors.len();
         let what = format!("job {name}");
@@ -307,6 +313,10 @@ impl<'a> Checker<'a> {
         if let Some(c) = j.mass_change_compression {
             guard.compression = c;
         }
+        let schedule = j.schedule.and_then(|s| self.schedule(&what, s));
+        let retry = self.retry(&what, j.retry);
+        let notify =
+            j.notify.into_iter().filter_map(|n| self.notify(&format!("{what}: notify"), n, smtp)).collect();
         if self.errors.len() > errors {
             return None;
         }
@@ -332,6 +342,9 @@ impl<'a> Checker<'a> {
                 finally: j.hooks.finally,
             },
             guard,
+            schedule,
+            retry,
+            notify,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! the place of every value), `check` turns it into this module's model.
 
 mod check;
+mod daemon;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,10 @@ use arca_core::ops::verify::Subset;
 use arca_core::Strategy;
 
 use check::Checker;
+pub use daemon::{
+    mask_url, parse_interval, system_tz, Blackout, BlackoutPolicy, Channel, Cron, DaemonSettings, EventKind,
+    Missed, Notify, Priority, Retry, Schedule, Smtp, SmtpTls, WebhookFormat,
+};
 use raw::RawConfig;
 
 /// One mistake in a configuration file.
@@ -202,6 +207,13 @@ pub struct Job {
     /// When a run's snapshot is marked suspicious.
     #[serde(flatten)]
     pub guard: crate::guard::Guard,
+    /// When the daemon runs it; `None`: only by hand (`arca run`, the API).
+    pub schedule: Option<Schedule>,
+    /// How the daemon retries a failure that waiting can cure.
+    pub retry: Retry,
+    /// Notifications the daemon sends about it (besides the file's
+    /// `[[notify]]`, sent about every job).
+    pub notify: Vec<Notify>,
 }
 
 /// A whole `arca.toml`, checked; serialized (`arca config show`) with every
@@ -215,6 +227,12 @@ pub struct Config {
     pub repositories: BTreeMap<String, Repository>,
     /// The jobs, by name.
     pub jobs: BTreeMap<String, Job>,
+    /// `[daemon]`.
+    pub daemon: DaemonSettings,
+    /// `[[blackout]]`: when no run starts.
+    pub blackouts: Vec<Blackout>,
+    /// `[[notify]]`: notifications about every job.
+    pub notify: Vec<Notify>,
 }
 
 impl Config {

@@ -13,6 +13,11 @@ pub(super) struct RawConfig {
     pub(super) repositories: BTreeMap<String, Spanned<RawRepository>>,
     #[serde(default)]
     pub(super) jobs: BTreeMap<String, Spanned<RawJob>>,
+    pub(super) daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    pub(super) blackout: Vec<Spanned<RawBlackout>>,
+    #[serde(default)]
+    pub(super) notify: Vec<Spanned<RawNotify>>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +87,10 @@ pub(super) struct RawJob {
     pub(super) hooks: RawHooks,
     pub(super) mass_change_percent: Option<Spanned<u32>>,
     pub(super) mass_change_compression: Option<bool>,
+    pub(super) schedule: Option<Spanned<RawSchedule>>,
+    pub(super) retry: Option<Spanned<RawRetry>>,
+    #[serde(default)]
+    pub(super) notify: Vec<Spanned<RawNotify>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -95,4 +104,78 @@ pub(super) struct RawHooks {
     pub(super) on_failure: Vec<String>,
     #[serde(default)]
     pub(super) finally: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    pub(super) full: Option<Spanned<String>>,
+    pub(super) incremental: Option<Spanned<String>>,
+    pub(super) differential: Option<Spanned<String>>,
+    pub(super) retention: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<String>>,
+    pub(super) verify_mode: Option<Spanned<String>>,
+    pub(super) tz: Option<Spanned<String>>,
+    pub(super) jitter: Option<Spanned<String>>,
+    pub(super) priority: Option<Spanned<String>>,
+    pub(super) missed: Option<Spanned<String>>,
+    pub(super) max_load_per_core: Option<Spanned<f64>>,
+    pub(super) min_free_space: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub(super) attempts: Option<Spanned<u32>>,
+    pub(super) initial: Option<Spanned<String>>,
+    pub(super) factor: Option<Spanned<f64>>,
+    pub(super) max: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) webhook: Option<Spanned<String>>,
+    pub(super) ping: Option<Spanned<String>>,
+    pub(super) email: Option<Spanned<String>>,
+    pub(super) command: Option<Spanned<String>>,
+    pub(super) format: Option<Spanned<String>>,
+    pub(super) on: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBlackout {
+    pub(super) days: Option<Vec<Spanned<String>>>,
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+    pub(super) tz: Option<Spanned<String>>,
+    pub(super) policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) jobs: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_file: Option<String>,
+    pub(super) max_concurrent_jobs: Option<Spanned<u32>>,
+    pub(super) history_max_age: Option<Spanned<String>>,
+    pub(super) max_load_per_core: Option<Spanned<f64>>,
+    pub(super) tls_cert: Option<Spanned<String>>,
+    pub(super) tls_key: Option<Spanned<String>>,
+    pub(super) smtp: Option<Spanned<RawSmtp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSmtp {
+    pub(super) host: Spanned<String>,
+    pub(super) port: Option<u16>,
+    pub(super) tls: Option<Spanned<String>>,
+    pub(super) from: Spanned<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) password_env: Option<String>,
 }

@@ -126,3 +126,160 @@ fn sizes_and_places() {
     assert_eq!(parse_size("lots"), None);
     assert_eq!(line_column("ab\ncdé\nf", 7), (2, 4));
 }
+
+const DAEMON: &str = r#"
+[repositories.local]
+url = "/srv/backup/arca"
+password_file = "/etc/arca/local.pw"
+
+[daemon]
+listen = "127.0.0.1:9000"
+max_concurrent_jobs = 2
+history_max_age = "90d"
+smtp = { host = "127.0.0.1", port = 2525, tls = "none", from = "arca@example.com" }
+
+[[blackout]]
+days = ["mon-fri"]
+from = "09:00"
+to = "17:00"
+tz = "Europe/Berlin"
+
+[[blackout]]
+days = ["sat"]
+from = "22:00"
+to = "06:00"
+tz = "UTC"
+policy = "skip"
+jobs = ["home"]
+
+[[notify]]
+email = "ops@example.com"
+
+[jobs.home]
+sources = ["/home"]
+destinations = ["local"]
+retry = { attempts = 5, initial = "30s", factor = 3, max = "2h" }
+notify = [
+  { webhook = "https://hooks.example.com/T000/B000/secret", format = "slack", on = ["failure"] },
+  { ping = "https://hc-ping.com/0d1e2f/" },
+]
+
+[jobs.home.schedule]
+full = "0 0 * * 0"
+incremental = "0 */6 * * *"
+verify = "0 3 * * 0"
+tz = "Europe/Berlin"
+jitter = "5m"
+priority = "high"
+missed = "skip"
+"#;
+
+#[test]
+fn schedules_notifications_blackouts_and_daemon_settings_are_read() {
+    let c = Config::parse(DAEMON, "arca.toml").unwrap();
+    assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.daemon.max_concurrent_jobs, 2);
+    assert_eq!(c.daemon.history_max_age_secs, 90 * 86400);
+    let smtp = c.daemon.smtp.as_ref().unwrap();
+    assert_eq!((smtp.port, smtp.tls), (2525, SmtpTls::None));
+    let home = c.job("home").unwrap();
+    let s = home.schedule.as_ref().unwrap();
+    let strategies: Vec<Strategy> = s.backups.iter().map(|(st, _)| *st).collect();
+    assert_eq!(strategies, vec![Strategy::Full, Strategy::Incremental]);
+    assert_eq!(s.verify_mode, VerifyAfter::RestoreTest, "a scheduled verification restores by default");
+    assert_eq!((s.jitter_secs, s.priority, s.missed), (300, Priority::High, Missed::Skip));
+    assert_eq!(s.tz, chrono_tz::Europe::Berlin);
+    assert_eq!(home.retry, Retry { attempts: 5, initial_secs: 30, factor: 3.0, max_secs: 7200 });
+    assert_eq!(home.notify.len(), 2);
+    assert_eq!(home.notify[0].on, vec![EventKind::Failure]);
+    assert_eq!(home.notify[1].on, EventKind::ALL.to_vec(), "a ping hears everything by default");
+    assert_eq!(c.notify[0].channel, Channel::Email { to: "ops@example.com".into() });
+    assert_eq!(c.blackouts.len(), 2);
+    assert_eq!(c.blackouts[0].days.len(), 5);
+    assert_eq!(c.blackouts[1].policy, BlackoutPolicy::Skip);
+    // Hook and ping URLs carry secrets: `config show` shows the host alone.
+    let shown = serde_json::to_string(&c).unwrap();
+    assert!(!shown.contains("secret") && !shown.contains("0d1e2f"), "{shown}");
+    assert!(shown.contains("https://hooks.example.com/…"), "{shown}");
+}
+
+#[test]
+fn daemon_mistakes_are_reported_with_their_place() {
+    let text = r#"[repositories.r]
+url = "/r"
+password_env = "PW"
+[jobs.j]
+sources = ["/x"]
+destinations = ["r"]
+notify = [{ email = "ops@example.com" }, { webhook = "ftp://x" }]
+[jobs.j.schedule]
+full = "0 0 * *"
+incremental = "0 61 * * *"
+tz = "Mars/Olympus"
+priority = "urgent"
+[[blackout]]
+days = ["mon-fri", "someday"]
+from = "9am"
+to = "17:00"
+jobs = ["nope"]
+"#;
+    let e = errors(text);
+    let has = |line: usize, what: &str| e.iter().any(|(l, _, m)| *l == line && m.contains(what));
+    assert!(has(7, "email needs [daemon.smtp]"), "{e:?}");
+    assert!(has(7, "not an http:// or https:// URL"), "{e:?}");
+    assert!(has(9, "has 4 fields"), "{e:?}");
+    assert!(has(10, "cron expression \"0 61 * * *\""), "{e:?}");
+    assert!(has(11, "unknown time zone \"Mars/Olympus\""), "{e:?}");
+    assert!(has(12, "priority \"urgent\""), "{e:?}");
+    assert!(has(14, "\"someday\" is not a day"), "{e:?}");
+    assert!(has(15, "from \"9am\": use HH:MM"), "{e:?}");
+    assert!(has(17, "\"nope\" is not a job"), "{e:?}");
+}
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().unwrap()
+}
+
+#[test]
+fn cron_times_follow_the_wall_clock_through_daylight_saving_changes() {
+    let berlin = chrono_tz::Europe::Berlin;
+    let daily_230: Cron = "30 2 * * *".parse().unwrap();
+    // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist and
+    // the run comes right after the gap, once.
+    let next = daily_230.next_after(utc("2026-03-29T00:00:00Z"), berlin).unwrap();
+    assert_eq!(next, utc("2026-03-29T01:00:00Z"), "03:00 CEST");
+    assert_eq!(daily_230.next_after(next, berlin).unwrap(), utc("2026-03-30T00:30:00Z"));
+    // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice
+    // and the run happens once.
+    let first = daily_230.next_after(utc("2026-10-24T23:00:00Z"), berlin).unwrap();
+    assert_eq!(first, utc("2026-10-25T00:30:00Z"), "02:30 CEST");
+    assert_eq!(
+        daily_230.next_after(first, berlin).unwrap(),
+        utc("2026-10-26T01:30:00Z"),
+        "not again at 02:30 CET"
+    );
+    // Six fields: seconds first.
+    let every_5s: Cron = "*/5 * * * * *".parse().unwrap();
+    assert_eq!(
+        every_5s.next_after(utc("2026-01-01T00:00:01Z"), berlin).unwrap(),
+        utc("2026-01-01T00:00:05Z")
+    );
+    assert_eq!(
+        every_5s.latest_until(utc("2026-01-01T00:00:09Z"), berlin).unwrap(),
+        utc("2026-01-01T00:00:05Z")
+    );
+}
+
+#[test]
+fn a_blackout_window_knows_when_it_ends_overnight_and_in_its_zone() {
+    let c = Config::parse(DAEMON, "arca.toml").unwrap();
+    let (office, night) = (&c.blackouts[0], &c.blackouts[1]);
+    // Monday 2026-12-07 10:00 Berlin (09:00Z) is inside; it ends 17:00 Berlin.
+    assert_eq!(office.end_if_inside(utc("2026-12-07T09:00:00Z")), Some(utc("2026-12-07T16:00:00Z")));
+    assert_eq!(office.end_if_inside(utc("2026-12-07T07:59:00Z")), None, "08:59 Berlin");
+    assert_eq!(office.end_if_inside(utc("2026-12-12T10:00:00Z")), None, "a Saturday");
+    // Saturday 22:00 to Sunday 06:00 UTC, held from Sunday's side too.
+    assert_eq!(night.end_if_inside(utc("2026-12-13T03:00:00Z")), Some(utc("2026-12-13T06:00:00Z")));
+    assert_eq!(night.end_if_inside(utc("2026-12-12T21:59:00Z")), None);
+    assert!(night.holds("home") && !night.holds("other") && office.holds("other"));
+}

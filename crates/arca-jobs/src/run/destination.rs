@@ -10,7 +10,7 @@ use arca_core::ops::verify::{restore_test, verify, VerifyOptions};
 use arca_core::progress::Progress;
 use arca_core::{CommandOutput, Error, Repository, Snapshot, SnapshotFilter, SnapshotId};
 
-use super::{job_tag, DestinationReport, RetentionReport, RunOptions, VerifyReport};
+use super::{job_tag, DestinationReport, Failed, RetentionReport, RunOptions, VerifyReport};
 use crate::config::{Config, Job, Source, VerifyAfter};
 use crate::guard::SUSPICIOUS;
 
@@ -19,11 +19,11 @@ use crate::guard::SUSPICIOUS;
 pub(crate) fn open(
     repo: &crate::config::Repository,
     opts: &RunOptions,
-) -> Result<(Repository, Vec<String>), String> {
-    let (password, warning) = crate::secrets::password(repo)?;
-    let (location, keys_warning) = crate::secrets::location(repo)?;
+) -> Result<(Repository, Vec<String>), Failed> {
+    let (password, warning) = crate::secrets::password(repo).map_err(Failed::lasting)?;
+    let (location, keys_warning) = crate::secrets::location(repo).map_err(Failed::lasting)?;
     let warnings: Vec<String> = warning.into_iter().chain(keys_warning).collect();
-    let mut r = Repository::open(location.backend, Some(&password)).map_err(|e| e.report().to_string())?;
+    let mut r = Repository::open(location.backend, Some(&password)).map_err(Failed::from)?;
     if let Some(root) = &opts.cache_root {
         r.set_cache_root(root);
     }
@@ -67,9 +67,9 @@ pub(super) fn job_snapshots(
     repo: &Repository,
     job: &Job,
     host: &str,
-) -> Result<Vec<(SnapshotId, Snapshot)>, String> {
+) -> Result<Vec<(SnapshotId, Snapshot)>, Failed> {
     let filter = SnapshotFilter::new().tag(job_tag(&job.name)).host(host);
-    let (list, _) = repo.snapshots_matching(&filter).map_err(|e| e.report().to_string())?;
+    let (list, _) = repo.snapshots_matching(&filter).map_err(Failed::from)?;
     Ok(list)
 }
 
@@ -87,7 +87,7 @@ pub(super) fn catch_up(
     new_snap: &Snapshot,
     opts: &RunOptions,
     progress: &dyn Progress,
-) -> Result<(SnapshotId, u64), String> {
+) -> Result<(SnapshotId, u64), Failed> {
     let there = job_snapshots(dst, job, host)?;
     let newest_there = there.iter().filter_map(|(_, s)| time_of(s)).max();
     let mut missing: Vec<(SnapshotId, Snapshot)> = job_snapshots(src, job, host)?
@@ -98,7 +98,7 @@ pub(super) fn catch_up(
         missing.push((*new_id, new_snap.clone()));
     }
     let copy_opts = CopyOptions::default().lock(opts.lock.clone()).cancel(opts.cancel.clone());
-    let done = copy(src, dst, &missing, &copy_opts, progress).map_err(|e| e.report().to_string())?;
+    let done = copy(src, dst, &missing, &copy_opts, progress).map_err(Failed::from)?;
     let new_hex = new_id.to_hex();
     let target = done
         .copied
@@ -109,8 +109,9 @@ pub(super) fn catch_up(
             // Copied by an earlier, interrupted run: find it by its origin.
             there.iter().find(|(_, s)| s.original.as_ref() == Some(new_id)).map(|(id, _)| id.to_hex())
         })
-        .ok_or_else(|| "the new snapshot is not in the destination after the copy".to_string())?;
-    let id = SnapshotId::from_hex(&target).ok_or_else(|| format!("copy returned a bad id {target}"))?;
+        .ok_or_else(|| Failed::lasting("the new snapshot is not in the destination after the copy".into()))?;
+    let id = SnapshotId::from_hex(&target)
+        .ok_or_else(|| Failed::lasting(format!("copy returned a bad id {target}")))?;
     Ok((id, done.copied.len() as u64))
 }
 
@@ -135,7 +136,7 @@ pub(super) fn finish(
             (marked > 0).then_some((n, marked))
         }),
         Err(e) => {
-            d.error = Some(format!("retention: {e}"));
+            d.fail(format!("retention: {}", e.message), e.transient);
             return;
         }
     };
@@ -166,7 +167,7 @@ pub(super) fn finish(
                 })
             }
             Err(e) => {
-                d.error = Some(format!("retention: {}", e.report()));
+                d.fail(format!("retention: {}", e.report()), e.is_transient());
                 return;
             }
         }
@@ -189,7 +190,7 @@ pub(super) fn finish(
     let checked = match verify(repo, &verify_opts, progress) {
         Ok(v) => v,
         Err(e) => {
-            d.error = Some(format!("verify: {}", e.report()));
+            d.fail(format!("verify: {}", e.report()), e.is_transient());
             return;
         }
     };
@@ -205,7 +206,7 @@ pub(super) fn finish(
                 damaged.extend(t.errors.iter().map(|e| e.path.clone()));
             }
             Err(e) => {
-                d.error = Some(format!("restore test: {}", e.report()));
+                d.fail(format!("restore test: {}", e.report()), e.is_transient());
                 return;
             }
         }

@@ -126,6 +126,9 @@ pub struct DestinationReport {
     pub copied: u64,
     /// Why it failed.
     pub error: Option<String>,
+    /// The failure is one that waiting may cure (the storage did not
+    /// answer, a lock was held): the daemon tries again later.
+    pub retryable: bool,
     /// Retention, when the job or destination has a policy and the
     /// snapshot arrived.
     pub retention: Option<RetentionReport>,
@@ -152,6 +155,9 @@ pub struct RunReport {
     /// What stopped the run before any destination (a before-hook, every
     /// destination unreachable), or the first failure.
     pub error: Option<String>,
+    /// Failed, and every failure is one that waiting may cure (see
+    /// [`DestinationReport::retryable`]).
+    pub retryable: bool,
     /// Why the new snapshot looks like a mass change (see
     /// [`crate::guard`]): it is kept, tagged `suspicious`, and retention
     /// holds still until `arca confirm`.
@@ -204,6 +210,7 @@ pub fn run(
         bytes_read: 0,
         snapshot: None,
         error: None,
+        retryable: false,
         suspicious: None,
         warnings: Vec::new(),
         destinations: job
@@ -216,6 +223,7 @@ pub fn run(
                 snapshot: None,
                 copied: 0,
                 error: None,
+                retryable: false,
                 retention: None,
                 verify: None,
                 duration_ms: 0,
@@ -232,6 +240,7 @@ pub fn run(
     if report.error.is_none() && !report.success {
         report.error =
             report.destinations.iter().find_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)));
+        report.retryable = report.destinations.iter().all(|d| d.success || d.retryable);
     }
     let context = HookContext {
         job: job.name.clone(),
@@ -257,10 +266,43 @@ pub fn run(
     Ok(report)
 }
 
+/// Why a step failed, and whether waiting may cure it.
+pub(crate) struct Failed {
+    pub(crate) message: String,
+    pub(crate) transient: bool,
+}
+
+impl Failed {
+    /// A failure that trying again will not cure (a password file that is
+    /// missing, a bad id).
+    pub(crate) fn lasting(message: String) -> Failed {
+        Failed { message, transient: false }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Failed {
+        Failed { message: e.report().to_string(), transient: e.is_transient() }
+    }
+}
+
+impl DestinationReport {
+    fn fail(&mut self, message: String, transient: bool) {
+        self.error = Some(message);
+        self.retryable = transient;
+    }
+}
+
 /// A destination opened (with warnings about its secret files), or why not.
-type Opened = Result<(Repository, Vec<String>), String>;
+type Opened = Result<(Repository, Vec<String>), Failed>;
 /// A destination's copy of the new snapshot and how many were copied, or why not.
-type Copied = Result<(SnapshotId, u64), String>;
+type Copied = Result<(SnapshotId, u64), Failed>;
 
 fn run_destinations(
     config: &Config,
@@ -286,7 +328,7 @@ fn run_destinations(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| (Err("opening it panicked".into()), 0)))
+            .map(|h| h.join().unwrap_or_else(|_| (Err(Failed::lasting("opening it panicked".into())), 0)))
             .collect()
     });
     let mut repos: Vec<Option<Repository>> = Vec::new();
@@ -298,7 +340,7 @@ fn run_destinations(
                 repos.push(Some(repo));
             }
             Err(e) => {
-                d.error = Some(e);
+                d.fail(e.message, e.transient);
                 repos.push(None);
             }
         }
@@ -342,11 +384,14 @@ fn run_destinations(
             }
             Err(e) => {
                 let storage = matches!(e, Error::Backend(_));
-                d.error = Some(e.report().to_string());
+                d.fail(e.report().to_string(), e.is_transient());
                 if !storage || opts.cancel.is_cancelled() {
                     // The sources failed (a dump exited non-zero, …):
                     // another destination would fail alike.
                     report.error = Some(format!("backup into {}: {}", d.name, e.report()));
+                    // A lock another operation holds passes; a dump that
+                    // failed does not.
+                    report.retryable = e.is_transient() && !opts.cancel.is_cancelled();
                     return;
                 }
             }
@@ -355,6 +400,7 @@ fn run_destinations(
     let Some((p, new_id, new_snap)) = primary else {
         if report.error.is_none() {
             report.error = Some("no destination could be backed up to".into());
+            report.retryable = report.destinations.iter().all(|d| d.retryable);
         }
         return;
     };
@@ -391,7 +437,7 @@ fn run_destinations(
                 d.snapshot = Some(id.to_hex());
                 arrived.push((i, id));
             }
-            Err(e) => d.error = Some(e),
+            Err(e) => d.fail(e.message, e.transient),
         }
     }
     // Then each destination's retention and verification, in parallel:

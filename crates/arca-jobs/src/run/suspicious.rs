@@ -66,7 +66,7 @@ pub fn confirm_job(
         .destinations
         .iter()
         .map(|d| {
-            let done = open(&config.repositories[d], opts).and_then(|(repo, _)| {
+            let done = open(&config.repositories[d], opts).map_err(|e| e.message).and_then(|(repo, _)| {
                 confirm(&repo, Some(&job.name), &opts.lock, &NoProgress).map_err(|e| e.report().to_string())
             });
             (d.clone(), done)

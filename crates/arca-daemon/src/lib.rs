@@ -1,0 +1,3 @@
+//! arca-daemon: runs the jobs of an `arca.toml` on their schedules.
+#![deny(missing_docs)]
+pub mod notify;
