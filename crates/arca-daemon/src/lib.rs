@@ -1,3 +1,4 @@
 //! arca-daemon: runs the jobs of an `arca.toml` on their schedules.
 #![deny(missing_docs)]
 pub mod notify;
+pub mod schedule;
