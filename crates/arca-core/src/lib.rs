@@ -106,7 +106,7 @@ pub use error::{Chain, Error, Result};
 pub use format::config::{Config, Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_VERSION};
 pub use format::id::{BlobId, DataId, Id, PackId, SnapshotId, TreeId};
 pub use format::index::Index;
-pub use format::lock::{FoundLock, LockInfo, LockOptions};
+pub use format::lock::{hostname, FoundLock, LockInfo, LockOptions};
 pub use format::snapshot::{BackupMetadata, PathError, Snapshot, Strategy, Summary};
 pub use format::tree::{Node, NodeKind, Timestamp, TreeError, Xattr};
 pub use fs::command::CommandOutput;

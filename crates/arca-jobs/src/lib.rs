@@ -17,4 +17,7 @@ pub mod secrets;
 
 pub use config::{discover, Config, ConfigError, ConfigErrors, Job};
 pub use hooks::HookContext;
-pub use run::{confirm, confirm_job, job_tag, run, DestinationReport, RunOptions, RunReport};
+pub use run::{
+    confirm, confirm_job, job_tag, maintain, open_destination, run, DestinationReport, Maintenance,
+    RunOptions, RunReport,
+};

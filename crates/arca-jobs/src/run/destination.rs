@@ -128,6 +128,23 @@ pub(super) fn finish(
     progress: &dyn Progress,
     d: &mut DestinationReport,
 ) {
+    if retain(config, repo, job, host, opts, progress, d) {
+        check(repo, &job.verify_after_backup, id, opts, progress, d);
+    }
+}
+
+/// The retention of the destination (or else the job) on the job's
+/// snapshots there, unless one of them is marked suspicious. Whether it
+/// went well (or there was nothing to do).
+pub(super) fn retain(
+    config: &Config,
+    repo: &Repository,
+    job: &Job,
+    host: &str,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    d: &mut DestinationReport,
+) -> bool {
     let policy = config.repositories[&d.name].retention.clone().or_else(|| job.retention.clone());
     let held = match policy.is_some().then(|| job_snapshots(repo, job, host)).transpose() {
         Ok(list) => list.and_then(|l| {
@@ -137,7 +154,7 @@ pub(super) fn finish(
         }),
         Err(e) => {
             d.fail(format!("retention: {}", e.message), e.transient);
-            return;
+            return false;
         }
     };
     if let Some((kept, marked)) = held {
@@ -168,11 +185,24 @@ pub(super) fn finish(
             }
             Err(e) => {
                 d.fail(format!("retention: {}", e.report()), e.is_transient());
-                return;
+                return false;
             }
         }
     }
-    let (mode, read_data, subset) = match &job.verify_after_backup {
+    true
+}
+
+/// Verification of snapshot `id` as `what` asks; the destination succeeds
+/// when nothing is damaged.
+pub(super) fn check(
+    repo: &Repository,
+    what: &VerifyAfter,
+    id: &SnapshotId,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    d: &mut DestinationReport,
+) {
+    let (mode, read_data, subset) = match what {
         VerifyAfter::None => {
             d.success = true;
             return;
@@ -197,7 +227,7 @@ pub(super) fn finish(
     let mut damaged: Vec<String> = checked.corrupted.iter().chain(&checked.missing).cloned().collect();
     let mut valid = checked.valid;
     let mut mode = mode;
-    if job.verify_after_backup == VerifyAfter::RestoreTest {
+    if *what == VerifyAfter::RestoreTest {
         mode = "restore-test";
         let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
         match restore_test(repo, id, &scratch, &verify_opts, progress) {

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 mod destination;
+mod maintain;
 mod suspicious;
 
 use arca_core::progress::Progress;
@@ -28,6 +29,7 @@ use crate::hooks::{run_hooks, HookContext};
 
 pub(crate) use destination::open;
 use destination::{backup_job, catch_up, finish, job_snapshots};
+pub use maintain::{maintain, open_destination, Maintenance};
 use suspicious::mark_suspicious;
 pub use suspicious::{confirm, confirm_job, Confirmed};
 /// How a run runs.
@@ -171,6 +173,40 @@ pub struct RunReport {
     pub duration_ms: u64,
 }
 
+impl RunReport {
+    /// A report of a run of job `name` that has done nothing yet on
+    /// `destinations`.
+    pub(crate) fn new(job: &str, destinations: &[String]) -> RunReport {
+        RunReport {
+            job: job.to_string(),
+            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            success: false,
+            bytes_read: 0,
+            snapshot: None,
+            error: None,
+            retryable: false,
+            suspicious: None,
+            warnings: Vec::new(),
+            destinations: destinations
+                .iter()
+                .map(|d| DestinationReport {
+                    name: d.clone(),
+                    success: false,
+                    primary: false,
+                    snapshot: None,
+                    copied: 0,
+                    error: None,
+                    retryable: false,
+                    retention: None,
+                    verify: None,
+                    duration_ms: 0,
+                })
+                .collect(),
+            duration_ms: 0,
+        }
+    }
+}
+
 /// The tag every snapshot of job `name` carries: how a run finds the job's
 /// snapshots for retention and catch-up, and how a person lists them
 /// (`arca snapshots --tag job:home`).
@@ -203,34 +239,7 @@ pub fn run(
 ) -> Result<RunReport, String> {
     let job = config.job(name)?;
     let started = Instant::now();
-    let mut report = RunReport {
-        job: job.name.clone(),
-        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        success: false,
-        bytes_read: 0,
-        snapshot: None,
-        error: None,
-        retryable: false,
-        suspicious: None,
-        warnings: Vec::new(),
-        destinations: job
-            .destinations
-            .iter()
-            .map(|d| DestinationReport {
-                name: d.clone(),
-                success: false,
-                primary: false,
-                snapshot: None,
-                copied: 0,
-                error: None,
-                retryable: false,
-                retention: None,
-                verify: None,
-                duration_ms: 0,
-            })
-            .collect(),
-        duration_ms: 0,
-    };
+    let mut report = RunReport::new(&job.name, &job.destinations);
     let context = HookContext { job: job.name.clone(), ..HookContext::default() };
     match run_hooks("before", &job.hooks.before, &context) {
         Ok(()) => run_destinations(config, job, opts, progress, &mut report),
