@@ -102,6 +102,8 @@ pub enum Command {
     Mount(commands::mount::Args),
     /// Run a job of arca.toml once: back up, copy to every destination, retention, verification.
     Run(commands::run::Args),
+    /// Run the jobs of arca.toml on their schedules and serve the HTTP API, until stopped.
+    Daemon(commands::daemon::Args),
     /// Check or show arca.toml.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),

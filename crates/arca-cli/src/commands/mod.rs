@@ -5,6 +5,7 @@ pub mod cat;
 pub mod config;
 pub mod confirm;
 pub mod copy;
+pub mod daemon;
 pub mod diff;
 pub mod dump;
 pub mod entry;
@@ -56,7 +57,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
             | Command::Completions(_)
             | Command::Man
     );
-    let reads_config = matches!(cli.command, Command::Config(_) | Command::Run(_)) || cli.job.is_some();
+    let reads_config =
+        matches!(cli.command, Command::Config(_) | Command::Run(_) | Command::Daemon(_)) || cli.job.is_some();
     if cli.config.is_some() && !reads_config {
         anyhow::bail!("--config is read by `arca run`, `arca config` and --job: give --job JOB to use the repository of a job");
     }
@@ -83,6 +85,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Mount(a) => mount::run(cli, a),
         Command::Config(c) => config::run(cli, c),
         Command::Run(a) => run::run(cli, a),
+        Command::Daemon(a) => daemon::run(cli, a),
         Command::Confirm(a) => confirm::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),

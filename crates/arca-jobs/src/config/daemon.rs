@@ -46,7 +46,7 @@ impl FromStr for Cron {
     type Err = String;
     fn from_str(s: &str) -> Result<Cron, String> {
         let fields = s.split_whitespace().count();
-        if !(fields == 5 || fields == 6) && !s.trim_start().starts_with('@') {
+        if !(fields == 5 || fields == 6 || s.trim_start().starts_with('@')) {
             return Err(format!(
                 "cron expression {s:?} has {fields} fields: give 5 (minute hour day month weekday) or 6 (seconds first)"
             ));

@@ -1,0 +1,89 @@
+//! `GET /health`: whether everything is protected, for a load balancer or
+//! a monitor, without a token and without a secret: `ok`, or `degraded`
+//! with the reasons (a job's latest run failed, a destination did not
+//! answer, a schedule is overdue).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+
+use crate::daemon::{lock, Daemon};
+
+/// The health document.
+#[derive(serde::Serialize)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// What is wrong, one line each.
+    pub reasons: Vec<String>,
+    /// The daemon's version.
+    pub version: &'static str,
+    /// Runs going on.
+    pub running: usize,
+    /// Runs waiting.
+    pub queued: usize,
+}
+
+pub(super) async fn health(State(daemon): State<Arc<Daemon>>) -> Response {
+    let h = assess(&daemon);
+    // 200 either way: degraded is a state to report, the daemon answers.
+    (StatusCode::OK, Json(h)).into_response()
+}
+
+/// The daemon's health now.
+pub fn assess(daemon: &Daemon) -> Health {
+    let mut reasons = Vec::new();
+    let config = daemon.config();
+    let now = Utc::now();
+    let (running, queued, plans) = {
+        let s = lock(&daemon.sched);
+        (s.running().len(), s.queue().len(), s.plans().to_vec())
+    };
+    {
+        let history = lock(&daemon.history);
+        for job in config.jobs.keys() {
+            let latest = history
+                .runs(Some(job), 20, None)
+                .into_iter()
+                .find(|r| r.task == "backup" && (r.status == "succeeded" || r.status == "failed"));
+            if let Some(r) = latest.filter(|r| r.status == "failed") {
+                reasons.push(format!("job {job}: the latest backup (run {}) failed", r.id));
+            }
+        }
+        // Overdue: a backup schedule whose job has not succeeded within
+        // twice its interval (a run held back, failing, or never started).
+        for p in plans.iter().filter(|p| p.kind.name() == "backup") {
+            let (Some(next), Some(due)) = (p.next_slot(), p.due_at()) else { continue };
+            let interval = next - p.last_slot;
+            let stats = history.stats(&p.job, Some("backup"));
+            let last = stats.last_success.and_then(|t| t.parse::<chrono::DateTime<Utc>>().ok());
+            if let Some(last) = last {
+                if now - last > interval * 2 + crate::schedule::GRACE && due <= now + interval {
+                    reasons.push(format!(
+                        "job {}: overdue: the latest successful backup ended {} ({} schedule)",
+                        p.job,
+                        last.to_rfc3339(),
+                        p.kind.schedule_name()
+                    ));
+                }
+            }
+        }
+    }
+    reasons.sort();
+    reasons.dedup();
+    for (name, why) in lock(&daemon.unreachable).iter() {
+        // The storage's message names the object, never a credential.
+        reasons.push(format!("destination {name} unreachable: {why}"));
+    }
+    Health {
+        status: if reasons.is_empty() { "ok" } else { "degraded" },
+        reasons,
+        version: env!("CARGO_PKG_VERSION"),
+        running,
+        queued,
+    }
+}
