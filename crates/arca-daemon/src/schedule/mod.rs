@@ -339,7 +339,9 @@ impl Scheduler {
         out
     }
 
-    /// Queues `task` for `trigger`: joins the same work already waiting;
+    /// Queues `task` for `trigger`: joins the same work already waiting
+    /// (a first try, or a retry waiting for its delay: that retry will do
+    /// the work);
     /// a scheduled time that finds the same work running is coalesced into
     /// it, unless it asks for a stronger backup (a weekly full during a
     /// long incremental runs after it).
@@ -351,8 +353,12 @@ impl Scheduler {
         new_id: &mut dyn FnMut(&Task, Trigger) -> i64,
     ) -> Option<Decision> {
         let priority = self.priority(&task.job);
-        if let Some(w) = self.queue.find_work(&task).filter(|w| w.attempt == 1) {
+        if let Some(w) = self.queue.find_work(&task) {
             let id = w.run_id;
+            if trigger == Trigger::Api {
+                // A person asking now does not wait for a retry's delay.
+                self.queue.run_now(id);
+            }
             self.queue.push(Queued {
                 run_id: id,
                 task: task.clone(),
@@ -397,6 +403,8 @@ impl Scheduler {
         q.attempt += 1;
         q.not_before = Some(at);
         q.waiting = Some(format!("try {} at {}", q.attempt, at.to_rfc3339()));
+        // Nothing of the same work waits: a time that came during the run
+        // was coalesced into it.
         self.queue.push(q);
     }
 

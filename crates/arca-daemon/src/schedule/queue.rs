@@ -52,7 +52,7 @@ impl Queue {
     /// Adds `q`, or joins the run of the same job and task already
     /// waiting.
     pub fn push(&mut self, q: Queued) -> Enqueued {
-        if let Some(w) = self.items.iter_mut().find(|w| w.task.same_work(&q.task) && w.attempt == 1) {
+        if let Some(w) = self.items.iter_mut().find(|w| w.task.same_work(&q.task)) {
             if let (TaskKind::Backup(mine), TaskKind::Backup(theirs)) = (&mut w.task.kind, &q.task.kind) {
                 if super::strength(*theirs) > super::strength(*mine) {
                     *mine = *theirs;
@@ -64,6 +64,14 @@ impl Queue {
         let id = q.run_id;
         self.items.push(q);
         Enqueued::New(id)
+    }
+
+    /// Run `id` starts as soon as it may, without waiting for its retry
+    /// delay.
+    pub fn run_now(&mut self, id: i64) {
+        if let Some(q) = self.items.iter_mut().find(|q| q.run_id == id) {
+            q.not_before = None;
+        }
     }
 
     /// The waiting run of this job and task, if any.

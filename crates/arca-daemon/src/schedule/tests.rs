@@ -365,6 +365,21 @@ fn a_retry_waits_for_its_delay() {
     r.s.retry(q, t("2026-12-07T12:11:00Z"));
     assert_eq!(r.s.next_wake(), Some(t("2026-12-07T12:11:00Z")));
     assert!(r.start(t("2026-12-07T12:10:30Z"), &IDLE).is_empty());
+    // A scheduled time during the delay joins the waiting retry rather
+    // than running beside it.
+    let d = r.tick(t("2026-12-07T12:20:00Z") - chrono::Duration::seconds(1));
+    assert!(d.is_empty());
     let again = r.start(t("2026-12-07T12:11:00Z"), &IDLE);
     assert_eq!((again[0].run_id, again[0].attempt), (1, 2));
+    r.s.finished(1);
+    r.s.retry(again[0].clone(), t("2026-12-07T12:30:00Z"));
+    let d = r.tick(t("2026-12-07T12:20:00Z"));
+    assert!(matches!(d.as_slice(), [Decision::Joined { run_id: 1, .. }]), "{d:?}");
+    assert_eq!(r.s.queue().len(), 1);
+    assert!(r.start(t("2026-12-07T12:20:00Z"), &IDLE).is_empty(), "still waiting for its delay");
+    // A person asking now does not wait for the delay.
+    let d = r.api("home", TaskKind::Backup(Strategy::Incremental), t("2026-12-07T12:21:00Z"));
+    assert!(matches!(d, Some(Decision::Joined { run_id: 1, .. })), "{d:?}");
+    let now = r.start(t("2026-12-07T12:21:00Z"), &IDLE);
+    assert_eq!((now[0].run_id, now[0].attempt), (1, 3));
 }
