@@ -22,20 +22,45 @@ declare -A tools=(
   [bash]=bash            # completions_and_man: run the completion script
   [fusermount3]=fuse3    # mount: a user's FUSE mount (replaces Debian's fuse 2, which nothing else uses)
 )
+# Installs Debian packages as root (a failure ends the script); otherwise
+# says they are missing.
+apt_install() {
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "test.sh: missing $* and not root: some tests will fail or skip" >&2
+    return 0
+  fi
+  echo "test.sh: installing $*" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 missing=()
 for tool in "${!tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tools[$tool]}")
 done
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  if [[ $(id -u) -eq 0 ]]; then
-    echo "test.sh: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" libc6-dev >/dev/null
-  else
-    echo "test.sh: missing ${missing[*]} and not root: some tests will fail or skip" >&2
+  apt_install "${missing[@]}" libc6-dev
+fi
+
+# The email notification tests send to a real SMTP server: aiosmtpd, from
+# PyPI, in a virtual environment of its own. Without ARCA_TEST_AIOSMTPD
+# they skip, or fail under ARCA_TEST_REQUIRE_ROOT or CI.
+venv="${ARCA_TEST_VENV:-$HOME/.cache/arca-test-venv}"
+if [[ ! -x "$venv/bin/aiosmtpd" ]]; then
+  echo "test.sh: installing aiosmtpd in $venv (SMTP server for the email notification tests)" >&2
+  # Debian's python3 has no venv module (nor ensurepip) without python3-venv.
+  if [[ ! -x "$venv/bin/pip" ]] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    python3 -m venv "$venv" >/dev/null || echo "test.sh: python3 -m venv failed: the email notification tests will fail or skip" >&2
   fi
+  if [[ -x "$venv/bin/pip" ]]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd ||
+      echo "test.sh: pip install aiosmtpd failed: the email notification tests will fail or skip" >&2
+  fi
+fi
+if [[ -x "$venv/bin/aiosmtpd" ]]; then
+  export ARCA_TEST_AIOSMTPD="$venv/bin/aiosmtpd"
 fi
 
 if [[ $(id -u) -ne 0 ]]; then

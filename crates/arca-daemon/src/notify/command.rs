@@ -62,7 +62,7 @@ pub(super) async fn run(n: &Notifier, event: &Event, command: &str) -> Outcome {
         Ok(Err(e)) => Outcome::failed(1, format!("command: waiting for it: {e}")),
         Err(_) => {
             if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                let _ = pid;
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
             let _ = child.kill().await;
             Outcome::failed(1, format!("command did not finish within {} s: killed", limit.as_secs_f64()))

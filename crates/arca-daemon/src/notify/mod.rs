@@ -86,6 +86,14 @@ pub struct Notifier {
     limits: Limits,
 }
 
+// By hand: the smtp settings' Debug would show a password command.
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let smtp = self.smtp.as_ref().map(|s| format!("{}:{}", s.host, s.port));
+        f.debug_struct("Notifier").field("smtp", &smtp).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
 /// Time limits and tries. Fixed in the daemon; the tests shorten them.
 #[derive(Debug, Clone)]
 struct Limits {

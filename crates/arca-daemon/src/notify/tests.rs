@@ -702,6 +702,16 @@ async fn email_logs_in_with_the_password_files_first_line() {
     assert_no_secret(&out, &logs, &["wrong-pw-456", "right-pw-123"]);
 }
 
+#[test]
+fn sending_can_be_spawned() {
+    // The daemon runs it on a task of its own (tokio::spawn needs Send).
+    fn is_send<T: Send>(_: T) {}
+    let (n, ev) = (Notifier::new(None), event(EventKind::Start));
+    is_send(n.send(&ev, &[]));
+    fn is_shared<T: Send + Sync>() {}
+    is_shared::<Notifier>();
+}
+
 #[tokio::test]
 async fn all_targets_are_sent_to_at_once() {
     // Each command waits for the other's file: one at a time, they would
