@@ -47,20 +47,25 @@ fi
 # PyPI, in a virtual environment of its own. Without ARCA_TEST_AIOSMTPD
 # they skip, or fail under ARCA_TEST_REQUIRE_ROOT or CI.
 venv="${ARCA_TEST_VENV:-$HOME/.cache/arca-test-venv}"
-if [[ ! -x "$venv/bin/aiosmtpd" ]]; then
-  echo "test.sh: installing aiosmtpd in $venv (SMTP server for the email notification tests)" >&2
+# aiosmtpd: the SMTP server of the email notification tests; prometheus_client:
+# the Prometheus text parser the daemon test reads /metrics with.
+if [[ ! -x "$venv/bin/aiosmtpd" ]] || ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "test.sh: installing aiosmtpd and prometheus_client in $venv (email and metrics tests)" >&2
   # Debian's python3 has no venv module (nor ensurepip) without python3-venv.
   if [[ ! -x "$venv/bin/pip" ]] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
     apt_install python3-venv
-    python3 -m venv "$venv" >/dev/null || echo "test.sh: python3 -m venv failed: the email notification tests will fail or skip" >&2
+    python3 -m venv "$venv" >/dev/null || echo "test.sh: python3 -m venv failed: the email and metrics tests will fail or skip" >&2
   fi
   if [[ -x "$venv/bin/pip" ]]; then
-    "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd ||
-      echo "test.sh: pip install aiosmtpd failed: the email notification tests will fail or skip" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd prometheus_client ||
+      echo "test.sh: pip install failed: the email and metrics tests will fail or skip" >&2
   fi
 fi
 if [[ -x "$venv/bin/aiosmtpd" ]]; then
   export ARCA_TEST_AIOSMTPD="$venv/bin/aiosmtpd"
+fi
+if [[ -x "$venv/bin/python" ]]; then
+  export ARCA_TEST_PYTHON="$venv/bin/python"
 fi
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -427,6 +427,12 @@ fn a_destination_that_is_down_fails_alone_and_catches_up_when_back() {
         "{report}"
     );
     assert!(jstr(&report, "error").starts_with("offsite: "), "{report}");
+    // Waiting may cure an endpoint that does not answer: the daemon retries.
+    assert_eq!(
+        (offsite["retryable"].as_bool(), report["retryable"].as_bool()),
+        (Some(true), Some(true)),
+        "{report}"
+    );
 
     // Back up: the next run copies what it missed, and the new one.
     server.restart();

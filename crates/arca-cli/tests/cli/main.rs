@@ -21,6 +21,7 @@ mod concurrent_backups;
 mod corruption_matrix;
 mod corruption_property;
 mod crash_sigkill;
+mod daemon;
 mod dedup_and_incremental;
 mod enospc_tmpfs;
 mod export_dump;

@@ -408,7 +408,13 @@ fn run_destinations(
     }
     let Some((p, new_id, new_snap)) = primary else {
         if report.error.is_none() {
-            report.error = Some("no destination could be backed up to".into());
+            // Each one's reason: the alert a person reads names the cause.
+            let why: Vec<String> = report
+                .destinations
+                .iter()
+                .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)))
+                .collect();
+            report.error = Some(format!("no destination could be backed up to ({})", why.join("; ")));
             report.retryable = report.destinations.iter().all(|d| d.retryable);
         }
         return;
