@@ -599,7 +599,7 @@ tz = "UTC"
     });
     let health = d.send("GET", "/health", None, None).1;
     assert_eq!(health["status"], "ok", "{health}");
-    assert!(s3.snapshots().len() >= 1);
+    assert!(!s3.snapshots().is_empty());
 
     // Down for a while: the daemon stops cleanly, several scheduled times
     // pass, and on its return one run catches up, not one per time.
@@ -612,7 +612,7 @@ tz = "UTC"
     hook.wait("a missed event", |r| {
         r.iter().filter(|r| r.body.contains("\"missed\"")).count() > missed_before
     });
-    let missed = hook.events().into_iter().filter(|e| e["kind"] == "missed").last().unwrap();
+    let missed = hook.events().into_iter().rfind(|e| e["kind"] == "missed").unwrap();
     assert!(jstr(&missed, "summary").contains("scheduled times passed"), "{missed}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let catch_up = loop {
