@@ -20,6 +20,7 @@ declare -A tools=(
   [script]=bsdutils      # progress_on_terminal: run arca on a pseudo-terminal
   [groff]=groff-base     # completions_and_man: render the manual page
   [bash]=bash            # completions_and_man: run the completion script
+  [openssl]=openssl      # daemon: a self-signed certificate for the HTTPS API
   [fusermount3]=fuse3    # mount: a user's FUSE mount (replaces Debian's fuse 2, which nothing else uses)
 )
 # Installs Debian packages as root (a failure ends the script); otherwise

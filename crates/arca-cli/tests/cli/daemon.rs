@@ -34,7 +34,21 @@ impl Daemon {
     /// Starts `arca --config CONFIG daemon --listen 127.0.0.1:0` with its
     /// state in `state`, and waits for the line naming its address.
     fn start(arca: &Arca, state: &Path, log: &Path) -> Daemon {
-        let mut cmd = without_repo(arca.command(false, &["daemon", "--listen", "127.0.0.1:0"]));
+        Daemon::start_with(arca, state, log, &[], reqwest::blocking::Client::builder())
+    }
+
+    /// With more arguments, and an HTTP client of the caller's (one that
+    /// trusts a test certificate, say).
+    fn start_with(
+        arca: &Arca,
+        state: &Path,
+        log: &Path,
+        extra: &[&str],
+        client: reqwest::blocking::ClientBuilder,
+    ) -> Daemon {
+        let mut args = vec!["daemon", "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        let mut cmd = without_repo(arca.command(false, &args));
         cmd.env("ARCA_STATE_DIR", state).env_remove("ARCA_PASSWORD");
         let err = fs::File::create(log).unwrap();
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
@@ -42,15 +56,15 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = loop {
             let text = fs::read_to_string(log).unwrap_or_default();
-            if let Some(at) = text.find("listening on http://") {
+            if let Some(at) = text.find("listening on http") {
                 let rest = &text[at + "listening on ".len()..];
-                break rest.split_whitespace().next().unwrap().to_string();
+                break rest.split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string();
             }
             assert!(Instant::now() < deadline, "the daemon did not start:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         };
         let token = fs::read_to_string(state.join("daemon.token")).unwrap().trim().to_string();
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let http = client.timeout(Duration::from_secs(120)).build().unwrap();
         Daemon { child: Some(child), url, token, log: log.to_path_buf(), http }
     }
 
@@ -63,7 +77,7 @@ impl Daemon {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
-        let resp = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
+        let resp = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e:?}\n{}", self.log()));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -139,6 +153,16 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A child process killed when dropped (a test's server).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -493,8 +517,91 @@ destinations = ["local"]
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+
+    // Damage: a byte flipped in the largest pack. A verification that reads
+    // the data finds it, names the files, alerts, and the metric says how
+    // many.
+    let mut packs: Vec<(u64, PathBuf)> = Vec::new();
+    walk(&s.base.join("local/data"), &mut |p, m| {
+        if m.is_file() {
+            packs.push((m.len(), p.to_path_buf()));
+        }
+    });
+    let (len, pack) = packs.into_iter().max().expect("packs");
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[len as usize / 2] ^= 0x20;
+    fs::write(&pack, bytes).unwrap();
+    let id = d.post("/api/verifications", json!({ "job": "home", "mode": "read-data" }))["run_id"]
+        .as_i64()
+        .unwrap();
+    let v = d.wait_run(id);
+    assert_eq!(v["status"], "failed", "{v}");
+    let damaged = jarr(&v["result"]["destinations"][0]["verify"], "damaged").clone();
+    assert!(!damaged.is_empty(), "{v}");
+    hook.wait("a damage event", |r| r.iter().any(|r| r.body.contains("\"damage\"")));
+    let event = hook.events().into_iter().find(|e| e["kind"] == "damage").unwrap();
+    assert_eq!(
+        (event["run_id"].as_i64(), jarr(&event, "damaged").len()),
+        (Some(id), damaged.len()),
+        "{event}"
+    );
+    let text = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().unwrap().text().unwrap();
+    if let Some(m) = parse_metrics(&text) {
+        assert_eq!(m[r#"arca_verify_damaged_files{job="home"}"#], damaged.len() as f64);
+    }
     assert_eq!(d.stop(), Some(0));
     no_secret_in(&d.log(), &[PW, &d.token]);
+}
+
+#[test]
+fn the_api_speaks_https_with_the_configured_certificate() {
+    let s = setup(2, 1000);
+    // A test CA and a certificate it signs for 127.0.0.1 (webpki refuses a
+    // self-signed CA certificate as the server's own).
+    let (cert, key) = (s.base.join("cert.pem"), s.base.join("key.pem"));
+    let (ca, ca_key, csr, ext) =
+        (s.base.join("ca.pem"), s.base.join("ca.key"), s.base.join("leaf.csr"), s.base.join("leaf.ext"));
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: &str| {
+        let out = Command::new("openssl")
+            .args(args.split(' '))
+            .output()
+            .expect("openssl (installed by scripts/test.sh)");
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!("req -x509 {ec} -days 1 -subj /CN=arca-test-CA -keyout {} -out {}", p(&ca_key), p(&ca)));
+    openssl(&format!("req {ec} -subj /CN=127.0.0.1 -keyout {} -out {}", p(&key), p(&csr)));
+    openssl(&format!(
+        "x509 -req -in {} -CA {} -CAkey {} -CAcreateserial -days 1 -extfile {} -out {}",
+        p(&csr),
+        p(&ca),
+        p(&ca_key),
+        p(&ext),
+        p(&cert)
+    ));
+    s.write_config(&format!(
+        "[daemon]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[jobs.home]\nsources = [\"{}\"]\ndestinations = [\"local\"]\n",
+        cert.display(),
+        key.display(),
+        s.src.display()
+    ));
+    let trust = reqwest::Certificate::from_pem(&fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder().add_root_certificate(trust).https_only(true);
+    let mut d = Daemon::start_with(&s.arca, &s.state, &s.base.join("daemon.log"), &[], client);
+    assert!(d.url.starts_with("https://127.0.0.1:"), "{}", d.url);
+    assert_eq!(d.send("GET", "/health", None, None).1["status"], "ok");
+    assert_eq!(d.send("GET", "/api/jobs", None, None).0, 401);
+    let id = d.post("/api/jobs/home/run", json!({}))["run_id"].as_i64().unwrap();
+    assert_eq!(d.wait_run(id)["status"], "succeeded");
+    // Plain HTTP to the same port gets no answer; a client that does not
+    // trust the certificate refuses the server.
+    let plain = d.url.replace("https://", "http://");
+    let r = reqwest::blocking::Client::new().get(format!("{plain}/health")).send();
+    assert!(r.map(|r| !r.status().is_success()).unwrap_or(true));
+    assert!(reqwest::blocking::Client::new().get(format!("{}/health", d.url)).send().is_err());
+    assert_eq!(d.stop(), Some(0));
 }
 
 #[test]
@@ -523,10 +630,39 @@ fn schedules_retry_with_backoff_alert_recover_and_catch_up_once_after_downtime()
     .unwrap();
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o600)).unwrap();
     let hook = HttpSink::start();
+    // Mail goes to a real SMTP server (aiosmtpd) on loopback.
+    let maildir = s.base.join("mail");
+    let smtp_port = crate::s3server::free_port();
+    let _smtp = match std::env::var_os("ARCA_TEST_AIOSMTPD") {
+        Some(bin) => {
+            let child = Command::new(bin)
+                .args(["-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start aiosmtpd");
+            assert!(
+                crate::s3server::wait_for_port(smtp_port, Duration::from_secs(20)),
+                "aiosmtpd did not start"
+            );
+            Some(KillOnDrop(child))
+        }
+        None => {
+            skip("daemon email", "ARCA_TEST_AIOSMTPD (made by scripts/test.sh) is not set");
+            None
+        }
+    };
     // The secret part of a ping URL, which must never be logged.
     let ping_secret = "5f0c1e6a-ping-secret";
     s.write_config(&format!(
-        r#"[repositories.offsite]
+        r#"[daemon.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+from = "arca@example.com"
+
+[repositories.offsite]
 url = "s3://offsite/daemon"
 password_file = "{pw}"
 s3_endpoint = "{endpoint}"
@@ -540,6 +676,7 @@ retry = {{ attempts = 3, initial = "1s", factor = 2, max = "2s" }}
 notify = [
   {{ webhook = "{hook}/hook", on = ["success", "failure", "missed"] }},
   {{ ping = "{hook}/ping/{ping_secret}" }},
+  {{ email = "ops@example.com", on = ["failure"] }},
 ]
 [jobs.offsite.schedule]
 incremental = "*/3 * * * * *"
@@ -581,6 +718,22 @@ tz = "UTC"
     let pings: Vec<Received> = hook.received().into_iter().filter(|r| r.path.starts_with("/ping/")).collect();
     assert!(pings.iter().any(|p| p.path.ends_with("/start")), "{pings:?}");
     assert!(pings.iter().any(|p| p.path.ends_with("/fail")), "{pings:?}");
+    if _smtp.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mail = loop {
+            let found = fs::read_dir(maildir.join("new"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| fs::read_to_string(e.unwrap().path()).ok());
+            if let Some(m) = found {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "no mail arrived");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(mail.contains("Subject: arca: offsite failure"), "{mail}");
+        assert!(mail.contains("To: ops@example.com") && mail.contains("cannot reach"), "{mail}");
+    }
     let health = d.send("GET", "/health", None, None).1;
     assert_eq!(health["status"], "degraded", "{health}");
     let reasons = health["reasons"].to_string();
@@ -677,10 +830,20 @@ destinations = ["local"]
     assert_eq!(d.stop(), Some(0));
     assert!(d.log().contains("stopping: cancelling the runs going on"), "{}", d.log());
     s.local().verify(&[]).ok();
-    let d = Daemon::start(&s.arca, &s.state, &s.base.join("daemon2.log"));
+    // Started again, with JSON logs: the history kept the cancelled run.
+    let client = reqwest::blocking::Client::builder();
+    let mut d =
+        Daemon::start_with(&s.arca, &s.state, &s.base.join("daemon2.log"), &["--log-format", "json"], client);
     let record = d.get(&format!("/api/runs/{id}"));
     assert_eq!(record["status"], "cancelled", "{record}");
-    no_secret_in(&d.log(), &[PW, &d.token]);
+    assert_eq!(d.stop(), Some(0));
+    let log = d.log();
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    no_secret_in(&log, &[PW, &d.token]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::daemon::{lock, Daemon};
 
@@ -57,19 +57,16 @@ pub fn assess(daemon: &Daemon) -> Health {
         // Overdue: a backup schedule whose job has not succeeded within
         // twice its interval (a run held back, failing, or never started).
         for p in plans.iter().filter(|p| p.kind.name() == "backup") {
-            let (Some(next), Some(due)) = (p.next_slot(), p.due_at()) else { continue };
-            let interval = next - p.last_slot;
+            let Some(next) = p.next_slot() else { continue };
             let stats = history.stats(&p.job, Some("backup"));
-            let last = stats.last_success.and_then(|t| t.parse::<chrono::DateTime<Utc>>().ok());
-            if let Some(last) = last {
-                if now - last > interval * 2 + crate::schedule::GRACE && due <= now + interval {
-                    reasons.push(format!(
-                        "job {}: overdue: the latest successful backup ended {} ({} schedule)",
-                        p.job,
-                        last.to_rfc3339(),
-                        p.kind.schedule_name()
-                    ));
-                }
+            let last = stats.last_success.and_then(|t| t.parse::<DateTime<Utc>>().ok());
+            if let Some(last) = last.filter(|l| overdue(p.last_slot, next, *l, now)) {
+                reasons.push(format!(
+                    "job {}: overdue: the latest successful backup ended {} ({} schedule)",
+                    p.job,
+                    last.to_rfc3339(),
+                    p.kind.schedule_name()
+                ));
             }
         }
     }
@@ -85,5 +82,43 @@ pub fn assess(daemon: &Daemon) -> Health {
         version: env!("CARGO_PKG_VERSION"),
         running,
         queued,
+    }
+}
+
+/// Whether a schedule whose times are `last_slot` and then `next` is
+/// overdue at `now`, its job's latest success being `last_success`: no
+/// success within two of its intervals (a run held back, failing, or
+/// never started), beyond the grace a late start gets.
+pub fn overdue(
+    last_slot: DateTime<Utc>,
+    next: DateTime<Utc>,
+    last_success: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let interval = next - last_slot;
+    now - last_success > interval * 2 + crate::schedule::GRACE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_schedule_is_overdue_after_two_intervals_without_success() {
+        // Every six hours; the last slot 12:00, the next 18:00.
+        let (last, next) = (t("2026-12-07T12:00:00Z"), t("2026-12-07T18:00:00Z"));
+        assert!(!overdue(last, next, t("2026-12-07T12:01:00Z"), t("2026-12-07T13:00:00Z")));
+        assert!(
+            !overdue(last, next, t("2026-12-07T06:01:00Z"), t("2026-12-07T18:00:00Z")),
+            "one failure is not overdue"
+        );
+        assert!(
+            overdue(last, next, t("2026-12-07T00:00:00Z"), t("2026-12-07T12:05:00Z")),
+            "12 h and 5 min without success"
+        );
     }
 }

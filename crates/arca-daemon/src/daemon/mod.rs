@@ -388,12 +388,22 @@ async fn signals(daemon: Arc<Daemon>) {
 }
 
 async fn run_loop(daemon: Arc<Daemon>) {
+    let mut pruned = Utc::now();
     loop {
         if daemon.stopping.is_cancelled() {
             return;
         }
         let now = Utc::now();
         daemon.step(now);
+        // The history keeps history_max_age: looked at hourly.
+        if now - pruned > chrono::Duration::hours(1) {
+            pruned = now;
+            let cutoff = now - chrono::Duration::seconds(daemon.config().daemon.history_max_age_secs);
+            let n = lock(&daemon.history).prune(cutoff);
+            if n > 0 {
+                tracing::info!("dropped {n} runs older than history_max_age from the history");
+            }
+        }
         let next = lock(&daemon.sched).next_wake();
         // At most a second: the wall clock is read again, so a suspend or
         // a clock change is seen at once.
