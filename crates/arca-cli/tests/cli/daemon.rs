@@ -847,6 +847,54 @@ destinations = ["local"]
 }
 
 #[test]
+fn a_blackout_window_holds_scheduled_runs_but_not_a_persons_request() {
+    let s = setup(3, 1000);
+    // A window over the whole day, every day: scheduled runs wait.
+    s.write_config(&format!(
+        r#"[[blackout]]
+days = ["daily"]
+from = "00:00"
+to = "23:59:59"
+tz = "UTC"
+
+[jobs.home]
+sources = ["{}"]
+destinations = ["local"]
+schedule = {{ incremental = "*/2 * * * * *", tz = "UTC" }}
+"#,
+        s.src.display()
+    ));
+    let mut d = Daemon::start(&s.arca, &s.state, &s.base.join("daemon.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        if let Some(r) = d.runs().into_iter().find(|r| r["trigger"] == "schedule") {
+            let doc = d.get(&format!("/api/runs/{}", r["id"]));
+            if doc["waiting"].is_string() {
+                break doc;
+            }
+        }
+        assert!(Instant::now() < deadline, "no scheduled run waits: {:?}", d.runs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert!(jstr(&waiting, "waiting").contains("inside a blackout window until"), "{waiting}");
+    // Later times join the one waiting run rather than piling up.
+    std::thread::sleep(Duration::from_secs(5));
+    let scheduled = d.runs().into_iter().filter(|r| r["trigger"] == "schedule").count();
+    assert_eq!(scheduled, 1, "{:?}", d.runs());
+    // A person asking now is not held, and the waiting run is that one.
+    let asked = d.post("/api/jobs/home/run", json!({}));
+    assert_eq!(
+        (asked["run_id"].as_i64(), asked["joined"].as_bool()),
+        (waiting["id"].as_i64(), Some(true)),
+        "{asked}"
+    );
+    let done = d.wait_run(waiting["id"].as_i64().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
 fn config_check_names_the_daemon_settings_mistakes() {
     let s = setup(1, 10);
     s.write_config(

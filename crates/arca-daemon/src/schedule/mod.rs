@@ -355,10 +355,6 @@ impl Scheduler {
         let priority = self.priority(&task.job);
         if let Some(w) = self.queue.find_work(&task) {
             let id = w.run_id;
-            if trigger == Trigger::Api {
-                // A person asking now does not wait for a retry's delay.
-                self.queue.run_now(id);
-            }
             self.queue.push(Queued {
                 run_id: id,
                 task: task.clone(),

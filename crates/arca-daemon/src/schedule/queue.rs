@@ -59,19 +59,17 @@ impl Queue {
                 }
             }
             w.priority = w.priority.max(q.priority);
+            if q.trigger == Trigger::Api {
+                // A person asked for it now: it no longer waits for a
+                // retry's delay, a blackout window or a threshold.
+                w.trigger = Trigger::Api;
+                w.not_before = None;
+            }
             return Enqueued::Joined(w.run_id);
         }
         let id = q.run_id;
         self.items.push(q);
         Enqueued::New(id)
-    }
-
-    /// Run `id` starts as soon as it may, without waiting for its retry
-    /// delay.
-    pub fn run_now(&mut self, id: i64) {
-        if let Some(q) = self.items.iter_mut().find(|q| q.run_id == id) {
-            q.not_before = None;
-        }
     }
 
     /// The waiting run of this job and task, if any.

@@ -314,6 +314,15 @@ tz = "Europe/Berlin"
     // A person asking now is not held.
     r.api("home", TaskKind::Backup(Strategy::Incremental), t("2026-12-07T09:05:00Z"));
     assert_eq!(r.start(t("2026-12-07T09:05:00Z"), &IDLE).len(), 1);
+    // Nor is a scheduled run waiting in the window that a person's request
+    // joins.
+    let jobs = EVERY_10_MIN.replace("*/10 * * * *", "0 10 * * *").replace("\"UTC\"", "\"Europe/Berlin\"");
+    let mut r = Rig::new(config(&jobs, blackout), t("2026-12-07T08:00:00Z"));
+    r.tick(t("2026-12-07T09:00:00Z"));
+    assert!(r.start(t("2026-12-07T09:00:00Z"), &IDLE).is_empty());
+    let d = r.api("home", TaskKind::Backup(Strategy::Incremental), t("2026-12-07T09:01:00Z"));
+    assert!(matches!(d, Some(Decision::Joined { run_id: 1, .. })), "{d:?}");
+    assert_eq!(r.start(t("2026-12-07T09:01:00Z"), &IDLE).len(), 1);
 }
 
 #[test]
