@@ -882,14 +882,29 @@ schedule = {{ incremental = "*/2 * * * * *", tz = "UTC" }}
     std::thread::sleep(Duration::from_secs(5));
     let scheduled = d.runs().into_iter().filter(|r| r["trigger"] == "schedule").count();
     assert_eq!(scheduled, 1, "{:?}", d.runs());
-    // A person asking now is not held, and the waiting run is that one.
+    assert!(d.log().contains("joins the waiting run"), "{}", d.log());
+    // A waiting run is cancelled at once (and the daemon goes on answering).
+    let (status, v) = d.send("DELETE", &format!("/api/runs/{}", waiting["id"]), None, Some(&d.token));
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(d.wait_run(waiting["id"].as_i64().unwrap())["status"], "cancelled");
+    // The next time queues a new one; a person asking now is not held,
+    // and joins it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = loop {
+        let runs = d.runs();
+        if let Some(r) = runs.iter().find(|r| r["trigger"] == "schedule" && r["status"] == "queued") {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "no new scheduled run: {runs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let asked = d.post("/api/jobs/home/run", json!({}));
     assert_eq!(
         (asked["run_id"].as_i64(), asked["joined"].as_bool()),
-        (waiting["id"].as_i64(), Some(true)),
+        (next["id"].as_i64(), Some(true)),
         "{asked}"
     );
-    let done = d.wait_run(waiting["id"].as_i64().unwrap());
+    let done = d.wait_run(next["id"].as_i64().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(d.stop(), Some(0));
 }

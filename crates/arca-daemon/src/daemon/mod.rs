@@ -114,7 +114,10 @@ impl Daemon {
     /// through the core (its end is recorded when its engine returns).
     /// Whether it was found not over.
     pub fn cancel(&self, id: i64) -> bool {
-        if let Some(_q) = lock(&self.sched).cancel_queued(id) {
+        // Its own statement: the scheduler's lock is let go before the
+        // metrics take it again.
+        let waiting = lock(&self.sched).cancel_queued(id);
+        if waiting.is_some() {
             lock(&self.live).remove(&id);
             lock(&self.history).finished(
                 id,
@@ -127,9 +130,10 @@ impl Daemon {
             self.metrics_load();
             return true;
         }
-        match lock(&self.live).get(&id) {
-            Some(l) => {
-                l.cancel.cancel();
+        let running = lock(&self.live).get(&id).map(|l| l.cancel.clone());
+        match running {
+            Some(c) => {
+                c.cancel();
                 true
             }
             None => false,
