@@ -49,16 +49,20 @@ fi
 # they skip, or fail under ARCA_TEST_REQUIRE_ROOT or CI.
 venv="${ARCA_TEST_VENV:-$HOME/.cache/arca-test-venv}"
 # aiosmtpd: the SMTP server of the email notification tests; prometheus_client:
-# the Prometheus text parser the daemon test reads /metrics with.
-if [[ ! -x "$venv/bin/aiosmtpd" ]] || ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
-  echo "test.sh: installing aiosmtpd and prometheus_client in $venv (email and metrics tests)" >&2
+# the Prometheus text parser the daemon test reads /metrics with; schemathesis
+# (pinned: its checks change between versions): the daemon's API against its
+# OpenAPI document.
+schemathesis=4.32.5
+if [[ ! -x "$venv/bin/aiosmtpd" ]] || ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null ||
+   [[ "$("$venv/bin/st" --version 2>/dev/null)" != *"$schemathesis"* ]]; then
+  echo "test.sh: installing aiosmtpd, prometheus_client and schemathesis in $venv (email, metrics and API tests)" >&2
   # Debian's python3 has no venv module (nor ensurepip) without python3-venv.
   if [[ ! -x "$venv/bin/pip" ]] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
     apt_install python3-venv
     python3 -m venv "$venv" >/dev/null || echo "test.sh: python3 -m venv failed: the email and metrics tests will fail or skip" >&2
   fi
   if [[ -x "$venv/bin/pip" ]]; then
-    "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd prometheus_client ||
+    "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd prometheus_client "schemathesis==$schemathesis" ||
       echo "test.sh: pip install failed: the email and metrics tests will fail or skip" >&2
   fi
 fi
@@ -67,6 +71,9 @@ if [[ -x "$venv/bin/aiosmtpd" ]]; then
 fi
 if [[ -x "$venv/bin/python" ]]; then
   export ARCA_TEST_PYTHON="$venv/bin/python"
+fi
+if [[ -x "$venv/bin/st" ]]; then
+  export ARCA_TEST_SCHEMATHESIS="$venv/bin/st"
 fi
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -58,7 +58,36 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         // Only matched routes ask for the token: an unknown path is a 404
         // for everyone.
         .route_layer(axum::middleware::from_fn_with_state(daemon.clone(), auth));
-    Router::new().route("/health", get(health::health)).merge(authed).with_state(daemon)
+    Router::new()
+        .route("/health", get(health::health))
+        .merge(authed)
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(daemon)
+}
+
+/// Every error as `{"error": "…"}`, those of axum's own extractors (a body
+/// that is not JSON, an id that is not a number) and of unknown routes too:
+/// a client reads one shape.
+async fn json_errors(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(parts.status.is_client_error() || parts.status.is_server_error()) {
+        return Response::from_parts(parts, body);
+    }
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let text = match text {
+        Ok(t) if !t.trim().is_empty() => t,
+        _ => parts.status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let mut r = error(parts.status, text);
+    for (k, v) in parts.headers.iter().filter(|(k, _)| *k == header::ALLOW || *k == header::WWW_AUTHENTICATE)
+    {
+        r.headers_mut().insert(k.clone(), v.clone());
+    }
+    r
 }
 
 /// Refuses a request without `Authorization: Bearer <token>`.
