@@ -153,6 +153,11 @@ impl Metrics {
         }
     }
 
+    /// `job`'s latest run succeeded, or not.
+    pub fn last_status(&self, job: &str, succeeded: bool) {
+        self.last_status.get_or_create(&Job { job: job.into() }).set(i64::from(succeeded));
+    }
+
     /// Destination `destination` holds a good copy of `job` as of `unix`.
     pub fn succeeded_on(&self, job: &str, destination: &str, unix: f64) {
         self.last_success

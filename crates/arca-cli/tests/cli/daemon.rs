@@ -602,6 +602,17 @@ fn the_api_speaks_https_with_the_configured_certificate() {
     assert!(r.map(|r| !r.status().is_success()).unwrap_or(true));
     assert!(reqwest::blocking::Client::new().get(format!("{}/health", d.url)).send().is_err());
     assert_eq!(d.stop(), Some(0));
+    // Started again, the metrics know the last success from the history.
+    let trust = reqwest::Certificate::from_pem(&fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder().add_root_certificate(trust);
+    let mut d = Daemon::start_with(&s.arca, &s.state, &s.base.join("daemon2.log"), &[], client);
+    let text = d.http.get(format!("{}/metrics", d.url)).bearer_auth(&d.token).send().unwrap().text().unwrap();
+    assert!(
+        text.contains("arca_job_last_success_timestamp_seconds{job=\"home\",destination=\"local\"}"),
+        "{text}"
+    );
+    assert!(text.contains("arca_job_last_run_status{job=\"home\"} 1"), "{text}");
+    assert_eq!(d.stop(), Some(0));
 }
 
 #[test]

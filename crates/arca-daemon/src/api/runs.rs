@@ -28,6 +28,8 @@ pub fn document(daemon: &Daemon, id: i64) -> Option<Value> {
         let secs = p.phase_elapsed.as_secs_f64();
         json!({
             "phase": p.phase.map(|ph| ph.name()),
+            // What `files` counts in this phase: files, packs, trees, snapshots.
+            "unit": p.phase.map(|ph| ph.units().name()),
             "percentage": (total > 0).then(|| (done as f64 * 100.0 / total as f64).min(100.0)),
             "files": p.items_done,
             "files_total": p.items_total,

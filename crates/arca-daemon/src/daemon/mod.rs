@@ -93,16 +93,8 @@ impl Daemon {
         };
         self.wake.notify_one();
         match decision {
-            Some(Decision::Joined { run_id, task }) => {
-                if let Some(st) = task.kind.strategy() {
-                    // The waiting run keeps the stronger of the two.
-                    let s = lock(&self.sched);
-                    if let Some(q) = s.queue().get(run_id) {
-                        if q.task.kind.strategy() == Some(st) {
-                            lock(&self.history).set_strategy(run_id, st.as_str());
-                        }
-                    }
-                }
+            Some(Decision::Joined { run_id, .. }) => {
+                self.joined(run_id);
                 (run_id, true)
             }
             Some(Decision::Queued { run_id, .. }) => (run_id, false),
@@ -140,6 +132,15 @@ impl Daemon {
         }
     }
 
+    /// A request joined waiting run `id`, which may now back up with a
+    /// stronger strategy: the history says which.
+    fn joined(&self, id: i64) {
+        let strategy = lock(&self.sched).queue().get(id).and_then(|q| q.task.kind.strategy());
+        if let Some(st) = strategy {
+            lock(&self.history).set_strategy(id, st.as_str());
+        }
+    }
+
     pub(crate) fn metrics_load(&self) {
         let s = lock(&self.sched);
         self.metrics.load(s.queue().len(), s.running().len());
@@ -156,18 +157,9 @@ impl Daemon {
             if targets.is_empty() {
                 return;
             }
-            for d in notifier.send(&event, &targets).await {
-                if !d.ok {
-                    tracing::warn!(
-                        job = %event.job,
-                        "notification {} of {} failed after {} tries: {}",
-                        d.channel,
-                        event.kind.name(),
-                        d.attempts,
-                        d.error.unwrap_or_default()
-                    );
-                }
-            }
+            // Each failed delivery is logged by the notifier, naming the
+            // channel masked.
+            notifier.send(&event, &targets).await;
         });
     }
 
@@ -201,6 +193,7 @@ impl Daemon {
             }
             Decision::Joined { run_id, task } => {
                 tracing::info!(job = %task.job, run = run_id, "{} joins the waiting run", task.kind.schedule_name());
+                self.joined(run_id);
             }
             Decision::Coalesced { task, running } => {
                 tracing::info!(job = %task.job, run = running, "{} is due while the job still runs: not started twice", task.kind.schedule_name());
@@ -269,6 +262,33 @@ impl Daemon {
     }
 }
 
+/// Metrics start from the history, so that a restart does not make a job
+/// look as if it never succeeded: each job's latest success per
+/// destination and its latest backup's result.
+fn seed_metrics(history: &History, metrics: &Metrics, config: &Config) {
+    for job in config.jobs.keys() {
+        let backups: Vec<_> = history
+            .runs(Some(job), 200, None)
+            .into_iter()
+            .filter(|r| r.task == "backup" && (r.status == "succeeded" || r.status == "failed"))
+            .collect();
+        if let Some(latest) = backups.first() {
+            metrics.last_status(job, latest.status == "succeeded");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &backups {
+            let (Some(report), Some(end)) = (&r.report, &r.finished_at) else { continue };
+            let Ok(end) = end.parse::<DateTime<Utc>>() else { continue };
+            let destinations = report["destinations"].as_array().cloned().unwrap_or_default();
+            for d in destinations.iter().filter(|d| d["success"] == true) {
+                if let Some(name) = d["name"].as_str().filter(|n| seen.insert(n.to_string())) {
+                    metrics.succeeded_on(job, name, end.timestamp_millis() as f64 / 1000.0);
+                }
+            }
+        }
+    }
+}
+
 fn queue_row(h: &History, t: &Task, trig: Trigger, now: DateTime<Utc>) -> i64 {
     h.queue(&t.job, t.kind.name(), t.kind.strategy().map(|s| s.as_str()), trig.name(), now)
 }
@@ -290,8 +310,10 @@ pub fn run(opts: DaemonOptions) -> Result<(), String> {
         .unwrap_or_else(|| opts.state_dir.join("daemon.token"));
     let token = crate::token::load_or_create(&token_file)?;
     let history = History::open(&opts.state_dir.join("history.sqlite"))?;
+    let metrics = Metrics::new();
     let cutoff = Utc::now() - chrono::Duration::seconds(config.daemon.history_max_age_secs);
     history.prune(cutoff);
+    seed_metrics(&history, &metrics, &config);
     let listen = opts.listen.unwrap_or(config.daemon.listen);
     let tls = config.daemon.tls.clone();
     let now = Utc::now();
@@ -301,7 +323,7 @@ pub fn run(opts: DaemonOptions) -> Result<(), String> {
         live: Mutex::new(HashMap::new()),
         history: Mutex::new(history),
         notifier: Mutex::new(Arc::new(Notifier::new(config.daemon.smtp.clone()))),
-        metrics: Metrics::new(),
+        metrics,
         token,
         opts,
         wake: tokio::sync::Notify::new(),
@@ -385,7 +407,8 @@ async fn signals(daemon: Arc<Daemon>) {
             _ = int.recv() => return,
             _ = hup.recv() => match daemon.reload() {
                 Ok(()) => tracing::info!("reloaded {}", daemon.opts.config_path.display()),
-                Err(e) => tracing::error!("reload refused, the configuration in force stays:\n{e}"),
+                // One line: the journal keeps a line as one entry.
+                Err(e) => tracing::error!("reload refused, the configuration in force stays: {}", e.replace('\n', "; ")),
             },
         }
     }

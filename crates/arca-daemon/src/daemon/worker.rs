@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::{lock, Daemon, DaemonOptions, Live};
 use crate::notify::{Event, EventDestination};
-use crate::schedule::{Queued, RestoreRequest, Task, TaskKind};
+use crate::schedule::{Enqueued, Queued, RestoreRequest, Task, TaskKind};
 
 /// What a run came to.
 #[derive(Debug, Clone)]
@@ -175,7 +175,11 @@ fn restore_job(config: &Config, r: &RestoreRequest, opts: &RunOptions, progress:
             .cancel(opts.cancel.clone())
             .lock(opts.lock.clone());
         let result = restore(&repo, &id, &ropts, progress).map_err(|e| e.report().to_string())?;
-        let error = (!result.success).then(|| format!("{} paths could not be restored", result.errors.len()));
+        let error = (!result.success).then(|| {
+            let first =
+                result.errors.first().map(|e| format!(": {} ({})", e.path, e.error)).unwrap_or_default();
+            format!("{} paths could not be restored{first}", result.errors.len())
+        });
         Ok(Outcome {
             status: if result.success { "succeeded" } else { "failed" },
             retryable: false,
@@ -188,7 +192,9 @@ fn restore_job(config: &Config, r: &RestoreRequest, opts: &RunOptions, progress:
                 snapshot: Some(id.to_hex()),
                 error: None,
             }],
-            damaged: result.errors.iter().map(|e| e.path.clone()).collect(),
+            // Paths that could not be written are the target's trouble, not
+            // damage in the repository: they are in the error and the result.
+            damaged: Vec::new(),
         })
     };
     go().unwrap_or_else(failed)
@@ -200,6 +206,7 @@ fn ended(daemon: &Arc<Daemon>, q: Queued, outcome: Outcome, started: DateTime<Ut
     let job = q.task.job.clone();
     let config = daemon.config();
     lock(&daemon.sched).finished(q.run_id);
+    let mut superseded = false;
     let retry = (outcome.status == "failed" && outcome.retryable && !daemon.stopping.is_cancelled())
         .then(|| {
             let policy = config.jobs.get(&job).map(|j| j.retry.clone()).unwrap_or_default();
@@ -216,18 +223,32 @@ fn ended(daemon: &Arc<Daemon>, q: Queued, outcome: Outcome, started: DateTime<Ut
             };
         }
     }
+    let mut outcome = outcome;
     if let Some(secs) = retry {
         let at = now + chrono::Duration::seconds(secs as i64);
         let error = outcome.error.clone().unwrap_or_default();
-        tracing::warn!(job = %job, run = q.run_id, "try {} failed ({error}); waiting may cure it: try {} in {secs} s", q.attempt, q.attempt + 1);
-        lock(&daemon.history).requeued(q.run_id, &error);
-        if let Some(l) = lock(&daemon.live).get_mut(&q.run_id) {
-            l.state = None;
+        let id = q.run_id;
+        let retried = lock(&daemon.sched).retry(q.clone(), at);
+        match retried {
+            Enqueued::New(_) => {
+                tracing::warn!(job = %job, run = id, "try {} failed ({error}); waiting may cure it: try {} in {secs} s", q.attempt, q.attempt + 1);
+                lock(&daemon.history).requeued(id, &error);
+                if let Some(l) = lock(&daemon.live).get_mut(&id) {
+                    l.state = None;
+                }
+                daemon.metrics_load();
+                daemon.wake.notify_one();
+                return;
+            }
+            Enqueued::Joined(other) => {
+                // The same work already waits as another run: that one
+                // tries again, and alerts if it fails too.
+                tracing::warn!(job = %job, run = id, "failed ({error}); run {other}, already waiting, does the work again");
+                outcome.error = Some(format!("{error} (run {other}, already waiting, does the work again)"));
+                outcome.retryable = false;
+                superseded = true;
+            }
         }
-        lock(&daemon.sched).retry(q, at);
-        daemon.metrics_load();
-        daemon.wake.notify_one();
-        return;
     }
     lock(&daemon.live).remove(&q.run_id);
     lock(&daemon.history).finished(
@@ -272,7 +293,7 @@ fn ended(daemon: &Arc<Daemon>, q: Queued, outcome: Outcome, started: DateTime<Ut
             (daemon.clone(), outcome.destinations.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
         tokio::task::spawn_blocking(move || measure(&d2, &names));
     }
-    if outcome.status == "cancelled" {
+    if outcome.status == "cancelled" || superseded {
         return;
     }
     let kind = q.task.kind.schedule_name();

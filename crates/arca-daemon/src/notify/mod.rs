@@ -16,14 +16,14 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 /// What happened, as sent to webhooks (JSON), commands (stdin and
-/// environment), mails and pings (as text). docs/json.md, `Event`.
+/// environment), mails and pings (as text). docs/daemon.md, "Notifications".
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// start, success, failure, damage or missed.
     pub kind: EventKind,
     /// The job.
     pub job: String,
-    /// What ran: `backup`, `retention` or `verify`.
+    /// What ran: `backup`, `retention`, `verify` or `restore`.
     pub task: String,
     /// The backup's strategy, for a backup.
     pub strategy: Option<String>,

@@ -395,13 +395,14 @@ impl Scheduler {
 
     /// Puts a run that failed in a way waiting may cure back in the
     /// queue, to start at `at` at the earliest.
-    pub fn retry(&mut self, mut q: Queued, at: DateTime<Utc>) {
+    /// When the same work already waits (a person asked during the run,
+    /// or a stronger backup came due), that run does it instead: the
+    /// answer is [`Enqueued::Joined`] with its id, and this run is over.
+    pub fn retry(&mut self, mut q: Queued, at: DateTime<Utc>) -> Enqueued {
         q.attempt += 1;
         q.not_before = Some(at);
         q.waiting = Some(format!("try {} at {}", q.attempt, at.to_rfc3339()));
-        // Nothing of the same work waits: a time that came during the run
-        // was coalesced into it.
-        self.queue.push(q);
+        self.queue.push(q)
     }
 
     /// Takes waiting run `id` out of the queue.

@@ -392,3 +392,19 @@ fn a_retry_waits_for_its_delay() {
     let now = r.start(t("2026-12-07T12:21:00Z"), &IDLE);
     assert_eq!((now[0].run_id, now[0].attempt), (1, 3));
 }
+
+#[test]
+fn a_retry_that_finds_the_same_work_waiting_leaves_it_to_that_run() {
+    let mut r = Rig::new(config(EVERY_10_MIN, ""), t("2026-12-07T12:00:30Z"));
+    r.tick(t("2026-12-07T12:10:00Z"));
+    let q = r.start(t("2026-12-07T12:10:00Z"), &IDLE).remove(0);
+    // A person asks while it runs: a second run waits.
+    let d = r.api("home", TaskKind::Backup(Strategy::Full), t("2026-12-07T12:10:30Z"));
+    assert!(matches!(d, Some(Decision::Queued { run_id: 2, .. })), "{d:?}");
+    r.s.finished(q.run_id);
+    // The first fails in a way waiting may cure: the waiting run will do
+    // the work, and it keeps the stronger strategy.
+    assert_eq!(r.s.retry(q, t("2026-12-07T12:11:00Z")), Enqueued::Joined(2));
+    let waiting: Vec<_> = r.s.queue().iter().map(|q| (q.run_id, q.task.kind.clone())).collect();
+    assert_eq!(waiting, vec![(2, TaskKind::Backup(Strategy::Full))]);
+}

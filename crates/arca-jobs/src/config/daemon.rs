@@ -62,9 +62,11 @@ impl FromStr for Cron {
 
 impl Cron {
     /// The first time strictly after `t` that the expression names, read
-    /// on the wall clock of `tz`. In a daylight saving gap a fixed time
-    /// runs right after the gap; in a repeated hour it runs once (the
-    /// convention of Vixie cron).
+    /// on the wall clock of `tz`, by Vixie cron's rules: a fixed time (no
+    /// `*`, step or list in its seconds, minutes and hours) that falls in a
+    /// daylight saving gap runs right after the gap, and once in a repeated
+    /// hour; an interval line skips the times of a gap and runs each time
+    /// of a repeated hour.
     pub fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         self.cron.find_next_occurrence(&t.with_timezone(&tz), false).ok().map(|d| d.with_timezone(&Utc))
     }
@@ -189,7 +191,7 @@ impl EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
-    /// The event as JSON (docs/json.md, `Event`).
+    /// The event as JSON (docs/daemon.md, "Notifications").
     #[default]
     Json,
     /// `{"text": "…"}`, which Slack, Mattermost, Rocket.Chat and Discord's
@@ -380,6 +382,19 @@ impl Default for DaemonSettings {
             smtp: None,
         }
     }
+}
+
+/// The shortest time between two consecutive times of `c` over a stretch
+/// of its times, in seconds.
+fn shortest_gap(c: &Cron, tz: Tz) -> Option<u64> {
+    let mut t = c.next_after(DateTime::<Utc>::from_timestamp(1_767_225_600, 0)?, tz)?; // 2026-01-01
+    let mut shortest = u64::MAX;
+    for _ in 0..16 {
+        let next = c.next_after(t, tz)?;
+        shortest = shortest.min((next - t).num_seconds().max(0) as u64);
+        t = next;
+    }
+    Some(shortest)
 }
 
 /// The system's time zone (from `TZ` or /etc/localtime), UTC when it
@@ -593,6 +608,21 @@ impl Checker<'_> {
         }
         let tz = self.tz(&what, &s.tz);
         let jitter_secs = self.seconds(&format!("{what}.jitter"), &s.jitter).unwrap_or(0);
+        // A delay as long as the time between two runs would make every
+        // run late, and so "missed".
+        let lines = backups.iter().map(|(_, c)| c).chain(retention.iter()).chain(verify.iter());
+        let shortest = lines.filter_map(|c| shortest_gap(c, tz)).min();
+        if let (Some(gap), Some(j)) = (shortest, &s.jitter) {
+            if jitter_secs > 0 && jitter_secs * 2 > gap {
+                self.error(
+                    j.span(),
+                    format!(
+                        "{what}: jitter {:?} is more than half the {gap} s between two runs: make it shorter",
+                        j.get_ref()
+                    ),
+                );
+            }
+        }
         let priority = match s.priority.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
             None | Some(("normal", _)) => Priority::Normal,
             Some(("high", _)) => Priority::High,

@@ -283,3 +283,21 @@ fn a_blackout_window_knows_when_it_ends_overnight_and_in_its_zone() {
     assert_eq!(night.end_if_inside(utc("2026-12-12T21:59:00Z")), None);
     assert!(night.holds("home") && !night.holds("other") && office.holds("other"));
 }
+
+#[test]
+fn a_jitter_longer_than_half_the_interval_is_refused() {
+    let text = r#"[repositories.r]
+url = "/r"
+password_env = "PW"
+[jobs.j]
+sources = ["/x"]
+destinations = ["r"]
+schedule = { incremental = "*/10 * * * *", jitter = "6m" }
+"#;
+    let e = errors(text);
+    assert!(
+        e.iter().any(|(l, _, m)| *l == 7 && m.contains("jitter \"6m\" is more than half the 600 s")),
+        "{e:?}"
+    );
+    assert!(Config::parse(&text.replace("6m", "5m"), "t.toml").is_ok());
+}
