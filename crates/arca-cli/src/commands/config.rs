@@ -32,11 +32,12 @@ pub fn run(cli: &Cli, cmd: &ConfigCommand) -> Result<u8> {
                         output::json(&serde_json::json!({"file": path, "valid": true, "errors": [],
                             "jobs": c.jobs.keys().collect::<Vec<_>>(), "repositories": c.repositories.keys().collect::<Vec<_>>()}))?;
                     } else {
+                        let (jobs, repos) = (c.jobs.len(), c.repositories.len());
                         outln!(
-                            "{}: valid: {} jobs, {} repositories",
+                            "{}: valid: {jobs} job{}, {repos} repositor{}",
                             path.display(),
-                            c.jobs.len(),
-                            c.repositories.len()
+                            if jobs == 1 { "" } else { "s" },
+                            if repos == 1 { "y" } else { "ies" }
                         );
                     }
                     Ok(0)

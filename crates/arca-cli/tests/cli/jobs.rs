@@ -704,11 +704,7 @@ fn the_example_and_docs_config_md_name_the_same_keys_and_discovery_finds_the_fil
         return;
     }
     let out = run(&arca, false, &["config", "check"]).ok();
-    assert!(
-        out.stdout.contains(".config/arca/arca.toml: valid: 0 jobs, 1 repositories"),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stdout.contains(".config/arca/arca.toml: valid: 0 jobs, 1 repository"), "{}", out.describe());
     fs::remove_file(dir.join("arca.toml")).unwrap();
     let out = run(&arca, false, &["config", "check"]).code_is(1);
     assert!(out.stderr.contains("no arca.toml: give --config FILE, set ARCA_CONFIG"), "{}", out.describe());

@@ -355,16 +355,7 @@ impl Scheduler {
         let priority = self.priority(&task.job);
         if let Some(w) = self.queue.find_work(&task) {
             let id = w.run_id;
-            self.queue.push(Queued {
-                run_id: id,
-                task: task.clone(),
-                priority,
-                trigger,
-                enqueued: now,
-                attempt: 1,
-                not_before: None,
-                waiting: None,
-            });
+            self.queue.push(Queued::first(id, task.clone(), priority, trigger, now));
             return Some(Decision::Joined { run_id: id, task });
         }
         if trigger != Trigger::Api {
@@ -380,16 +371,7 @@ impl Scheduler {
             }
         }
         let run_id = new_id(&task, trigger);
-        self.queue.push(Queued {
-            run_id,
-            task: task.clone(),
-            priority,
-            trigger,
-            enqueued: now,
-            attempt: 1,
-            not_before: None,
-            waiting: None,
-        });
+        self.queue.push(Queued::first(run_id, task.clone(), priority, trigger, now));
         Some(Decision::Queued { run_id, task, trigger })
     }
 

@@ -32,6 +32,19 @@ pub struct Queued {
     pub waiting: Option<String>,
 }
 
+impl Queued {
+    /// A first try of `task`, asked for at `now`.
+    pub fn first(
+        run_id: i64,
+        task: Task,
+        priority: Priority,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Queued {
+        Queued { run_id, task, priority, trigger, enqueued: now, attempt: 1, not_before: None, waiting: None }
+    }
+}
+
 /// What a request to queue a run came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Enqueued {

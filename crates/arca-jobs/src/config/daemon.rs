@@ -506,6 +506,31 @@ fn parse_time(s: &str) -> Option<NaiveTime> {
 }
 
 impl Checker<'_> {
+    /// One of a few names (`options`), or `default` when absent; a name
+    /// not among them is a mistake that lists them.
+    fn choice<T: Copy>(
+        &mut self,
+        what: &str,
+        field: &str,
+        value: &Option<Spanned<String>>,
+        default: T,
+        options: &[(&str, T)],
+    ) -> T {
+        let Some(v) = value else { return default };
+        match options.iter().find(|(name, _)| name == v.get_ref()) {
+            Some((_, t)) => *t,
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                let (last, rest) = names.split_last().expect("options are given");
+                self.error(
+                    v.span(),
+                    format!("{what}: {field} {:?}: use {} or {last}", v.get_ref(), rest.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
     fn tz(&mut self, what: &str, tz: &Option<Spanned<String>>) -> Tz {
         match tz {
             None => system_tz(),
@@ -623,23 +648,20 @@ impl Checker<'_> {
                 );
             }
         }
-        let priority = match s.priority.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
-            None | Some(("normal", _)) => Priority::Normal,
-            Some(("high", _)) => Priority::High,
-            Some(("low", _)) => Priority::Low,
-            Some((p, span)) => {
-                self.error(span, format!("{what}: priority {p:?}: use high, normal or low"));
-                Priority::Normal
-            }
-        };
-        let missed = match s.missed.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-            None | Some(("run-once", _)) => Missed::RunOnce,
-            Some(("skip", _)) => Missed::Skip,
-            Some((m, span)) => {
-                self.error(span, format!("{what}: missed {m:?}: use run-once or skip"));
-                Missed::RunOnce
-            }
-        };
+        let priority = self.choice(
+            &what,
+            "priority",
+            &s.priority,
+            Priority::Normal,
+            &[("high", Priority::High), ("normal", Priority::Normal), ("low", Priority::Low)],
+        );
+        let missed = self.choice(
+            &what,
+            "missed",
+            &s.missed,
+            Missed::RunOnce,
+            &[("run-once", Missed::RunOnce), ("skip", Missed::Skip)],
+        );
         let max_load_per_core = self.load(&what, &s.max_load_per_core);
         let min_free_space = s.min_free_space.as_ref().and_then(|m| {
             let n = parse_size(m.get_ref());
@@ -712,14 +734,13 @@ impl Checker<'_> {
             }
             ok
         };
-        let format = match n.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
-            None | Some(("json", _)) => WebhookFormat::Json,
-            Some(("slack", _)) => WebhookFormat::Slack,
-            Some((f, span)) => {
-                self.error(span, format!("{what}: format {f:?}: use json or slack"));
-                WebhookFormat::Json
-            }
-        };
+        let format = self.choice(
+            what,
+            "format",
+            &n.format,
+            WebhookFormat::Json,
+            &[("json", WebhookFormat::Json), ("slack", WebhookFormat::Slack)],
+        );
         if let (Some(f), None) = (&n.format, &n.webhook) {
             self.error(f.span(), format!("{what}: format is for a webhook"));
         }
@@ -805,14 +826,13 @@ impl Checker<'_> {
             }
         }
         let tz = self.tz(what, &b.tz);
-        let policy = match b.policy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
-            None | Some(("wait", _)) => BlackoutPolicy::Wait,
-            Some(("skip", _)) => BlackoutPolicy::Skip,
-            Some((p, span)) => {
-                self.error(span, format!("{what}: policy {p:?}: use wait or skip"));
-                BlackoutPolicy::Wait
-            }
-        };
+        let policy = self.choice(
+            what,
+            "policy",
+            &b.policy,
+            BlackoutPolicy::Wait,
+            &[("wait", BlackoutPolicy::Wait), ("skip", BlackoutPolicy::Skip)],
+        );
         for j in &b.jobs {
             if !jobs.contains(j.get_ref()) {
                 self.error(j.span(), format!("{what}: jobs: {:?} is not a job of this file", j.get_ref()));
@@ -877,15 +897,13 @@ impl Checker<'_> {
         let span = s.span();
         let s = s.into_inner();
         let what = "daemon.smtp";
-        let tls = match s.tls.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
-            None | Some(("starttls", _)) => SmtpTls::Starttls,
-            Some(("tls", _)) => SmtpTls::Tls,
-            Some(("none", _)) => SmtpTls::None,
-            Some((t, span)) => {
-                self.error(span, format!("{what}: tls {t:?}: use starttls, tls or none"));
-                SmtpTls::Starttls
-            }
-        };
+        let tls = self.choice(
+            what,
+            "tls",
+            &s.tls,
+            SmtpTls::Starttls,
+            &[("starttls", SmtpTls::Starttls), ("tls", SmtpTls::Tls), ("none", SmtpTls::None)],
+        );
         if s.from.get_ref().parse::<lettre::Address>().is_err() {
             self.error(s.from.span(), format!("{what}: from {:?} is not a mail address", s.from.get_ref()));
         }
