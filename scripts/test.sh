@@ -76,6 +76,26 @@ if [[ -x "$venv/bin/st" ]]; then
   export ARCA_TEST_SCHEMATHESIS="$venv/bin/st"
 fi
 
+# The dashboard test drives Debian's chromium with Playwright under Node.js:
+# playwright-core from npm, pinned (its protocol follows Chromium's), in a
+# folder of its own. Without ARCA_TEST_NODE_MODULES and ARCA_TEST_CHROMIUM
+# the test skips, or fails under ARCA_TEST_REQUIRE_ROOT.
+playwright=1.64.1
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+node_prefix="${ARCA_TEST_NODE:-$HOME/.cache/arca-test-node}"
+if [[ "$(node -p 'require(process.argv[1]).version' "$node_prefix/node_modules/playwright-core/package.json" 2>/dev/null)" != "$playwright" ]]; then
+  echo "test.sh: installing playwright-core $playwright in $node_prefix (dashboard test)" >&2
+  npm install --prefix "$node_prefix" --no-audit --no-fund --silent "playwright-core@$playwright" ||
+    echo "test.sh: npm install failed: the dashboard test will fail or skip" >&2
+fi
+if [[ -f "$node_prefix/node_modules/playwright-core/package.json" ]]; then
+  export ARCA_TEST_NODE_MODULES="$node_prefix/node_modules"
+fi
+if [[ -x /usr/bin/chromium ]]; then
+  export ARCA_TEST_CHROMIUM=/usr/bin/chromium
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
   echo "test.sh: not root: tests that need root (owners, device nodes, tmpfs mounts, setpriv) are skipped, or run without their root-only parts" >&2
 fi

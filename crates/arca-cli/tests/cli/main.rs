@@ -22,6 +22,7 @@ mod corruption_matrix;
 mod corruption_property;
 mod crash_sigkill;
 mod daemon;
+mod dashboard;
 mod dedup_and_incremental;
 mod enospc_tmpfs;
 mod export_dump;

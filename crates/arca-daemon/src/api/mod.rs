@@ -2,6 +2,7 @@
 //! `/health`. Every route is in [`ROUTES`], which the OpenAPI document
 //! (`openapi.json`, served at `/api/openapi.json`) is tested against.
 
+mod dashboard;
 mod health;
 mod jobs;
 mod repositories;
@@ -24,6 +25,8 @@ use crate::daemon::Daemon;
 /// Every route: method and path (axum's `{param}` syntax).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
+    ("GET", "/"),
+    ("GET", "/assets/{file}"),
     ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/jobs"),
@@ -60,6 +63,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(daemon.clone(), auth));
     Router::new()
         .route("/health", get(health::health))
+        // The dashboard's page and assets: no data, no token.
+        .merge(dashboard::routes())
         .merge(authed)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(daemon)
@@ -169,11 +174,13 @@ mod tests {
             ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         routes.sort();
         assert_eq!(documented, routes);
-        // Every route but /health says it needs the token.
+        // Every route but /health and the dashboard's files says it needs
+        // the token.
         for (method, path) in &routes {
             let op = &doc["paths"][path][method.to_lowercase()];
             let open = op["security"].as_array().is_some_and(|s| s.is_empty());
-            assert_eq!(open, path == "/health", "{method} {path}: security");
+            let public = matches!(path.as_str(), "/health" | "/" | "/assets/{file}");
+            assert_eq!(open, public, "{method} {path}: security");
         }
     }
 }
