@@ -16,6 +16,13 @@ use axum::Json;
 use serde_json::json;
 
 use super::error;
+
+/// What to answer instead of the document: a status and why.
+type Refusal = (StatusCode, String);
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Refusal {
+    (status, why.into())
+}
 use crate::daemon::Daemon;
 
 #[derive(serde::Deserialize)]
@@ -31,14 +38,14 @@ fn open(
     daemon: &Daemon,
     destination: &str,
     id: &str,
-) -> Result<(Repository, arca_core::SnapshotId, arca_core::Snapshot, arca_core::Index), Response> {
+) -> Result<(Repository, arca_core::SnapshotId, arca_core::Snapshot, arca_core::Index), Refusal> {
     let config = daemon.config();
     if !config.repositories.contains_key(destination) {
-        return Err(error(StatusCode::NOT_FOUND, format!("no destination {destination:?}")));
+        return Err(refuse(StatusCode::NOT_FOUND, format!("no destination {destination:?}")));
     }
     let opts = RunOptions::default().cache_root(daemon.opts.cache_root.clone());
     let repo =
-        open_destination(&config, destination, &opts).map_err(|e| error(StatusCode::BAD_GATEWAY, e))?;
+        open_destination(&config, destination, &opts).map_err(|e| refuse(StatusCode::BAD_GATEWAY, e))?;
     let (sid, snap) = repo.find_snapshot(id).map_err(|e| {
         let status = match e {
             arca_core::Error::SnapshotNotFound(_) => StatusCode::NOT_FOUND,
@@ -46,25 +53,25 @@ fn open(
             arca_core::Error::AmbiguousSnapshot(..) | arca_core::Error::Invalid(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         };
-        error(status, e.report().to_string())
+        refuse(status, e.report().to_string())
     })?;
     let (index, _) =
-        repo.load_index_lenient().map_err(|e| error(StatusCode::BAD_GATEWAY, e.report().to_string()))?;
+        repo.load_index_lenient().map_err(|e| refuse(StatusCode::BAD_GATEWAY, e.report().to_string()))?;
     Ok((repo, sid, snap, index))
 }
 
 /// A path inside a snapshot: absolute. A `.` or `..` part names nothing
 /// (no stored tree holds such a name): not found, never a step up.
-fn clean(path: Option<&str>) -> Result<String, Response> {
+fn clean(path: Option<&str>) -> Result<String, Refusal> {
     let p = path.unwrap_or("/");
     if !p.starts_with('/') {
-        return Err(error(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
             format!("path {p:?}: give an absolute path inside the snapshot"),
         ));
     }
     if p.split('/').any(|c| c == "." || c == "..") {
-        return Err(error(StatusCode::NOT_FOUND, format!("{p}: no such entry in the snapshot")));
+        return Err(refuse(StatusCode::NOT_FOUND, format!("{p}: no such entry in the snapshot")));
     }
     Ok(p.to_string())
 }
@@ -76,13 +83,13 @@ pub(super) async fn tree(
 ) -> Response {
     let path = match clean(at.path.as_deref()) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err((status, why)) => return error(status, why),
     };
-    let listed = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Response> {
+    let listed = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Refusal> {
         let (repo, sid, snap, index) = open(&daemon, &at.destination, &id)?;
         let nodes = children(&repo, &index, &snap.tree, &path).map_err(|e| {
             let status = if matches!(e, arca_core::Error::Invalid(_)) { StatusCode::NOT_FOUND } else { StatusCode::BAD_GATEWAY };
-            error(status, e.report().to_string())
+            refuse(status, e.report().to_string())
         })?;
         let base = path.trim_end_matches('/');
         let entries: Vec<_> = nodes
@@ -107,7 +114,7 @@ pub(super) async fn tree(
     .await;
     match listed {
         Ok(Ok(doc)) => Json(doc).into_response(),
-        Ok(Err(r)) => r,
+        Ok(Err((status, why))) => error(status, why),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -134,21 +141,21 @@ pub(super) async fn file(
 ) -> Response {
     let path = match clean(at.path.as_deref()) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err((status, why)) => return error(status, why),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<u64, Response>>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<u64, Refusal>>();
     let name = path.rsplit('/').next().unwrap_or("file").to_string();
     tokio::task::spawn_blocking(move || {
         let found = open(&daemon, &at.destination, &id).and_then(|(repo, _, snap, index)| {
             if path.trim_end_matches('/').is_empty() {
-                return Err(error(StatusCode::NOT_FOUND, "/ is the snapshot's root folder, not a file"));
+                return Err(refuse(StatusCode::NOT_FOUND, "/ is the snapshot's root folder, not a file"));
             }
             let node = arca_core::ops::archive::find_node(&repo, &index, &snap.tree, &path)
-                .map_err(|e| error(StatusCode::NOT_FOUND, e.report().to_string()))?;
+                .map_err(|e| refuse(StatusCode::NOT_FOUND, e.report().to_string()))?;
             if node.kind != arca_core::NodeKind::File {
                 // No file at that path: a folder or a link is there.
-                return Err(error(
+                return Err(refuse(
                     StatusCode::NOT_FOUND,
                     format!("{path} is a {}, not a file", node.kind.name()),
                 ));
@@ -175,7 +182,7 @@ pub(super) async fn file(
     });
     let size = match ready_rx.await {
         Ok(Ok(size)) => size,
-        Ok(Err(r)) => return r,
+        Ok(Err((status, why))) => return error(status, why),
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the file could not be read"),
     };
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
