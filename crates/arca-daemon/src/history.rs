@@ -61,6 +61,17 @@ pub struct RunStats {
     pub last_success: Option<String>,
 }
 
+/// Which runs [`History::runs_where`] selects (each `None`: any).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFilter<'a> {
+    /// Of this job.
+    pub job: Option<&'a str>,
+    /// Of this task: backup, retention, verify, restore.
+    pub task: Option<&'a str>,
+    /// With this status.
+    pub status: Option<&'a str>,
+}
+
 /// The history database.
 pub struct History {
     db: Connection,
@@ -218,12 +229,19 @@ impl History {
     /// The latest runs, newest first: of `job`, or of every job; at most
     /// `limit`, with ids below `before` when given (paging).
     pub fn runs(&self, job: Option<&str>, limit: u32, before: Option<i64>) -> Vec<RunRecord> {
+        self.runs_where(&RunFilter { job, ..RunFilter::default() }, limit, before)
+    }
+
+    /// The latest runs that `filter` selects, newest first (as [`History::runs`]).
+    pub fn runs_where(&self, filter: &RunFilter<'_>, limit: u32, before: Option<i64>) -> Vec<RunRecord> {
         let sql = format!(
             "SELECT {COLUMNS} FROM runs WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR id < ?2)
+                 AND (?4 IS NULL OR task = ?4) AND (?5 IS NULL OR status = ?5)
              ORDER BY id DESC LIMIT ?3"
         );
         let rows = self.db.prepare(&sql).and_then(|mut st| {
-            st.query_map(params![job, before, limit], record)?.collect::<Result<Vec<_>, _>>()
+            st.query_map(params![filter.job, before, limit, filter.task, filter.status], record)?
+                .collect::<Result<Vec<_>, _>>()
         });
         rows.unwrap_or_else(|e| {
             tracing::error!("reading the run history: {e}");

@@ -55,6 +55,19 @@ fn a_flag_wins_over_the_environment() {
 }
 
 #[test]
+fn a_password_file_or_command_with_windows_line_ends_gives_the_same_password() {
+    // As arca.toml's password_file reads it: the first line, without "\r".
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    arca.init();
+    let crlf = write(&base.join("crlf"), &format!("{PASSWORD}\r\nsecond line\r\n"));
+    run_with(&arca, false, &["--password-file", &crlf, "snapshots"], &[]).ok();
+    run_with(&arca, false, &["snapshots"], &[("ARCA_PASSWORD_FILE", &crlf)]).ok();
+    run_with(&arca, false, &["--password-command", &format!("cat {crlf}"), "snapshots"], &[]).ok();
+}
+
+#[test]
 fn a_failing_password_command_is_named_but_never_shown() {
     let tmp = tempdir();
     let base = canonical(tmp.path());

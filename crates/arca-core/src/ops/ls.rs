@@ -33,6 +33,21 @@ pub fn ls(
     })
 }
 
+/// The entries of one folder of a snapshot (`/` or empty: its root), in
+/// stored order, without walking below it: what a browser of the snapshot
+/// shows one folder at a time.
+pub fn children(repo: &Repository, index: &Index, root: &TreeId, path: &str) -> Result<Vec<Node>> {
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return Ok(repo.load_tree(index, root)?.nodes);
+    }
+    let node = crate::ops::archive::find_node(repo, index, root, path)?;
+    match (node.kind, node.subtree) {
+        (NodeKind::Dir, Some(sub)) => Ok(repo.load_tree(index, &sub)?.nodes),
+        _ => Err(crate::Error::Invalid(format!("{path} is a {}, not a folder", node.kind.name()))),
+    }
+}
+
 /// What a snapshot's tree holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

@@ -2,6 +2,7 @@
 //! `/health`. Every route is in [`ROUTES`], which the OpenAPI document
 //! (`openapi.json`, served at `/api/openapi.json`) is tested against.
 
+mod browse;
 mod dashboard;
 mod health;
 mod jobs;
@@ -36,6 +37,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/runs/{id}"),
     ("GET", "/api/runs/{id}/events"),
     ("GET", "/api/snapshots"),
+    ("GET", "/api/snapshots/{id}/tree"),
+    ("GET", "/api/snapshots/{id}/file"),
+    ("GET", "/api/sizes"),
     ("POST", "/api/restores"),
     ("POST", "/api/verifications"),
     ("GET", "/api/inventory"),
@@ -55,6 +59,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/runs/{id}", get(runs::get).delete(runs::cancel))
         .route("/api/runs/{id}/events", get(runs::events))
         .route("/api/snapshots", get(repositories::snapshots))
+        .route("/api/snapshots/{id}/tree", get(browse::tree))
+        .route("/api/snapshots/{id}/file", get(browse::file))
+        .route("/api/sizes", get(repositories::sizes))
         .route("/api/restores", post(repositories::restore))
         .route("/api/verifications", post(repositories::verify))
         .route("/api/inventory", get(repositories::inventory))

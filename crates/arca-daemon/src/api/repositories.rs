@@ -171,3 +171,21 @@ pub(super) async fn inventory(State(daemon): State<Arc<Daemon>>) -> Response {
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
+
+#[derive(serde::Deserialize)]
+pub(super) struct SizesQuery {
+    destination: Option<String>,
+}
+
+/// Each destination's size and snapshot count as measured after each run,
+/// oldest first.
+pub(super) async fn sizes(State(daemon): State<Arc<Daemon>>, Query(q): Query<SizesQuery>) -> Response {
+    let sizes: Vec<_> = crate::daemon::lock(&daemon.history)
+        .sizes(q.destination.as_deref())
+        .into_iter()
+        .map(|(destination, time, size_bytes, snapshots)| {
+            json!({ "destination": destination, "time": time, "size_bytes": size_bytes, "snapshots": snapshots })
+        })
+        .collect();
+    Json(json!({ "sizes": sizes })).into_response()
+}

@@ -70,12 +70,19 @@ pub(super) async fn get(State(daemon): State<Arc<Daemon>>, Path(id): Path<i64>) 
 #[derive(serde::Deserialize)]
 pub(super) struct ListQuery {
     job: Option<String>,
+    task: Option<String>,
+    status: Option<String>,
     limit: Option<u32>,
     before: Option<i64>,
 }
 
 pub(super) async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> Response {
-    let runs = lock(&daemon.history).runs(q.job.as_deref(), q.limit.unwrap_or(50).min(1000), q.before);
+    let filter = crate::history::RunFilter {
+        job: q.job.as_deref(),
+        task: q.task.as_deref(),
+        status: q.status.as_deref(),
+    };
+    let runs = lock(&daemon.history).runs_where(&filter, q.limit.unwrap_or(50).min(1000), q.before);
     Json(json!({ "runs": runs })).into_response()
 }
 
