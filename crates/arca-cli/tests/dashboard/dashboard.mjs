@@ -27,7 +27,8 @@ const SRC = env("DASHBOARD_SRC");
 const RESTORE = env("DASHBOARD_RESTORE");
 const OUT = env("DASHBOARD_OUT");
 const report = { screenshots: [] };
-const step = (s) => console.error(`[dashboard] ${s}`);
+const began = Date.now();
+const step = (s) => console.error(`[dashboard ${((Date.now() - began) / 1000).toFixed(1)} s] ${s}`);
 /** Waits until `f()` is true (polled), or fails saying `what`. */
 async function until(f, what, ms = 15_000) {
   const end = Date.now() + ms;
@@ -69,7 +70,11 @@ try {
   page.on("console", (m) => {
     if (m.type() === "error" && !/status of 40[14]/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
-  const probe = await context.newPage(); // a blank page that decodes screenshots
+  // A blank page that decodes screenshots, in a context of its own; the
+  // page under test stays in front (a tab behind gets no animation frames,
+  // and Playwright waits for those before each click).
+  const probe = await (await browser.newContext()).newPage();
+  await page.bringToFront();
   async function shot(view, target = page) {
     const file = path.join(OUT, `${view}.png`);
     const png = await target.screenshot({ path: file, fullPage: true });
@@ -128,6 +133,7 @@ try {
   assert.equal(await row("slow").getAttribute("data-state"), "never");
   assert.match((await row("broken").getAttribute("class")) ?? "", /\bproblem\b/, "the failed job is marked");
   assert.doesNotMatch((await row("home").getAttribute("class")) ?? "", /\bproblem\b/);
+  assert.equal(await row("never").getAttribute("class"), "attention", "never backed up: marked, less than a failure");
   // The state in words, not colour alone.
   assert.match(await row("broken").locator(".badge").innerText(), /failed/);
   const failedBg = await row("broken").evaluate((e) => getComputedStyle(e).backgroundColor);
@@ -163,7 +169,48 @@ try {
   assert.equal(await page.locator("main").count(), 1);
   assert.equal(await page.locator('nav[aria-label="Views"]').count(), 1);
 
+  step("run now: slow's progress moves live, then its result");
+  await page.getByRole("link", { name: "Overview" }).click();
+  await row("slow").getByLabel("Strategy of the run of slow").selectOption("full");
+  await row("slow").getByRole("button", { name: "Run slow now" }).click();
+  await page.locator("#notice").filter({ hasText: /run \d+ queued/ }).waitFor();
+  const runId = Number(/run (\d+) queued/.exec(await page.locator("#notice").innerText())[1]);
+  await page.getByRole("link", { name: /Running/ }).click();
+  const card = page.locator(`#runs-live article[data-run="${runId}"]`);
+  await card.locator('[data-field="phase"]').filter({ hasText: "backing up" }).waitFor();
+  const bytesNow = () => card.locator('[data-field="bytes"]').innerText();
+  const first = await bytesNow();
+  let moved = first;
+  for (let i = 0; i < 80 && moved === first; i++) {
+    await page.waitForTimeout(100);
+    moved = await bytesNow();
+  }
+  assert.notEqual(moved, first, "the progress did not move");
+  assert.match(moved, /^\d+(\.\d+)? (B|KiB|MiB)$/);
+  assert.match(await card.locator('[data-field="rate"]').innerText(), /\/s$/);
+  assert.match(await card.locator("h3").innerText(), /backup \(full\) of slow/);
+  await shot("running");
+  const ended = page.locator(`#runs-ended article[data-run="${runId}"]`);
+  await ended.waitFor({ timeout: 30_000 });
+  assert.equal(await ended.getAttribute("data-status"), "succeeded", await ended.innerText());
+  assert.match(await ended.locator('[data-field="result"]').innerText(), /succeeded in .*: 1 file, .* read/);
+  // Cancel: started again, and stopped from its card.
+  await page.getByRole("link", { name: "Overview" }).click();
+  await row("slow").getByRole("button", { name: "Run slow now" }).click();
+  await page.locator("#notice").filter({ hasText: new RegExp(`run (?!${runId}\\b)\\d+ queued`) }).waitFor();
+  const again = Number(/run (\d+) queued/.exec(await page.locator("#notice").innerText())[1]);
+  await page.getByRole("link", { name: /Running/ }).click();
+  const second = page.locator(`#runs-live article[data-run="${again}"]`);
+  await second.locator('[data-field="phase"]').filter({ hasText: "backing up" }).waitFor();
+  await second.getByRole("button", { name: `Cancel run ${again}` }).click();
+  const cancelled = page.locator(`#runs-ended article[data-run="${again}"]`);
+  await cancelled.waitFor({ timeout: 30_000 });
+  assert.equal(await cancelled.getAttribute("data-status"), "cancelled");
+  await page.getByRole("link", { name: "Overview" }).click();
+  await row("slow").locator(".badge").filter({ hasText: /^ok$/ }).waitFor({ timeout: 15_000 });
+
   step("charts: one point per measured size, axes with units and dates");
+  await page.getByRole("link", { name: "Charts" }).click();
   // A measurement may land while the chart is drawn: drawn again until the
   // sizes before and after agree.
   const points = page.locator('[data-chart="size"] circle.point');
@@ -180,12 +227,12 @@ try {
   const local = sizes.filter((s) => s.destination === "local").length;
   assert.ok(local >= 2, `two backups of home, ${local} measurements`);
   assert.equal(await page.locator('[data-chart="size"] g[data-series="local"] circle.point').count(), local);
-  const yLabels = await page.locator('[data-chart="size"] .axes text').allInnerTexts();
+  const yLabels = await page.locator('[data-chart="size"] .axes text').allTextContents();
   assert.ok(yLabels.some((t) => /^\d+(\.\d+)? (B|KiB|MiB|GiB)$/.test(t)), `byte units: ${yLabels}`);
   assert.ok(yLabels.some((t) => /^(\d\d:\d\d|\d\d-\d\d \d\d:\d\d|\d{4}-\d\d-\d\d)$/.test(t)), `dates: ${yLabels}`);
   const ok = (await apiGet("/api/runs?task=backup&status=succeeded&limit=1000")).runs.length;
   assert.equal(await page.locator('[data-chart="added"] rect.bar').count(), ok, "a bar per backup that succeeded");
-  const durations = await page.locator('[data-chart="duration"] .axes text').allInnerTexts();
+  const durations = await page.locator('[data-chart="duration"] .axes text').allTextContents();
   assert.ok(durations.some((t) => /^\d+(\.\d+)? (s|min|h)$/.test(t)), `duration units: ${durations}`);
   await shot("charts");
 
@@ -210,14 +257,13 @@ try {
   await until(async () => (await page.locator('#snapshot-lists [data-destination="local"] h2').innerText().catch(() => "")).includes("2 snapshots"), "home's snapshots");
   const browse = page.locator('#snapshot-lists [data-destination="local"] tbody tr').first().getByRole("button", { name: /^Browse/ });
   await browse.click();
-  for (const part of SRC.split("/").filter(Boolean)) {
-    await page.getByRole("button", { name: `Open folder ${part}`, exact: true }).click();
-    await page.locator("#entries-caption").filter({ hasText: part }).waitFor();
-  }
+  // It opens at the snapshot's source folder; the breadcrumb leads up.
   await page.locator("#entries-caption").filter({ hasText: `${SRC} in snapshot` }).waitFor();
+  assert.deepEqual(await page.locator("#crumbs button").allInnerTexts(), ["/", ...SRC.split("/").filter(Boolean)]);
   const listed = (await page.locator("#entries tbody tr[data-entry]").evaluateAll((rs) => rs.map((r) => r.dataset.entry))).sort();
   assert.deepEqual(listed, fs.readdirSync(SRC).sort(), "the snapshot's folder lists the source's entries");
   assert.equal(await page.locator('#entries tr[data-entry="docs"]').getAttribute("data-type"), "dir");
+  step("download");
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download photo.bin" }).click()]);
   assert.equal(download.suggestedFilename(), "photo.bin");
   report.download = path.join(OUT, "photo.bin");
@@ -233,6 +279,7 @@ try {
   const oddFile = path.join(OUT, "report.txt");
   await odd.saveAs(oddFile);
   assert.ok(fs.readFileSync(oddFile).equals(fs.readFileSync(path.join(SRC, "docs/report [2026].txt"))));
+  step("restore");
   // Restore this folder (docs), from the breadcrumb back at the source.
   await page.locator("#crumbs").getByRole("button", { name: path.basename(SRC), exact: true }).click();
   await page.locator("#entries-caption").filter({ hasText: `${SRC} in snapshot` }).waitFor();
@@ -243,6 +290,7 @@ try {
   await page.locator("#restore-result[data-status]").waitFor({ timeout: 30_000 });
   assert.equal(await page.locator("#restore-result").getAttribute("data-status"), "succeeded", await page.locator("#restore-result").innerText());
   assert.match(await page.locator("#restore-result").innerText(), /succeeded.*: 3 files/);
+  step("verify");
   // A verification of the structure (fast), its result shown.
   await page.getByLabel("Mode").selectOption("structure");
   await page.locator("#verify-form").getByRole("button", { name: "Verify" }).click();
@@ -251,51 +299,21 @@ try {
   assert.match(await page.locator("#verify-result").innerText(), /no damage found/);
   await shot("snapshots");
 
-  step("run now: slow's progress moves live, then its result");
-  await page.getByRole("link", { name: "Overview" }).click();
-  await row("slow").getByLabel("Strategy of the run of slow").selectOption("full");
-  await row("slow").getByRole("button", { name: "Run slow now" }).click();
-  await page.locator("#notice").filter({ hasText: /run \d+ queued/ }).waitFor();
-  const runId = Number(/run (\d+) queued/.exec(await page.locator("#notice").innerText())[1]);
-  await page.getByRole("link", { name: /Running/ }).click();
-  const card = page.locator(`#runs-live article[data-run="${runId}"]`);
-  await card.locator('[data-field="phase"]').filter({ hasText: "backing up" }).waitFor();
-  const bytesNow = () => card.locator('[data-field="bytes"]').innerText();
-  const first = await bytesNow();
-  let moved = first;
-  for (let i = 0; i < 40 && moved === first; i++) {
-    await page.waitForTimeout(100);
-    moved = await bytesNow();
-  }
-  assert.notEqual(moved, first, "the progress did not move");
-  assert.match(moved, /\d (B|KiB|MiB)/);
-  assert.match(await card.locator('[data-field="rate"]').innerText(), /\/s$/);
-  assert.match(await card.locator("h3").innerText(), /backup \(full\) of slow/);
-  await shot("running");
-  const ended = page.locator(`#runs-ended article[data-run="${runId}"]`);
-  await ended.waitFor({ timeout: 30_000 });
-  assert.equal(await ended.getAttribute("data-status"), "succeeded", await ended.innerText());
-  assert.match(await ended.locator('[data-field="result"]').innerText(), /succeeded in .*: 1 file, .* read/);
-  // Cancel: started again, and stopped from its card.
-  await page.getByRole("link", { name: "Overview" }).click();
-  await row("slow").getByRole("button", { name: "Run slow now" }).click();
-  await page.locator("#notice").filter({ hasText: new RegExp(`run (?!${runId}\\b)\\d+ queued`) }).waitFor();
-  const again = Number(/run (\d+) queued/.exec(await page.locator("#notice").innerText())[1]);
-  await page.getByRole("link", { name: /Running/ }).click();
-  const second = page.locator(`#runs-live article[data-run="${again}"]`);
-  await second.locator('[data-field="phase"]').filter({ hasText: "backing up" }).waitFor();
-  await second.getByRole("button", { name: `Cancel run ${again}` }).click();
-  const cancelled = page.locator(`#runs-ended article[data-run="${again}"]`);
-  await cancelled.waitFor({ timeout: 30_000 });
-  assert.equal(await cancelled.getAttribute("data-status"), "cancelled");
-  await page.getByRole("link", { name: "Overview" }).click();
-  await row("slow").locator(".badge").filter({ hasText: /^ok$/ }).waitFor({ timeout: 15_000 });
-
-  step("a narrow screen: no sideways scrolling");
+  step("a narrow screen: no sideways scrolling in any view");
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(200);
-  const width = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(width <= 390, `the page is ${width} px wide on a 390 px screen`);
+  for (const view of ["Snapshots", "Charts", "History", /Running/, "Overview"]) {
+    await page.getByRole("link", { name: view }).click();
+    await page.waitForTimeout(300);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    const wide = await page.evaluate(() =>
+      [...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > 391)
+        .map((e) => `${e.tagName}#${e.id}.${e.className}`)
+        .slice(0, 6)
+        .join(" "),
+    );
+    assert.ok(width <= 390, `${view}: the page is ${width} px wide on a 390 px screen: ${wide}`);
+  }
   await shot("overview-narrow");
 
   assert.deepEqual(problems, [], "errors in the page");
@@ -304,4 +322,5 @@ try {
   clearTimeout(timer);
   await browser.close();
 }
+step("done");
 console.log(JSON.stringify(report));

@@ -48,6 +48,7 @@ function show(view, focus) {
     else link.removeAttribute("aria-current");
   }
   document.title = `arca: ${view}`;
+  notice(""); // what an action in another view said is no longer in sight
   if (view === "history") loadHistory();
   if (view === "charts") loadCharts(ctx);
   if (view === "snapshots") loadSnapshots(ctx);

@@ -5,8 +5,8 @@
 
 import { byteScale, bytes, durationUnit, el, time } from "./format.js";
 
-const W = 640;
-const H = 260;
+const W = 960;
+const H = 300;
 const M = { top: 14, right: 16, bottom: 40, left: 76 };
 let charts = 0;
 
@@ -25,12 +25,12 @@ function yAxis(max, kind) {
   if (kind === "bytes") {
     const s = byteScale(max);
     unit = 1024 ** s;
-    label = (v) => bytes(v, s);
+    label = (v) => (v ? bytes(v, s) : "0");
     fmt = (v) => bytes(v);
   } else if (kind === "seconds") {
     const u = durationUnit(max);
     unit = u.secs;
-    label = (v) => `${+(v / u.secs).toFixed(2)} ${u.name}`;
+    label = (v) => (v ? `${+(v / u.secs).toFixed(2)} ${u.name}` : "0");
     fmt = (v) => `${(v / u.secs).toFixed(1)} ${u.name}`;
   }
   const step = niceStep(max / unit || 1) * unit;
@@ -51,6 +51,7 @@ function xTicks(from, to) {
   const offset = new Date(from).getTimezoneOffset() * MIN;
   const ticks = [];
   for (let t = Math.ceil((from - offset) / step) * step + offset; t <= to; t += step) ticks.push(t);
+  if (!ticks.length) ticks.push((from + to) / 2);
   const day = (t) => time(new Date(t)).slice(0, 10);
   const label =
     step >= DAY ? day : to - from <= DAY && day(from) === day(to) ? (t) => time(new Date(t)).slice(11) : (t) => time(new Date(t)).slice(5);
@@ -58,7 +59,8 @@ function xTicks(from, to) {
 }
 
 /**
- * A chart as a <figure>: `series` is [{name, points: [{t: Date|string, v: number, label?}]}],
+ * A chart as a <figure>: `series` is [{name, color?, points: [{t: Date|string, v: number, label?}]}]
+ * (`color`: an index, so that a job keeps its colour from chart to chart),
  * `kind` "line" or "bar", `unit` "bytes", "seconds" or "count". Points are
  * <circle class="point">, bars <rect class="bar">, each with a <title>.
  */
@@ -72,8 +74,9 @@ export function chart({ title, series, kind = "line", unit = "count", name }) {
   }
   let from = Math.min(...all.map((p) => p.t));
   let to = Math.max(...all.map((p) => p.t));
-  // Room on both sides: a single point, or bars at the very ends.
-  const pad = Math.max((to - from) * 0.04, to === from ? HOUR : 0);
+  // Room on both sides (bars at the very ends), and at least ten minutes
+  // in all: runs seconds apart still get a readable time axis.
+  const pad = Math.max((to - from) * 0.04, (10 * MIN - (to - from)) / 2);
   from -= pad;
   to += pad;
   const y = yAxis(Math.max(...all.map((p) => p.v), 0), unit);
@@ -102,7 +105,7 @@ export function chart({ title, series, kind = "line", unit = "count", name }) {
 
   const barWidth = Math.max(3, Math.min(18, (pw / Math.max(1, all.length)) * 0.6));
   series.forEach((s, i) => {
-    const g = el("g", { class: `series series-${i % 6}`, "data-series": s.name });
+    const g = el("g", { class: `series series-${(s.color ?? i) % 6}`, "data-series": s.name });
     const pts = s.points.map((p) => ({ ...p, t: new Date(p.t).getTime() })).sort((a, b) => a.t - b.t);
     if (kind === "line" && pts.length > 1) {
       g.append(el("polyline", { points: pts.map((p) => `${sx(p.t)},${sy(p.v)}`).join(" "), class: "line" }));
@@ -121,7 +124,7 @@ export function chart({ title, series, kind = "line", unit = "count", name }) {
   figure.append(svg);
 
   figure.append(
-    el("ul", { class: "legend" }, series.map((s, i) => el("li", {}, el("span", { class: `swatch series-${i % 6}`, "aria-hidden": "true" }), s.name))),
+    el("ul", { class: "legend" }, series.map((s, i) => el("li", {}, el("span", { class: `swatch series-${(s.color ?? i) % 6}`, "aria-hidden": "true" }), s.name))),
   );
   // The same numbers as a table: for screen readers, and for copying.
   const rows = series.flatMap((s) => s.points.map((p) => el("tr", {}, el("td", { text: s.name }), el("td", { text: time(p.t) }), el("td", { text: y.fmt(p.v) }))));

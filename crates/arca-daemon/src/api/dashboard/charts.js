@@ -6,7 +6,7 @@ import { get, query } from "./api.js";
 import { between, el } from "./format.js";
 import { chart } from "./chart.js";
 
-/** Points grouped into series by `key`, in the order met. */
+/** Points grouped into series by `key`, by name, each name with the same colour in every chart. */
 function byName(items, key, point) {
   const series = new Map();
   for (const it of items) {
@@ -14,7 +14,14 @@ function byName(items, key, point) {
     if (!series.has(k)) series.set(k, { name: k, points: [] });
     series.get(k).points.push(point(it));
   }
-  return [...series.values()];
+  return [...series.values()].sort((a, b) => a.name.localeCompare(b.name)).map((s) => ({ ...s, color: colour(s.name) }));
+}
+
+/** A stable colour index for a name. */
+function colour(name) {
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
+  return h % 6;
 }
 
 export async function loadCharts() {

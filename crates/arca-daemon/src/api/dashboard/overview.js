@@ -1,8 +1,9 @@
 // The overview: one line per job with its state (ok, failed, running,
 // overdue, never run), the age of its latest success, its next run and the
 // health of each destination, and above them one verdict: is everything
-// protected? A failed or overdue job is marked (class "problem", its state
-// in words too: colour is never the only sign).
+// protected? A failed or overdue job is marked (class "problem"; one never
+// backed up, "attention"), its state in words too: colour is never the
+// only sign.
 
 import { api, get, query } from "./api.js";
 import { age, el, time } from "./format.js";
@@ -10,34 +11,40 @@ import { age, el, time } from "./format.js";
 const STRATEGIES = ["incremental", "differential", "full"];
 /** Each job's latest backup that ended, by the id of its latest run (refetched when that changes). */
 const backups = new Map();
+/** A backup that succeeded or failed: a cancelled one says nothing of the destinations. */
+const judged = (r) => r.task === "backup" && r.report && (r.status === "succeeded" || r.status === "failed");
 
-/** The job's latest ended backup (its report names each destination's outcome). */
+/** The job's latest judged backup (its report names each destination's outcome). */
 async function latestBackup(job) {
   const last = job.last_run;
   if (!last) return null;
-  if (last.task === "backup" && last.report) return last;
+  if (judged(last)) return last;
   const known = backups.get(job.name);
   if (known && known.key === last.id) return known.run;
   const r = await get(`/api/runs${query({ job: job.name, task: "backup", limit: 20 })}`);
-  // The filter is the daemon's; checked here too.
-  const run = r.runs.find((x) => x.task === "backup" && x.report) ?? null;
+  // The task filter is the daemon's; checked here too.
+  const run = r.runs.find(judged) ?? null;
   backups.set(job.name, { key: last.id, run });
   return run;
 }
 
-/** The job's state from its runs and /health's reasons about it. */
-function state(job, reasons) {
-  const mine = reasons.filter((r) => r.startsWith(`job ${job.name}: `));
+/**
+ * The job's state from its runs and /health's reasons about it: `level`
+ * "problem" (failed, overdue: not protected), "attention" (never backed
+ * up) or "" (fine, or busy).
+ */
+function state(job, reasons, backup) {
+  const mine = reasons.filter((r) => r.startsWith(`job ${job.name}: `)).map((r) => r.slice(`job ${job.name}: `.length));
   const last = job.last_run;
-  if (job.running.length) return { state: "running", text: `running (run ${job.running.join(", ")})` };
-  const failedBackup = mine.find((r) => r.includes("the latest backup"));
-  if (failedBackup) return { state: "failed", text: "failed", why: failedBackup, problem: true };
-  if (last && last.status === "failed") return { state: "failed", text: `${last.task} failed`, why: last.error, problem: true };
-  const overdue = mine.find((r) => r.includes(": overdue:"));
-  if (overdue) return { state: "overdue", text: "overdue", why: overdue, problem: true };
-  if (job.queued.length) return { state: "queued", text: "waiting to run" };
-  if (job.stats.last_success) return { state: "ok", text: "ok" };
-  return { state: "never", text: "never run", problem: true };
+  if (job.running.length) return { state: "running", text: `running (run ${job.running.join(", ")})`, level: "" };
+  const failedBackup = mine.find((r) => r.startsWith("the latest backup"));
+  if (failedBackup) return { state: "failed", text: "failed", why: backup?.status === "failed" && backup.error ? backup.error : failedBackup, level: "problem" };
+  if (last && last.status === "failed") return { state: "failed", text: `${last.task} failed`, why: last.error, level: "problem" };
+  const overdue = mine.find((r) => r.startsWith("overdue:"));
+  if (overdue) return { state: "overdue", text: "overdue", why: overdue.slice("overdue: ".length), level: "problem" };
+  if (job.queued.length) return { state: "queued", text: "waiting to run", level: "" };
+  if (job.stats.last_success) return { state: "ok", text: "ok", level: "" };
+  return { state: "never", text: "never backed up", level: "attention" };
 }
 
 /** Each destination of the job with its health: the latest backup's outcome there, and /health's word on it. */
@@ -106,14 +113,15 @@ export async function renderOverview(ctx) {
   const names = new Set(ctx.jobs.map((j) => j.name));
   for (const tr of document.querySelectorAll("#jobs tbody tr")) if (!names.has(tr.dataset.job)) tr.remove();
   ctx.jobs.forEach((job, i) => {
-    const s = state(job, reasons);
+    const s = state(job, reasons, backupsOf[i]);
     if (s.state === "never") problems.push(`job ${job.name}: never backed up`);
     else if (s.state === "failed" && !reasons.some((r) => r.startsWith(`job ${job.name}: `))) problems.push(`job ${job.name}: ${s.text}: ${s.why ?? ""}`);
     const tr = row(job, ctx);
-    tr.className = s.problem ? "problem" : "";
+    tr.className = s.level;
     tr.dataset.state = s.state;
     const [stateCell, successCell, nextCell, destCell] = tr.querySelectorAll("td");
-    stateCell.replaceChildren(el("span", { class: `badge badge-${s.state}`, text: s.text }), s.why ? el("span", { class: "why", text: s.why }) : null);
+    stateCell.replaceChildren(el("span", { class: `badge badge-${s.state}`, text: s.text }));
+    if (s.why) stateCell.append(el("span", { class: "why", text: s.why }));
     const last = job.stats.last_success;
     successCell.replaceChildren(last ? el("time", { datetime: last, title: time(last), text: age(last) }) : "never");
     nextCell.replaceChildren(job.next_run ? el("time", { datetime: job.next_run, title: time(job.next_run), text: `${time(job.next_run)} (${age(job.next_run)})` }) : "no schedule");

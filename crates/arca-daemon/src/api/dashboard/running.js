@@ -84,7 +84,8 @@ function ended(id, c, doc, ctx) {
   set(c, "status", doc.status);
   set(c, "result", outcome(doc));
   c.querySelector(".result").className = `result result-${doc.status}`;
-  c.querySelector(".actions").remove();
+  // What was live is over: the result line holds the final figures.
+  for (const sel of [".actions", "label", "progress", ".figures"]) c.querySelector(sel)?.remove();
   c.querySelector("h3").textContent = title(id, doc);
   const list = $("runs-ended");
   list.prepend(c);

@@ -23,7 +23,8 @@ function snapshotTable(dest) {
     .sort((a, b) => b.timestamp.localeCompare(a.timestamp))
     .map((s) => {
       const browse = el("button", { type: "button", text: "Browse", "aria-label": `Browse snapshot ${s.short_id} on ${dest.destination}` });
-      browse.addEventListener("click", () => browseTo(dest.destination, s.id, "/"));
+      // Straight to what was backed up: the source folder when there is one.
+      browse.addEventListener("click", () => browseTo(dest.destination, s.id, s.paths.length === 1 ? s.paths[0] : "/"));
       return el(
         "tr",
         { "data-snapshot": s.id },
@@ -130,7 +131,7 @@ function entryRow(e) {
     el("td", { "data-label": "Type", text: e.type }),
     el("td", { "data-label": "Size", text: e.type === "file" ? bytes(e.size) : "" }),
     el("td", { "data-label": "Modified", text: e.mtime ? time(e.mtime) : "" }),
-    el("td", { "data-label": "Actions" }, actions),
+    el("td", { "data-label": "Actions" }, el("div", { class: "actions" }, actions)),
   );
 }
 
@@ -186,7 +187,7 @@ export function initSnapshots(ctx) {
     const target = $("restore-target").value.trim();
     const body = { job: at.job, destination: at.destination, snapshot: at.snapshot, target };
     if (path && path !== "/") body.paths = [pattern(path)];
-    startRun(ctx, $("restore-result"), `Restore of ${path || "/"} into ${target}`, () => api("POST", "/api/restores", body));
+    startRun(ctx, $("restore-result"), `Restore of ${path || "/"}`, () => api("POST", "/api/restores", body));
   });
   $("verify-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
