@@ -37,7 +37,7 @@ fn streams(
 fn streams_land_as_files_of_one_folder_and_a_failing_one_leaves_no_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repository::init(
-        Arc::new(LocalBackend::new(&tmp.path().join("repo"))),
+        Arc::new(LocalBackend::new(tmp.path().join("repo"))),
         None,
         &InitOptions::default().encryption(Encryption::None),
     )

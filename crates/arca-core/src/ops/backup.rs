@@ -844,7 +844,7 @@ fn backup_streams_inner(
     };
     let mut nodes: Vec<Node> = Vec::new();
     let mut failed = None;
-    while let Some((name, stream)) = first.take().map(Ok).or_else(|| next()).transpose().unwrap_or_else(|e| {
+    while let Some((name, stream)) = first.take().map(Ok).or_else(&mut *next).transpose().unwrap_or_else(|e| {
         failed = Some(e);
         None
     }) {
