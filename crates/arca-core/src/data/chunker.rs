@@ -330,7 +330,8 @@ mod tests {
             expected.push(c);
         }
         let runs = Chunker::new(&gear, Trickle(&data), 0);
-        let got: Vec<Vec<u8>> = runs.runs(|run| run.iter().map(|r| r.to_vec()).collect::<Vec<_>>()).unwrap().concat();
+        let got: Vec<Vec<u8>> =
+            runs.runs(|run| run.iter().map(|r| r.to_vec()).collect::<Vec<_>>()).unwrap().concat();
         assert_eq!(got.concat(), data);
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "the same cut points");

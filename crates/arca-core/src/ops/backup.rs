@@ -844,10 +844,12 @@ fn backup_streams_inner(
     };
     let mut nodes: Vec<Node> = Vec::new();
     let mut failed = None;
-    while let Some((name, stream)) = first.take().map(Ok).or_else(&mut *next).transpose().unwrap_or_else(|e| {
-        failed = Some(e);
-        None
-    }) {
+    while let Some((name, stream)) =
+        first.take().map(Ok).or_else(&mut *next).transpose().unwrap_or_else(|e| {
+            failed = Some(e);
+            None
+        })
+    {
         if let Err(e) = plain_name(&name, "the file a stream is stored as") {
             failed = Some(e);
             break;
