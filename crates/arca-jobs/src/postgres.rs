@@ -14,7 +14,8 @@
 use std::process::Command;
 
 use arca_core::ops::backup::Stream;
-use arca_core::CommandOutput;
+use arca_core::ops::ls::children;
+use arca_core::{CommandOutput, Repository};
 
 /// A cluster to dump, as arca.toml's `postgres = { … }` or `backup
 /// --postgres URL` names it.
@@ -47,6 +48,8 @@ struct Url {
     password: Option<String>,
     /// `host:port` (or empty: the local socket).
     host_port: String,
+    /// The database the URL names, if any.
+    database: Option<String>,
     query: String,
 }
 
@@ -57,7 +60,8 @@ impl Url {
             .or_else(|| url.strip_prefix("postgres://"))
             .ok_or_else(|| "a PostgreSQL URL starts with postgresql://".to_string())?;
         let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let authority = before_query.split('/').next().unwrap_or("");
+        let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+        let database = (!path.is_empty()).then(|| percent_decode(path));
         let (userinfo, host_port) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
@@ -73,7 +77,7 @@ impl Url {
             Some(u) => format!("postgresql://{u}@{host_port}"),
             None => format!("postgresql://{host_port}"),
         };
-        Ok(Url { base, password, host_port: host_port.to_string(), query: query.to_string() })
+        Ok(Url { base, password, host_port: host_port.to_string(), database, query: query.to_string() })
     }
 
     /// The URL of `database`, without the password.
@@ -212,6 +216,146 @@ impl Postgres {
             )
         })
     }
+}
+
+/// A restore of one database's dump into a server (`arca restore
+/// --to-postgres`).
+#[derive(Debug, Clone, Default)]
+pub struct PgRestore {
+    /// The server, and the database to restore into when it names one
+    /// (else the dumped database's own name).
+    pub url: String,
+    /// Which database of the snapshot (needed when it holds several).
+    pub database: Option<String>,
+    /// Only these tables (`pg_restore -t`).
+    pub tables: Vec<String>,
+    /// Only these schemas (`pg_restore -n`).
+    pub schemas: Vec<String>,
+    /// Create the target database first.
+    pub create: bool,
+    /// Drop each object before creating it again (`--clean --if-exists`).
+    pub clean: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PgRestored {
+    /// The dump restored: its path in the snapshot.
+    pub dump: String,
+    /// The database it went into.
+    pub database: String,
+    /// Bytes of dump fed to pg_restore.
+    pub bytes: u64,
+}
+
+/// The database dumps a snapshot holds: (path, database) under
+/// `/postgres/<cluster>/`.
+fn dumps_in(
+    repo: &Repository,
+    index: &arca_core::Index,
+    tree: &arca_core::TreeId,
+) -> Result<Vec<(String, String)>, String> {
+    let clusters = match children(repo, index, tree, "/postgres") {
+        Ok(c) => c,
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for c in clusters.iter().filter(|n| n.kind == arca_core::NodeKind::Dir) {
+        let cluster = String::from_utf8_lossy(&c.name).into_owned();
+        let dir = format!("/postgres/{cluster}");
+        for f in children(repo, index, tree, &dir).map_err(|e| e.report().to_string())? {
+            let name = String::from_utf8_lossy(&f.name).into_owned();
+            if let Some(db) = name.strip_suffix(".dump").filter(|_| f.kind == arca_core::NodeKind::File) {
+                out.push((format!("{dir}/{name}"), db.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Restores one database's dump of `snapshot` into the server `r.url`:
+/// the dump streamed from the repository into `pg_restore`, which stops
+/// at the first error (`--exit-on-error`).
+pub fn restore_dump(
+    repo: &Repository,
+    snapshot: &arca_core::Snapshot,
+    r: &PgRestore,
+) -> Result<PgRestored, String> {
+    use std::io::Write;
+    let u = Url::parse(&r.url)?;
+    let index = repo.load_index().map_err(|e| e.report().to_string())?;
+    let dumps = dumps_in(repo, &index, &snapshot.tree)?;
+    let names = || dumps.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join(", ");
+    let chosen: Vec<&(String, String)> = match &r.database {
+        Some(db) => dumps.iter().filter(|(_, d)| d == db).collect(),
+        None => dumps.iter().collect(),
+    };
+    let (path, source_db) = match chosen.as_slice() {
+        [one] => (*one).clone(),
+        [] if dumps.is_empty() => {
+            return Err("the snapshot holds no PostgreSQL dump (/postgres/<cluster>/<database>.dump)".into())
+        }
+        [] => {
+            return Err(format!(
+                "the snapshot holds no dump of database {:?}: it holds {}",
+                r.database.as_deref().unwrap_or(""),
+                names()
+            ))
+        }
+        _ => return Err(format!("the snapshot holds dumps of {}: give --database", names())),
+    };
+    let target = u.database.clone().unwrap_or_else(|| source_db.clone());
+    if r.create {
+        let mut cmd = Postgres::from_url(&r.url)?.command("psql", &u);
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("CREATE DATABASE \"{}\"", target.replace('"', "\"\"")))
+            .arg(format!("--dbname={}", u.of("postgres")))
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().map_err(|e| format!("psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "creating database {target}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    let mut cmd = Postgres::from_url(&r.url)?.command("pg_restore", &u);
+    cmd.args(["--exit-on-error", "--no-password"]);
+    if r.clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    for t in &r.tables {
+        cmd.arg(format!("--table={t}"));
+    }
+    for s in &r.schemas {
+        cmd.arg(format!("--schema={s}"));
+    }
+    cmd.arg(format!("--dbname={}", u.of(&target)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("pg_restore: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped"));
+    let fed = arca_core::ops::archive::dump(repo, &index, &snapshot.tree, &path, &mut stdin)
+        .and_then(|n| stdin.flush().map(|_| n).map_err(|e| arca_core::Error::io("pg_restore's input", e)));
+    drop(stdin);
+    let status = child.wait().map_err(|e| format!("pg_restore: {e}"))?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!(
+            "pg_restore into database {target} on {} failed ({status}): {}",
+            u.shown(),
+            errors.trim()
+        ));
+    }
+    let bytes = fed.map_err(|e| format!("reading {path}: {}", e.report()))?;
+    Ok(PgRestored { dump: path, database: target, bytes })
 }
 
 #[cfg(test)]

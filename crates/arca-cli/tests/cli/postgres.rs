@@ -200,6 +200,51 @@ fn a_cluster_is_dumped_database_by_database_and_a_second_backup_adds_little() {
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
     assert_eq!(pg.fingerprint("restored", "pgbench_accounts", "aid"), at_first);
     assert_ne!(pg.fingerprint("bench", "pgbench_accounts", "aid"), at_first, "the source moved on");
+
+    // arca restore --to-postgres: into a new database, the rows as they
+    // were; one table alone; over the changed source with --clean.
+    let url = pg.url();
+    let out = arca_out(&arca, &["restore", &first_id, "--to-postgres", &url], None);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(out.stderr.contains("give --database") && out.stderr.contains("bench"), "{}", out.describe());
+    let done = arca_out(
+        &arca,
+        &[
+            "restore",
+            &first_id,
+            "--to-postgres",
+            &format!("{url}/viaarca"),
+            "--database",
+            "bench",
+            "--create",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(jstr(&done, "database"), "viaarca", "{done}");
+    assert_eq!(pg.fingerprint("viaarca", "pgbench_accounts", "aid"), at_first);
+    arca_out(
+        &arca,
+        &["restore", &first_id, "--to-postgres", &format!("{url}/branches"), "--database", "bench"]
+            .into_iter()
+            .chain(["--create", "--table", "pgbench_branches"])
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .ok();
+    assert_eq!(
+        pg.sql("branches", "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"),
+        "pgbench_branches"
+    );
+    assert_eq!(pg.sql("branches", "SELECT count(*) FROM pgbench_branches"), "5");
+    arca_out(
+        &arca,
+        &["restore", &first_id, "--to-postgres", &format!("{url}/bench"), "--database", "bench", "--clean"],
+        None,
+    )
+    .ok();
+    assert_eq!(pg.fingerprint("bench", "pgbench_accounts", "aid"), at_first, "--clean brought the rows back");
 }
 
 #[test]
