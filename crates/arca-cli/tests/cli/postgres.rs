@@ -320,3 +320,21 @@ fn a_dump_that_dies_midway_or_a_missing_database_leaves_no_snapshot() {
         shown.describe()
     );
 }
+
+/// `restore --to-postgres --json` against a server of its own, for the
+/// JSON contract; `None` when the test may skip (no PostgreSQL).
+pub fn restore_json_document(base: &Path) -> Option<serde_json::Value> {
+    let pg = PgServer::start_or_skip("every_json_output_matches_docs_json_md: restore --to-postgres", base)?;
+    pg.sql("postgres", "CREATE DATABASE one");
+    pg.sql("one", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)");
+    let arca = Arca::with_repo(base, &base.join("pg-repo"));
+    arca.init();
+    arca_out(&arca, &["backup", "--postgres", &pg.url(), "--database", "one"], None).ok();
+    let url = format!("{}/two", pg.url());
+    let v =
+        arca_out(&arca, &["restore", "latest", "--to-postgres", &url, "--database", "one", "--create"], None)
+            .ok()
+            .json();
+    assert_eq!(pg.sql("two", "SELECT count(*) FROM t"), "10");
+    Some(v)
+}
