@@ -39,6 +39,11 @@ missing=()
 for tool in "${!tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tools[$tool]}")
 done
+# postgres: the server (initdb, pg_ctl: not on PATH in Debian), its client
+# (psql, pg_dump, pg_restore) and pgbench; the tests start their own server
+# as an unprivileged user on a private port.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client postgresql-contrib)
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   apt_install "${missing[@]}" libc6-dev

@@ -12,6 +12,7 @@ pub mod config;
 pub mod guard;
 pub mod health;
 mod hooks;
+pub mod postgres;
 pub mod run;
 pub mod secrets;
 

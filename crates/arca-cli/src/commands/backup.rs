@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
+use arca_core::ops::backup::{backup, backup_stream, backup_streams, BackupOptions};
 use arca_core::Strategy;
 use arca_core::{Error, Repository, SnapshotId};
 
@@ -11,7 +11,7 @@ use crate::{exit, outln, output, progress, sayln, Cli};
 pub struct Args {
     /// Files and folders to back up; with --stdin-from-command, the command
     /// and its arguments (after `--`).
-    #[arg(required_unless_present_any = ["stdin", "stdin_from_command", "files_from", "files_from_raw"])]
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command", "files_from", "files_from_raw", "postgres"])]
     pub paths: Vec<PathBuf>,
     /// Also back up the paths listed in this file, one per line (blank lines
     /// and lines starting with # are skipped; `-` reads standard input);
@@ -30,6 +30,16 @@ pub struct Args {
     /// file; if the command fails, no snapshot is written and arca fails.
     #[arg(long)]
     pub stdin_from_command: bool,
+    /// Back up a PostgreSQL cluster (`postgresql://user@host:port`): its
+    /// roles and every database (or those of --database), each dumped with
+    /// pg_dump into /postgres/<host-port>/ of the snapshot; any dump that
+    /// fails fails the backup. A password in the URL goes to pg_dump in
+    /// PGPASSWORD, never on a command line.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["stdin", "stdin_from_command", "files_from", "files_from_raw"])]
+    pub postgres: Option<String>,
+    /// With --postgres: dump this database only; repeatable.
+    #[arg(long = "database", value_name = "NAME", requires = "postgres")]
+    pub databases: Vec<String>,
     /// The name standard input (or the command's output) is stored as: the
     /// snapshot holds it as /NAME.
     #[arg(long, value_name = "NAME", default_value = "stdin")]
@@ -184,7 +194,10 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         Some(p) => Some(super::snapshot(&repo, p, &Default::default())?.0),
         None => None,
     };
-    let stream = args.stdin || args.stdin_from_command;
+    let stream = args.stdin || args.stdin_from_command || args.postgres.is_some();
+    if args.postgres.is_some() && !paths.is_empty() {
+        anyhow::bail!("give either paths or --postgres, not both");
+    }
     if args.stdin && !paths.is_empty() {
         anyhow::bail!("give either paths or --stdin, not both");
     }
@@ -215,6 +228,11 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let result = if args.stdin {
         let mut input = std::io::stdin();
         backup_stream(&repo, &opts, &args.stdin_filename, &mut input, bar.as_progress())
+    } else if let Some(url) = &args.postgres {
+        let mut pg = arca_jobs::postgres::Postgres::from_url(url).map_err(anyhow::Error::msg)?;
+        pg.databases = args.databases.clone();
+        let mut next = pg.streams().map_err(anyhow::Error::msg)?;
+        backup_streams(&repo, &opts, &["postgres", &pg.cluster], &mut next, bar.as_progress())
     } else if args.stdin_from_command {
         let Some((program, rest)) = args.paths.split_first() else {
             anyhow::bail!("--stdin-from-command needs a command after `--`: arca backup --stdin-from-command -- pg_dump mydb")

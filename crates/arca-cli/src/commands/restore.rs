@@ -17,8 +17,27 @@ pub struct Args {
     #[command(flatten)]
     pub filter: super::filter::FilterArgs,
     /// Folder to restore into; the snapshot's absolute paths are recreated below it.
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
+    #[arg(long, short = 't', required_unless_present = "to_postgres")]
+    pub target: Option<PathBuf>,
+    /// Restore a database dump of the snapshot (`backup --postgres`) into this PostgreSQL
+    /// server, with pg_restore: into the database the URL names, else one of the dump's name.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["target", "include", "exclude", "delete", "verify"])]
+    pub to_postgres: Option<String>,
+    /// With --to-postgres: the database of the snapshot to restore (needed when it holds several).
+    #[arg(long, requires = "to_postgres")]
+    pub database: Option<String>,
+    /// With --to-postgres: restore only this table; repeatable.
+    #[arg(long = "table", value_name = "TABLE", requires = "to_postgres")]
+    pub tables: Vec<String>,
+    /// With --to-postgres: restore only this schema; repeatable.
+    #[arg(long = "schema", value_name = "SCHEMA", requires = "to_postgres")]
+    pub schemas: Vec<String>,
+    /// With --to-postgres: create the target database first.
+    #[arg(long, requires = "to_postgres")]
+    pub create: bool,
+    /// With --to-postgres: drop each object before restoring it.
+    #[arg(long, requires = "to_postgres")]
+    pub clean: bool,
     /// Restore only paths matching this glob (and what is below them); repeatable.
     #[arg(long, short = 'i')]
     pub include: Vec<String>,
@@ -40,7 +59,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let repo = super::open(cli)?;
-    let (id, _) = match (&args.snapshot, &args.at) {
+    let (id, snap) = match (&args.snapshot, &args.at) {
         (Some(s), _) => super::snapshot(&repo, s, &args.filter)?,
         (None, Some(at)) => {
             let t = super::backup::parse_time(at)?;
@@ -58,8 +77,26 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
         (None, None) => unreachable!("clap requires a snapshot or --at"),
     };
+    if let Some(url) = &args.to_postgres {
+        let r = arca_jobs::postgres::PgRestore {
+            url: url.clone(),
+            database: args.database.clone(),
+            tables: args.tables.clone(),
+            schemas: args.schemas.clone(),
+            create: args.create,
+            clean: args.clean,
+        };
+        let done = arca_jobs::postgres::restore_dump(&repo, &snap, &r).map_err(anyhow::Error::msg)?;
+        if cli.json {
+            output::json(&done)?;
+        } else {
+            sayln!("restored {} of snapshot {} into database {}", done.dump, id.short(), done.database);
+        }
+        return Ok(0);
+    }
+    let target = args.target.clone().expect("clap requires --target without --to-postgres");
     let opts = RestoreOptions::default()
-        .target(args.target.clone())
+        .target(target.clone())
         .include(args.include.clone())
         .exclude(args.exclude.clone())
         .overwrite(args.overwrite)
@@ -70,7 +107,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let bar = progress::for_command(cli, "restored");
     let r = restore(&repo, &id, &opts, bar.as_progress());
     bar.done();
-    let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), args.target.display()))?;
+    let r = r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()))?;
     if r.target_full {
         crate::errln!(
             "arca: error: restore target {} ran out of space: {} files were restored completely, {} paths were not restored (listed)",

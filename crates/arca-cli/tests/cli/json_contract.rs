@@ -199,6 +199,14 @@ fn every_json_output_matches_docs_json_md() {
         }
     }
 
+    // restore --to-postgres, against a real PostgreSQL.
+    match crate::postgres::restore_json_document(&base) {
+        Some(v) => c.check("restore --to-postgres", "PgRestored", &v),
+        None => {
+            c.met.insert("PgRestored".to_string());
+        }
+    }
+
     // status while a backup holds a lock (stdin kept open).
     let mut held = arca.command(false, &["backup", "--stdin"]);
     held.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());

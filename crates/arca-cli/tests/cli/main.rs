@@ -40,6 +40,7 @@ mod output_control;
 mod partial_failure_unprivileged;
 mod password_sources;
 mod point_in_time;
+mod postgres;
 mod progress_on_terminal;
 mod progress_quiet_when_not_tty;
 mod prune_space;

@@ -207,7 +207,13 @@ impl<'g, R: Read> Chunker<'g, R> {
                 results.push(process(&chunks));
                 continue;
             }
-            let mut next = spare.take().unwrap_or_else(|| vec![0; self.buf.len()]);
+            // As large as the current buffer, which may have grown since the
+            // spare was made (a source without a size hint, or one that
+            // grew): the tail and a full read-ahead must fit.
+            let mut next = spare.take().unwrap_or_default();
+            if next.len() < self.buf.len() {
+                next.resize(self.buf.len(), 0);
+            }
             let Chunker { buf, reader, start, end, .. } = &mut self;
             let (current, tail) = (&buf[..], &buf[*start..*end]);
             let chunks: Vec<&[u8]> = run.into_iter().map(|r| &current[r]).collect();
@@ -283,6 +289,52 @@ mod tests {
             out.push(ch);
         }
         out
+    }
+
+    /// A pipe's reads: a stream without a size hint, in small pieces.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(65536);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_long_stream_without_a_size_hint_is_cut_in_runs_as_one_chunk_at_a_time() {
+        // The buffer grows while the stream is read; the read-ahead buffer
+        // must grow with it (it was left smaller, and a tail longer than it
+        // panicked: a 100 MB pg_dump did).
+        let gear = Gear::new(ChunkerParams::default(), 7);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let data: Vec<u8> = (0..40_000_000)
+            .map(|i| {
+                // Long runs of repeated bytes (no cut point for a while),
+                // between stretches of noise.
+                if (i / 3_000_000) % 2 == 0 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 56) as u8
+                } else {
+                    b' '
+                }
+            })
+            .collect();
+        let mut one = Chunker::new(&gear, Trickle(&data), 0);
+        let mut expected = Vec::new();
+        while let Some(c) = one.next_chunk().unwrap() {
+            expected.push(c);
+        }
+        let runs = Chunker::new(&gear, Trickle(&data), 0);
+        let got: Vec<Vec<u8>> =
+            runs.runs(|run| run.iter().map(|r| r.to_vec()).collect::<Vec<_>>()).unwrap().concat();
+        assert_eq!(got.concat(), data);
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the same cut points");
     }
 
     proptest! {

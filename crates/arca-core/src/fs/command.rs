@@ -29,8 +29,17 @@ impl CommandOutput {
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ");
-        let mut child = Command::new(&program)
-            .args(args)
+        let mut cmd = Command::new(&program);
+        cmd.args(args);
+        CommandOutput::start(cmd, shown)
+    }
+
+    /// Starts `cmd` as it is set up (arguments, environment), its standard
+    /// output piped, its standard input empty; `shown` names it in
+    /// messages, so that a caller can leave out what must not be shown (a
+    /// password in a connection string).
+    pub fn start(mut cmd: Command, shown: String) -> io::Result<CommandOutput> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -737,26 +737,83 @@ pub fn backup_stream(
     reader: &mut (dyn io::Read + Send),
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
-    crate::pool::install(|| backup_stream_inner(repo, opts, name, reader, progress))
+    let mut one = Some(reader);
+    let mut next = || one.take().map(|r| Ok((name.to_string(), Stream::Borrowed(r))));
+    backup_streams(repo, opts, &[], &mut next, progress)
 }
 
-fn backup_stream_inner(
+/// One stream of [`backup_streams`].
+pub enum Stream<'a> {
+    /// A reader the caller keeps.
+    Borrowed(&'a mut (dyn io::Read + Send)),
+    /// A reader the backup drops once read (a command's output, whose
+    /// process ends with it).
+    Owned(Box<dyn io::Read + Send + 'a>),
+}
+
+/// What [`backup_streams`] asks for, one stream at a time: `Some((name,
+/// stream))`, `Some(Err)` when the next one cannot be had (the backup
+/// fails), `None` when there are no more.
+pub type NextStream<'a, 'b> = dyn FnMut() -> Option<Result<(String, Stream<'b>)>> + Send + 'a;
+
+/// Backs up several streams, one after the other, as files of the folder
+/// `folder` (its parts: `["postgres", "main"]` is `/postgres/main`), in
+/// one snapshot whose source path is that folder (`/NAME` of the first
+/// stream when `folder` is empty). `next` is asked for each stream only
+/// when the one before is stored, so that a caller can start a dump per
+/// stream, one at a time. As [`backup_stream`]: any stream that fails
+/// fails the backup, which then writes no snapshot.
+pub fn backup_streams(
     repo: &Repository,
     opts: &BackupOptions,
-    name: &str,
-    reader: &mut (dyn io::Read + Send),
+    folder: &[&str],
+    next: &mut NextStream<'_, '_>,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    crate::pool::install(|| backup_streams_inner(repo, opts, folder, next, progress))
+}
+
+fn plain_name(name: &str, what: &str) -> Result<()> {
+    if crate::format::tree::validate_name(name.as_bytes()).is_err() {
+        return Err(Error::Invalid(format!("{name:?} cannot name {what}: give a plain file name (no `/`)")));
+    }
+    Ok(())
+}
+
+/// A node as a stream backup records it: made now, by this user.
+fn stream_node(name: &str, kind: NodeKind) -> Node {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut node = Node::new(name.as_bytes().to_vec(), kind);
+    node.mode = if kind == NodeKind::Dir { 0o755 } else { 0o644 };
+    node.uid = nix::unistd::geteuid().as_raw();
+    node.gid = nix::unistd::getegid().as_raw();
+    node.mtime = crate::format::tree::Timestamp { secs: now.as_secs() as i64, nanos: now.subsec_nanos() };
+    node.ctime = node.mtime;
+    node.nlink = 1;
+    node
+}
+
+fn backup_streams_inner(
+    repo: &Repository,
+    opts: &BackupOptions,
+    folder: &[&str],
+    next: &mut NextStream<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let started = Instant::now();
-    if crate::format::tree::validate_name(name.as_bytes()).is_err() {
-        return Err(Error::Invalid(format!(
-            "{name:?} cannot name the file standard input is stored as: give a plain file name (no `/`)"
-        )));
+    for part in folder {
+        plain_name(part, "a folder of the streams")?;
     }
-    let path = Path::new("/").join(name);
+    let mut first = next().transpose()?;
+    let Some((first_name, _)) = &first else {
+        return Err(Error::Invalid("nothing to back up: no stream".into()));
+    };
+    plain_name(first_name, "the file a stream is stored as")?;
+    let base: PathBuf = std::iter::once("/").chain(folder.iter().copied()).collect();
+    let shown_path = if folder.is_empty() { base.join(first_name) } else { base.clone() };
     let sources = Sources {
-        shown: vec![path.to_string_lossy().into_owned()],
-        paths: vec![path.clone()],
+        shown: vec![shown_path.to_string_lossy().into_owned()],
+        paths: vec![shown_path.clone()],
         resolved: BTreeMap::new(),
         host: opts.host.clone().unwrap_or_else(hostname),
     };
@@ -765,6 +822,19 @@ fn backup_stream_inner(
     progress.phase(Phase::Loading);
     let mut loaded = load(repo, opts, &sources)?;
     progress.phase(Phase::Backing);
+    // The parent's files of the folder, to tell new, changed and unchanged.
+    let before: Vec<Node> = loaded
+        .parent
+        .as_ref()
+        .and_then(|(_, p)| {
+            let mut tree = repo.load_tree(&loaded.index, &p.tree).ok()?;
+            for part in folder {
+                let sub = tree.nodes.iter().find(|n| n.name == part.as_bytes())?.subtree?;
+                tree = repo.load_tree(&loaded.index, &sub).ok()?;
+            }
+            Some(tree.nodes)
+        })
+        .unwrap_or_default();
     // A stream is read whole every time: nothing to exclude or to skip.
     let engine = Engine {
         excludes: PathFilter::excludes(&[], &[])?,
@@ -772,43 +842,67 @@ fn backup_stream_inner(
         force: true,
         ..Engine::new(repo, opts, &mut loaded, progress)
     };
-    let stored = engine.store_content(reader, 0);
-    let Engine { packer, stats, .. } = engine;
-    let (content, size) = match stored {
-        Ok(r) => r,
-        Err(e) => {
-            let e = match e {
-                _ if opts.cancel.is_cancelled() => Error::Cancelled,
-                FileError::Repo(e) => packer.take_error_over(e),
-                FileError::Io(e) => Error::io(&sources.paths[0], e),
-            };
-            drop(packer);
-            return Err(explain_no_space(repo, e));
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut failed = None;
+    while let Some((name, stream)) =
+        first.take().map(Ok).or_else(&mut *next).transpose().unwrap_or_else(|e| {
+            failed = Some(e);
+            None
+        })
+    {
+        if let Err(e) = plain_name(&name, "the file a stream is stored as") {
+            failed = Some(e);
+            break;
         }
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-    node.mode = 0o644;
-    node.uid = nix::unistd::geteuid().as_raw();
-    node.gid = nix::unistd::getegid().as_raw();
-    node.mtime = crate::format::tree::Timestamp { secs: now.as_secs() as i64, nanos: now.subsec_nanos() };
-    node.ctime = node.mtime;
-    node.nlink = 1;
-    (node.size, node.content) = (size, content);
-    // New, changed or unchanged against the parent's file, by content.
-    let before = loaded.parent.as_ref().and_then(|(_, p)| {
-        repo.load_tree(&loaded.index, &p.tree).ok()?.nodes.into_iter().find(|n| n.name == node.name)
-    });
-    let (counter, change) = match before {
-        None => (&stats.new, FileChange::New),
-        Some(b) if b.content == node.content => (&stats.unchanged, FileChange::Unchanged),
-        Some(_) => (&stats.changed, FileChange::Changed),
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    progress.file(&path, change);
-    stats.files.fetch_add(1, Ordering::Relaxed);
-    stats.size.fetch_add(size, Ordering::Relaxed);
-    let tree = packer.add_tree(Tree { nodes: vec![node] })?;
+        if nodes.iter().any(|n| n.name == name.as_bytes()) {
+            failed = Some(Error::Invalid(format!("two streams are named {name:?}")));
+            break;
+        }
+        let path = base.join(&name);
+        let stored = match stream {
+            Stream::Borrowed(r) => engine.store_content(r, 0),
+            Stream::Owned(mut r) => engine.store_content(&mut *r, 0),
+        };
+        let (content, size) = match stored {
+            Ok(r) => r,
+            Err(e) => {
+                failed = Some(match e {
+                    _ if opts.cancel.is_cancelled() => Error::Cancelled,
+                    FileError::Repo(e) => e,
+                    FileError::Io(e) => Error::io(&path, e),
+                });
+                break;
+            }
+        };
+        let mut node = stream_node(&name, NodeKind::File);
+        (node.size, node.content) = (size, content);
+        let (counter, change) = match before.iter().find(|b| b.name == node.name) {
+            None => (&engine.stats.new, FileChange::New),
+            Some(b) if b.content == node.content => (&engine.stats.unchanged, FileChange::Unchanged),
+            Some(_) => (&engine.stats.changed, FileChange::Changed),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        progress.file(&path, change);
+        engine.stats.files.fetch_add(1, Ordering::Relaxed);
+        engine.stats.size.fetch_add(size, Ordering::Relaxed);
+        nodes.push(node);
+    }
+    let Engine { packer, stats, .. } = engine;
+    if let Some(e) = failed {
+        let e = match e {
+            Error::Cancelled => e,
+            e => packer.take_error_over(e),
+        };
+        drop(packer);
+        return Err(explain_no_space(repo, e));
+    }
+    // The folder's tree, then one folder node per level up to the root.
+    let mut tree = packer.add_tree(Tree { nodes })?;
+    for part in folder.iter().rev() {
+        let mut dir = stream_node(part, NodeKind::Dir);
+        dir.subtree = Some(tree);
+        tree = packer.add_tree(Tree { nodes: vec![dir] })?;
+    }
     opts.cancel.check()?;
     progress.phase(Phase::WritingIndex);
     write_snapshot(repo, opts, sources, loaded, Read { tree, stats, packer }, started)

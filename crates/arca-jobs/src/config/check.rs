@@ -9,7 +9,7 @@ use arca_core::ops::forget::{parse_duration, Policy};
 use arca_core::Strategy;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawJob, RawRepository, RawRetention};
+use super::raw::{RawConfig, RawJob, RawPostgres, RawRepository, RawRetention};
 use super::{
     line_column, parse_size, parse_verify, Config, ConfigError, Hooks, Job, PasswordSource, Repository,
     S3Settings, Source, VerifyAfter,
@@ -154,6 +154,35 @@ impl<'a> Checker<'a> {
         Some(policy)
     }
 
+    fn postgres(&mut self, what: &str, pg: &RawPostgres) -> Option<Source> {
+        let cluster = match crate::postgres::Postgres::check_url(pg.url.get_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(pg.url.span(), format!("{what}: postgres url: {e}"));
+                return None;
+            }
+        };
+        let cluster = match &pg.cluster {
+            Some(c)
+                if c.get_ref().is_empty() || c.get_ref().contains('/') || c.get_ref().starts_with('.') =>
+            {
+                self.error(
+                    c.span(),
+                    format!("{what}: postgres cluster {:?}: a plain folder name", c.get_ref()),
+                );
+                return None;
+            }
+            Some(c) => c.get_ref().clone(),
+            None => cluster,
+        };
+        Some(Source::Postgres(crate::postgres::Postgres {
+            url: pg.url.get_ref().clone(),
+            databases: pg.databases.clone(),
+            schemas: pg.schemas.clone(),
+            cluster,
+        }))
+    }
+
     fn job(
         &mut self,
         name: &str,
@@ -165,42 +194,54 @@ impl<'a> Checker<'a> {
     ) -> Option<Job> {
         let errors = self.errors.len();
         let what = format!("job {name}");
-        let source = match (&j.command, j.sources.is_empty()) {
-            (Some(c), true) if c.get_ref().is_empty() => {
-                self.error(c.span(), format!("{what}: command is empty: give the program and its arguments"));
+        let source = if let Some(pg) = &j.postgres {
+            if j.command.is_some() || !j.sources.is_empty() {
+                self.error(pg.span(), format!("{what}: give one of sources, command and postgres"));
                 None
+            } else {
+                self.postgres(&what, pg.get_ref())
             }
-            (Some(c), true) => Some(Source::Command {
-                argv: c.get_ref().clone(),
-                filename: j
-                    .stdin_filename
-                    .as_ref()
-                    .map_or_else(|| "stdin".to_string(), |f| f.get_ref().clone()),
-            }),
-            (Some(c), false) => {
-                self.error(c.span(), format!("{what}: give sources or command, not both"));
-                None
-            }
-            (None, true) => {
-                self.error(
-                    span.clone(),
-                    format!("{what}: nothing to back up: give sources (paths) or command"),
-                );
-                None
-            }
-            (None, false) => {
-                let mut paths = Vec::new();
-                for s in &j.sources {
-                    let p = PathBuf::from(s.get_ref());
-                    if !p.is_absolute() {
-                        self.error(
-                            s.span(),
-                            format!("{what}: source {:?} is not an absolute path", s.get_ref()),
-                        );
-                    }
-                    paths.push(p);
+        } else {
+            match (&j.command, j.sources.is_empty()) {
+                (Some(c), true) if c.get_ref().is_empty() => {
+                    self.error(
+                        c.span(),
+                        format!("{what}: command is empty: give the program and its arguments"),
+                    );
+                    None
                 }
-                Some(Source::Paths(paths))
+                (Some(c), true) => Some(Source::Command {
+                    argv: c.get_ref().clone(),
+                    filename: j
+                        .stdin_filename
+                        .as_ref()
+                        .map_or_else(|| "stdin".to_string(), |f| f.get_ref().clone()),
+                }),
+                (Some(c), false) => {
+                    self.error(c.span(), format!("{what}: give sources or command, not both"));
+                    None
+                }
+                (None, true) => {
+                    self.error(
+                        span.clone(),
+                        format!("{what}: nothing to back up: give sources (paths), command or postgres"),
+                    );
+                    None
+                }
+                (None, false) => {
+                    let mut paths = Vec::new();
+                    for s in &j.sources {
+                        let p = PathBuf::from(s.get_ref());
+                        if !p.is_absolute() {
+                            self.error(
+                                s.span(),
+                                format!("{what}: source {:?} is not an absolute path", s.get_ref()),
+                            );
+                        }
+                        paths.push(p);
+                    }
+                    Some(Source::Paths(paths))
+                }
             }
         };
         if let Some(f) = &j.stdin_filename {

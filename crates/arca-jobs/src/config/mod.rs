@@ -134,6 +134,9 @@ pub enum Source {
         /// The name it is stored as: `/NAME` in the snapshot.
         filename: String,
     },
+    /// A PostgreSQL cluster: its globals and a dump per database, in
+    /// `/postgres/<cluster>/`.
+    Postgres(crate::postgres::Postgres),
 }
 
 /// What a run checks after backing up, on every destination. Shown as

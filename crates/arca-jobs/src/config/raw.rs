@@ -64,6 +64,7 @@ pub(super) struct RawJob {
     #[serde(default)]
     pub(super) sources: Vec<Spanned<String>>,
     pub(super) command: Option<Spanned<Vec<String>>>,
+    pub(super) postgres: Option<Spanned<RawPostgres>>,
     pub(super) stdin_filename: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) exclude: Vec<Spanned<String>>,
@@ -178,4 +179,15 @@ pub(super) struct RawSmtp {
     pub(super) username: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPostgres {
+    pub(super) url: Spanned<String>,
+    #[serde(default)]
+    pub(super) databases: Vec<String>,
+    #[serde(default)]
+    pub(super) schemas: Vec<String>,
+    pub(super) cluster: Option<Spanned<String>>,
 }

@@ -301,3 +301,52 @@ schedule = { incremental = "*/10 * * * *", jitter = "6m" }
     );
     assert!(Config::parse(&text.replace("6m", "5m"), "t.toml").is_ok());
 }
+
+#[test]
+fn a_postgres_source_is_read_and_its_mistakes_named() {
+    let text = r#"[repositories.r]
+url = "/r"
+password_env = "PW"
+[jobs.db]
+postgres = { url = "postgresql://backup:pw@db.example.com:5433", databases = ["app"] }
+destinations = ["r"]
+[jobs.named]
+postgres = { url = "postgresql://db", cluster = "main" }
+destinations = ["r"]
+"#;
+    let c = Config::parse(text, "t.toml").unwrap();
+    match &c.job("db").unwrap().source {
+        Source::Postgres(p) => {
+            assert_eq!(
+                (p.cluster.as_str(), p.databases.clone()),
+                ("db.example.com-5433", vec!["app".to_string()])
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    match &c.job("named").unwrap().source {
+        Source::Postgres(p) => assert_eq!(p.cluster, "main"),
+        other => panic!("{other:?}"),
+    }
+    let shown = serde_json::to_string(&c).unwrap();
+    assert!(!shown.contains(":pw@"), "{shown}");
+    let bad = r#"[repositories.r]
+url = "/r"
+password_env = "PW"
+[jobs.a]
+postgres = { url = "mysql://x" }
+destinations = ["r"]
+[jobs.b]
+sources = ["/x"]
+postgres = { url = "postgresql://db" }
+destinations = ["r"]
+[jobs.c]
+postgres = { url = "postgresql://db", cluster = "../up" }
+destinations = ["r"]
+"#;
+    let e = errors(bad);
+    let has = |line: usize, what: &str| e.iter().any(|(l, _, m)| *l == line && m.contains(what));
+    assert!(has(5, "postgres url: a PostgreSQL URL starts with postgresql://"), "{e:?}");
+    assert!(has(9, "give one of sources, command and postgres"), "{e:?}");
+    assert!(has(12, "postgres cluster \"../up\""), "{e:?}");
+}

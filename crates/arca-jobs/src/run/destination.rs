@@ -2,7 +2,7 @@
 //! first reachable one), catching it up by copies from that one, and its
 //! own retention and verification.
 
-use arca_core::ops::backup::{backup, backup_stream, BackupOptions};
+use arca_core::ops::backup::{backup, backup_stream, backup_streams, BackupOptions};
 use arca_core::ops::copy::{copy, CopyOptions};
 use arca_core::ops::forget::{forget, Forget, ForgetOptions};
 use arca_core::ops::prune::PruneOptions;
@@ -58,6 +58,10 @@ pub(super) fn backup_job(
             let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
             let mut output = CommandOutput::spawn(program, &args).map_err(|e| Error::io(program, e))?;
             backup_stream(repo, &base, filename, &mut output, progress)
+        }
+        Source::Postgres(pg) => {
+            let mut next = pg.streams().map_err(Error::Invalid)?;
+            backup_streams(repo, &base, &["postgres", &pg.cluster], &mut next, progress)
         }
     }
 }

@@ -1,0 +1,340 @@
+//! PostgreSQL logical backups against a real server (Debian's postgresql,
+//! started by the test as an unprivileged user on a private port and
+//! socket folder): every database dumped into one snapshot, a second
+//! backup after 1 % of the rows changed adds little, the dumps restore to
+//! the same rows, and a dump that dies midway leaves no snapshot.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+/// A PostgreSQL server of the test's own, stopped on drop.
+struct PgServer {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Run the server's programs as this user (postgres refuses root).
+    as_user: Option<u32>,
+}
+
+impl PgServer {
+    fn start_or_skip(test: &str, base: &Path) -> Option<PgServer> {
+        let bin = fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            d.flatten().map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).max()
+        });
+        let Some(bin) = bin else {
+            skip(
+                test,
+                "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb; scripts/test.sh installs it)",
+            );
+            return None;
+        };
+        let dir = base.join("pg");
+        fs::create_dir_all(dir.join("sock")).unwrap();
+        let as_user = is_root().then_some(65534);
+        if let Some(uid) = as_user {
+            for p in [&dir, &dir.join("sock")] {
+                nix::unistd::chown(p.as_path(), Some(uid.into()), Some(uid.into())).unwrap();
+            }
+            // The server's user walks down to its folder.
+            let mut p = dir.parent();
+            while let Some(d) = p {
+                let mode = fs::metadata(d).unwrap().permissions().mode();
+                fs::set_permissions(d, fs::Permissions::from_mode(mode | 0o711)).unwrap();
+                p = d.parent();
+            }
+        }
+        let port = crate::s3server::free_port();
+        let s = PgServer { bin, data: dir.join("data"), port, as_user };
+        s.run(
+            "initdb",
+            &["-D", s.data.to_str().unwrap(), "-U", "arca", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            dir.join("sock").display()
+        );
+        let log = dir.join("server.log");
+        s.run(
+            "pg_ctl",
+            &["-D", s.data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
+        );
+        Some(s)
+    }
+
+    /// Runs one of the server's programs (as its user), asserting success.
+    fn run(&self, program: &str, args: &[&str]) {
+        let mut cmd = match self.as_user {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"]);
+                c.arg(self.bin.join(program));
+                c
+            }
+            None => Command::new(self.bin.join(program)),
+        };
+        let out = cmd.args(args).current_dir("/").stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The server's URL, with a password that trust authentication
+    /// ignores: it must never be shown.
+    fn url(&self) -> String {
+        format!("postgresql://arca:{PG_SECRET}@127.0.0.1:{}", self.port)
+    }
+
+    /// `psql -Atc SQL` on database `db`, its output trimmed.
+    fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .arg(format!("postgresql://arca@127.0.0.1:{}/{db}", self.port))
+            .output()
+            .expect("psql (postgresql-client)");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The row count and a checksum of every row of `table`, in key order.
+    fn fingerprint(&self, db: &str, table: &str, key: &str) -> String {
+        self.sql(
+            db,
+            &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY {key})) FROM {table} t"),
+        )
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap().to_string();
+        let _ = std::panic::catch_unwind(|| self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]));
+    }
+}
+
+const PG_SECRET: &str = "pg-secret-Wq31";
+
+/// `arca` with the repository's password, run with `extra_path` first in
+/// PATH when given.
+fn arca_out(arca: &Arca, args: &[&str], extra_path: Option<&Path>) -> Out {
+    let mut cmd = arca.command(true, args);
+    if let Some(dir) = extra_path {
+        cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+    }
+    let out = run_command(cmd);
+    assert!(
+        !out.stdout.contains(PG_SECRET) && !out.stderr.contains(PG_SECRET),
+        "the password was shown: {}",
+        out.describe()
+    );
+    out
+}
+
+#[test]
+fn a_cluster_is_dumped_database_by_database_and_a_second_backup_adds_little() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let Some(pg) = PgServer::start_or_skip("postgres", &base) else { return };
+    pg.sql("postgres", "CREATE DATABASE bench");
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql("app", "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 500) g");
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "5"])
+        .arg(format!("postgresql://arca@127.0.0.1:{}/bench", pg.port))
+        .output()
+        .expect("pgbench (postgresql-contrib)");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    // Rows as real ones are, not pgbench's blank filler (which compresses
+    // to nothing and would hide what deduplication does).
+    pg.sql("bench", "UPDATE pgbench_accounts SET filler = md5(aid::text) || md5((aid * 7)::text)");
+    pg.sql("bench", "VACUUM FULL pgbench_accounts");
+    let arca = Arca::new(&base);
+    arca.init();
+    let at_first = pg.fingerprint("bench", "pgbench_accounts", "aid");
+
+    let first = arca_out(&arca, &["backup", "--postgres", &pg.url()], None).ok().json();
+    let cluster = format!("/postgres/127.0.0.1-{}", pg.port);
+    assert_eq!(jarr(&first, "paths")[0], cluster.as_str(), "{first}");
+    let listed = arca_out(&arca, &["ls", "latest", &cluster], None).ok();
+    let names: Vec<String> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["path"].as_str().map(|p| p.rsplit('/').next().unwrap().to_string()))
+        .collect();
+    for want in ["globals.sql", "app.dump", "bench.dump", "postgres.dump"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {}", listed.stdout);
+    }
+
+    // 1 % of the rows change (together, as recent rows do): the second
+    // backup adds a small part of what the first stored (the few 1 MiB
+    // chunks around the rows that moved: docs/postgres.md).
+    pg.sql("bench", "UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid <= 5000");
+    let second =
+        arca_out(&arca, &["backup", "--postgres", &pg.url(), "--database", "bench"], None).ok().json();
+    let (first_added, added) =
+        (ju64(&first["summary"], "bytes_added"), ju64(&second["summary"], "bytes_added"));
+    assert!(first_added > 15_000_000, "the first backup stores the dumps: {first}");
+    assert!(added * 5 < first_added, "1 % of the rows changed: {added} bytes added after {first_added}");
+
+    // The first snapshot's dump restores to the rows as they were then.
+    let snaps = arca.snapshots();
+    let first_id = jstr(&snaps[0], "id").to_string();
+    let dump = base.join("bench.dump");
+    let out = arca_out(&arca, &["dump", &first_id, &format!("{cluster}/bench.dump")], None);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    fs::write(
+        &dump,
+        arca.command(false, &["dump", &first_id, &format!("{cluster}/bench.dump")]).output().unwrap().stdout,
+    )
+    .unwrap();
+    pg.sql("postgres", "CREATE DATABASE restored");
+    let restore = Command::new("pg_restore")
+        .args(["--no-owner", "-d"])
+        .arg(format!("postgresql://arca@127.0.0.1:{}/restored", pg.port))
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    assert_eq!(pg.fingerprint("restored", "pgbench_accounts", "aid"), at_first);
+    assert_ne!(pg.fingerprint("bench", "pgbench_accounts", "aid"), at_first, "the source moved on");
+
+    // arca restore --to-postgres: into a new database, the rows as they
+    // were; one table alone; over the changed source with --clean.
+    let url = pg.url();
+    let out = arca_out(&arca, &["restore", &first_id, "--to-postgres", &url], None);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(out.stderr.contains("give --database") && out.stderr.contains("bench"), "{}", out.describe());
+    let done = arca_out(
+        &arca,
+        &[
+            "restore",
+            &first_id,
+            "--to-postgres",
+            &format!("{url}/viaarca"),
+            "--database",
+            "bench",
+            "--create",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(jstr(&done, "database"), "viaarca", "{done}");
+    assert_eq!(pg.fingerprint("viaarca", "pgbench_accounts", "aid"), at_first);
+    arca_out(
+        &arca,
+        &["restore", &first_id, "--to-postgres", &format!("{url}/branches"), "--database", "bench"]
+            .into_iter()
+            .chain(["--create", "--table", "pgbench_branches"])
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .ok();
+    assert_eq!(
+        pg.sql("branches", "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"),
+        "pgbench_branches"
+    );
+    assert_eq!(pg.sql("branches", "SELECT count(*) FROM pgbench_branches"), "5");
+    arca_out(
+        &arca,
+        &["restore", &first_id, "--to-postgres", &format!("{url}/bench"), "--database", "bench", "--clean"],
+        None,
+    )
+    .ok();
+    assert_eq!(pg.fingerprint("bench", "pgbench_accounts", "aid"), at_first, "--clean brought the rows back");
+}
+
+#[test]
+fn a_dump_that_dies_midway_or_a_missing_database_leaves_no_snapshot() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let Some(pg) = PgServer::start_or_skip("postgres", &base) else { return };
+    pg.sql("postgres", "CREATE DATABASE big");
+    pg.sql("big", "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g");
+    let arca = Arca::new(&base);
+    arca.init();
+    // pg_dump killed after its first 100 kB: `head` closes the pipe and
+    // pg_dump dies of SIGPIPE, as it would of a kill or a lost connection.
+    let real = Command::new("sh").args(["-c", "command -v pg_dump"]).output().unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    let wrap = base.join("wrap");
+    fs::create_dir_all(&wrap).unwrap();
+    fs::write(
+        wrap.join("pg_dump"),
+        format!("#!/bin/bash\nset -o pipefail\n{real} \"$@\" | head -c 100000\n"),
+    )
+    .unwrap();
+    fs::set_permissions(wrap.join("pg_dump"), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = arca_out(&arca, &["backup", "--postgres", &pg.url(), "--database", "big"], Some(&wrap));
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stderr.contains("pg_dump of database big") && out.stderr.contains("failed"),
+        "{}",
+        out.describe()
+    );
+    assert!(arca.snapshots().is_empty(), "no snapshot may look good after a failed dump");
+
+    // A job whose database does not exist: the run fails, naming it.
+    let config = base.join("arca.toml");
+    let pw = base.join("pw");
+    fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(
+        &config,
+        format!(
+            "[repositories.local]\nurl = \"{}\"\npassword_file = \"{}\"\n[jobs.db]\npostgres = {{ url = \"{}\", databases = [\"big\", \"nope\"] }}\ndestinations = [\"local\"]\n",
+            arca.repo.display(),
+            pw.display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let mut job = arca.clone();
+    job.env.push(("ARCA_CONFIG".into(), config.clone().into()));
+    let mut cmd = without_repo(job.command(true, &["run", "db"]));
+    cmd.env_remove("ARCA_PASSWORD");
+    let out = run_command(cmd);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stdout.contains("nope") && !out.stdout.contains(PG_SECRET) && !out.stderr.contains(PG_SECRET),
+        "{}",
+        out.describe()
+    );
+    assert!(arca.snapshots().is_empty());
+    // The same job on the databases that exist: one snapshot, and `config
+    // show` masks the password.
+    fs::write(&config, fs::read_to_string(&config).unwrap().replace(", \"nope\"", "")).unwrap();
+    let mut cmd = without_repo(job.command(true, &["run", "db"]));
+    cmd.env_remove("ARCA_PASSWORD");
+    run_command(cmd).ok();
+    assert_eq!(arca.snapshots().len(), 1);
+    let mut cmd = without_repo(job.command(false, &["config", "show"]));
+    cmd.env_remove("ARCA_PASSWORD");
+    let shown = run_command(cmd).ok();
+    assert!(
+        !shown.stdout.contains(PG_SECRET) && shown.stdout.contains("postgresql://arca@127.0.0.1"),
+        "{}",
+        shown.describe()
+    );
+}
+
+/// `restore --to-postgres --json` against a server of its own, for the
+/// JSON contract; `None` when the test may skip (no PostgreSQL).
+pub fn restore_json_document(base: &Path) -> Option<serde_json::Value> {
+    let pg = PgServer::start_or_skip("every_json_output_matches_docs_json_md: restore --to-postgres", base)?;
+    pg.sql("postgres", "CREATE DATABASE one");
+    pg.sql("one", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)");
+    let arca = Arca::with_repo(base, &base.join("pg-repo"));
+    arca.init();
+    arca_out(&arca, &["backup", "--postgres", &pg.url(), "--database", "one"], None).ok();
+    let url = format!("{}/two", pg.url());
+    let v =
+        arca_out(&arca, &["restore", "latest", "--to-postgres", &url, "--database", "one", "--create"], None)
+            .ok()
+            .json();
+    assert_eq!(pg.sql("two", "SELECT count(*) FROM t"), "10");
+    Some(v)
+}
