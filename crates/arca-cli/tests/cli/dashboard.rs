@@ -134,11 +134,9 @@ fn the_dashboard_shows_runs_charts_snapshots_and_restores_in_a_real_browser() {
     let config = base.join("arca.toml");
     // home: succeeds; broken: its repository does not exist, so it fails
     // (once: no retry); never: never run; slow: a source that writes for
-    // about five seconds, started from the page to watch its progress move.
-    // slow writes less than the chunker's smallest chunk (512 KiB): a
-    // longer stream that arrives slowly can make the chunker panic (its
-    // spare buffer is reused after the buffer grew: chunker.rs, `runs`),
-    // which is arca-core's bug to fix, not this test's to trip over.
+    // about five seconds, started from the page to watch its progress move
+    // (a stream that arrives slowly, as a dump does: it once made the
+    // chunker panic, which this test caught before the fix).
     fs::write(
         &config,
         format!(
@@ -169,7 +167,7 @@ sources = ["{src}"]
 destinations = ["local"]
 
 [jobs.slow]
-command = ["sh", "-c", "for i in $(seq 1 50); do head -c 10000 /dev/urandom; sleep 0.1; done"]
+command = ["sh", "-c", "for i in $(seq 1 40); do head -c 250000 /dev/urandom; sleep 0.1; done"]
 stdin_filename = "slow.bin"
 destinations = ["local"]
 "#,
