@@ -111,6 +111,19 @@ export function sseParser(on) {
   };
 }
 
+/** Run `id`'s document read every two seconds, told as the events would tell it, until it ends. */
+export async function poll(id, on, signal) {
+  let status = null;
+  for (;;) {
+    const doc = await get(`/api/runs/${id}`);
+    if (["succeeded", "failed", "cancelled"].includes(doc.status)) return on("end", doc);
+    if (doc.status !== status) on("status", { status: (status = doc.status), attempt: doc.attempt, waiting: doc.waiting });
+    if (doc.progress) on("progress", doc.progress);
+    if (signal?.aborted) return;
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
+}
+
 /**
  * Follows run `id` until it ends: `on(event, data)` for each `status`,
  * `progress` and `end` event. A stream cut before `end` (a proxy, a

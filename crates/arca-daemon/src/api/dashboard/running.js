@@ -4,11 +4,16 @@
 // result. Every run the daemon reports is followed, whichever view is shown,
 // so a run started from another view is already there.
 
-import { api, follow, get } from "./api.js";
+import { api, follow, get, poll } from "./api.js";
 import { bytes, duration, el, rate } from "./format.js";
 
 const live = new Map();
 const ENDED_KEPT = 12;
+// A browser opens at most six connections to one address over HTTP/1.1,
+// and each event stream holds one: beyond a few runs followed live, the
+// others are read every two seconds, leaving room for the page's requests.
+const MAX_STREAMS = 3;
+let streams = 0;
 const $ = (id) => document.getElementById(id);
 
 function title(id, doc) {
@@ -115,7 +120,9 @@ export function watch(id, what, ctx, done) {
   get(`/api/runs/${id}`)
     .then((doc) => (c.querySelector("h3").textContent = title(id, doc)))
     .catch(() => {});
-  follow(id, (event, data) => {
+  const streamed = streams < MAX_STREAMS;
+  if (streamed) streams++;
+  (streamed ? follow : poll)(id, (event, data) => {
     if (event === "status") {
       c.dataset.status = data.status;
       set(c, "status", `${data.status}${data.attempt > 1 ? ` (try ${data.attempt})` : ""}${data.waiting ? `: ${data.waiting}` : ""}`);
@@ -126,11 +133,15 @@ export function watch(id, what, ctx, done) {
       ended(id, c, data, ctx);
       for (const f of entry.done) f(data);
     }
-  }).catch((e) => {
-    set(c, "result", `Could not follow the run: ${e.message}`);
-    live.delete(id);
-    count();
-  });
+  })
+    .catch((e) => {
+      set(c, "result", `Could not follow the run: ${e.message}`);
+      live.delete(id);
+      count();
+    })
+    .finally(() => {
+      if (streamed) streams--;
+    });
 }
 
 export function initRunning() {
