@@ -19,80 +19,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::common::daemon::Daemon;
 use crate::common::*;
 
 const PW: &str = "dashboard-secret-Qm41";
 
-/// A running `arca daemon` on an ephemeral port; killed on drop.
-struct Daemon {
-    child: std::process::Child,
-    url: String,
-    token: String,
-    log: PathBuf,
-    http: reqwest::blocking::Client,
-}
-
-impl Daemon {
-    fn start(arca: &Arca, state: &Path, log: &Path) -> Daemon {
-        let mut cmd = without_repo(arca.command(false, &["daemon", "--listen", "127.0.0.1:0"]));
-        cmd.env("ARCA_STATE_DIR", state).env_remove("ARCA_PASSWORD");
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(log).unwrap());
-        let child = cmd.spawn().expect("spawn arca daemon");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            let text = fs::read_to_string(log).unwrap_or_default();
-            if let Some(at) = text.find("listening on http") {
-                let rest = &text[at + "listening on ".len()..];
-                break rest.split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "the daemon did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let token = fs::read_to_string(state.join("daemon.token")).unwrap().trim().to_string();
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Daemon { child, url, token, log: log.to_path_buf(), http }
-    }
-
-    #[track_caller]
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req =
-            self.http.request(method.clone(), format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
-        }
-        let resp = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
-        let status = resp.status();
-        let text = resp.text().unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}\n{}", self.log());
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// Runs job `name` now and waits for its end; the run's document.
-    #[track_caller]
-    fn run(&self, name: &str) -> Value {
-        let started = self.call(reqwest::Method::POST, &format!("/api/jobs/{name}/run"), Some(json!({})));
-        let id = started["run_id"].as_i64().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self.call(reqwest::Method::GET, &format!("/api/runs/{id}"), None);
-            if matches!(v["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "run {id} did not end: {v}\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Runs job `name` now over the API and waits for its end; the run's
+/// document.
+#[track_caller]
+fn run_now(d: &Daemon, name: &str) -> Value {
+    let started = d.post(&format!("/api/jobs/{name}/run"), json!({}));
+    d.wait_run(started["run_id"].as_i64().unwrap())
 }
 
 /// Where the screenshots are kept after the test, for a person to look at.
@@ -185,18 +122,14 @@ destinations = ["local"]
 
     // Two backups of home (two points per chart), one failure.
     for _ in 0..2 {
-        let r = d.run("home");
+        let r = run_now(&d, "home");
         assert_eq!(r["status"], "succeeded", "{r}");
     }
-    let r = d.run("broken");
+    let r = run_now(&d, "broken");
     assert_eq!(r["status"], "failed", "{r}");
     // Sizes are measured in the background after each run: wait for both.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while d.call(reqwest::Method::GET, "/api/sizes?destination=local", None)["sizes"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 2
-    {
+    while d.get("/api/sizes?destination=local")["sizes"].as_array().map_or(0, Vec::len) < 2 {
         assert!(Instant::now() < deadline, "the sizes were not measured:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -6,6 +6,8 @@
 //! running the suite and tests can run in parallel.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;
