@@ -388,7 +388,12 @@ async fn serve(
         );
     }
     scheduler.abort();
-    let _ = server.await;
+    // The server stops taking connections and waits for those open to
+    // end: a client that keeps one open (an event stream left open) must
+    // not keep the daemon from stopping.
+    if tokio::time::timeout(Duration::from_secs(10), server).await.is_err() {
+        tracing::warn!("connections still open 10 s after the stop: closed");
+    }
     tracing::info!("stopped");
     Ok(())
 }
