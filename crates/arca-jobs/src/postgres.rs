@@ -39,6 +39,16 @@ fn masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&Url::parse(url).map(|u| u.shown()).unwrap_or_else(|_| "(masked)".into()))
 }
 
+/// `program` (psql, pg_dump, …) with the URL's password, if any, in
+/// `PGPASSWORD`: never on its command line, which `ps` shows.
+fn pg_command(program: &str, u: &Url) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some(pw) = &u.password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd
+}
+
 /// A libpq connection URI taken apart just enough to change its database
 /// and take its password out.
 #[derive(Debug, Clone)]
@@ -145,14 +155,6 @@ impl Postgres {
         Url::parse(url).map(|u| u.cluster())
     }
 
-    fn command(&self, program: &str, u: &Url) -> Command {
-        let mut cmd = Command::new(program);
-        if let Some(pw) = &u.password {
-            cmd.env("PGPASSWORD", pw);
-        }
-        cmd
-    }
-
     /// The databases to dump: those listed, or every one that accepts
     /// connections (templates left out), by name.
     pub fn database_names(&self) -> Result<Vec<String>, String> {
@@ -160,7 +162,7 @@ impl Postgres {
             return Ok(self.databases.clone());
         }
         let u = Url::parse(&self.url)?;
-        let mut cmd = self.command("psql", &u);
+        let mut cmd = pg_command("psql", &u);
         cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c"])
             .arg("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1")
             .arg(format!("--dbname={}", u.of("postgres")))
@@ -194,11 +196,11 @@ impl Postgres {
             return Err(format!("{} has no database to dump", u.shown()));
         }
         let mut steps: Vec<(String, Command, String)> = Vec::new();
-        let mut globals = self.command("pg_dumpall", &u);
+        let mut globals = pg_command("pg_dumpall", &u);
         globals.args(["--globals-only", "--no-password"]).arg(format!("--dbname={}", u.of("postgres")));
         steps.push(("globals.sql".into(), globals, format!("pg_dumpall --globals-only {}", u.shown())));
         for db in &databases {
-            let mut dump = self.command("pg_dump", &u);
+            let mut dump = pg_command("pg_dump", &u);
             dump.args(["--format=custom", "--compress=0", "--no-password"]);
             for s in &self.schemas {
                 dump.arg(format!("--schema={s}"));
@@ -306,7 +308,7 @@ pub fn restore_dump(
     };
     let target = u.database.clone().unwrap_or_else(|| source_db.clone());
     if r.create {
-        let mut cmd = Postgres::from_url(&r.url)?.command("psql", &u);
+        let mut cmd = pg_command("psql", &u);
         cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
             .arg(format!("CREATE DATABASE \"{}\"", target.replace('"', "\"\"")))
             .arg(format!("--dbname={}", u.of("postgres")))
@@ -319,7 +321,7 @@ pub fn restore_dump(
             ));
         }
     }
-    let mut cmd = Postgres::from_url(&r.url)?.command("pg_restore", &u);
+    let mut cmd = pg_command("pg_restore", &u);
     cmd.args(["--exit-on-error", "--no-password"]);
     if r.clean {
         cmd.args(["--clean", "--if-exists"]);

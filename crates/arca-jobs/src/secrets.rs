@@ -8,10 +8,16 @@ use std::process::{Command, Stdio};
 
 use crate::config::{PasswordSource, Repository};
 
+/// The first line of a secret's file or a command's output, without its
+/// line end (`\n`, `\r\n`, or carriage returns left at its end): what
+/// arca.toml's password sources and the daemon's SMTP password read.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim_end_matches('\r')
+}
+
 /// The password of `repo`, and a warning when its file can be read by
 /// others. Errors name the source, never the password.
 pub fn password(repo: &Repository) -> Result<(String, Option<String>), String> {
-    let first_line = |text: &str| text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
     let (pw, warning) = match &repo.password {
         PasswordSource::File(path) => {
             let meta = std::fs::metadata(path)
@@ -26,7 +32,7 @@ pub fn password(repo: &Repository) -> Result<(String, Option<String>), String> {
             });
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("repository {}: password_file {}: {e}", repo.name, path.display()))?;
-            (first_line(&text), warning)
+            (first_line(&text).to_string(), warning)
         }
         PasswordSource::Command(cmd) => {
             let out = Command::new("sh")
@@ -38,7 +44,7 @@ pub fn password(repo: &Repository) -> Result<(String, Option<String>), String> {
             if !out.status.success() {
                 return Err(format!("repository {}: password_command failed ({})", repo.name, out.status));
             }
-            (first_line(&String::from_utf8_lossy(&out.stdout)), None)
+            (first_line(&String::from_utf8_lossy(&out.stdout)).to_string(), None)
         }
         PasswordSource::Env(var) => match std::env::var(var) {
             Ok(v) => (v, None),

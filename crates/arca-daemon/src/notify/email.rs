@@ -121,7 +121,7 @@ pub(super) fn read_password(source: &PasswordSource) -> Result<String, String> {
         PasswordSource::File(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("smtp password_file {}: {e}", path.display()))?;
-            text.split('\n').next().unwrap_or("").trim_end_matches(['\r', '\n']).to_string()
+            arca_jobs::secrets::first_line(&text).to_string()
         }
         PasswordSource::Env(var) => {
             std::env::var(var).map_err(|_| format!("smtp password_env {var} is not set (or not UTF-8)"))?
