@@ -35,6 +35,8 @@ pub enum FileKind {
     Parity,
     /// The single `policy` object: the stored retention policy (optional).
     Policy,
+    /// `wal/<id>`: PostgreSQL WAL archive records (optional).
+    Wal,
 }
 
 impl FileKind {
@@ -57,6 +59,7 @@ impl FileKind {
             FileKind::Pack => "data",
             FileKind::Lock => "locks",
             FileKind::Parity => "parity",
+            FileKind::Wal => "wal",
         }
     }
 

@@ -133,6 +133,9 @@ pub enum Command {
     Cleanup(commands::policy::CleanupArgs),
     /// Remove stale locks.
     Unlock(commands::unlock::Args),
+    /// PostgreSQL point-in-time recovery: WAL archive, base backups, restore to a time.
+    #[command(subcommand)]
+    Pg(commands::pg::PgCommand),
     /// Add, remove or set the tags of existing snapshots.
     Tag(commands::tag::Args),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).

@@ -107,8 +107,9 @@ pub use format::config::{Config, Encryption, DEFAULT_COMPRESSION_LEVEL, FORMAT_V
 pub use format::id::{BlobId, DataId, Id, PackId, SnapshotId, TreeId};
 pub use format::index::Index;
 pub use format::lock::{hostname, FoundLock, LockInfo, LockOptions};
-pub use format::snapshot::{BackupMetadata, PathError, Snapshot, Strategy, Summary};
+pub use format::snapshot::{BackupMetadata, BaseBackup, PathError, Snapshot, Strategy, Summary};
 pub use format::tree::{Node, NodeKind, Timestamp, TreeError, Xattr};
+pub use format::wal::WalRecord;
 pub use fs::command::CommandOutput;
 pub use repository::snapshots::{grouped, latest_of, SnapshotFilter};
 pub use repository::{InitOptions, KeyListing, Repository, SnapshotList};

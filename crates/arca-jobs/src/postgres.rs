@@ -11,6 +11,8 @@
 //! string's password never reaches a command line, a message or a log: it
 //! is passed in `PGPASSWORD`.
 
+pub mod physical;
+
 use std::process::Command;
 
 use arca_core::ops::backup::Stream;

@@ -18,6 +18,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod mount;
+pub mod pg;
 pub mod policy;
 pub mod prune;
 pub mod repair;
@@ -98,6 +99,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Cleanup(a) => policy::cleanup(cli, a),
         Command::Unlock(a) => unlock::run(cli, a),
         Command::Tag(a) => tag::run(cli, a),
+        Command::Pg(c) => pg::run(cli, c),
         Command::Completions(a) => shell::completions(a),
         Command::Man => shell::man(),
     }

@@ -22,6 +22,12 @@ struct PgServer {
 
 impl PgServer {
     fn start_or_skip(test: &str, base: &Path) -> Option<PgServer> {
+        PgServer::start_with(test, base, "pg", &[])
+    }
+
+    /// A server in `base/<folder>` with `settings` added to its
+    /// postgresql.conf.
+    fn start_with(test: &str, base: &Path, folder: &str, settings: &[(&str, &str)]) -> Option<PgServer> {
         let bin = fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
             d.flatten().map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).max()
         });
@@ -32,7 +38,7 @@ impl PgServer {
             );
             return None;
         };
-        let dir = base.join("pg");
+        let dir = base.join(folder);
         fs::create_dir_all(dir.join("sock")).unwrap();
         let as_user = is_root().then_some(65534);
         if let Some(uid) = as_user {
@@ -53,16 +59,38 @@ impl PgServer {
             "initdb",
             &["-D", s.data.to_str().unwrap(), "-U", "arca", "--auth=trust", "-E", "UTF8", "--no-sync"],
         );
+        let mut conf = fs::OpenOptions::new().append(true).open(s.data.join("postgresql.conf")).unwrap();
+        for (k, v) in settings {
+            std::io::Write::write_all(&mut conf, format!("{k} = '{}'\n", v.replace('\'', "''")).as_bytes())
+                .unwrap();
+        }
+        s.start(&dir);
+        Some(s)
+    }
+
+    /// Starts the server on its data folder, its socket and log in `dir`.
+    fn start(&self, dir: &Path) {
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
             dir.join("sock").display()
         );
         let log = dir.join("server.log");
-        s.run(
+        self.run(
             "pg_ctl",
-            &["-D", s.data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ],
         );
-        Some(s)
     }
 
     /// Runs one of the server's programs (as its user), asserting success.
@@ -337,4 +365,235 @@ pub fn restore_json_document(base: &Path) -> Option<serde_json::Value> {
             .json();
     assert_eq!(pg.sql("two", "SELECT count(*) FROM t"), "10");
     Some(v)
+}
+
+/// `arca` run as the server's user (root runs the server as nobody): the
+/// archive_command and restore_command that the server runs use the same
+/// repository, so everything in it must be that user's.
+fn arca_as_server_user(pg: &PgServer, own: &Path) -> (Arca, PathBuf) {
+    fs::create_dir_all(own).unwrap();
+    let mut arca = Arca::with_repo(own, &own.join("repo"));
+    let password = own.join("password");
+    fs::write(&password, format!("{}\n", arca.password)).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some(uid) = pg.as_user {
+        let chown = Command::new("chown").args(["-R", &format!("{uid}:{uid}")]).arg(own).status().unwrap();
+        assert!(chown.success());
+        arca.wrapper =
+            ["setpriv", "--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"]
+                .map(Into::into)
+                .to_vec();
+    }
+    (arca, password)
+}
+
+/// The rows of `events` (`n`), in order.
+fn event_rows(pg: &PgServer, db: &str) -> Vec<i64> {
+    pg.sql(db, "SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM events")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+/// Waits until the server has archived every segment up to the current one.
+fn switch_and_wait_archived(pg: &PgServer) {
+    let segment = pg.sql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (archived, failed) = {
+            let row = pg.sql("postgres", "SELECT coalesce(last_archived_wal, '') || '|' || coalesce(last_failed_wal, '') FROM pg_stat_archiver");
+            let (a, f) = row.split_once('|').unwrap();
+            (a.to_string(), f.to_string())
+        };
+        if archived.as_str() >= segment.as_str() && archived.len() == 24 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segment {segment} not archived in 60 s (last archived {archived:?}, last failed {failed:?}): {}",
+            fs::read_to_string(pg.data.parent().unwrap().join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn point_in_time_recovery_replays_the_archived_wal_to_a_time_between_two_inserts() {
+    let test = "point_in_time_recovery";
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let own = base.join("arca");
+    let repo = own.join("repo");
+    let password = own.join("password");
+    let cache = own.join("home/cache");
+    let archive_command = format!(
+        "ARCA_CACHE_DIR={} {ARCA} --repo {} --password-file {} pg archive-wal --cluster main %p",
+        cache.display(),
+        repo.display(),
+        password.display()
+    );
+    let settings = [("archive_mode", "on"), ("archive_command", archive_command.as_str())];
+    let Some(pg) = PgServer::start_with(test, &base, "pg", &settings) else { return };
+    let (arca, _) = arca_as_server_user(&pg, &own);
+    arca.init();
+    pg.sql("postgres", "CREATE TABLE events (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)");
+    pg.sql(
+        "postgres",
+        "INSERT INTO events (n, pad) SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 3) g",
+    );
+    switch_and_wait_archived(&pg);
+
+    // The base backup waits for its WAL, then records where it starts.
+    let first = arca_out(&arca, &["pg", "basebackup", &pg.url()], None).ok().json();
+    let first_id = jstr(&first, "id").to_string();
+    let info = arca_out(&arca, &["cat", "snapshot", &first_id], None).ok().json();
+    assert_eq!(jstr(&info["base_backup"], "cluster"), "main", "{info}");
+
+    // One row a segment, each archived as it closes, with its time.
+    for n in 4..=9 {
+        pg.sql("postgres", &format!("INSERT INTO events (n, pad) VALUES ({n}, 'row {n}')"));
+        switch_and_wait_archived(&pg);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let at = |n: i64| {
+        pg.sql("postgres", &format!("SELECT extract(epoch FROM at) FROM events WHERE n = {n}"))
+            .parse::<f64>()
+            .unwrap()
+    };
+    let (t6, t7) = (at(6), at(7));
+    assert!(t7 - t6 > 0.3, "rows 6 and 7 are apart: {t6} {t7}");
+    let mid = (t6 + t7) / 2.0;
+    let target_time = chrono::DateTime::from_timestamp(mid.trunc() as i64, (mid.fract() * 1e9) as u32)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
+    // Verify sees the archive whole.
+    let v = arca_out(&arca, &["verify"], None).ok().json();
+    let wal = &v["wal"][0];
+    assert_eq!(jstr(wal, "cluster"), "main", "{v}");
+    assert!(jarr(wal, "gaps").is_empty(), "{v}");
+
+    // Recover to the time between rows 6 and 7, in a folder of the
+    // server's user, on a port of its own.
+    let restored = base.join("restored");
+    fs::create_dir_all(restored.join("sock")).unwrap();
+    if let Some(uid) = pg.as_user {
+        nix::unistd::chown(restored.as_path(), Some(uid.into()), Some(uid.into())).unwrap();
+        nix::unistd::chown(restored.join("sock").as_path(), Some(uid.into()), Some(uid.into())).unwrap();
+    }
+    let datadir = restored.join("data");
+    let done = arca_out(
+        &arca,
+        &[
+            "--password-file",
+            password.to_str().unwrap(),
+            "pg",
+            "restore",
+            "--at",
+            &target_time,
+            "--no-archive",
+            "--target",
+            datadir.to_str().unwrap(),
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(jstr(&done, "snapshot"), first_id, "{done}");
+    let auto = fs::read_to_string(datadir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("recovery_target_time") && auto.contains("fetch-wal"), "{auto}");
+    assert!(!auto.contains(&arca.password), "the password is never written into the server's configuration");
+    assert!(datadir.join("recovery.signal").exists());
+    assert!(auto.contains("archive_mode = 'off'"), "{auto}");
+    let recovered = PgServer {
+        bin: pg.bin.clone(),
+        data: datadir.clone(),
+        port: crate::s3server::free_port(),
+        as_user: pg.as_user,
+    };
+    recovered.start(&restored);
+    // It accepts reads while it replays: wait for the promotion at the target.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while recovered.sql("postgres", "SELECT pg_is_in_recovery()") == "t" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no promotion in 60 s: {}",
+            fs::read_to_string(restored.join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Promoted at the target: exactly the rows committed before it.
+    assert_eq!(event_rows(&recovered, "postgres"), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(event_rows(&pg, "postgres"), (1..=9).collect::<Vec<_>>(), "the source is untouched");
+    drop(recovered);
+    let files = arca_out(&arca, &["pg", "wal"], None).ok().json();
+    assert!(
+        jarr(&files, "files").iter().all(|f| !jstr(f, "name").starts_with("00000002")),
+        "--no-archive: the copy's new timeline stays out of the original's archive: {files}"
+    );
+
+    // Retention: a second base backup, the first forgotten and pruned:
+    // the WAL only the first needed goes, the rest stays whole.
+    let before = arca_out(&arca, &["pg", "wal"], None).ok().json();
+    let second = arca_out(&arca, &["pg", "basebackup", &pg.url()], None).ok().json();
+    arca_out(&arca, &["forget", &first_id, "--prune"], None).ok();
+    let after = arca_out(&arca, &["pg", "wal"], None).ok().json();
+    let needed = |j: &serde_json::Value| jstr(&j["clusters"][0], "needed_from").to_string();
+    assert!(needed(&after) > needed(&before), "{before}\n{after}");
+    let names = |j: &serde_json::Value| -> Vec<String> {
+        jarr(j, "files").iter().map(|f| jstr(f, "name").to_string()).collect()
+    };
+    let (was, now) = (names(&before), names(&after));
+    assert!(now.len() < was.len(), "{was:?} -> {now:?}");
+    assert!(
+        now.iter().filter(|n| n.len() == 24).all(|n| *n >= needed(&after)),
+        "only segments the kept base backup needs stay: {now:?}"
+    );
+    assert!(was.iter().filter(|n| n.len() == 24 && **n >= needed(&after)).all(|n| now.contains(n)));
+    let v = arca_out(&arca, &["verify"], None).ok().json();
+    assert!(jarr(&v["wal"][0], "gaps").is_empty(), "{v}");
+    let _ = second;
+
+    // A segment deleted from the archive: verify names it, and a restore
+    // that would replay through it refuses before writing anything.
+    pg.sql("postgres", "INSERT INTO events (n, pad) VALUES (10, 'row 10')");
+    switch_and_wait_archived(&pg);
+    pg.sql("postgres", "INSERT INTO events (n, pad) VALUES (11, 'row 11')");
+    switch_and_wait_archived(&pg);
+    let listing = arca_out(&arca, &["pg", "wal"], None).ok().json();
+    let mut segments: Vec<(String, String)> = jarr(&listing, "files")
+        .iter()
+        .filter(|f| jstr(f, "name").len() == 24)
+        .map(|f| (jstr(f, "name").to_string(), jstr(f, "object").to_string()))
+        .collect();
+    segments.sort();
+    let (gone, object) = segments[segments.len() - 2].clone();
+    fs::remove_file(repo.join("wal").join(&object)).unwrap();
+    let out = arca_out(&arca, &["verify"], None);
+    assert_eq!(out.code, 4, "{}", out.describe());
+    let v = out.json();
+    let gaps = jarr(&v["wal"][0], "gaps");
+    assert_eq!(gaps.len(), 1, "{v}");
+    assert_eq!((jstr(&gaps[0], "from"), jstr(&gaps[0], "to")), (gone.as_str(), gone.as_str()), "{v}");
+    assert!(jarr(&v, "errors").iter().any(|e| e.as_str().unwrap().contains(&gone)), "{v}");
+    let text = arca_out(&arca, &["verify"], None);
+    assert!(text.stdout.contains(&gone) || text.stderr.contains(&gone), "{}", text.describe());
+    let again = base.join("again");
+    let out = arca_out(
+        &arca,
+        &[
+            "--password-file",
+            password.to_str().unwrap(),
+            "pg",
+            "restore",
+            "--latest",
+            "--target",
+            again.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(out.stderr.contains(&gone) && out.stderr.contains("missing"), "{}", out.describe());
+    assert!(!again.join("PG_VERSION").exists(), "nothing written");
 }

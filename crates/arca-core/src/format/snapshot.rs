@@ -136,6 +136,39 @@ pub struct Snapshot {
     /// Set on snapshots written by `copy`: the id in the repository it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+    /// Set on a physical base backup of a PostgreSQL cluster (`arca pg
+    /// basebackup`): the archived WAL it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_backup: Option<BaseBackup>,
+}
+
+/// What a physical base backup needs of the WAL archive of its cluster:
+/// every segment from the one holding `start_lsn` (to reach a consistent
+/// state at `stop_lsn`, and on to any later point in time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackup {
+    /// The WAL archive (`arca pg archive-wal --cluster`) it goes with.
+    pub cluster: String,
+    /// The timeline it was taken on.
+    pub timeline: u32,
+    /// Where WAL replay starts (the backup's checkpoint), as PostgreSQL writes it (`0/2000028`).
+    pub start_lsn: String,
+    /// Where the backup ended: a restore is consistent from there on.
+    pub stop_lsn: String,
+    /// The cluster's WAL segment size in bytes.
+    pub segment_size: u64,
+}
+
+impl BaseBackup {
+    /// The first segment it needs (a number, as [`crate::format::wal::WalName::segno`]).
+    pub fn start_segno(&self) -> u64 {
+        crate::format::wal::parse_lsn(&self.start_lsn).unwrap_or(0) / self.segment_size.max(1)
+    }
+
+    /// The segment holding its end: needed for a consistent restore.
+    pub fn stop_segno(&self) -> u64 {
+        crate::format::wal::parse_lsn(&self.stop_lsn).unwrap_or(0) / self.segment_size.max(1)
+    }
 }
 
 /// An empty snapshot of the current version: a base for building one
@@ -159,6 +192,7 @@ impl Default for Snapshot {
             program_version: String::new(),
             repaired_from: None,
             original: None,
+            base_backup: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// The standard output of a running command. Reading it to its end waits
 /// for the command: a non-zero exit status (or a signal) is then a read
@@ -17,6 +19,9 @@ pub struct CommandOutput {
     /// The command as given, for messages.
     shown: String,
     ended: bool,
+    /// With [`CommandOutput::start_capturing`]: the thread collecting its
+    /// standard error, and what it collected.
+    stderr: Option<(JoinHandle<()>, Arc<Mutex<String>>)>,
 }
 
 impl CommandOutput {
@@ -46,7 +51,34 @@ impl CommandOutput {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("starting `{shown}`: {e}")))?;
         let stdout = child.stdout.take().expect("stdout was piped");
-        Ok(CommandOutput { child, stdout, shown, ended: false })
+        Ok(CommandOutput { child, stdout, shown, ended: false, stderr: None })
+    }
+
+    /// [`CommandOutput::start`], keeping the command's standard error
+    /// instead of showing it: complete in the returned text once the
+    /// output has been read to its end, and quoted in the error when the
+    /// command fails.
+    pub fn start_capturing(
+        mut cmd: Command,
+        shown: String,
+    ) -> io::Result<(CommandOutput, Arc<Mutex<String>>)> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting `{shown}`: {e}")))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut pipe = child.stderr.take().expect("stderr was piped");
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = text.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Ok((CommandOutput { child, stdout, shown, ended: false, stderr: Some((thread, text.clone())) }, text))
     }
 }
 
@@ -56,9 +88,19 @@ impl Read for CommandOutput {
         if n == 0 && !buf.is_empty() && !self.ended {
             let status = self.child.wait()?;
             self.ended = true;
+            let said = match self.stderr.take() {
+                Some((thread, text)) => {
+                    let _ = thread.join();
+                    let text = text.lock().unwrap_or_else(|p| p.into_inner());
+                    let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+                    last[last.len().saturating_sub(3)..].join("; ")
+                }
+                None => String::new(),
+            };
             if !status.success() {
+                let said = if said.is_empty() { String::new() } else { format!(": {said}") };
                 return Err(io::Error::other(format!(
-                    "`{}` failed ({status}): its output is not stored",
+                    "`{}` failed ({status}){said}: its output is not stored",
                     self.shown
                 )));
             }

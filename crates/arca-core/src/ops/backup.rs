@@ -719,7 +719,7 @@ fn backup_inner(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress
     progress.phase(Phase::Backing);
     let read = read_sources(repo, opts, &sources, &mut loaded, progress)?;
     progress.phase(Phase::WritingIndex);
-    write_snapshot(repo, opts, sources, loaded, read, started)
+    write_snapshot(repo, opts, sources, loaded, read, started, None)
 }
 
 /// Backs up what `reader` yields (standard input, a command's output) as
@@ -770,7 +770,26 @@ pub fn backup_streams(
     next: &mut NextStream<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
-    crate::pool::install(|| backup_streams_inner(repo, opts, folder, next, progress))
+    crate::pool::install(|| backup_streams_inner(repo, opts, folder, next, None, progress))
+}
+
+/// What [`backup_streams_then`] calls once every stream is stored, before
+/// the snapshot is written: it may complete the snapshot or refuse it.
+pub type Finish<'a> = dyn FnMut(&mut Snapshot) -> Result<()> + Send + 'a;
+
+/// [`backup_streams`], with `finish` called once every stream is stored
+/// and before the snapshot is written: it may add to the snapshot (a base
+/// backup records the WAL it needs) or refuse it with an error, and then
+/// no snapshot is written (what was stored is left for prune).
+pub fn backup_streams_then(
+    repo: &Repository,
+    opts: &BackupOptions,
+    folder: &[&str],
+    next: &mut NextStream<'_, '_>,
+    finish: &mut Finish<'_>,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    crate::pool::install(|| backup_streams_inner(repo, opts, folder, next, Some(finish), progress))
 }
 
 fn plain_name(name: &str, what: &str) -> Result<()> {
@@ -798,6 +817,7 @@ fn backup_streams_inner(
     opts: &BackupOptions,
     folder: &[&str],
     next: &mut NextStream<'_, '_>,
+    finish: Option<&mut Finish<'_>>,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let started = Instant::now();
@@ -905,7 +925,7 @@ fn backup_streams_inner(
     }
     opts.cancel.check()?;
     progress.phase(Phase::WritingIndex);
-    write_snapshot(repo, opts, sources, loaded, Read { tree, stats, packer }, started)
+    write_snapshot(repo, opts, sources, loaded, Read { tree, stats, packer }, started, finish)
 }
 
 /// The source paths of a backup, absolute and normalised, with what the
@@ -1050,13 +1070,14 @@ fn write_snapshot(
     loaded: Loaded,
     read: Read,
     started: Instant,
+    finish: Option<&mut Finish<'_>>,
 ) -> Result<BackupResult> {
     let Read { tree, stats, packer } = read;
     let packed = packer.finish().map_err(|e| explain_no_space(repo, e))?;
     let time = opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
     let mut errors = stats.errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by(|a, b| a.path.cmp(&b.path));
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         version: 1,
         time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         tree,
@@ -1088,7 +1109,11 @@ fn write_snapshot(
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         repaired_from: None,
         original: None,
+        base_backup: None,
     };
+    if let Some(finish) = finish {
+        finish(&mut snapshot)?;
+    }
     let id = if opts.dry_run {
         None
     } else {

@@ -16,3 +16,4 @@ pub mod restore;
 pub mod status;
 pub mod tag;
 pub mod verify;
+pub mod wal;

@@ -109,6 +109,8 @@ pub struct PruneResult {
     pub index_files_written: u64,
     /// Old index files deleted, superseded by those (0 for a dry run).
     pub index_files_removed: u64,
+    /// WAL archive files deleted: those no kept base backup needs.
+    pub wal_files_removed: u64,
 }
 
 /// Every blob id referenced by any snapshot (trees and data).
@@ -186,6 +188,8 @@ pub struct PrunePlan {
     keep_loc: HashMap<BlobId, u32>,
     /// Per pack (index position), the blobs the index names in it.
     entries: Vec<Vec<PackEntry>>,
+    /// WAL records (object names) that go.
+    wal_gone: Vec<String>,
     cancel: crate::Cancel,
     /// `None` for a dry run: such a plan cannot be executed.
     lock: Option<Lock>,
@@ -265,8 +269,28 @@ impl PrunePlan {
         })?;
         let roots: Vec<TreeId> =
             snaps.iter().filter(|(id, _)| !opts.ignore_snapshots.contains(id)).map(|(_, s)| s.tree).collect();
+        // WAL that a kept base backup needs is as used as a snapshot's
+        // files; what none needs goes first, then its blobs with the packs.
+        let (wal, wal_errors) = repo.wal_records_lenient()?;
+        if let Some(e) = wal_errors.into_iter().next() {
+            return Err(Error::PruneNeeds {
+                needs: "every WAL archive record readable to know what is used".into(),
+                source: Box::new(e),
+            });
+        }
+        let bases: Vec<&crate::format::snapshot::BaseBackup> = snaps
+            .iter()
+            .filter(|(id, _)| !opts.ignore_snapshots.contains(id))
+            .filter_map(|(_, s)| s.base_backup.as_ref())
+            .collect();
+        let wal_gone: Vec<String> =
+            crate::ops::wal::unneeded(&wal, &bases).iter().map(|(o, _)| o.clone()).collect();
         progress.phase(Phase::Marking);
-        let used = used_blobs_until(repo, &index, &roots, progress, &opts.cancel)?;
+        let mut used = used_blobs_until(repo, &index, &roots, progress, &opts.cancel)?;
+        used.extend(
+            crate::ops::wal::blobs_of(wal.iter().filter(|(o, _)| !wal_gone.contains(o)).map(|(_, r)| r))
+                .map(BlobId::from),
+        );
         let listed: HashMap<PackId, u64> = repo
             .backend()
             .list(FileKind::Pack)?
@@ -276,7 +300,11 @@ impl PrunePlan {
 
         // Which copy of each used blob stays: the first one whose pack exists.
         let mut keep_loc: HashMap<BlobId, u32> = HashMap::new();
-        let mut summary = PruneResult { dry_run: opts.dry_run, ..Default::default() };
+        let mut summary = PruneResult {
+            dry_run: opts.dry_run,
+            wal_files_removed: wal_gone.len() as u64,
+            ..Default::default()
+        };
         for id in &used {
             let mut present =
                 index.locations(id).filter(|l| listed.contains_key(&index.pack(l).id)).peekable();
@@ -380,6 +408,7 @@ impl PrunePlan {
             listed,
             keep_loc,
             entries,
+            wal_gone,
             cancel: opts.cancel.clone(),
             lock,
         })
@@ -428,6 +457,7 @@ impl PrunePlan {
             listed,
             keep_loc,
             entries,
+            wal_gone,
             cancel,
             lock,
             ..
@@ -435,6 +465,12 @@ impl PrunePlan {
         let mut result = PruneResult { dry_run: false, ..summary };
         let mut remove: Vec<PackId> = remove.iter().map(|p| p.id).collect();
         let mut repack_at = repack_at;
+
+        // (0) WAL no kept base backup needs: its blobs are unused already.
+        for object in &wal_gone {
+            cancel.check()?;
+            repo.backend().delete(FileKind::Wal, object)?;
+        }
 
         // (1) Repack: used blobs of the chosen packs go into new packs.
         progress.phase(Phase::Repacking);

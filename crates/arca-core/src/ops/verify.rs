@@ -144,6 +144,10 @@ pub struct VerifyResult {
     /// Damage that loses data or makes it unreadable (index files, config,
     /// keys, snapshots, packs, trees), one message each.
     pub errors: Vec<String>,
+    /// The WAL archive of each PostgreSQL cluster (when the whole
+    /// repository is verified): its timelines, the gaps a recovery would
+    /// meet and its damaged files. Any of those makes `valid` false.
+    pub wal: Vec<crate::ops::wal::ClusterArchive>,
     /// Always `None` from [`verify`]: a caller that runs [`restore_test`]
     /// stores its outcome here.
     pub restore_test: Option<RestoreTest>,
@@ -593,7 +597,53 @@ fn verify_inner(repo: &Repository, opts: &VerifyOptions, progress: &dyn Progress
     let packs = check_all_packs(repo, opts, &loaded, progress, &mut report)?;
     progress.phase(Phase::CheckingTrees);
     let trees = check_trees(repo, opts, &loaded, &packs.damaged, progress, &mut report)?;
-    Ok(report.result(packs, trees, started))
+    let wal = check_wal(repo, opts, &loaded, &packs.damaged, &mut report)?;
+    let mut result = report.result(packs, trees, started);
+    result.wal = wal;
+    Ok(result)
+}
+
+/// The WAL archives, when the whole repository is checked: each record
+/// opens, each file's blobs read (as the packs' verdict says), and no
+/// segment is missing where a base backup would replay.
+fn check_wal(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    loaded: &Loaded,
+    damaged: &IdMap<Damage>,
+    report: &mut Report,
+) -> Result<Vec<crate::ops::wal::ClusterArchive>> {
+    if !opts.snapshots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (records, unreadable) = repo.wal_records_lenient()?;
+    report.errors.extend(unreadable.iter().map(|e| e.report().to_string()));
+    let records: Vec<_> = records.into_iter().map(|(_, r)| r).collect();
+    let bases: Vec<&crate::format::snapshot::BaseBackup> =
+        loaded.selected.iter().filter_map(|(_, s)| s.base_backup.as_ref()).collect();
+    let mut archives = crate::ops::wal::survey(&records, &bases);
+    for a in &mut archives {
+        for r in records.iter().filter(|r| r.cluster == a.cluster) {
+            match r.content.iter().find_map(|id| damage_of(&loaded.index, damaged, *id)) {
+                Some(Damage::Missing) => a.missing.push(r.name.clone()),
+                Some(_) => a.corrupted.push(r.name.clone()),
+                None => {}
+            }
+        }
+        for g in &a.gaps {
+            report.errors.push(g.describe(&a.cluster));
+        }
+        for (names, what) in [(&a.corrupted, "damaged"), (&a.missing, "missing")] {
+            if !names.is_empty() {
+                report.errors.push(format!(
+                    "WAL archive of cluster {}: the data of {} is {what}",
+                    a.cluster,
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(archives)
 }
 
 /// What a verify found so far, phase after phase.
@@ -856,6 +906,7 @@ impl Report {
             warnings,
             repaired,
             restore_test: None,
+            wal: Vec::new(),
             duration_ms: started.elapsed().as_millis() as u64,
         }
     }

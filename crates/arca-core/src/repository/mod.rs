@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod snapshots;
+mod wal;
 pub mod walk;
 
 use std::sync::Arc;
