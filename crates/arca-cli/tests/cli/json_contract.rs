@@ -199,11 +199,20 @@ fn every_json_output_matches_docs_json_md() {
         }
     }
 
-    // restore --to-postgres, against a real PostgreSQL.
+    // restore --to-postgres and pg restore, against real PostgreSQL servers.
     match crate::postgres::restore_json_document(&base) {
         Some(v) => c.check("restore --to-postgres", "PgRestored", &v),
         None => {
             c.met.insert("PgRestored".to_string());
+        }
+    }
+    match crate::postgres::recovery_json_documents(&base) {
+        Some((basebackup, recovery)) => {
+            c.check("pg basebackup", "BackupMetadata", &basebackup);
+            c.check("pg restore", "PgRecovery", &recovery);
+        }
+        None => {
+            c.met.extend(["PgRecovery".to_string(), "BaseBackup".to_string()]);
         }
     }
 
@@ -312,6 +321,25 @@ fn every_json_output_matches_docs_json_md() {
     let repaired = arca.json(&["repair", "snapshots", "--dry-run"]);
     assert!(repaired.as_array().is_some_and(|a| !a.is_empty()), "a snapshot to repair: {repaired}");
     c.check_each("repair snapshots", "RepairedSnapshot", &repaired);
+
+    // The WAL archive (a repository of its own), with files of the size
+    // of a small segment.
+    let arca = Arca::with_repo(&base, &base.join("wal-repo"));
+    arca.init();
+    let segment = base.join("000000010000000000000001");
+    write_random(&segment, 1 << 20, 5);
+    c.check("pg archive-wal", "WalArchived", &arca.json(&["pg", "archive-wal", segment.to_str().unwrap()]));
+    c.check("pg wal", "WalListing", &arca.json(&["pg", "wal"]));
+    c.check("verify with a WAL archive", "VerifyResult", &arca.json(&["verify"]));
+    // Segment 2 never archived: a gap (exit code 4, damage).
+    let later = base.join("000000010000000000000003");
+    write_random(&later, 1 << 20, 6);
+    arca.json(&["pg", "archive-wal", later.to_str().unwrap()]);
+    let out = arca.run_json(&["pg", "wal"]);
+    assert_eq!(out.code, 4, "{}", out.describe());
+    let listing = out.json();
+    assert_eq!(jarr(&listing["clusters"][0], "gaps").len(), 1, "{listing}");
+    c.check("pg wal with a gap", "WalListing", &listing);
 
     // Progress lines, by their type.
     let out = arca.run_json(&["--json-progress", "-vv", "backup", "--force", src.to_str().unwrap()]).ok();

@@ -597,3 +597,30 @@ fn point_in_time_recovery_replays_the_archived_wal_to_a_time_between_two_inserts
     assert!(out.stderr.contains(&gone) && out.stderr.contains("missing"), "{}", out.describe());
     assert!(!again.join("PG_VERSION").exists(), "nothing written");
 }
+
+/// `pg basebackup --json` and `pg restore --json` against an archiving
+/// server of their own, for the JSON contract; `None` when the test may
+/// skip (no PostgreSQL).
+pub fn recovery_json_documents(base: &Path) -> Option<(serde_json::Value, serde_json::Value)> {
+    let own = base.join("pitr");
+    let archive_command = format!(
+        "ARCA_CACHE_DIR={} {ARCA} --repo {} --password-file {} pg archive-wal %p",
+        own.join("home/cache").display(),
+        own.join("repo").display(),
+        own.join("password").display()
+    );
+    let settings = [("archive_mode", "on"), ("archive_command", archive_command.as_str())];
+    let pg = PgServer::start_with(
+        "every_json_output_matches_docs_json_md: pg restore",
+        base,
+        "pitr-pg",
+        &settings,
+    )?;
+    let (arca, password) = arca_as_server_user(&pg, &own);
+    arca.init();
+    let basebackup = arca_out(&arca, &["pg", "basebackup", &pg.url()], None).ok().json();
+    let datadir = own.join("restored");
+    let args = ["--password-file", password.to_str().unwrap(), "pg", "restore", "--latest", "--target"];
+    let recovery = arca_out(&arca, &[&args[..], &[datadir.to_str().unwrap()]].concat(), None).ok().json();
+    Some((basebackup, recovery))
+}

@@ -247,6 +247,7 @@ impl Snapshot {
             user: self.user.clone(),
             tags: self.tags.clone(),
             summary: self.summary.clone(),
+            base_backup: self.base_backup.clone(),
         }
     }
 }
@@ -286,4 +287,8 @@ pub struct BackupMetadata {
     pub tags: Vec<String>,
     /// What the backup changed against its parent and what it cost.
     pub summary: Summary,
+    /// A physical base backup of a PostgreSQL cluster: the WAL it needs
+    /// (left out of the JSON for other snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_backup: Option<BaseBackup>,
 }
