@@ -624,3 +624,84 @@ pub fn recovery_json_documents(base: &Path) -> Option<(serde_json::Value, serde_
     let recovery = arca_out(&arca, &[&args[..], &[datadir.to_str().unwrap()]].concat(), None).ok().json();
     Some((basebackup, recovery))
 }
+
+#[test]
+fn archive_wal_is_durable_idempotent_and_refuses_other_content_and_fetch_wal_tells_missing_from_failing() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    arca.init();
+    let pg_wal = base.join("data/pg_wal");
+    fs::create_dir_all(&pg_wal).unwrap();
+    let name = "000000010000000000000005";
+    let segment = pg_wal.join(name);
+    write_random(&segment, 1 << 20, 11);
+    let original = fs::read(&segment).unwrap();
+
+    let first = arca.json(&["pg", "archive-wal", segment.to_str().unwrap()]);
+    assert_eq!((jstr(&first, "name"), first["stored"].as_bool()), (name, Some(true)), "{first}");
+    // PostgreSQL retries a file it is not sure was archived: accepted, nothing added.
+    let again = arca.json(&["pg", "archive-wal", segment.to_str().unwrap()]);
+    assert_eq!((again["stored"].as_bool(), ju64(&again, "bytes_added")), (Some(false), 0), "{again}");
+    // Other content under the same name is refused, and the archive keeps the first.
+    write_random(&segment, 1 << 20, 12);
+    let out = arca.run(&["pg", "archive-wal", segment.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(out.stderr.contains(name) && out.stderr.contains("other content"), "{}", out.describe());
+    // Another cluster is another archive.
+    arca.json(&["pg", "archive-wal", "--cluster", "other", segment.to_str().unwrap()]);
+
+    let restored = base.join("restored/pg_wal");
+    fs::create_dir_all(&restored).unwrap();
+    let dest = restored.join("RECOVERYXLOG");
+    let out = arca.run(&["pg", "fetch-wal", name, dest.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    assert!(fs::read(&dest).unwrap() == original, "the first content comes back");
+    fs::remove_file(&dest).unwrap();
+    let out = arca.run(&["pg", "fetch-wal", "--cluster", "other", name, dest.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    assert!(fs::read(&dest).unwrap() != original);
+    fs::remove_file(&dest).unwrap();
+
+    // Not archived: exit 1, PostgreSQL's normal end of the archive.
+    let out = arca.run(&["pg", "fetch-wal", "000000010000000000000006", dest.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    let out = arca.run(&["pg", "fetch-wal", "00000002.history", dest.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    // Cannot tell (a wrong password, damage): above 125, so that the
+    // server stops its recovery instead of ending it there.
+    let mut wrong = arca.command(false, &["pg", "fetch-wal", name, dest.to_str().unwrap()]);
+    wrong.env("ARCA_PASSWORD", "not the password");
+    let out = run_command(wrong);
+    assert_eq!(out.code, 126, "{}", out.describe());
+    let out = arca.run(&["pg", "fetch-wal", "../../etc/passwd", dest.to_str().unwrap()]);
+    assert_eq!(out.code, 126, "{}", out.describe());
+    assert!(out.stderr.contains("is not a WAL file name"), "{}", out.describe());
+    let packs: Vec<PathBuf> = fs::read_dir(arca.repo.join("data"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten().map(|e| e.path()))
+        .collect();
+    assert!(!packs.is_empty());
+    for pack in packs {
+        let mut bytes = fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&pack, bytes).unwrap();
+    }
+    let out = arca.run(&["pg", "fetch-wal", name, dest.to_str().unwrap()]);
+    assert_eq!(out.code, 126, "{}", out.describe());
+    assert!(!dest.exists(), "no partial file under the name PostgreSQL reads");
+    let left: Vec<_> = fs::read_dir(&restored).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "no temporary file left behind: {left:?}");
+    // And a path that is not a WAL file is refused by name.
+    let notes = base.join("notes.txt");
+    fs::write(&notes, "x").unwrap();
+    let out = arca.run(&["pg", "archive-wal", notes.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stderr.contains("notes.txt") && out.stderr.contains("is not a WAL file name"),
+        "{}",
+        out.describe()
+    );
+}
