@@ -33,8 +33,12 @@ pub struct Postgres {
     /// Only these schemas of each database (default: all).
     pub schemas: Vec<String>,
     /// The folder the dumps go to: `/postgres/<cluster>/` (default: the
-    /// URL's host and port, `127.0.0.1-5432`).
+    /// URL's host and port, `127.0.0.1-5432`); for physical backups, the
+    /// name of the cluster's WAL archive too.
     pub cluster: String,
+    /// Physical base backups (`pg_basebackup`) for point-in-time recovery
+    /// from the WAL archive, instead of logical dumps.
+    pub physical: bool,
 }
 
 fn masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +153,7 @@ impl Postgres {
             databases: Vec::new(),
             schemas: Vec::new(),
             cluster: u.cluster(),
+            physical: false,
         })
     }
 

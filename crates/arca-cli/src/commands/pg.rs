@@ -34,9 +34,44 @@ pub enum PgCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct ClusterArg {
-    /// The name of the cluster's WAL archive in the repository.
-    #[arg(long, env = "ARCA_PG_CLUSTER", default_value = DEFAULT_CLUSTER)]
-    pub cluster: String,
+    /// The name of the cluster's WAL archive in the repository [default: with --job, the
+    /// cluster of the job's postgres source; else main].
+    #[arg(long, env = "ARCA_PG_CLUSTER")]
+    pub cluster: Option<String>,
+}
+
+impl ClusterArg {
+    /// The cluster asked for, else the job's, else `main`.
+    fn resolve(&self, cli: &Cli) -> Result<String> {
+        if let Some(c) = &self.cluster {
+            return Ok(c.clone());
+        }
+        if let Some(name) = &cli.job {
+            return job_cluster(cli)?.with_context(|| {
+                format!("job {name} backs up no PostgreSQL cluster physically (postgres = {{ url = …, physical = true }}): give --cluster")
+            });
+        }
+        Ok(DEFAULT_CLUSTER.to_string())
+    }
+}
+
+/// The repositories a WAL command works on: with --job, every destination
+/// of the job (or the one --destination names), by priority; else the
+/// one repository.
+fn repositories(cli: &Cli) -> Result<Vec<(String, Result<arca_core::Repository>)>> {
+    let Some(name) = &cli.job else {
+        let repo = super::open(cli)?;
+        return Ok(vec![(repo.location(), Ok(repo))]);
+    };
+    let config = super::load_config(cli)?;
+    let job = config.job(name).map_err(anyhow::Error::msg)?;
+    let opts = arca_jobs::run::RunOptions::default().cache_root(super::cache_root());
+    Ok(job
+        .destinations
+        .iter()
+        .filter(|d| cli.destination.as_ref().is_none_or(|want| want == *d))
+        .map(|d| (d.clone(), arca_jobs::run::open_destination(&config, d, &opts).map_err(anyhow::Error::msg)))
+        .collect())
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,27 +161,59 @@ fn wal_options(cli: &Cli) -> WalOptions {
     WalOptions::default().lock(super::lock_options(cli)).cancel(crate::signals::cancel())
 }
 
+/// Stores the file in every repository (with --job, each destination of
+/// the job): it exits 0 only when all of them hold it, so that PostgreSQL
+/// keeps the file and tries again while one is unreachable (those that
+/// have it already accept it again at no cost).
 fn archive_wal(cli: &Cli, a: &ArchiveArgs) -> Result<u8> {
     let name = a
         .path
         .file_name()
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} does not end in a WAL file name", a.path.display()))?;
-    let mut file = std::fs::File::open(&a.path).with_context(|| format!("opening {}", a.path.display()))?;
-    let repo = super::open(cli)?;
-    let done = archive(&repo, &a.cluster.cluster, name, &mut file, &wal_options(cli))
-        .with_context(|| format!("archiving {}", a.path.display()))?;
+    let cluster = a.cluster.resolve(cli)?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (dest, repo) in repositories(cli)? {
+        let stored = repo.and_then(|repo| {
+            let mut file =
+                std::fs::File::open(&a.path).with_context(|| format!("opening {}", a.path.display()))?;
+            archive(&repo, &cluster, name, &mut file, &wal_options(cli)).map_err(anyhow::Error::from)
+        });
+        match stored {
+            Ok(d) => done.push((dest, d)),
+            Err(e) if cli.job.is_none() => return Err(e.context(format!("archiving {}", a.path.display()))),
+            Err(e) => failed.push(format!("{dest}: {e:#}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("archiving {}: {} (PostgreSQL keeps it and tries again)", a.path.display(), failed.join("; "));
+    }
     if cli.json {
-        output::json(&done)?;
+        let mut shown = Vec::new();
+        for (dest, d) in &done {
+            let mut v = serde_json::to_value(d)?;
+            if cli.job.is_some() {
+                v["destination"] = dest.as_str().into();
+            }
+            shown.push(v);
+        }
+        match (cli.job.is_some(), shown.pop()) {
+            (false, Some(one)) => output::json(&one)?,
+            (_, last) => output::json(&shown.into_iter().chain(last).collect::<Vec<_>>())?,
+        }
     } else if cli.verbose > 0 {
-        sayln!(
-            "{} {} of cluster {} ({}, {} added)",
-            if done.stored { "archived" } else { "already archived:" },
-            done.name,
-            done.cluster,
-            output::bytes(done.size),
-            output::bytes(done.bytes_added)
-        );
+        for (dest, d) in &done {
+            sayln!(
+                "{}: {} {} of cluster {} ({}, {} added)",
+                dest,
+                if d.stored { "archived" } else { "already archived:" },
+                d.name,
+                d.cluster,
+                output::bytes(d.size),
+                output::bytes(d.bytes_added)
+            );
+        }
     }
     Ok(0)
 }
@@ -156,23 +223,40 @@ fn archive_wal(cli: &Cli, a: &ArchiveArgs) -> Result<u8> {
 /// and stops recovery, instead of ending it at this file.
 const FETCH_FAILED: u8 = 126;
 
+/// Writes the file from the first repository that has it (with --job,
+/// the job's destinations by priority). Missing everywhere it could look:
+/// 1; missing where it looked but some repository could not be asked:
+/// [`FETCH_FAILED`].
 fn fetch_wal(cli: &Cli, a: &FetchArgs) -> Result<u8> {
-    let fetched = super::open(cli).and_then(|repo| {
-        fetch(&repo, &a.cluster.cluster, &a.name, &a.dest, &wal_options(cli)).map_err(anyhow::Error::from)
-    });
-    match fetched {
-        Ok(Some(_)) => Ok(0),
-        Ok(None) => {
-            if cli.verbose > 0 {
-                crate::errln!("arca: {} is not in the archive of cluster {}", a.name, a.cluster.cluster);
-            }
-            Ok(crate::exit::FAILURE)
-        }
+    let mut failed = Vec::new();
+    let looked = a.cluster.resolve(cli).and_then(|cluster| Ok((cluster, repositories(cli)?)));
+    let (cluster, repos) = match looked {
+        Ok(r) => r,
         Err(e) => {
             crate::errln!("arca: error: fetching WAL file {}: {e:#}", a.name);
-            Ok(FETCH_FAILED)
+            return Ok(FETCH_FAILED);
+        }
+    };
+    for (dest, repo) in repos {
+        let fetched = repo.and_then(|repo| {
+            fetch(&repo, &cluster, &a.name, &a.dest, &wal_options(cli)).map_err(anyhow::Error::from)
+        });
+        match fetched {
+            Ok(Some(_)) => return Ok(0),
+            Ok(None) => {}
+            Err(e) => {
+                failed.push(if cli.job.is_some() { format!("{dest}: {e:#}") } else { format!("{e:#}") })
+            }
         }
     }
+    if !failed.is_empty() {
+        crate::errln!("arca: error: fetching WAL file {}: {}", a.name, failed.join("; "));
+        return Ok(FETCH_FAILED);
+    }
+    if cli.verbose > 0 {
+        crate::errln!("arca: {} is not in the archive of cluster {cluster}", a.name);
+    }
+    Ok(crate::exit::FAILURE)
 }
 
 fn basebackup(cli: &Cli, a: &BasebackupArgs) -> Result<u8> {
@@ -181,7 +265,7 @@ fn basebackup(cli: &Cli, a: &BasebackupArgs) -> Result<u8> {
         .tags(a.tag.clone())
         .lock(super::lock_options(cli).notes(|_: &str| {}))
         .cancel(crate::signals::cancel());
-    let b = BaseBackupOptions { url: a.url.clone(), cluster: a.cluster.cluster.clone(), wait: a.wal_wait };
+    let b = BaseBackupOptions { url: a.url.clone(), cluster: a.cluster.resolve(cli)?, wait: a.wal_wait };
     let bar = progress::for_command(cli, "backed up");
     let result = physical::basebackup(&repo, &opts, &b, bar.as_progress());
     bar.done();
@@ -298,22 +382,64 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
     if cli.json {
         output::json(&done)?;
     } else {
-        sayln!(
-            "wrote {} ({}) from base backup {} taken {}; recovery replays WAL of cluster {} from {} \
-             (archived through {}) to {}, then {}s",
-            done.datadir,
-            output::bytes(done.bytes),
-            &done.snapshot[..8],
-            output::time(&done.snapshot_time),
-            done.cluster,
-            done.wal_from,
-            done.wal_archived_through,
-            done.target,
-            done.target_action
-        );
-        sayln!("start the server on it (as its owner): pg_ctl -D {} start", done.datadir);
+        say_recovery(&done)?;
     }
     Ok(0)
+}
+
+/// What a recovery wrote, and what to do next.
+pub fn say_recovery(done: &physical::PgRecovery) -> Result<()> {
+    sayln!(
+        "wrote {} ({}) from base backup {} taken {}; recovery replays WAL of cluster {} from {} \
+         (archived through {}) to {}, then {}s",
+        done.datadir,
+        output::bytes(done.bytes),
+        &done.snapshot[..8],
+        output::time(&done.snapshot_time),
+        done.cluster,
+        done.wal_from,
+        done.wal_archived_through,
+        done.target,
+        done.target_action
+    );
+    sayln!("start the server on it (as its owner): pg_ctl -D {} start", done.datadir);
+    Ok(())
+}
+
+/// `restore --at T --pg-target DATADIR`: the database of the job (or the
+/// repository's only cluster) recovered to `at`, promoted there.
+pub fn recover_to(
+    cli: &Cli,
+    repo: &arca_core::Repository,
+    datadir: &Path,
+    at: chrono::DateTime<chrono::FixedOffset>,
+) -> Result<physical::PgRecovery> {
+    let r = PitrRestore {
+        cluster: job_cluster(cli)?,
+        snapshot: None,
+        target: RecoveryTarget::Time(at),
+        action: TargetAction::Promote,
+        datadir: absolute(datadir)?,
+        no_archive: false,
+    };
+    let command = |cluster: &str| restore_command(cli, repo, cluster).map_err(|e| format!("{e:#}"));
+    physical::restore(repo, &r, &command).map_err(anyhow::Error::msg)
+}
+
+/// With --job: the cluster of its physical PostgreSQL backups.
+fn job_cluster(cli: &Cli) -> Result<Option<String>> {
+    let Some(name) = &cli.job else { return Ok(None) };
+    let config = super::load_config(cli)?;
+    let job = config.job(name).map_err(anyhow::Error::msg)?;
+    Ok(job_postgres(job).filter(|p| p.physical).map(|p| p.cluster.clone()))
+}
+
+/// The PostgreSQL cluster a job backs up, alone or beside its files.
+fn job_postgres(job: &arca_jobs::config::Job) -> Option<&arca_jobs::postgres::Postgres> {
+    match &job.source {
+        arca_jobs::config::Source::Postgres(p) => Some(p),
+        _ => job.database.as_ref(),
+    }
 }
 
 fn wal(cli: &Cli, _a: &WalArgs) -> Result<u8> {

@@ -16,6 +16,11 @@ pub struct Args {
     /// With --at: which snapshots to choose from.
     #[command(flatten)]
     pub filter: super::filter::FilterArgs,
+    /// With --at: also write a PostgreSQL data folder here, recovering the database to the
+    /// same time from the latest base backup before it and the archived WAL (`arca pg
+    /// restore --at`); with --job, its cluster is the job's.
+    #[arg(long, value_name = "DATADIR", requires = "at", conflicts_with = "to_postgres")]
+    pub pg_target: Option<PathBuf>,
     /// Folder to restore into; the snapshot's absolute paths are recreated below it.
     #[arg(long, short = 't', required_unless_present = "to_postgres")]
     pub target: Option<PathBuf>,
@@ -63,8 +68,23 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         (Some(s), _) => super::snapshot(&repo, s, &args.filter)?,
         (None, Some(at)) => {
             let t = super::backup::parse_time(at)?;
-            let (found, errors) = repo.snapshot_at(&args.filter.to_filter()?, t)?;
+            let (list, errors) = repo.snapshots_matching(&args.filter.to_filter()?)?;
             super::warn_unreadable(&errors);
+            // Base backups are restored by `pg restore` (or --pg-target);
+            // a dump by --to-postgres; with --job, the job's own files.
+            let job_paths = job_file_paths(cli)?;
+            let wanted = |s: &arca_core::Snapshot| {
+                let dumps = s.paths.iter().all(|p| p.starts_with("/postgres/"));
+                s.base_backup.is_none()
+                    && (args.to_postgres.is_none() || dumps)
+                    && job_paths.as_ref().is_none_or(|paths| {
+                        s.same_source(&s.host, paths) || (args.to_postgres.is_some() && dumps)
+                    })
+            };
+            let found = list
+                .into_iter()
+                .filter(|(_, s)| wanted(s) && s.timestamp() <= t)
+                .max_by_key(|(_, s)| s.timestamp());
             let Some(found) = found else {
                 bail!("no snapshot taken at or before {at} in {}", repo.location())
             };
@@ -95,6 +115,14 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         return Ok(0);
     }
     let target = args.target.clone().expect("clap requires --target without --to-postgres");
+    // The database first: its checks (a WAL gap, no base backup before
+    // the time) refuse before any file is written.
+    let recovery = match (&args.pg_target, &args.at) {
+        (Some(datadir), Some(at)) => {
+            Some(super::pg::recover_to(cli, &repo, datadir, super::backup::parse_time(at)?)?)
+        }
+        _ => None,
+    };
     let opts = RestoreOptions::default()
         .target(target.clone())
         .include(args.include.clone())
@@ -117,8 +145,15 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         );
     }
     if cli.json {
-        output::json(&r)?;
+        let mut v = serde_json::to_value(&r)?;
+        if let Some(rec) = &recovery {
+            v["postgres"] = serde_json::to_value(rec)?;
+        }
+        output::json(&v)?;
     } else {
+        if let Some(rec) = &recovery {
+            super::pg::say_recovery(rec)?;
+        }
         sayln!(
             "restored snapshot {} to {}: {} files ({} already in place), {} dirs, {} written{}{} in {:.1} s",
             id.short(),
@@ -139,4 +174,18 @@ pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
         }
     }
     Ok(if r.success { 0 } else { exit::FAILURE })
+}
+
+/// With --job whose source is files: those paths (as snapshots record
+/// them), to choose among the job's snapshots the files' ones.
+fn job_file_paths(cli: &Cli) -> Result<Option<Vec<String>>> {
+    let Some(name) = &cli.job else { return Ok(None) };
+    let config = super::load_config(cli)?;
+    let job = config.job(name).map_err(anyhow::Error::msg)?;
+    Ok(match &job.source {
+        arca_jobs::config::Source::Paths(p) => {
+            Some(p.iter().map(|p| p.to_string_lossy().into_owned()).collect())
+        }
+        _ => None,
+    })
 }

@@ -705,3 +705,130 @@ fn archive_wal_is_durable_idempotent_and_refuses_other_content_and_fetch_wal_tel
         out.describe()
     );
 }
+
+#[test]
+fn one_time_brings_back_a_jobs_files_and_its_database_replayed_to_it() {
+    let test = "one_time_for_files_and_database";
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let own = base.join("arca");
+    let config = own.join("arca.toml");
+    let archive_command = format!(
+        "ARCA_CACHE_DIR={} {ARCA} --config {} pg archive-wal --job app %p",
+        own.join("home/cache").display(),
+        config.display()
+    );
+    let settings = [("archive_mode", "on"), ("archive_command", archive_command.as_str())];
+    let Some(pg) = PgServer::start_with(test, &base, "pg", &settings) else { return };
+    let files = own.join("files");
+    fs::create_dir_all(&files).unwrap();
+    fs::write(files.join("settings.conf"), "version = 1\n").unwrap();
+    fs::write(
+        &config,
+        format!(
+            "[repositories.local]\nurl = \"{}\"\npassword_file = \"{}\"\n\n[jobs.app]\nsources = [\"{}\"]\n\
+             postgres = {{ url = \"{}\", physical = true, cluster = \"main\" }}\ndestinations = [\"local\"]\n",
+            own.join("repo").display(),
+            own.join("password").display(),
+            files.display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let (arca, _) = arca_as_server_user(&pg, &own);
+    arca.init();
+    let with_config = |args: &[&str]| -> Vec<String> {
+        ["--config", config.to_str().unwrap()].iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    // The job's commands find their repository in arca.toml, not --repo.
+    let job_run = |args: &[&str]| {
+        let args = with_config(args);
+        let mut cmd = arca.command(true, &args);
+        let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "--repo").unwrap();
+        let mut clean = Command::new(cmd.get_program());
+        clean.args(&argv[..at]).args(&argv[at + 2..]);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => clean.env(k, v),
+                None => clean.env_remove(k),
+            };
+        }
+        clean.env_remove("ARCA_PASSWORD");
+        let out = run_command(clean);
+        assert!(!out.stdout.contains(PG_SECRET) && !out.stderr.contains(PG_SECRET), "{}", out.describe());
+        out
+    };
+    pg.sql(
+        "postgres",
+        "CREATE TABLE events (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
+    pg.sql("postgres", "INSERT INTO events (n) SELECT generate_series(1, 3)");
+    switch_and_wait_archived(&pg);
+
+    // A run backs up the files, then the database beside them.
+    let first = job_run(&["run", "app"]).ok().json();
+    assert!(first["success"].as_bool().unwrap(), "{first}");
+    assert_eq!(jstr(&first["database"]["base_backup"], "cluster"), "main", "{first}");
+
+    pg.sql("postgres", "INSERT INTO events (n) VALUES (4)");
+    switch_and_wait_archived(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    pg.sql("postgres", "INSERT INTO events (n) VALUES (5)");
+    switch_and_wait_archived(&pg);
+    // Later files and a later run: not what the time asks for.
+    fs::write(files.join("settings.conf"), "version = 2\n").unwrap();
+    let second = job_run(&["run", "app"]).ok().json();
+    assert!(second["success"].as_bool().unwrap(), "{second}");
+
+    let target = own.join("back");
+    let restored_pg = own.join("back-pg");
+    fs::create_dir_all(restored_pg.join("sock")).unwrap();
+    if let Some(uid) = pg.as_user {
+        for p in [restored_pg.clone(), restored_pg.join("sock")] {
+            nix::unistd::chown(p.as_path(), Some(uid.into()), Some(uid.into())).unwrap();
+        }
+    }
+    let datadir = restored_pg.join("data");
+    let done = job_run(&[
+        "--job",
+        "app",
+        "restore",
+        "--at",
+        &at,
+        "--target",
+        target.to_str().unwrap(),
+        "--pg-target",
+        datadir.to_str().unwrap(),
+    ])
+    .ok()
+    .json();
+    assert_eq!(jstr(&done["postgres"], "snapshot"), jstr(&first["database"], "id"), "{done}");
+    assert_eq!(
+        fs::read_to_string(restored(&target, &files).join("settings.conf")).unwrap(),
+        "version = 1\n",
+        "the files as of the time"
+    );
+    // The server's own configuration came with the base backup: a copy
+    // beside the original must not archive into the original's archive.
+    let auto = datadir.join("postgresql.auto.conf");
+    let mut text = fs::read_to_string(&auto).unwrap();
+    assert!(text.contains("--job") && text.contains("fetch-wal"), "{text}");
+    text.push_str("archive_mode = 'off'\n");
+    fs::write(&auto, text).unwrap();
+    let recovered = PgServer {
+        bin: pg.bin.clone(),
+        data: datadir,
+        port: crate::s3server::free_port(),
+        as_user: pg.as_user,
+    };
+    recovered.start(&restored_pg);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while recovered.sql("postgres", "SELECT pg_is_in_recovery()") == "t" {
+        assert!(std::time::Instant::now() < deadline, "no promotion in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(event_rows(&recovered, "postgres"), vec![1, 2, 3, 4], "the database replayed to the time");
+}

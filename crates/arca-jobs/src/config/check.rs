@@ -154,7 +154,7 @@ impl<'a> Checker<'a> {
         Some(policy)
     }
 
-    fn postgres(&mut self, what: &str, pg: &RawPostgres) -> Option<Source> {
+    fn postgres(&mut self, what: &str, pg: &RawPostgres) -> Option<crate::postgres::Postgres> {
         let cluster = match crate::postgres::Postgres::check_url(pg.url.get_ref()) {
             Ok(c) => c,
             Err(e) => {
@@ -175,12 +175,26 @@ impl<'a> Checker<'a> {
             Some(c) => c.get_ref().clone(),
             None => cluster,
         };
-        Some(Source::Postgres(crate::postgres::Postgres {
+        let physical = pg.physical.as_ref().is_some_and(|p| *p.get_ref());
+        if physical {
+            if let Err(e) = arca_core::ops::wal::check_cluster_name(&cluster) {
+                let span = pg.cluster.as_ref().map_or(pg.url.span(), |c| c.span());
+                self.error(span, format!("{what}: postgres cluster: {e}"));
+                return None;
+            }
+            if !pg.databases.is_empty() || !pg.schemas.is_empty() {
+                let span = pg.physical.as_ref().expect("set").span();
+                self.error(span, format!("{what}: a physical backup holds the whole cluster: databases and schemas are for dumps"));
+                return None;
+            }
+        }
+        Some(crate::postgres::Postgres {
             url: pg.url.get_ref().clone(),
             databases: pg.databases.clone(),
             schemas: pg.schemas.clone(),
             cluster,
-        }))
+            physical,
+        })
     }
 
     fn job(
@@ -194,14 +208,20 @@ impl<'a> Checker<'a> {
     ) -> Option<Job> {
         let errors = self.errors.len();
         let what = format!("job {name}");
-        let source = if let Some(pg) = &j.postgres {
-            if j.command.is_some() || !j.sources.is_empty() {
-                self.error(pg.span(), format!("{what}: give one of sources, command and postgres"));
+        // A database beside files: its own snapshot in each run, so that
+        // one time brings both back (`restore --at … --pg-target`).
+        let mut database = None;
+        let source = if let (Some(pg), true) = (&j.postgres, j.sources.is_empty()) {
+            if j.command.is_some() {
+                self.error(pg.span(), format!("{what}: give one of command and postgres"));
                 None
             } else {
-                self.postgres(&what, pg.get_ref())
+                self.postgres(&what, pg.get_ref()).map(Source::Postgres)
             }
         } else {
+            if let Some(pg) = &j.postgres {
+                database = self.postgres(&what, pg.get_ref());
+            }
             match (&j.command, j.sources.is_empty()) {
                 (Some(c), true) if c.get_ref().is_empty() => {
                     self.error(
@@ -364,6 +384,7 @@ impl<'a> Checker<'a> {
         Some(Job {
             name: name.to_string(),
             source: source?,
+            database,
             exclude: j.exclude.into_iter().map(Spanned::into_inner).collect(),
             iexclude: j.iexclude.into_iter().map(Spanned::into_inner).collect(),
             exclude_caches: j.exclude_caches,

@@ -179,6 +179,11 @@ pub struct Job {
     /// What it backs up.
     #[serde(flatten)]
     pub source: Source,
+    /// A PostgreSQL cluster backed up beside the files (`sources` and
+    /// `postgres` both given): its own snapshot in each run, right after
+    /// the files'.
+    #[serde(rename = "postgres", skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::postgres::Postgres>,
     /// Exclude globs, as `backup --exclude`.
     pub exclude: Vec<String>,
     /// Exclude globs ignoring case, as `backup --iexclude`.

@@ -190,4 +190,6 @@ pub(super) struct RawPostgres {
     #[serde(default)]
     pub(super) schemas: Vec<String>,
     pub(super) cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) physical: Option<Spanned<bool>>,
 }

@@ -337,16 +337,38 @@ password_env = "PW"
 postgres = { url = "mysql://x" }
 destinations = ["r"]
 [jobs.b]
-sources = ["/x"]
+command = ["pg_dump", "x"]
 postgres = { url = "postgresql://db" }
 destinations = ["r"]
 [jobs.c]
 postgres = { url = "postgresql://db", cluster = "../up" }
 destinations = ["r"]
+[jobs.d]
+postgres = { url = "postgresql://db", physical = true, databases = ["app"] }
+destinations = ["r"]
+[jobs.e]
+postgres = { url = "postgresql://db", physical = true, cluster = "a b" }
+destinations = ["r"]
 "#;
     let e = errors(bad);
     let has = |line: usize, what: &str| e.iter().any(|(l, _, m)| *l == line && m.contains(what));
     assert!(has(5, "postgres url: a PostgreSQL URL starts with postgresql://"), "{e:?}");
-    assert!(has(9, "give one of sources, command and postgres"), "{e:?}");
+    assert!(has(9, "give one of command and postgres"), "{e:?}");
     assert!(has(12, "postgres cluster \"../up\""), "{e:?}");
+    assert!(has(15, "a physical backup holds the whole cluster"), "{e:?}");
+    assert!(has(18, "cannot name a cluster"), "{e:?}");
+    // Files and a database in one job: the database is backed up beside them.
+    let both = r#"[repositories.r]
+url = "/r"
+password_env = "PW"
+[jobs.app]
+sources = ["/srv/app"]
+postgres = { url = "postgresql://db:5432", physical = true, cluster = "main" }
+destinations = ["r"]
+"#;
+    let c = Config::parse(both, "t.toml").unwrap();
+    let app = c.job("app").unwrap();
+    assert_eq!(app.source, Source::Paths(vec!["/srv/app".into()]));
+    let db = app.database.as_ref().expect("the database beside the files");
+    assert_eq!((db.cluster.as_str(), db.physical), ("main", true));
 }

@@ -24,6 +24,9 @@ pub const BASE_FOLDER: &str = "physical";
 /// The tar `pg_basebackup` writes.
 pub const BASE_FILE: &str = "base.tar";
 
+/// How long a base backup waits for its WAL to be archived, unless told.
+pub const DEFAULT_WAL_WAIT: Duration = Duration::from_secs(60);
+
 /// `arca pg basebackup`: which server, which archive, how long to wait.
 #[derive(Debug, Clone)]
 pub struct BaseBackupOptions {

@@ -30,15 +30,11 @@ pub(crate) fn open(
     Ok((r, warnings))
 }
 
-pub(super) fn backup_job(
-    repo: &Repository,
-    job: &Job,
-    opts: &RunOptions,
-    progress: &dyn Progress,
-) -> arca_core::Result<arca_core::ops::backup::BackupResult> {
+/// The options of a backup of `job`: its tag, exclusions, strategy.
+fn job_backup_options(job: &Job, opts: &RunOptions) -> BackupOptions {
     let mut tags = job.tags.clone();
     tags.push(job_tag(&job.name));
-    let base = BackupOptions::default()
+    BackupOptions::default()
         .parent_tag(Some(job_tag(&job.name)))
         .excludes(job.exclude.clone())
         .iexcludes(job.iexclude.clone())
@@ -50,7 +46,16 @@ pub(super) fn backup_job(
         .host(job.host.clone())
         .strategy(opts.strategy.unwrap_or(job.strategy))
         .lock(opts.lock.clone())
-        .cancel(opts.cancel.clone());
+        .cancel(opts.cancel.clone())
+}
+
+pub(super) fn backup_job(
+    repo: &Repository,
+    job: &Job,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> arca_core::Result<arca_core::ops::backup::BackupResult> {
+    let base = job_backup_options(job, opts);
     match &job.source {
         Source::Paths(paths) => backup(repo, &base.paths(paths.clone()), progress),
         Source::Command { argv, filename } => {
@@ -59,11 +64,30 @@ pub(super) fn backup_job(
             let mut output = CommandOutput::spawn(program, &args).map_err(|e| Error::io(program, e))?;
             backup_stream(repo, &base, filename, &mut output, progress)
         }
-        Source::Postgres(pg) => {
-            let mut next = pg.streams().map_err(Error::Invalid)?;
-            backup_streams(repo, &base, &["postgres", &pg.cluster], &mut next, progress)
-        }
+        Source::Postgres(pg) => backup_database(repo, job, pg, opts, progress),
     }
+}
+
+/// Backs up the cluster `pg` of `job`: a base backup when it is physical,
+/// else its dumps.
+pub(super) fn backup_database(
+    repo: &Repository,
+    job: &Job,
+    pg: &crate::postgres::Postgres,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> arca_core::Result<arca_core::ops::backup::BackupResult> {
+    let base = job_backup_options(job, opts);
+    if pg.physical {
+        let b = crate::postgres::physical::BaseBackupOptions {
+            url: pg.url.clone(),
+            cluster: pg.cluster.clone(),
+            wait: crate::postgres::physical::DEFAULT_WAL_WAIT,
+        };
+        return crate::postgres::physical::basebackup(repo, &base, &b, progress).map_err(Error::Invalid);
+    }
+    let mut next = pg.streams().map_err(Error::Invalid)?;
+    backup_streams(repo, &base, &["postgres", &pg.cluster], &mut next, progress)
 }
 
 /// The job's snapshots in `repo` (by its tag and host), oldest first.

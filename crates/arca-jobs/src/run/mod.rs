@@ -28,7 +28,7 @@ use crate::config::{Config, Job};
 use crate::hooks::{run_hooks, HookContext};
 
 pub(crate) use destination::open;
-use destination::{backup_job, catch_up, finish, job_snapshots};
+use destination::{backup_database, backup_job, catch_up, finish, job_snapshots};
 pub use maintain::{maintain, open_destination, Maintenance};
 use suspicious::mark_suspicious;
 pub use suspicious::{confirm, confirm_job, Confirmed};
@@ -154,6 +154,10 @@ pub struct RunReport {
     pub bytes_read: u64,
     /// The new snapshot, as metadata of the primary destination's copy.
     pub snapshot: Option<arca_core::BackupMetadata>,
+    /// With a database beside the files (`sources` and `postgres`): its
+    /// snapshot, taken right after the files', in the primary destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<arca_core::BackupMetadata>,
     /// What stopped the run before any destination (a before-hook, every
     /// destination unreachable), or the first failure.
     pub error: Option<String>,
@@ -183,6 +187,7 @@ impl RunReport {
             success: false,
             bytes_read: 0,
             snapshot: None,
+            database: None,
             error: None,
             retryable: false,
             suspicious: None,
@@ -356,6 +361,7 @@ fn run_destinations(
     }
     // Back up into the first destination that takes it, by priority.
     let mut primary = None;
+    let mut database_failed: Option<(usize, String)> = None;
     for (i, repo) in repos.iter().enumerate() {
         let Some(repo) = repo else { continue };
         let t = Instant::now();
@@ -389,6 +395,21 @@ fn run_destinations(
                 d.primary = true;
                 d.snapshot = Some(id.to_hex());
                 primary = Some((i, id, snap));
+                // The database right after the files, into the same
+                // destination; the copies below carry both.
+                if let Some(pg) = &job.database {
+                    let t = Instant::now();
+                    match backup_database(repo, job, pg, opts, progress) {
+                        Ok(db) => {
+                            report.bytes_read += db.snapshot.summary.bytes_read;
+                            report.database = Some(db.snapshot.metadata(&db.id.expect("not a dry run")));
+                        }
+                        Err(e) => {
+                            database_failed = Some((i, format!("backup of the database: {}", e.report())));
+                        }
+                    }
+                    report.destinations[i].duration_ms += t.elapsed().as_millis() as u64;
+                }
                 break;
             }
             Err(e) => {
@@ -478,5 +499,10 @@ fn run_destinations(
     });
     for (i, d) in finished {
         report.destinations[i] = d;
+    }
+    if let Some((i, why)) = database_failed {
+        let d = &mut report.destinations[i];
+        d.success = false;
+        d.fail(why, false);
     }
 }
