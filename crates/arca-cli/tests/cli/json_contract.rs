@@ -32,6 +32,15 @@ fn shapes() -> BTreeMap<String, Value> {
     out
 }
 
+/// Checks one document printed elsewhere (a test of its own, which
+/// needs servers this one does not start) against shape `name`.
+#[track_caller]
+pub fn assert_shape(what: &str, name: &str, v: &Value) {
+    let mut c = Contract { shapes: shapes(), met: BTreeSet::new(), errors: Vec::new() };
+    c.check(what, name, v);
+    assert!(c.errors.is_empty(), "{what} does not match docs/json.md:\n{}", c.errors.join("\n"));
+}
+
 struct Contract {
     shapes: BTreeMap<String, Value>,
     /// Shapes met with a value (not only an empty array of them).

@@ -743,7 +743,7 @@ fn one_time_brings_back_a_jobs_files_and_its_database_replayed_to_it() {
     // The job's commands find their repository in arca.toml, not --repo.
     let job_run = |args: &[&str]| {
         let args = with_config(args);
-        let mut cmd = arca.command(true, &args);
+        let cmd = arca.command(true, &args);
         let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let at = argv.iter().position(|a| a == "--repo").unwrap();
         let mut clean = Command::new(cmd.get_program());
@@ -770,6 +770,7 @@ fn one_time_brings_back_a_jobs_files_and_its_database_replayed_to_it() {
     let first = job_run(&["run", "app"]).ok().json();
     assert!(first["success"].as_bool().unwrap(), "{first}");
     assert_eq!(jstr(&first["database"]["base_backup"], "cluster"), "main", "{first}");
+    crate::json_contract::assert_shape("run with a database", "RunReport", &first);
 
     pg.sql("postgres", "INSERT INTO events (n) VALUES (4)");
     switch_and_wait_archived(&pg);
@@ -806,6 +807,7 @@ fn one_time_brings_back_a_jobs_files_and_its_database_replayed_to_it() {
     .ok()
     .json();
     assert_eq!(jstr(&done["postgres"], "snapshot"), jstr(&first["database"], "id"), "{done}");
+    crate::json_contract::assert_shape("restore --pg-target", "RestoreResult", &done);
     assert_eq!(
         fs::read_to_string(restored(&target, &files).join("settings.conf")).unwrap(),
         "version = 1\n",
