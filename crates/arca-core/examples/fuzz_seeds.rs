@@ -123,8 +123,34 @@ fn main() {
         program_version: "0.1.0".into(),
         repaired_from: None,
         original: Some(SnapshotId(Id([6; 32]))),
+        base_backup: None,
     };
     seeds.push(("snapshot", snap.encode()));
+    let base = arca_core::BaseBackup {
+        cluster: "main".into(),
+        timeline: 2,
+        start_lsn: "0/5000028".into(),
+        stop_lsn: "1/A0000100".into(),
+        segment_size: 16 << 20,
+    };
+    seeds.push(("snapshot", Snapshot { base_backup: Some(base), ..snap.clone() }.encode()));
+    for (name, size) in [
+        ("000000010000000000000003", 16u64 << 20),
+        ("00000002.history", 42),
+        ("000000010000000000000002.00000028.backup", 300),
+        ("000000010000000100000007.partial", 1 << 30),
+    ] {
+        let record = arca_core::WalRecord {
+            version: 1,
+            cluster: "main".into(),
+            name: name.into(),
+            time: "2026-12-07T09:41:07Z".into(),
+            host: "db".into(),
+            size,
+            content: vec![DataId(Id([8; 32]))],
+        };
+        seeds.push(("wal_record", record.encode()));
+    }
 
     let lock = serde_json::json!({"host": "host", "pid": 1234, "user": "user", "exclusive": true,
         "operation": "prune", "time": "2026-12-01T00:00:00+00:00"});

@@ -25,7 +25,7 @@ use crate::repository::Repository;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their fuzzer and corpus folder.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("config", config),
     ("key_file", key_file),
     ("pack_header", pack_header),
@@ -36,6 +36,7 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("decompress", decompress),
     ("envelope", envelope),
     ("restore_tree", restore_tree),
+    ("wal_record", wal_record),
 ];
 
 /// The fixed key of the fuzzers (sealed inputs in the corpus use it).
@@ -102,6 +103,32 @@ pub fn snapshot(data: &[u8]) {
     if let Ok(s) = Snapshot::decode(data, "fuzz/snapshot") {
         let _ = s.timestamp();
         let _ = s.metadata(&SnapshotId(Id::of_bytes(data)));
+        if let Some(b) = &s.base_backup {
+            // What retention and verify compute of a base backup.
+            let _ = (b.start_segno(), b.stop_segno());
+            let _ = crate::ops::wal::survey(&[], &[b]);
+        }
+    }
+}
+
+/// A WAL archive record's plaintext, then what `pg wal`, verify and
+/// prune make of it: its name, its segment, the archive's gaps beside a
+/// base backup, what retention would remove.
+pub fn wal_record(data: &[u8]) {
+    if let Ok(r) = crate::format::wal::WalRecord::decode(data, "fuzz/wal") {
+        let _ = r.timestamp();
+        if let Ok(n) = crate::format::wal::WalName::parse(&r.name) {
+            let _ = n.segno(r.size);
+        }
+        let base = crate::format::snapshot::BaseBackup {
+            cluster: r.cluster.clone(),
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "0/2000100".into(),
+            segment_size: r.size,
+        };
+        let _ = crate::ops::wal::survey(std::slice::from_ref(&r), &[&base]);
+        let _ = crate::ops::wal::unneeded(&[(String::new(), r.clone())], &[&base]);
     }
 }
 

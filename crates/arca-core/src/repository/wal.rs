@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::format::wal::{object_id, WalRecord};
 use crate::repository::Repository;
 
+/// WAL records with the object name of each.
+pub type WalRecords = Vec<(String, WalRecord)>;
+
 impl Repository {
     /// Stores `record` under its name (cluster and file name), replacing
     /// any record of that name. Low level: takes no lock, and the blobs it
@@ -49,7 +52,7 @@ impl Repository {
 
     /// Every WAL record, with the object name of each; those that do not
     /// read are returned as errors beside them.
-    pub fn wal_records_lenient(&self) -> Result<(Vec<(String, WalRecord)>, Vec<Error>)> {
+    pub fn wal_records_lenient(&self) -> Result<(WalRecords, Vec<Error>)> {
         let names = self.backend().list(FileKind::Wal)?;
         let loaded: Vec<Result<(String, WalRecord)>> =
             names.par_iter().map(|e| Ok((e.name.clone(), self.load_wal_object(&e.name)?))).collect();
