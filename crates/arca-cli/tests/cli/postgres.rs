@@ -450,9 +450,17 @@ fn point_in_time_recovery_replays_the_archived_wal_to_a_time_between_two_inserts
     let info = arca_out(&arca, &["cat", "snapshot", &first_id], None).ok().json();
     assert_eq!(jstr(&info["base_backup"], "cluster"), "main", "{info}");
 
-    // One row a segment, each archived as it closes, with its time.
+    // One row a segment, each archived as it closes, with its time; the
+    // WAL location just after row 4, and a restore point after row 7.
+    let mut after_4 = String::new();
     for n in 4..=9 {
         pg.sql("postgres", &format!("INSERT INTO events (n, pad) VALUES ({n}, 'row {n}')"));
+        if n == 4 {
+            after_4 = pg.sql("postgres", "SELECT pg_current_wal_insert_lsn()");
+        }
+        if n == 7 {
+            pg.sql("postgres", "SELECT pg_create_restore_point('before-8')");
+        }
         switch_and_wait_archived(&pg);
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
@@ -474,59 +482,71 @@ fn point_in_time_recovery_replays_the_archived_wal_to_a_time_between_two_inserts
     assert_eq!(jstr(wal, "cluster"), "main", "{v}");
     assert!(jarr(wal, "gaps").is_empty(), "{v}");
 
-    // Recover to the time between rows 6 and 7, in a folder of the
-    // server's user, on a port of its own.
-    let restored = base.join("restored");
-    fs::create_dir_all(restored.join("sock")).unwrap();
-    if let Some(uid) = pg.as_user {
-        nix::unistd::chown(restored.as_path(), Some(uid.into()), Some(uid.into())).unwrap();
-        nix::unistd::chown(restored.join("sock").as_path(), Some(uid.into()), Some(uid.into())).unwrap();
-    }
-    let datadir = restored.join("data");
-    let done = arca_out(
-        &arca,
-        &[
-            "--password-file",
-            password.to_str().unwrap(),
-            "pg",
-            "restore",
-            "--at",
-            &target_time,
-            "--no-archive",
-            "--target",
-            datadir.to_str().unwrap(),
-        ],
-        None,
-    )
-    .ok()
-    .json();
-    assert_eq!(jstr(&done, "snapshot"), first_id, "{done}");
-    let auto = fs::read_to_string(datadir.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains("recovery_target_time") && auto.contains("fetch-wal"), "{auto}");
-    assert!(!auto.contains(&arca.password), "the password is never written into the server's configuration");
-    assert!(datadir.join("recovery.signal").exists());
-    assert!(auto.contains("archive_mode = 'off'"), "{auto}");
-    let recovered = PgServer {
-        bin: pg.bin.clone(),
-        data: datadir.clone(),
-        port: crate::s3server::free_port(),
-        as_user: pg.as_user,
-    };
-    recovered.start(&restored);
-    // It accepts reads while it replays: wait for the promotion at the target.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while recovered.sql("postgres", "SELECT pg_is_in_recovery()") == "t" {
+    // Recovers into `folder` (of the server's user) with `args`, and
+    // starts the server there on a port of its own, as a copy beside the
+    // original (--no-archive).
+    let recover = |folder: &str, args: &[&str]| -> (PgServer, serde_json::Value) {
+        let restored = base.join(folder);
+        fs::create_dir_all(restored.join("sock")).unwrap();
+        if let Some(uid) = pg.as_user {
+            for p in [restored.clone(), restored.join("sock")] {
+                nix::unistd::chown(p.as_path(), Some(uid.into()), Some(uid.into())).unwrap();
+            }
+        }
+        let datadir = restored.join("data");
+        let mut argv = vec!["--password-file", password.to_str().unwrap(), "pg", "restore", "--no-archive"];
+        argv.extend(args);
+        argv.extend(["--target", datadir.to_str().unwrap()]);
+        let done = arca_out(&arca, &argv, None).ok().json();
+        let auto = fs::read_to_string(datadir.join("postgresql.auto.conf")).unwrap();
+        assert!(auto.contains("fetch-wal"), "{auto}");
         assert!(
-            std::time::Instant::now() < deadline,
-            "no promotion in 60 s: {}",
-            fs::read_to_string(restored.join("server.log")).unwrap_or_default()
+            !auto.contains(&arca.password),
+            "the password is never written into the server's configuration"
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    // Promoted at the target: exactly the rows committed before it.
+        assert!(datadir.join("recovery.signal").exists());
+        assert!(auto.contains("archive_mode = 'off'"), "{auto}");
+        let server = PgServer {
+            bin: pg.bin.clone(),
+            data: datadir,
+            port: crate::s3server::free_port(),
+            as_user: pg.as_user,
+        };
+        server.start(&restored);
+        (server, done)
+    };
+    // It accepts reads while it replays: wait until it is where it stops.
+    let wait_until = |server: &PgServer, sql: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while server.sql("postgres", sql) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql} is not {want} after 60 s: {}",
+                fs::read_to_string(server.data.parent().unwrap().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    // To the time between rows 6 and 7, promoted there.
+    let (recovered, done) = recover("restored", &["--at", &target_time]);
+    assert_eq!(jstr(&done, "snapshot"), first_id, "{done}");
+    assert!(jstr(&done, "target").starts_with("recovery_target_time"), "{done}");
+    wait_until(&recovered, "SELECT pg_is_in_recovery()", "f");
     assert_eq!(event_rows(&recovered, "postgres"), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(event_rows(&pg, "postgres"), (1..=9).collect::<Vec<_>>(), "the source is untouched");
     drop(recovered);
+    // To the restore point, paused there (read-only, still in recovery).
+    let (paused, _) = recover("at-name", &["--target-name", "before-8", "--target-action", "pause"]);
+    wait_until(&paused, "SELECT pg_get_wal_replay_pause_state()", "paused");
+    assert_eq!(event_rows(&paused, "postgres"), vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(paused.sql("postgres", "SELECT pg_is_in_recovery()"), "t");
+    drop(paused);
+    // To the WAL location just after row 4.
+    let (at_lsn, _) = recover("at-lsn", &["--target-lsn", &after_4]);
+    wait_until(&at_lsn, "SELECT pg_is_in_recovery()", "f");
+    assert_eq!(event_rows(&at_lsn, "postgres"), vec![1, 2, 3, 4]);
+    drop(at_lsn);
     let files = arca_out(&arca, &["pg", "wal"], None).ok().json();
     assert!(
         jarr(&files, "files").iter().all(|f| !jstr(f, "name").starts_with("00000002")),
@@ -833,4 +853,50 @@ fn one_time_brings_back_a_jobs_files_and_its_database_replayed_to_it() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(event_rows(&recovered, "postgres"), vec![1, 2, 3, 4], "the database replayed to the time");
+}
+
+#[test]
+fn a_base_backup_that_fails_or_whose_wal_never_arrives_leaves_no_snapshot() {
+    let test = "a_base_backup_that_fails";
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    // The server believes its WAL archived (`true`), but nothing reaches arca.
+    let settings = [("archive_mode", "on"), ("archive_command", "true")];
+    let Some(pg) = PgServer::start_with(test, &base, "pg", &settings) else { return };
+    let arca = Arca::new(&base);
+    arca.init();
+    let out = arca_out(&arca, &["pg", "basebackup", "--wal-wait", "2s", &pg.url()], None);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stderr.contains("did not arrive within 2 s") && out.stderr.contains("archive_command"),
+        "{}",
+        out.describe()
+    );
+    assert!(arca.snapshots().is_empty(), "no snapshot of a base backup that cannot be restored");
+
+    // pg_basebackup dies midway: its tar is not kept as a base backup.
+    let bin = base.join("fake-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("pg_basebackup");
+    fs::write(
+        &fake,
+        "#!/bin/sh\nhead -c 300000 /dev/urandom\necho 'pg_basebackup: error: connection lost' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = arca_out(&arca, &["pg", "basebackup", &pg.url()], Some(&bin));
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stderr.contains("connection lost") && out.stderr.contains("not stored"),
+        "{}",
+        out.describe()
+    );
+    assert!(arca.snapshots().is_empty());
+
+    // A server that does not archive its WAL is refused before anything is read.
+    let plain = PgServer::start_with(test, &base, "pg-plain", &[]).expect("started above");
+    let out = arca_out(&arca, &["pg", "basebackup", &plain.url()], None);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(out.stderr.contains("archive_mode = off"), "{}", out.describe());
+    assert!(arca.snapshots().is_empty());
 }
