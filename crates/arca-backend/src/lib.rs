@@ -10,10 +10,13 @@ mod error;
 pub mod fault;
 mod local;
 pub mod location;
+mod rest;
+mod rt;
 mod s3;
 
 pub use error::{BackendError, Chain, ErrorKind};
 pub use local::LocalBackend;
+pub use rest::{RestBackend, RestConfig};
 pub use s3::{S3Backend, S3Config};
 
 /// The kinds of files in a repository. Each maps to a folder (or prefix).
@@ -60,6 +63,54 @@ impl FileKind {
             FileKind::Lock => "locks",
             FileKind::Parity => "parity",
             FileKind::Wal => "wal",
+        }
+    }
+
+    /// Every kind, for those that walk them all.
+    pub const EVERY: [FileKind; 9] = [
+        FileKind::Config,
+        FileKind::Key,
+        FileKind::Snapshot,
+        FileKind::Index,
+        FileKind::Pack,
+        FileKind::Lock,
+        FileKind::Parity,
+        FileKind::Policy,
+        FileKind::Wal,
+    ];
+
+    /// A one-word name of the kind (`config`, `keys`, `data`, `policy`…),
+    /// as a protocol names it: the folder, or the single object's name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Policy => "policy",
+            k => k.dir(),
+        }
+    }
+
+    /// The kind of [`FileKind::slug`] `s`.
+    pub fn from_slug(s: &str) -> Option<FileKind> {
+        FileKind::EVERY.into_iter().find(|k| k.slug() == s)
+    }
+
+    /// The kind and name of an object from its path relative to the
+    /// repository root, as [`FileKind::path`] makes it; `None` for any
+    /// other path (a pack outside its `data/<first two digits>/` folder,
+    /// a nested or empty name, `..`).
+    pub fn parse_path(path: &str) -> Option<(FileKind, String)> {
+        let plain = |n: &str| !n.is_empty() && !n.starts_with('.') && !n.contains(['/', '\\', '\0']);
+        match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["config"] => Some((FileKind::Config, "config".into())),
+            ["policy"] => Some((FileKind::Policy, "policy".into())),
+            ["data", two, name] if name.len() >= 2 && &name[..2] == *two && plain(name) => {
+                Some((FileKind::Pack, name.to_string()))
+            }
+            [dir, name] if plain(name) => {
+                let kind = FileKind::EVERY.into_iter().find(|k| k.dir() == *dir && *k != FileKind::Pack)?;
+                (!kind.dir().is_empty()).then(|| (kind, name.to_string()))
+            }
+            _ => None,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{Backend, BackendError, LocalBackend, S3Backend, S3Config};
+use crate::{Backend, BackendError, LocalBackend, RestBackend, RestConfig, S3Backend, S3Config};
 
 /// A repository's storage, opened.
 pub struct Location {
@@ -30,7 +30,8 @@ pub enum LocationError {
 }
 
 /// The forms arca reads, for messages.
-pub const FORMS: &str = "locations: a path, file:///path or s3://bucket/prefix";
+pub const FORMS: &str =
+    "locations: a path, file:///path, s3://bucket/prefix or rest:http(s)://host:port/NAME (arca serve)";
 
 /// The scheme of `s` when it is another tool's way to write a location
 /// (restic's `s3:bucket/path`, `sftp:host:/path`, `rest:`…, or a URL
@@ -51,6 +52,8 @@ fn other_tools_scheme(s: &str) -> Option<&'static str> {
 pub enum Parsed {
     /// An S3 bucket and prefix, with the settings of the environment.
     S3(S3Config),
+    /// A repository of `arca serve`.
+    Rest(RestConfig),
     /// A folder, absolute.
     Local(PathBuf),
 }
@@ -69,12 +72,16 @@ pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<P
         s if s.starts_with("s3://") => {
             return S3Config::from_url(s, setting).map(Parsed::S3).map_err(LocationError::Invalid);
         }
+        s if s.starts_with("rest:http://") || s.starts_with("rest:https://") => {
+            return RestConfig::from_url(s, setting).map(Parsed::Rest).map_err(LocationError::Invalid);
+        }
         s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
         s if other_tools_scheme(s).is_some() => {
             let (scheme, rest) = s.split_once(':').unwrap_or((s, ""));
             let guess = match other_tools_scheme(s) {
                 Some("s3") => format!("; did you mean s3://{}?", rest.trim_start_matches('/')),
                 Some("file" | "local") => format!("; did you mean file:///{}?", rest.trim_start_matches('/')),
+                Some("rest") => format!("; did you mean rest:http://{}?", rest.trim_start_matches('/')),
                 _ => String::new(),
             };
             return invalid(format!(
@@ -100,6 +107,9 @@ pub fn open(s: &str) -> Result<Location, LocationError> {
 pub fn open_parsed(parsed: Parsed) -> Result<Location, LocationError> {
     match parsed {
         Parsed::S3(config) => Ok(Location { backend: Arc::new(S3Backend::new(config)?), local_path: None }),
+        Parsed::Rest(config) => {
+            Ok(Location { backend: Arc::new(RestBackend::new(config)?), local_path: None })
+        }
         Parsed::Local(path) => {
             Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
         }

@@ -5,13 +5,8 @@
 //! is either absent or complete, so `put` needs no temporary object.
 //!
 //! The engines are synchronous; this backend runs its requests on a small
-//! tokio runtime of its own and waits for each on a channel, never with
-//! `block_on` on the calling thread. So it may be called from any thread,
-//! also one inside another tokio runtime (a multi-thread or a current-thread
-//! one), where `block_on` would panic ("Cannot start a runtime from within a
-//! runtime"). Each call still blocks its thread until the request is done:
-//! async programs call the engines from `spawn_blocking` or a thread of
-//! their own, so their runtime's workers stay free.
+//! tokio runtime of its own ([`crate::rt`]) and waits for each on a
+//! channel, never with `block_on` on the calling thread.
 
 use std::future::Future;
 use std::io;
@@ -145,19 +140,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 pub struct S3Backend {
     op: Operator,
     /// Where requests run.
-    handle: tokio::runtime::Handle,
-    /// Owned for [`Drop`], which shuts it down without blocking: dropping
-    /// a runtime the usual way panics inside an async context.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: crate::rt::BackgroundRuntime,
     config: S3Config,
-}
-
-impl Drop for S3Backend {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 impl S3Backend {
@@ -197,13 +181,8 @@ impl S3Backend {
             )
             .layer(ConcurrentLimitLayer::new(config.concurrency.max(1)))
             .finish();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("arca-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(S3Backend { op, handle: runtime.handle().clone(), runtime: Some(runtime), config })
+        let runtime = crate::rt::BackgroundRuntime::new("arca-s3").map_err(|e| fail(e.to_string()))?;
+        Ok(S3Backend { op, runtime, config })
     }
 
     /// Runs a request on the backend's runtime and waits for its answer
@@ -214,12 +193,7 @@ impl S3Backend {
         F: FnOnce(Operator) -> Fut,
         Fut: Future<Output = opendal::Result<T>> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let fut = request(self.op.clone());
-        self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().unwrap_or_else(|_| {
+        self.runtime.run(request(self.op.clone())).unwrap_or_else(|| {
             Err(opendal::Error::new(
                 opendal::ErrorKind::Unexpected,
                 "the S3 request stopped before answering (its task panicked or the runtime stopped)",

@@ -104,6 +104,8 @@ pub enum Command {
     Run(commands::run::Args),
     /// Run the jobs of arca.toml on their schedules and serve the HTTP API, until stopped.
     Daemon(commands::daemon::Args),
+    /// Serve repositories to arca clients over HTTP(S) (rest:http://…), optionally append-only.
+    Serve(commands::serve::Args),
     /// Check or show arca.toml.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -157,6 +159,9 @@ Environment:
   ARCA_CACHE_DIR         the cache folder [default: ~/.cache/arca]
   ARCA_CONFIG            the arca.toml of jobs and repositories, as --config
   ARCA_STATE_DIR         where jobs keep their last run [default: ~/.local/state/arca]
+  ARCA_REST_USER         the user of a rest: repository (arca serve)
+  ARCA_REST_PASSWORD     its password
+  ARCA_REST_CACERT       a PEM file of certificates to trust for it
 The repository's password comes from --password-file or --password-command
 when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
 (the first one set), else from a prompt on a terminal.";

@@ -129,6 +129,14 @@ pub fn new_key(file: Option<&Path>) -> Result<String> {
     bail!("no new password: set ARCA_NEW_PASSWORD, give --new-password-file, or run on a terminal")
 }
 
+/// A new password asked twice on the terminal (`serve --add-user`).
+pub fn new_password(label: &str) -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        return ask_twice(label);
+    }
+    bail!("no password: set ARCA_REST_PASSWORD, or run on a terminal")
+}
+
 /// The password of the target repository of `copy`: `--to-password-file`,
 /// else `ARCA_TO_PASSWORD`, else `ARCA_TO_PASSWORD_FILE`, else a prompt.
 pub fn target(file: Option<&Path>) -> Result<Option<String>> {

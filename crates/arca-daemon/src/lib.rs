@@ -4,7 +4,8 @@
 //! (cancelled through the core's cancel handle), records it in the
 //! [`history`], updates the [`metrics`], retries what waiting may cure
 //! ([`retry`]) and sends [`notify`] events; the [`api`] serves all of it
-//! over HTTP (or HTTPS, [`tls`]) behind a bearer [`token`].
+//! over HTTP (or HTTPS, [`tls`]) behind a bearer [`token`]. On the same
+//! stack, [`serve`] is `arca serve`: repositories served to arca clients.
 
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod retry;
 pub mod schedule;
+pub mod serve;
 pub mod tls;
 pub mod token;
 

@@ -25,6 +25,7 @@ pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod serve;
 pub mod shell;
 pub mod snapshots;
 pub mod status;
@@ -87,6 +88,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Config(c) => config::run(cli, c),
         Command::Run(a) => run::run(cli, a),
         Command::Daemon(a) => daemon::run(cli, a),
+        Command::Serve(a) => serve::run(cli, a),
         Command::Confirm(a) => confirm::run(cli, a),
         Command::Restore(a) => restore::run(cli, a),
         Command::Status => status::run(cli),
