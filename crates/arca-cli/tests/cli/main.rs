@@ -53,6 +53,7 @@ mod roundtrip_usr_share_doc;
 mod s3;
 mod s3_faults;
 mod safety_cli;
+mod serve;
 mod snapshot_selection;
 mod special_tree_fidelity;
 mod stdin_backup;
