@@ -573,7 +573,20 @@ fn point_in_time_recovery_replays_the_archived_wal_to_a_time_between_two_inserts
     assert!(was.iter().filter(|n| n.len() == 24 && **n >= needed(&after)).all(|n| now.contains(n)));
     let v = arca_out(&arca, &["verify"], None).ok().json();
     assert!(jarr(&v["wal"][0], "gaps").is_empty(), "{v}");
-    let _ = second;
+    // A copy of the base backup brings the WAL it replays along, once.
+    let mut copy = Arca::with_repo(&own, &own.join("copy"));
+    copy.wrapper = arca.wrapper.clone();
+    copy.init();
+    let to = [("ARCA_TO_PASSWORD", copy.password.as_str())];
+    let target = copy.repo.to_str().unwrap();
+    let copied = arca.run_env(true, &["copy", jstr(&second, "id"), "--to", target], &to).ok().json();
+    assert_eq!(ju64(&copied, "wal_files_copied"), jarr(&after, "files").len() as u64, "{copied}");
+    let there = copy.json(&["pg", "wal"]);
+    assert_eq!(jstr(&there["clusters"][0], "needed_from"), needed(&after), "{there}");
+    assert!(jarr(&there["clusters"][0], "gaps").is_empty(), "{there}");
+    assert_eq!(copy.json(&["verify", "--read-data"])["valid"], true);
+    let again = arca.run_env(true, &["copy", jstr(&second, "id"), "--to", target], &to).ok().json();
+    assert_eq!(ju64(&again, "wal_files_copied"), 0, "{again}");
 
     // A segment deleted from the archive: verify names it, and a restore
     // that would replay through it refuses before writing anything.

@@ -4,9 +4,10 @@
 //! with the target's id key and re-encrypted with the target's key; only
 //! blobs the target lacks are stored. Trees are rewritten with the target's
 //! ids. A copied snapshot records `original` (its id in the source), which
-//! makes copying again a no-op for it.
+//! makes copying again a no-op for it. The WAL archive of the clusters of
+//! PostgreSQL base backups among them comes along.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use derive_setters::Setters;
@@ -21,6 +22,7 @@ use crate::format::index::{IdSet, Index};
 use crate::format::pack::BlobType;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{NodeKind, Tree};
+use crate::format::wal::WalRecord;
 use crate::progress::{Phase, Progress};
 use crate::repository::Repository;
 
@@ -50,6 +52,9 @@ pub struct CopyResult {
     /// Blobs read from the source: those of the snapshots' trees and files
     /// that no earlier copy already mapped (see [`copy`]).
     pub blobs_read: u64,
+    /// Files of the WAL archive copied: those of the clusters of the
+    /// PostgreSQL base backups among the snapshots, that the target lacked.
+    pub wal_files_copied: u64,
 }
 
 struct Copier<'a> {
@@ -252,12 +257,21 @@ fn copy_inner(
         pending
             .push((*sid, Snapshot { tree, original: Some(snap.original.unwrap_or(*sid)), ..snap.clone() }));
     }
+    // A base backup is of no use without the WAL it replays: the archive
+    // of its cluster comes along, the files the target lacks.
+    let wal = copy_wal(&copier, snapshots)?;
     result.blobs_read = copier.read.load(std::sync::atomic::Ordering::Relaxed);
     let Copier { packer, .. } = copier;
     progress.phase(Phase::WritingIndex);
     let stats = packer.finish()?;
     result.blobs_added = stats.blobs_added;
     result.bytes_added = stats.bytes_added;
+    // Its records before the snapshots: a base backup never arrives
+    // without its WAL.
+    for record in &wal {
+        dst.save_wal(record)?;
+    }
+    result.wal_files_copied = wal.len() as u64;
     // Snapshots last, once everything they name is durable; parents map to
     // their copies when those exist.
     let mut mapped: HashMap<SnapshotId, SnapshotId> = present;
@@ -268,6 +282,32 @@ fn copy_inner(
         result.copied.push(Copied { source: sid.to_hex(), target: tid.to_hex() });
     }
     Ok(result)
+}
+
+/// The WAL records of the clusters of the base backups among `snapshots`
+/// that the target lacks, their data stored through the copier (the
+/// records are written by the caller once that data is durable).
+fn copy_wal(copier: &Copier<'_>, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Vec<WalRecord>> {
+    let clusters: BTreeSet<&str> =
+        snapshots.iter().filter_map(|(_, s)| s.base_backup.as_ref()).map(|b| b.cluster.as_str()).collect();
+    if clusters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (records, unreadable) = copier.src.wal_records_lenient()?;
+    if let Some(e) = unreadable.into_iter().next() {
+        return Err(e);
+    }
+    let (there, _) = copier.dst.wal_records_lenient()?;
+    let there: HashSet<(String, String)> = there.into_iter().map(|(_, r)| (r.cluster, r.name)).collect();
+    let mut out = Vec::new();
+    for (_, r) in records {
+        if !clusters.contains(r.cluster.as_str()) || there.contains(&(r.cluster.clone(), r.name.clone())) {
+            continue;
+        }
+        let content = r.content.iter().map(|c| copier.data(c)).collect::<Result<Vec<_>>>()?;
+        out.push(WalRecord { content, ..r });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
