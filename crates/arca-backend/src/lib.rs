@@ -3,7 +3,8 @@
 //! The [`Backend`] trait is deliberately small: whole-object put/get, ranged
 //! get, list, delete, addressed by ([`FileKind`], name). Encryption, caching
 //! and retries live above it, in arca-core or in wrappers, never inside a
-//! backend, so an object store (S3 through OpenDAL) fits the same engines.
+//! backend, so an object store (S3 through OpenDAL) and an SSH server (SFTP)
+//! fit the same engines.
 
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -11,10 +12,12 @@ pub mod fault;
 mod local;
 pub mod location;
 mod s3;
+mod sftp;
 
 pub use error::{BackendError, Chain, ErrorKind};
 pub use local::LocalBackend;
 pub use s3::{S3Backend, S3Config};
+pub use sftp::{SftpBackend, SftpConfig, SSH_CONFIG_ENV};
 
 /// The kinds of files in a repository. Each maps to a folder (or prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,12 +1,13 @@
 //! Turning a repository location, as a person writes it, into a backend:
-//! a path, `file:///path` or `s3://bucket/prefix`. Shared by `--repo` and
+//! a path, `file:///path`, `s3://bucket/prefix` or
+//! `sftp://[user@]host[:port]/path`. Shared by `--repo` and
 //! the repositories of arca.toml, so both read the same forms and refuse
 //! the same mistakes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{Backend, BackendError, LocalBackend, S3Backend, S3Config};
+use crate::{Backend, BackendError, LocalBackend, S3Backend, S3Config, SftpBackend, SftpConfig};
 
 /// A repository's storage, opened.
 pub struct Location {
@@ -30,7 +31,8 @@ pub enum LocationError {
 }
 
 /// The forms arca reads, for messages.
-pub const FORMS: &str = "locations: a path, file:///path or s3://bucket/prefix";
+pub const FORMS: &str =
+    "locations: a path, file:///path, s3://bucket/prefix or sftp://[user@]host[:port]/absolute/path";
 
 /// The scheme of `s` when it is another tool's way to write a location
 /// (restic's `s3:bucket/path`, `sftp:host:/path`, `rest:`…, or a URL
@@ -51,6 +53,8 @@ fn other_tools_scheme(s: &str) -> Option<&'static str> {
 pub enum Parsed {
     /// An S3 bucket and prefix, with the settings of the environment.
     S3(S3Config),
+    /// A folder on an SSH server.
+    Sftp(SftpConfig),
     /// A folder, absolute.
     Local(PathBuf),
 }
@@ -62,12 +66,18 @@ pub fn parse(s: &str) -> Result<Parsed, LocationError> {
 }
 
 /// [`parse`], with the settings of object storage (`AWS_ENDPOINT_URL`,
-/// `AWS_REGION`, the keys…) from `setting` rather than the environment.
+/// `AWS_REGION`, the keys…) and of SSH (`ARCA_SSH_CONFIG`) from `setting`
+/// rather than the environment.
 pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, LocationError> {
     let invalid = |m: String| Err(LocationError::Invalid(m));
     let path = match s {
         s if s.starts_with("s3://") => {
             return S3Config::from_url(s, setting).map(Parsed::S3).map_err(LocationError::Invalid);
+        }
+        s if s.starts_with("sftp://") => {
+            return SftpConfig::from_url(s, setting)
+                .map(Parsed::Sftp)
+                .map_err(|e| LocationError::Invalid(format!("repository {e}")));
         }
         s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
         s if other_tools_scheme(s).is_some() => {
@@ -75,6 +85,14 @@ pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<P
             let guess = match other_tools_scheme(s) {
                 Some("s3") => format!("; did you mean s3://{}?", rest.trim_start_matches('/')),
                 Some("file" | "local") => format!("; did you mean file:///{}?", rest.trim_start_matches('/')),
+                // restic's sftp:user@host:/path (or sftp:host:path, relative
+                // to the home folder, which arca does not read).
+                Some("sftp" | "ssh") => match rest.trim_start_matches('/').split_once(':') {
+                    Some((host, path)) if path.starts_with('/') => {
+                        format!("; did you mean sftp://{host}{}?", path.trim_end_matches('/'))
+                    }
+                    _ => "; give sftp://user@host/absolute/path".to_string(),
+                },
                 _ => String::new(),
             };
             return invalid(format!(
@@ -100,6 +118,9 @@ pub fn open(s: &str) -> Result<Location, LocationError> {
 pub fn open_parsed(parsed: Parsed) -> Result<Location, LocationError> {
     match parsed {
         Parsed::S3(config) => Ok(Location { backend: Arc::new(S3Backend::new(config)?), local_path: None }),
+        Parsed::Sftp(config) => {
+            Ok(Location { backend: Arc::new(SftpBackend::new(config)?), local_path: None })
+        }
         Parsed::Local(path) => {
             Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
         }
@@ -125,6 +146,13 @@ mod tests {
         assert_eq!(open("./s3:odd").unwrap().local_path, Some(here.join("s3:odd")));
         assert!(error("s3:bucket/x").contains("did you mean s3://bucket/x?"));
         assert!(error("sftp:host:/srv").contains("sftp: is not a location arca reads"));
+        assert!(error("sftp:me@host:/srv/arca/").contains("did you mean sftp://me@host/srv/arca?"));
+        assert!(error("sftp:host:backups").contains("give sftp://user@host/absolute/path"));
+        assert!(error("ssh://host/srv").contains("ssh: is not a location"));
+        assert!(error("sftp://host").contains("no folder on the server"));
+        let l = open("sftp://me@host:2222/srv/arca").unwrap();
+        assert_eq!(l.backend.location(), "sftp://me@host:2222/srv/arca");
+        assert!(l.local_path.is_none() && l.backend.is_remote());
         assert!(error("gopher://x/y").contains("unknown URL scheme"));
         assert!(error("").contains("empty"));
     }
