@@ -2,9 +2,10 @@
 //!
 //! The [`Backend`] trait is deliberately small: whole-object put/get, ranged
 //! get, list, delete, addressed by ([`FileKind`], name). Encryption, caching
-//! and retries live above it, in arca-core or in wrappers, never inside a
-//! backend, so an object store (S3 through OpenDAL) and an SSH server (SFTP)
-//! fit the same engines.
+//! and retries of whole operations live above it, in arca-core or in
+//! wrappers (a backend retries only its own transport: an S3 request, a
+//! dropped SSH connection), so an object store (S3 through OpenDAL) and an
+//! SSH server (SFTP) fit the same engines.
 
 mod error;
 #[cfg(feature = "fault-injection")]

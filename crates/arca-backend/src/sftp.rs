@@ -394,10 +394,17 @@ fn connect_failure(config: &SftpConfig, e: openssh::Error) -> Failure {
         }
         _ => (None, chain(&e)),
     };
-    let ssh_said = text.trim().replace("\r\n", "; ").replace('\n', "; ");
+    // ssh's lines on one line: "a. b" or "a; b".
+    let mut ssh_said = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !ssh_said.is_empty() {
+            ssh_said.push_str(if ssh_said.ends_with('.') { " " } else { "; " });
+        }
+        ssh_said.push_str(line);
+    }
     let host = config.known_hosts_name();
     let from_config = match &config.ssh_config {
-        Some(f) => format!(" (the known_hosts files of {})", f.display()),
+        Some(f) => format!(" (the files ssh config {} names)", f.display()),
         None => String::new(),
     };
     let (message, lasting) = if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
