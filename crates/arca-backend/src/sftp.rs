@@ -440,7 +440,8 @@ fn connect_failure(config: &SftpConfig, e: openssh::Error) -> Failure {
             true,
         )
     } else if text.contains("Could not resolve hostname") {
-        (format!("cannot resolve {}: {ssh_said}", config.host), true)
+        // A typo, or a network that is down for now: tried again.
+        (format!("cannot resolve {}: {ssh_said}", config.host), false)
     } else {
         (format!("cannot connect to {host}: {ssh_said}"), false)
     };
