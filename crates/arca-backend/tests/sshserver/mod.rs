@@ -270,6 +270,19 @@ impl SshServer {
         pids.len()
     }
 
+    /// Starts the listener again on the same port, with the same keys.
+    pub fn restart(&mut self) {
+        self.stop();
+        let start = Instant::now();
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if start.elapsed() > Duration::from_secs(20) => panic!("restart sshd: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
     /// Kills the listener (and its connections).
     pub fn stop(&mut self) {
         self.kill_connections();

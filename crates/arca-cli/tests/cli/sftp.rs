@@ -191,6 +191,53 @@ fn sftp_connection_killed_during_backup() {
     restore_and_compare(&arca, "latest", &src, &base.join("restored"));
 }
 
+/// The whole server goes down (listener and connections killed) once a
+/// backup has stored its first pack, and stays down: the backup's
+/// reconnections are refused, it fails in one line naming the repository
+/// and the server it cannot connect to, and leaves no snapshot; with the server back, the
+/// repository verifies and the next backup succeeds.
+#[test]
+fn sftp_server_down_during_backup_fails_cleanly() {
+    let test = "sftp_server_down_during_backup_fails_cleanly";
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let Some(mut server) = server_or_skip(test, &base) else { return };
+    let repo = base.join("srv/repo");
+    let arca = sftp_arca(&base, &server, &repo);
+    let src = base.join("src");
+    make_random_tree(&src, 16, 8 << 20, 5);
+    arca.init();
+    let log = base.join("backup1");
+    let start = Instant::now();
+    let mut child = arca.spawn(true, &["backup", src.to_str().unwrap()], &log);
+    while dir_bytes(&repo.join("data")) < 8 << 20 {
+        assert!(child.try_wait().unwrap().is_none(), "the backup ended before its first pack was stored");
+        assert!(start.elapsed() < Duration::from_secs(120), "no pack stored within 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.stop();
+    let stopped = start.elapsed();
+    let (code, _, stderr) = wait_logged(&mut child, &log);
+    eprintln!(
+        "TIMING {test}: server stopped after {stopped:?}; the backup exited {code:?} after {:?}: {stderr}",
+        start.elapsed()
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&server.url(&repo)), "the error names the repository: {stderr}");
+    assert!(
+        stderr.contains(&format!("[127.0.0.1]:{}", server.port)) && stderr.contains("connect"),
+        "the error says the server cannot be reached: {stderr}"
+    );
+    assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{stderr}");
+    server.restart();
+    assert_eq!(arca.snapshots().len(), 0, "a snapshot exists after a failed backup");
+    verify_read_data(&arca);
+    let b = arca.backup(&[&src], &[]);
+    assert!(jarr(&b["summary"], "errors").is_empty(), "{b}");
+    assert_eq!(arca.snapshots().len(), 1);
+    verify_read_data(&arca);
+}
+
 /// known_hosts without the server's key: every command fails (non-zero),
 /// the message names the host and its unknown key, and nothing is written
 /// on the server.
