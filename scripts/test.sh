@@ -22,6 +22,8 @@ declare -A tools=(
   [bash]=bash            # completions_and_man: run the completion script
   [openssl]=openssl      # daemon: a self-signed certificate for the HTTPS API
   [fusermount3]=fuse3    # mount: a user's FUSE mount (replaces Debian's fuse 2, which nothing else uses)
+  [ssh]=openssh-client   # sftp: the SFTP backend connects through the system's ssh
+  [ssh-keygen]=openssh-client # sftp: host and user keys of the test server
 )
 # Installs Debian packages as root (a failure ends the script); otherwise
 # says they are missing.
@@ -43,6 +45,9 @@ done
 # (psql, pg_dump, pg_restore) and pgbench; the tests start their own server
 # as an unprivileged user on a private port.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# sftp: the tests start their own sshd (not on PATH for a user: /usr/sbin)
+# on a loopback port; Debian's package does not start it here (no init).
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client postgresql-contrib)
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

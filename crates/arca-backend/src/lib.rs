@@ -2,8 +2,10 @@
 //!
 //! The [`Backend`] trait is deliberately small: whole-object put/get, ranged
 //! get, list, delete, addressed by ([`FileKind`], name). Encryption, caching
-//! and retries live above it, in arca-core or in wrappers, never inside a
-//! backend, so an object store (S3 through OpenDAL) fits the same engines.
+//! and retries of whole operations live above it, in arca-core or in
+//! wrappers (a backend retries only its own transport: an S3 request, a
+//! dropped SSH connection), so an object store (S3 through OpenDAL) and an
+//! SSH server (SFTP) fit the same engines.
 
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -13,11 +15,13 @@ pub mod location;
 mod rest;
 mod rt;
 mod s3;
+mod sftp;
 
 pub use error::{BackendError, Chain, ErrorKind};
 pub use local::LocalBackend;
 pub use rest::{RestBackend, RestConfig};
 pub use s3::{S3Backend, S3Config};
+pub use sftp::{SftpBackend, SftpConfig, SSH_CONFIG_ENV};
 
 /// The kinds of files in a repository. Each maps to a folder (or prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

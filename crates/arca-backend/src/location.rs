@@ -1,12 +1,16 @@
 //! Turning a repository location, as a person writes it, into a backend:
-//! a path, `file:///path` or `s3://bucket/prefix`. Shared by `--repo` and
+//! a path, `file:///path`, `s3://bucket/prefix` or
+//! `sftp://[user@]host[:port]/path`. Shared by `--repo` and
 //! the repositories of arca.toml, so both read the same forms and refuse
 //! the same mistakes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{Backend, BackendError, LocalBackend, RestBackend, RestConfig, S3Backend, S3Config};
+use crate::{
+    Backend, BackendError, LocalBackend, RestBackend, RestConfig, S3Backend, S3Config, SftpBackend,
+    SftpConfig,
+};
 
 /// A repository's storage, opened.
 pub struct Location {
@@ -31,7 +35,8 @@ pub enum LocationError {
 
 /// The forms arca reads, for messages.
 pub const FORMS: &str =
-    "locations: a path, file:///path, s3://bucket/prefix or rest:http(s)://host:port/NAME (arca serve)";
+    "locations: a path, file:///path, s3://bucket/prefix, sftp://[user@]host[:port]/absolute/path or \
+     rest:http(s)://host:port/NAME (arca serve)";
 
 /// The scheme of `s` when it is another tool's way to write a location
 /// (restic's `s3:bucket/path`, `sftp:host:/path`, `rest:`…, or a URL
@@ -54,6 +59,8 @@ pub enum Parsed {
     S3(S3Config),
     /// A repository of `arca serve`.
     Rest(RestConfig),
+    /// A folder on an SSH server.
+    Sftp(SftpConfig),
     /// A folder, absolute.
     Local(PathBuf),
 }
@@ -65,7 +72,8 @@ pub fn parse(s: &str) -> Result<Parsed, LocationError> {
 }
 
 /// [`parse`], with the settings of object storage (`AWS_ENDPOINT_URL`,
-/// `AWS_REGION`, the keys…) from `setting` rather than the environment.
+/// `AWS_REGION`, the keys…) and of SSH (`ARCA_SSH_CONFIG`) from `setting`
+/// rather than the environment.
 pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, LocationError> {
     let invalid = |m: String| Err(LocationError::Invalid(m));
     let path = match s {
@@ -75,6 +83,11 @@ pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<P
         s if s.starts_with("rest:http://") || s.starts_with("rest:https://") => {
             return RestConfig::from_url(s, setting).map(Parsed::Rest).map_err(LocationError::Invalid);
         }
+        s if s.starts_with("sftp://") => {
+            return SftpConfig::from_url(s, setting)
+                .map(Parsed::Sftp)
+                .map_err(|e| LocationError::Invalid(format!("repository {e}")));
+        }
         s if s.starts_with("file://") => PathBuf::from(&s["file://".len()..]),
         s if other_tools_scheme(s).is_some() => {
             let (scheme, rest) = s.split_once(':').unwrap_or((s, ""));
@@ -82,6 +95,14 @@ pub fn parse_with(s: &str, setting: &dyn Fn(&str) -> Option<String>) -> Result<P
                 Some("s3") => format!("; did you mean s3://{}?", rest.trim_start_matches('/')),
                 Some("file" | "local") => format!("; did you mean file:///{}?", rest.trim_start_matches('/')),
                 Some("rest") => format!("; did you mean rest:http://{}?", rest.trim_start_matches('/')),
+                // restic's sftp:user@host:/path (or sftp:host:path, relative
+                // to the home folder, which arca does not read).
+                Some("sftp" | "ssh") => match rest.trim_start_matches('/').split_once(':') {
+                    Some((host, path)) if path.starts_with('/') => {
+                        format!("; did you mean sftp://{host}{}?", path.trim_end_matches('/'))
+                    }
+                    _ => "; give sftp://user@host/absolute/path".to_string(),
+                },
                 _ => String::new(),
             };
             return invalid(format!(
@@ -110,6 +131,9 @@ pub fn open_parsed(parsed: Parsed) -> Result<Location, LocationError> {
         Parsed::Rest(config) => {
             Ok(Location { backend: Arc::new(RestBackend::new(config)?), local_path: None })
         }
+        Parsed::Sftp(config) => {
+            Ok(Location { backend: Arc::new(SftpBackend::new(config)?), local_path: None })
+        }
         Parsed::Local(path) => {
             Ok(Location { backend: Arc::new(LocalBackend::new(path.clone())), local_path: Some(path) })
         }
@@ -135,6 +159,13 @@ mod tests {
         assert_eq!(open("./s3:odd").unwrap().local_path, Some(here.join("s3:odd")));
         assert!(error("s3:bucket/x").contains("did you mean s3://bucket/x?"));
         assert!(error("sftp:host:/srv").contains("sftp: is not a location arca reads"));
+        assert!(error("sftp:me@host:/srv/arca/").contains("did you mean sftp://me@host/srv/arca?"));
+        assert!(error("sftp:host:backups").contains("give sftp://user@host/absolute/path"));
+        assert!(error("ssh://host/srv").contains("ssh: is not a location"));
+        assert!(error("sftp://host").contains("no folder on the server"));
+        let l = open("sftp://me@host:2222/srv/arca").unwrap();
+        assert_eq!(l.backend.location(), "sftp://me@host:2222/srv/arca");
+        assert!(l.local_path.is_none() && l.backend.is_remote());
         assert!(error("gopher://x/y").contains("unknown URL scheme"));
         assert!(error("").contains("empty"));
     }

@@ -1,14 +1,19 @@
 //! One behaviour suite that every backend passes: the guarantees documented
 //! on the `Backend` trait, checked against the local filesystem and against
-//! a real S3 server (`s3s-fs` on loopback, see `s3server/mod.rs`), plus the
-//! errors of an S3 backend that cannot reach its bucket.
+//! a real S3 server (`s3s-fs` on loopback, see `s3server/mod.rs`) and a real
+//! OpenSSH server (`sshd` on loopback, see `sshserver/mod.rs`), plus the
+//! errors of an S3 backend that cannot reach its bucket and of an SFTP
+//! backend whose server is unknown or whose connection drops.
 mod s3server;
+mod sshserver;
 mod suite;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arca_backend::{Backend, BackendError, ErrorKind, FileKind, LocalBackend, S3Backend, S3Config};
+use arca_backend::{
+    Backend, BackendError, ErrorKind, FileKind, LocalBackend, S3Backend, S3Config, SftpBackend, SftpConfig,
+};
 use s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
 use suite::{concurrent, exclusive_create, hex_name, suite};
 
@@ -67,6 +72,208 @@ fn s3_backend_behaviour() {
         let e = e.unwrap();
         assert_eq!(e.file_name(), "repo", "object outside the prefix: {}", e.path().display());
     }
+}
+
+/// An SFTP backend for `path` on `server`, with the test's ssh config
+/// (`ssh_config`: which known_hosts the client trusts).
+fn sftp_backend(
+    server: &sshserver::SshServer,
+    path: &std::path::Path,
+    ssh_config: &std::path::Path,
+) -> SftpBackend {
+    let config = ssh_config.display().to_string();
+    let c = SftpConfig::from_url(&server.url(path), &|k| (k == "ARCA_SSH_CONFIG").then(|| config.clone()))
+        .expect("an sftp:// URL");
+    SftpBackend::new(c).expect("an SFTP backend")
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+#[test]
+fn sftp_backend_behaviour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = sshserver::start_or_skip("sftp_backend_behaviour", &tmp.path().join("sshd")) else {
+        return;
+    };
+    // The server is this machine: its files are ours to look at.
+    let root = tmp.path().join("srv/arca/repo");
+    let b = sftp_backend(&server, &root, &server.ssh_config);
+    b.create().unwrap_or_else(|e| panic!("create: {}\n{}", e.report(), server.log()));
+    assert!(b.is_remote());
+    let loc = b.location();
+    assert_eq!(loc, format!("sftp://{}@127.0.0.1:{}{}", server.user, server.port, root.display()));
+    // Folders 0700 (the parents it made too), files 0600.
+    for d in [root.clone(), root.parent().unwrap().to_path_buf(), root.join("data/ab"), root.join("keys")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    suite(&b);
+    let key = hex_name(70);
+    b.put(FileKind::Key, &key, b"secret-ish").unwrap();
+    assert_eq!(mode(&root.join("keys").join(&key)), 0o600);
+    assert_eq!(b.exposure(FileKind::Key, &key).unwrap(), None);
+    std::fs::set_permissions(
+        root.join("keys").join(&key),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let exposed = b.exposure(FileKind::Key, &key).unwrap().expect("a 0644 key is exposed");
+    assert!(exposed.contains("0644") && exposed.contains(&loc), "{exposed}");
+    b.delete(FileKind::Key, &key).unwrap();
+    // A folder of a kind missing (never created, or removed): put makes it.
+    b.put(FileKind::Wal, &hex_name(71), b"wal").unwrap();
+    std::fs::remove_dir_all(root.join("wal")).unwrap();
+    b.put(FileKind::Wal, &hex_name(71), b"wal again").unwrap();
+    assert_eq!(b.get(FileKind::Wal, &hex_name(71)).unwrap(), b"wal again");
+    assert_eq!(mode(&root.join("wal")), 0o700);
+    b.delete(FileKind::Wal, &hex_name(71)).unwrap();
+
+    // Temporaries: never listed, counted, removed; misplaced packs named.
+    let pack = hex_name(72);
+    b.put(FileKind::Pack, &pack, b"in place").unwrap();
+    std::fs::write(root.join("data/ab/.tmp-0011223344556677"), b"partial").unwrap();
+    std::fs::write(root.join("keys/.tmp-8899aabbccddeeff"), b"par").unwrap();
+    assert!(!b.list(FileKind::Pack).unwrap().iter().any(|e| e.name.starts_with(".tmp-")));
+    assert!(b.list(FileKind::Key).unwrap().is_empty());
+    assert_eq!(b.temporaries_size().unwrap(), 10);
+    assert_eq!(b.remove_temporaries().unwrap(), 10);
+    assert_eq!(b.temporaries_size().unwrap(), 0);
+    assert!(!root.join("data/ab/.tmp-0011223344556677").exists());
+    let other = if pack.starts_with("ff") { "00" } else { "ff" };
+    std::fs::rename(root.join(FileKind::Pack.path(&pack)), root.join("data").join(other).join(&pack))
+        .unwrap();
+    std::fs::write(root.join("data/loose"), b"x").unwrap();
+    assert!(b.list(FileKind::Pack).unwrap().iter().all(|e| e.name != pack));
+    let mut misplaced = b.misplaced(FileKind::Pack).unwrap();
+    misplaced.retain(|m| m.contains(&pack) || m.contains("loose"));
+    misplaced.sort();
+    assert_eq!(misplaced, vec![format!("data/{other}/{pack}"), "data/loose".to_string()]);
+    assert!(b.get(FileKind::Pack, &pack).unwrap_err().is_not_found());
+    std::fs::remove_file(root.join("data").join(other).join(&pack)).unwrap();
+    std::fs::remove_file(root.join("data/loose")).unwrap();
+    // Everything was cleaned up after itself: no temporary left.
+    assert_eq!(b.temporaries_size().unwrap(), 0);
+
+    let b: Arc<dyn Backend> = Arc::new(b);
+    concurrent(b.clone());
+    exclusive_create(b.clone(), true);
+    assert_eq!(b.temporaries_size().unwrap(), 0, "put_new left temporaries");
+}
+
+/// The connection drops (sshd's per-connection processes killed) under
+/// requests from several threads: requests reconnect and go on, or fail
+/// with a temporary error naming the object; afterwards every object that
+/// was reported stored reads back whole.
+#[test]
+fn sftp_backend_reconnects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = sshserver::start_or_skip("sftp_backend_reconnects", &tmp.path().join("sshd")) else {
+        return;
+    };
+    let root = tmp.path().join("repo");
+    let b = Arc::new(sftp_backend(&server, &root, &server.ssh_config));
+    b.create().unwrap();
+    b.put(FileKind::Config, "config", b"first").unwrap();
+    // Between requests: the next one finds the connection dead and reopens it.
+    assert!(server.kill_connections() > 0, "no connection process found to kill");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.get(FileKind::Config, "config").unwrap(), b"first", "a read after the connection dropped");
+    server.kill_connections();
+    b.put(FileKind::Config, "config", b"second").unwrap();
+    assert_eq!(b.get(FileKind::Config, "config").unwrap(), b"second");
+
+    // During requests, several times.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (b, stop) = (b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut stored = Vec::new();
+                let mut failures = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 400 {
+                    let name = hex_name(20_000 + t * 1000 + i);
+                    let data = bytes(200_000 + (i as usize % 7) * 100_003, t * 1000 + i);
+                    match b.put(FileKind::Pack, &name, &data) {
+                        Ok(()) => stored.push((name, data)),
+                        Err(e) => failures.push(e),
+                    }
+                    i += 1;
+                }
+                (stored, failures)
+            })
+        })
+        .collect();
+    let mut kills = 0;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(400));
+        kills += server.kill_connections();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(kills > 0);
+    let (mut stored, mut failures) = (Vec::new(), Vec::new());
+    for w in workers {
+        let (s, f) = w.join().expect("a worker panicked");
+        stored.extend(s);
+        failures.extend(f);
+    }
+    eprintln!(
+        "{} puts stored, {} failed, across {kills} killed connection processes",
+        stored.len(),
+        failures.len()
+    );
+    for e in &failures {
+        let shown = e.report().to_string();
+        assert!(e.temporary, "a dropped connection is a temporary error: {shown}");
+        assert!(shown.contains(&b.location()), "the error names the object: {shown}");
+    }
+    assert!(!stored.is_empty(), "nothing was stored while connections were killed");
+    for (name, data) in &stored {
+        let got = b.get(FileKind::Pack, name).unwrap_or_else(|e| panic!("read back {name}: {}", e.report()));
+        assert!(&got == data, "{name} came back different");
+    }
+    let listed: std::collections::HashSet<String> =
+        b.list(FileKind::Pack).unwrap().into_iter().map(|e| e.name).collect();
+    assert!(stored.iter().all(|(n, _)| listed.contains(n)));
+    // Interrupted writes left at most temporaries, which maintenance removes.
+    b.remove_temporaries().unwrap();
+    assert_eq!(b.temporaries_size().unwrap(), 0);
+}
+
+/// A server whose host key is not in known_hosts is refused before anything
+/// is written; the error names the host and the unknown key, and is not
+/// temporary (waiting cures nothing).
+#[test]
+fn sftp_backend_refuses_an_unknown_host_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) =
+        sshserver::start_or_skip("sftp_backend_refuses_an_unknown_host_key", &tmp.path().join("sshd"))
+    else {
+        return;
+    };
+    let untrusting = server.dir.join("ssh_config_untrusting");
+    server.write_client_config(&untrusting, false);
+    let root = tmp.path().join("repo");
+    let b = sftp_backend(&server, &root, &untrusting);
+    let start = Instant::now();
+    for (what, r) in [
+        ("create", b.create().map(|_| ())),
+        ("put", b.put(FileKind::Config, "config", b"x")),
+        ("list", b.list(FileKind::Snapshot).map(|_| ())),
+    ] {
+        let e = r.expect_err("an unknown host key is refused");
+        let shown = e.report().to_string();
+        assert!(!e.temporary, "{what}: {shown}");
+        assert!(shown.contains(&format!("[127.0.0.1]:{}", server.port)), "{what}: names the host: {shown}");
+        assert!(shown.contains("host key") && shown.contains("unknown"), "{what}: says why: {shown}");
+        assert!(shown.contains("ssh-keyscan"), "{what}: says what to do: {shown}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(30), "refusing took {:?}", start.elapsed());
+    assert!(!root.exists(), "something was written on a server whose key is unknown");
+    let known = std::fs::read_to_string(server.dir.join("ssh_config_untrusting.known_hosts")).unwrap();
+    assert!(known.is_empty(), "the unknown key was added to known_hosts: {known}");
 }
 
 /// One backend call, its result shown as text.

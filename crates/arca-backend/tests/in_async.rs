@@ -4,13 +4,15 @@
 //! and dropped inside the runtime. Blocking on the backend's own runtime
 //! there would panic ("Cannot start a runtime from within a runtime"); it
 //! must answer and must not deadlock, against a real S3 server (`s3s-fs`,
-//! see `s3server/mod.rs`).
+//! see `s3server/mod.rs`); the SFTP backend likewise, against a real sshd
+//! (see `sshserver/mod.rs`).
 mod s3server;
+mod sshserver;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_backend::{Backend, FileKind, S3Backend, S3Config};
+use arca_backend::{Backend, FileKind, S3Backend, S3Config, SftpBackend, SftpConfig};
 use s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
 
 fn backend(server: &S3Server, bucket: &str) -> S3Backend {
@@ -105,4 +107,45 @@ async fn current_thread() {
     let b2 = b.clone();
     tokio::task::spawn_blocking(move || requests(&*b2, 10)).await.unwrap();
     drop(b);
+}
+
+fn sftp_backend(server: &sshserver::SshServer, path: &std::path::Path) -> SftpBackend {
+    let config = server.ssh_config.display().to_string();
+    let c = SftpConfig::from_url(&server.url(path), &|k| (k == "ARCA_SSH_CONFIG").then(|| config.clone()))
+        .expect("an sftp:// URL");
+    SftpBackend::new(c).expect("an SFTP backend")
+}
+
+#[test]
+fn sftp_backend_inside_runtimes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = sshserver::start_or_skip("sftp_backend_inside_runtimes", &tmp.path().join("sshd"))
+    else {
+        return;
+    };
+    let root = tmp.path().join("repo");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    within(rt, async {
+        let b = Arc::new(sftp_backend(&server, &root));
+        requests(&*b, 1);
+        tokio::task::block_in_place(|| requests(&*b, 2));
+        let tasks: Vec<_> = (3..7u8)
+            .map(|t| {
+                let b = b.clone();
+                tokio::task::spawn_blocking(move || requests(&*b, t))
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(b);
+    });
+    within(tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(), async {
+        // The runtime's only thread waits: the request runs on the backend's own.
+        let b = Arc::new(sftp_backend(&server, &root));
+        requests(&*b, 9);
+        let b2 = b.clone();
+        tokio::task::spawn_blocking(move || requests(&*b2, 10)).await.unwrap();
+        drop(b);
+    });
 }

@@ -162,6 +162,7 @@ Environment:
   ARCA_REST_USER         the user of a rest: repository (arca serve)
   ARCA_REST_PASSWORD     its password
   ARCA_REST_CACERT       a PEM file of certificates to trust for it
+  ARCA_SSH_CONFIG        the ssh config file (ssh -F) of sftp:// repositories
 The repository's password comes from --password-file or --password-command
 when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
 (the first one set), else from a prompt on a terminal.";

@@ -44,6 +44,7 @@ fn kinds() -> Vec<(FileKind, String)> {
         (FileKind::Pack, hex_name(4)),
         (FileKind::Lock, hex_name(5)),
         (FileKind::Parity, hex_name(6)),
+        (FileKind::Wal, hex_name(8)),
     ]
 }
 

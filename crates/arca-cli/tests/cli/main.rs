@@ -12,6 +12,9 @@ mod common;
 /// The real S3 server (`s3s-fs`), shared with the backend suite.
 #[path = "../../../arca-backend/tests/s3server/mod.rs"]
 mod s3server;
+/// The real OpenSSH server (`sshd`), shared with the backend suite.
+#[path = "../../../arca-backend/tests/sshserver/mod.rs"]
+mod sshserver;
 
 mod backup_exclusions;
 mod bad_input_errors;
@@ -54,6 +57,7 @@ mod s3;
 mod s3_faults;
 mod safety_cli;
 mod serve;
+mod sftp;
 mod snapshot_selection;
 mod special_tree_fidelity;
 mod stdin_backup;

@@ -31,7 +31,7 @@ fn other_tools_location_forms_are_refused_and_create_nothing() {
     for (repo, hint) in [
         ("s3:bucket/x", Some("s3://bucket/x")),
         ("S3:bucket/x", None),
-        ("sftp:host:/srv/repo", None),
+        ("sftp:host:/srv/repo", Some("sftp://host/srv/repo")),
         ("rest:http://host:8000/", None),
         ("file:/tmp/repo", Some("file:///tmp/repo")),
     ] {
@@ -54,6 +54,41 @@ fn other_tools_location_forms_are_refused_and_create_nothing() {
     // A local folder with a colon in its name is still reachable.
     let out = run_in(&arca, "./s3:bucket", &work, &["init"], &[]).ok();
     assert!(work.join("s3:bucket/config").exists(), "{}", out.describe());
+}
+
+/// sftp:// mistakes are named before ssh runs (a password in the URL never
+/// echoed, a host that ssh would take as an option refused); a server where
+/// nothing listens fails in one line naming it, as a temporary error.
+#[test]
+fn sftp_locations_fail_early_and_readably() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    for (url, want) in [
+        ("sftp://nas", "no folder on the server"),
+        ("sftp://nas/", "no folder on the server"),
+        ("sftp://me:hunter2@nas/srv/arca", "takes no password"),
+        ("sftp://-oProxyCommand=touch_x/srv", "not a host name"),
+        ("sftp://nas:ssh/srv", "not a port number"),
+        ("sftp://nas/srv/../etc", "plain and absolute"),
+    ] {
+        let out = run_in(&arca, url, &base, &["snapshots"], &[]).code_is(1);
+        out.one_line_error();
+        assert!(out.stderr.contains(want), "{url}: {}", out.describe());
+        assert!(!out.stderr.contains("hunter2"), "the password was echoed: {}", out.describe());
+    }
+    assert!(!base.join("touch_x").exists());
+    if crate::sshserver::missing().is_some() {
+        skip("sftp_locations_fail_early_and_readably", "ssh is not installed");
+        return;
+    }
+    let port = crate::sshserver::free_port();
+    let url = format!("sftp://me@127.0.0.1:{port}/srv/repo");
+    let out = run_in(&arca, &url, &base, &["snapshots"], &[("ARCA_SSH_CONFIG", "/dev/null")]);
+    assert_ne!(out.code, 0, "{}", out.describe());
+    out.one_line_error();
+    assert!(out.stderr.contains(&format!("cannot connect to [127.0.0.1]:{port}")), "{}", out.describe());
+    assert!(out.stderr.contains(&url), "names the repository: {}", out.describe());
 }
 
 /// Against an endpoint where nothing listens: a bucket name S3 refuses
