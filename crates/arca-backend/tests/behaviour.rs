@@ -15,7 +15,7 @@ use arca_backend::{
     Backend, BackendError, ErrorKind, FileKind, LocalBackend, S3Backend, S3Config, SftpBackend, SftpConfig,
 };
 use s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
-use suite::{concurrent, exclusive_create, hex_name, suite};
+use suite::{bytes, concurrent, exclusive_create, hex_name, suite};
 
 #[test]
 fn local_backend_behaviour() {
