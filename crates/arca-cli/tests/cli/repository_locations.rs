@@ -32,7 +32,6 @@ fn other_tools_location_forms_are_refused_and_create_nothing() {
         ("s3:bucket/x", Some("s3://bucket/x")),
         ("S3:bucket/x", None),
         ("sftp:host:/srv/repo", Some("sftp://host/srv/repo")),
-        ("rest:http://host:8000/", None),
         ("file:/tmp/repo", Some("file:///tmp/repo")),
     ] {
         for args in [&["init"][..], &["backup", "src"], &["snapshots"]] {
@@ -51,6 +50,15 @@ fn other_tools_location_forms_are_refused_and_create_nothing() {
         let made: Vec<_> = fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(made, ["src"], "{repo}: something was created in the current folder");
     }
+    // restic's rest-server form without a repository name: arca serve's
+    // form asks for one.
+    for args in [&["init"][..], &["snapshots"]] {
+        let out = run_in(&arca, "rest:http://host:8000/", &work, args, &[]).code_is(1);
+        out.one_line_error();
+        assert!(out.stderr.contains("give one repository name"), "{}", out.describe());
+    }
+    let made: Vec<_> = fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(made, ["src"], "rest: something was created in the current folder");
     // A local folder with a colon in its name is still reachable.
     let out = run_in(&arca, "./s3:bucket", &work, &["init"], &[]).ok();
     assert!(work.join("s3:bucket/config").exists(), "{}", out.describe());
