@@ -255,6 +255,17 @@ impl RestBackend {
         }
     }
 
+    /// A read that found the object shorter than asked.
+    fn short(&self, path: &str, why: String) -> BackendError {
+        BackendError {
+            kind: ErrorKind::ShortObject,
+            object: self.object(path),
+            action: "reading",
+            temporary: false,
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, why),
+        }
+    }
+
     fn expect(&self, a: Answer, path: &str, action: &'static str) -> Result<Vec<u8>> {
         if (200..300).contains(&a.status) {
             Ok(a.body)
@@ -336,16 +347,7 @@ impl Backend for RestBackend {
                 return Err(self.refused(&p, "reading", &a));
             }
             if a.length.unwrap_or(0) < offset {
-                return Err(BackendError {
-                    kind: ErrorKind::ShortObject,
-                    object: self.object(&p),
-                    action: "reading",
-                    temporary: false,
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("the object ends before {offset}"),
-                    ),
-                });
+                return Err(self.short(&p, format!("the object ends before {offset}")));
             }
             return Ok(Vec::new());
         }
@@ -353,16 +355,7 @@ impl Backend for RestBackend {
         let a = self.request(reqwest::Method::GET, &p, "", &range, None, "reading")?;
         let body = self.expect(a, &p, "reading")?;
         if body.len() as u64 != length {
-            return Err(BackendError {
-                kind: ErrorKind::ShortObject,
-                object: self.object(&p),
-                action: "reading",
-                temporary: false,
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{} bytes at {offset} asked, {} received", length, body.len()),
-                ),
-            });
+            return Err(self.short(&p, format!("{length} bytes at {offset} asked, {} received", body.len())));
         }
         Ok(body)
     }

@@ -23,3 +23,15 @@ pub mod tls;
 pub mod token;
 
 pub use daemon::{run, Daemon, DaemonOptions};
+
+/// The runtime of a server (the daemon, `arca serve`): two workers for the
+/// requests, and room for the blocking work (engines, storage) they hand
+/// off.
+pub(crate) fn server_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))
+}

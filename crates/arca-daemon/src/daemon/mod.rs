@@ -330,12 +330,7 @@ pub fn run(opts: DaemonOptions) -> Result<(), String> {
         stopping: Cancel::new(),
         unreachable: Mutex::new(HashMap::new()),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = crate::server_runtime()?;
     runtime.block_on(serve(daemon, listen, tls))
 }
 

@@ -84,12 +84,7 @@ pub fn app(opts: &ServeOptions) -> Result<Router, String> {
 /// Serves until SIGTERM or SIGINT.
 pub fn run(opts: ServeOptions) -> Result<(), String> {
     let app = app(&opts)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = crate::server_runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
