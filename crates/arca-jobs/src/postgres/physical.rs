@@ -511,23 +511,49 @@ fn write_datadir(
         .map_err(|e| e.report().to_string())?;
     let mut counted =
         Counted { inner: arca_core::ops::archive::ContentReader::new(repo, &index, &node.content), n: 0 };
-    let mut tar = tar::Archive::new(&mut counted);
+    let owner = extract(&mut counted, datadir, &path)?;
+    // Run as root, the folder itself goes to the server's user, as its files do.
+    if let (true, Some((uid, gid))) = (rustix::process::geteuid().is_root(), owner) {
+        std::os::unix::fs::chown(datadir, Some(uid), Some(gid))
+            .map_err(|e| format!("{}: {e}", datadir.display()))?;
+    }
+    if owner.is_none() {
+        return Err(format!("{path} holds no PG_VERSION: it is not a PostgreSQL data folder"));
+    }
+    Ok(counted.n)
+}
+
+/// Whether `p` stays below the folder it is taken from: relative, and no
+/// `..` (nor anything else than plain names).
+fn stays_inside(p: &Path) -> bool {
+    !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Extracts the tar `reader` (shown as `shown`) into `datadir`: every
+/// entry's name and every link's target must stay inside it (checked
+/// before the entry is written; the first that does not stops the
+/// extraction). Returns the owner of `PG_VERSION`.
+fn extract(reader: impl Read, datadir: &Path, shown: &str) -> Result<Option<(u32, u32)>, String> {
+    let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
     tar.set_preserve_mtime(true);
-    let as_root = rustix::process::geteuid().is_root();
-    tar.set_preserve_ownerships(as_root);
+    tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
     tar.set_overwrite(false);
     let mut owner = None;
-    for entry in tar.entries().map_err(|e| format!("reading {path}: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("reading {path}: {e}"))?;
-        let name = entry.path().map_err(|e| format!("reading {path}: {e}"))?.into_owned();
-        if name.as_os_str().is_empty()
-            || !name.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        {
+    for entry in tar.entries().map_err(|e| format!("reading {shown}: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("reading {shown}: {e}"))?;
+        let name = entry.path().map_err(|e| format!("reading {shown}: {e}"))?.into_owned();
+        if !stays_inside(&name) {
             return Err(format!(
-                "{path} holds an entry named {:?}, outside the data folder: nothing more is written",
-                name
+                "{shown} holds an entry named {name:?}, outside the data folder: nothing more is written"
             ));
+        }
+        if let Some(target) = entry.link_name().map_err(|e| format!("reading {shown}: {e}"))? {
+            if !stays_inside(&target) {
+                return Err(format!(
+                    "{shown} holds a link {name:?} to {target:?}, outside the data folder: nothing more is written"
+                ));
+            }
         }
         if name == Path::new("PG_VERSION") {
             owner =
@@ -537,15 +563,7 @@ fn write_datadir(
             .unpack_in(datadir)
             .map_err(|e| format!("writing {} into {}: {e}", name.display(), datadir.display()))?;
     }
-    // Run as root, the folder itself goes to the server's user, as its files do.
-    if let (true, Some((uid, gid))) = (as_root, owner) {
-        std::os::unix::fs::chown(datadir, Some(uid), Some(gid))
-            .map_err(|e| format!("{}: {e}", datadir.display()))?;
-    }
-    if owner.is_none() {
-        return Err(format!("{path} holds no PG_VERSION: it is not a PostgreSQL data folder"));
-    }
-    Ok(counted.n)
+    Ok(owner)
 }
 
 struct Counted<R> {
@@ -623,6 +641,65 @@ fn configure(r: &PitrRestore, base: &BaseBackup, restore_command: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tar_never_writes_outside_the_data_folder() {
+        // Names and link targets written raw: the tar crate's own builder
+        // refuses to make the hostile ones.
+        fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, kind, content) in entries {
+                let mut h = tar::Header::new_old();
+                let link = kind.is_symlink() || kind.is_hard_link();
+                {
+                    let old = h.as_old_mut();
+                    old.name[..name.len()].copy_from_slice(name.as_bytes());
+                    if link {
+                        old.linkname[..content.len()].copy_from_slice(content.as_bytes());
+                    }
+                }
+                h.set_entry_type(*kind);
+                h.set_mode(0o700);
+                h.set_uid(rustix::process::geteuid().as_raw().into());
+                h.set_gid(rustix::process::getegid().as_raw().into());
+                h.set_mtime(1);
+                let data: &[u8] = if link { b"" } else { content.as_bytes() };
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append(&h, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        }
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let tmp = std::env::temp_dir().join(format!("arca-extract-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for (i, bad) in [
+            vec![("evil", Symlink, "/etc"), ("evil/passwd", Regular, "x")],
+            vec![("evil", Symlink, "../outside"), ("evil/f", Regular, "x")],
+            vec![("hard", Link, "/etc/hostname")],
+            vec![("base/../../outside", Regular, "x")],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dir = tmp.join(format!("d{i}/data"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let e = extract(&tar_of(&bad)[..], &dir, "base.tar").unwrap_err();
+            assert!(e.contains("outside the data folder"), "{e}");
+            assert!(!tmp.join(format!("d{i}/outside")).exists());
+        }
+        let dir = tmp.join("good/data");
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = tar_of(&[
+            ("PG_VERSION", Regular, "15\n"),
+            ("base/", Directory, ""),
+            ("base/1", Regular, "rows"),
+            ("latest", Symlink, "base/1"),
+        ]);
+        assert!(extract(&good[..], &dir, "base.tar").unwrap().is_some());
+        assert_eq!(std::fs::read_to_string(dir.join("latest")).unwrap(), "rows");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn the_wal_of_a_base_backup_is_read_from_its_tar() {
