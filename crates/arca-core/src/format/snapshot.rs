@@ -162,12 +162,14 @@ pub struct BaseBackup {
 impl BaseBackup {
     /// The first segment it needs (a number, as [`crate::format::wal::WalName::segno`]).
     pub fn start_segno(&self) -> u64 {
-        crate::format::wal::parse_lsn(&self.start_lsn).unwrap_or(0) / self.segment_size.max(1)
+        crate::format::wal::parse_lsn(&self.start_lsn).unwrap_or(0)
+            / crate::format::wal::usable_segment_size(self.segment_size)
     }
 
     /// The segment holding its end: needed for a consistent restore.
     pub fn stop_segno(&self) -> u64 {
-        crate::format::wal::parse_lsn(&self.stop_lsn).unwrap_or(0) / self.segment_size.max(1)
+        crate::format::wal::parse_lsn(&self.stop_lsn).unwrap_or(0)
+            / crate::format::wal::usable_segment_size(self.segment_size)
     }
 }
 

@@ -180,9 +180,16 @@ impl WalName {
     }
 }
 
+/// `size` brought into the sizes PostgreSQL allows (1 MiB to 1 GiB), so
+/// that no arithmetic on a size read from a damaged or crafted record can
+/// divide by zero; `verify` reports a size out of that range.
+pub fn usable_segment_size(size: u64) -> u64 {
+    size.clamp(1 << 20, 1 << 30)
+}
+
 /// Segments in one log id (4 GiB of LSN).
 fn segments_per_log(segment_size: u64) -> u64 {
-    (1u64 << 32) / segment_size.max(1)
+    (1u64 << 32) / usable_segment_size(segment_size)
 }
 
 /// The name of segment `segno` of `timeline`.
@@ -258,6 +265,11 @@ mod tests {
         assert!(parse_lsn("16-B374D848").is_err());
         assert!(check_segment_size(16 << 20).is_ok());
         assert!(check_segment_size(3 << 20).is_err());
+        // Sizes no server uses (a damaged record) give names, never a panic.
+        for size in [0, 1, 7_103_741_824, u64::MAX] {
+            let _ = segment_name(1, u64::MAX / 2, size);
+            let _ = WalName::parse("FFFFFFFFFFFFFFFFFFFFFFFF").unwrap().segno(size);
+        }
         assert!(check_cluster("main").is_ok());
         assert!(check_cluster("../x").is_err());
         assert!(check_cluster("").is_err());

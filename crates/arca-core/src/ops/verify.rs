@@ -621,6 +621,14 @@ fn check_wal(
     let records: Vec<_> = records.into_iter().map(|(_, r)| r).collect();
     let bases: Vec<&crate::format::snapshot::BaseBackup> =
         loaded.selected.iter().filter_map(|(_, s)| s.base_backup.as_ref()).collect();
+    for (id, snap) in &loaded.selected {
+        let Some(b) = &snap.base_backup else { continue };
+        let lsns =
+            crate::format::wal::parse_lsn(&b.start_lsn).and(crate::format::wal::parse_lsn(&b.stop_lsn));
+        if let Err(e) = crate::format::wal::check_segment_size(b.segment_size).and(lsns) {
+            report.errors.push(format!("snapshot {}: its base backup record is damaged: {e}", id.short()));
+        }
+    }
     let mut archives = crate::ops::wal::survey(&records, &bases);
     for a in &mut archives {
         for r in records.iter().filter(|r| r.cluster == a.cluster) {

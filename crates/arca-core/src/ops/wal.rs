@@ -260,7 +260,7 @@ pub struct ClusterArchive {
 }
 
 fn cluster_segment_size(records: &[&WalRecord], bases: &[&BaseBackup]) -> u64 {
-    bases.first().map(|b| b.segment_size).unwrap_or_else(|| {
+    bases.first().map(|b| crate::format::wal::usable_segment_size(b.segment_size)).unwrap_or_else(|| {
         records
             .iter()
             .filter(|r| matches!(WalName::parse(&r.name), Ok(WalName::Segment { .. })))

@@ -170,6 +170,8 @@ pub fn basebackup(
         }
         _ => return Err(format!("{} did not say its wal_segment_size", u.shown())),
     };
+    arca_core::ops::wal::check_segment_size(segment_size)
+        .map_err(|e| format!("{} says its wal_segment_size is {segment_size}: {e}", u.shown()))?;
     if archive_mode == "off" {
         return Err(format!(
             "{} has archive_mode = off: its WAL is not archived, so a base backup could not be \
@@ -437,7 +439,7 @@ pub fn restore(
             }
         }
         RecoveryTarget::Lsn(l) => {
-            let s = l / base.segment_size;
+            let s = l / arca_core::ops::wal::usable_segment_size(base.segment_size);
             if s > last_segno {
                 return Err(format!(
                     "the archive of cluster {} ends with segment {}, before {}: the recovery could not reach it",
