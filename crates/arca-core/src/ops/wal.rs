@@ -30,7 +30,7 @@ use crate::repository::Repository;
 
 pub use crate::format::wal::{
     check_cluster as check_cluster_name, check_segment_size, format_lsn, parse_lsn, segment_name,
-    WalName as FileName,
+    usable_segment_size, WalName as FileName,
 };
 
 /// Whether the archive of `cluster` holds the file `name` (its record;
