@@ -11,6 +11,9 @@
 //! server is a failure.
 #![allow(dead_code)]
 
+#[path = "../listening/mod.rs"]
+pub mod listening;
+
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -143,7 +146,7 @@ impl S3Server {
     fn spawn(&mut self) -> Result<(), String> {
         let log =
             fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(&self.binary)
+        let child = Command::new(&self.binary)
             .arg("--host")
             .arg("127.0.0.1")
             .arg("--port")
@@ -159,28 +162,10 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", self.binary.display()))?;
-        let start = Instant::now();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(st)) = child.try_wait() {
-                let log = fs::read_to_string(&self.log).unwrap_or_default();
-                return Err(format!("s3s-fs on port {} exited with {st}: {log}", self.port));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                // Something answers: ours, unless it failed to bind the
-                // port (taken by another program) and is exiting.
-                std::thread::sleep(Duration::from_millis(50));
-                if let Ok(Some(st)) = child.try_wait() {
-                    return Err(format!("s3s-fs on port {} exited with {st}: port taken?", self.port));
-                }
-                self.child = Some(child);
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!("s3s-fs did not listen on port {} within 20 s", self.port))
+        self.child = Some(listening::wait_listening(child, self.port, "s3s-fs", &|| {
+            fs::read_to_string(&self.log).unwrap_or_default()
+        })?);
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT`.

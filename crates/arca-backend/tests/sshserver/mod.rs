@@ -12,9 +12,13 @@
 //! through a `#[path]` include), so it depends on the standard library only.
 #![allow(dead_code)]
 
+// The wait for the port, shared with the S3 harness (every test crate
+// that includes this one includes that one too, at its root).
+use crate::s3server::listening;
+
 use std::ffi::OsString;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -183,7 +187,7 @@ impl SshServer {
         let config = self.write_server_config();
         let log =
             fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| e.to_string())?;
-        let mut child = Command::new(SSHD)
+        let child = Command::new(SSHD)
             .arg("-D")
             .arg("-e")
             .arg("-f")
@@ -193,25 +197,8 @@ impl SshServer {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn {SSHD}: {e}"))?;
-        let start = Instant::now();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("sshd on port {} exited with {st}: {}", self.port, self.log()));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                std::thread::sleep(Duration::from_millis(50));
-                if let Ok(Some(st)) = child.try_wait() {
-                    return Err(format!("sshd on port {} exited with {st}: port taken?", self.port));
-                }
-                self.child = Some(child);
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!("sshd did not listen on port {} within 20 s: {}", self.port, self.log()))
+        self.child = Some(listening::wait_listening(child, self.port, "sshd", &|| self.log())?);
+        Ok(())
     }
 
     /// `sftp://USER@127.0.0.1:PORT/path`.
