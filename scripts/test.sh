@@ -127,6 +127,9 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A clean build gains nothing from incremental state, which took 2 GB of the
+# disk (a CI run once ran out of space while building).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -4,6 +4,10 @@
 //! OpenSSH server (`sshd` on loopback, see `sshserver/mod.rs`), plus the
 //! errors of an S3 backend that cannot reach its bucket and of an SFTP
 //! backend whose server is unknown or whose connection drops.
+//!
+//! The same binary runs `in_async` (the backends called from inside tokio
+//! runtimes): one test binary for the layer links once.
+mod in_async;
 mod s3server;
 mod sshserver;
 mod suite;

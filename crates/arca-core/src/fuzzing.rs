@@ -1,7 +1,7 @@
 //! The entry points of the fuzz targets in `fuzz/`, one per decoder.
 //!
 //! They live here, not in the fuzz crate, so that the corpus replay test
-//! (`tests/fuzz_corpus.rs`) calls exactly what the fuzzers call: CI checks
+//! (`tests/engine/fuzz_corpus.rs`) calls exactly what the fuzzers call: CI checks
 //! every corpus input without building the fuzzers. Each function takes any
 //! bytes and must return without panicking; a panic is the bug a fuzzer
 //! reports. Not part of the library's API.

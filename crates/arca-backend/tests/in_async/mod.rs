@@ -6,14 +6,11 @@
 //! must answer and must not deadlock, against a real S3 server (`s3s-fs`,
 //! see `s3server/mod.rs`); the SFTP backend likewise, against a real sshd
 //! (see `sshserver/mod.rs`).
-mod s3server;
-mod sshserver;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
 use arca_backend::{Backend, FileKind, S3Backend, S3Config, SftpBackend, SftpConfig};
-use s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
 
 fn backend(server: &S3Server, bucket: &str) -> S3Backend {
     server.create_bucket(bucket);
@@ -109,7 +106,7 @@ async fn current_thread() {
     drop(b);
 }
 
-fn sftp_backend(server: &sshserver::SshServer, path: &std::path::Path) -> SftpBackend {
+fn sftp_backend(server: &crate::sshserver::SshServer, path: &std::path::Path) -> SftpBackend {
     let config = server.ssh_config.display().to_string();
     let c = SftpConfig::from_url(&server.url(path), &|k| (k == "ARCA_SSH_CONFIG").then(|| config.clone()))
         .expect("an sftp:// URL");
@@ -119,7 +116,8 @@ fn sftp_backend(server: &sshserver::SshServer, path: &std::path::Path) -> SftpBa
 #[test]
 fn sftp_backend_inside_runtimes() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = sshserver::start_or_skip("sftp_backend_inside_runtimes", &tmp.path().join("sshd"))
+    let Some(server) =
+        crate::sshserver::start_or_skip("sftp_backend_inside_runtimes", &tmp.path().join("sshd"))
     else {
         return;
     };
