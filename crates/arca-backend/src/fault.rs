@@ -118,6 +118,8 @@ struct State {
     /// operation it hit, and on what object.
     fired: Option<String>,
     cut: bool,
+    /// The objects read ([`Op::Get`], [`Op::GetRange`]), in order.
+    reads: Vec<String>,
 }
 
 /// The shared switchboard of one or more [`FaultBackend`]s.
@@ -143,6 +145,7 @@ impl Default for Faults {
                 total: 0,
                 fired: None,
                 cut: false,
+                reads: Vec::new(),
             }),
         }
     }
@@ -167,6 +170,7 @@ impl Faults {
         s.total = 0;
         s.fired = None;
         s.cut = false;
+        s.reads.clear();
     }
 
     /// No more faults (counting goes on); the power comes back.
@@ -184,6 +188,12 @@ impl Faults {
         self.state().total
     }
 
+    /// The objects read since the last [`Faults::arm`], in order, as
+    /// `<location>/<kind folder>/<name>`: what a test of a cache checks.
+    pub fn reads(&self) -> Vec<String> {
+        self.state().reads.clone()
+    }
+
     /// The operation the planned fault hit, if it has happened.
     pub fn fired(&self) -> Option<String> {
         self.state().fired.clone()
@@ -197,6 +207,9 @@ impl Faults {
             *c
         };
         s.total += 1;
+        if matches!(op, Op::Get | Op::GetRange) {
+            s.reads.push(object.to_string());
+        }
         let total = s.total;
         let label = || format!("{op:?} #{n} ({object})");
         match s.plan {
@@ -255,6 +268,7 @@ fn corrupt(data: &mut Vec<u8>, how: Corruption) {
 pub struct FaultBackend<B> {
     inner: B,
     faults: Arc<Faults>,
+    remote: bool,
 }
 
 impl<B: Backend> FaultBackend<B> {
@@ -268,7 +282,16 @@ impl<B: Backend> FaultBackend<B> {
     }
 
     pub fn new(inner: B, faults: Arc<Faults>) -> FaultBackend<B> {
-        FaultBackend { inner, faults }
+        FaultBackend { inner, faults, remote: false }
+    }
+
+    /// Passes for a remote store, as S3 is: `is_remote` is true (so the
+    /// engines keep a metadata cache for it) and there is no streamed
+    /// writer (whole objects are put). For tests of what a remote
+    /// repository costs in requests.
+    pub fn remote(mut self) -> FaultBackend<B> {
+        self.remote = true;
+        self
     }
 
     pub fn faults(&self) -> &Arc<Faults> {
@@ -393,10 +416,13 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
 
     fn is_remote(&self) -> bool {
-        self.inner.is_remote()
+        self.remote || self.inner.is_remote()
     }
 
     fn writer(&self, kind: FileKind) -> Result<Option<Box<dyn ObjectWriter>>> {
+        if self.remote {
+            return Ok(None);
+        }
         let object = format!("{}/{}", self.inner.location(), kind.dir());
         let verdict = self.faults.check(Op::Writer, &object);
         if matches!(verdict, Verdict::FailBefore) {

@@ -10,6 +10,10 @@
 //!
 //! An index file is written every `PACKS_PER_INDEX` packs, so a killed
 //! backup leaves its uploaded data indexed and the next backup reuses it.
+//!
+//! For a remote repository with a cache, tree packs and index files are
+//! also put in the cache as they are uploaded (write-through): the next
+//! backup, `ls` or restore on this host reads none of them back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,8 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, Id, TreeId};
 use crate::format::index::{IdSet, Index, IndexFile, IndexPack};
 use crate::format::pack::{BlobType, PackBuilder, PackOutput};
+use crate::repository::cache::Cache;
+use crate::repository::remote::PACKS;
 use crate::repository::Repository;
 
 const UPLOAD_QUEUE: usize = 2;
@@ -77,6 +83,8 @@ struct Shared {
     compression: i32,
     parity_percent: u8,
     dry_run: bool,
+    /// The metadata cache of a remote repository (write-through).
+    cache: Option<Cache>,
     /// Packs uploaded but not yet named by an index file.
     pending: Mutex<Vec<IndexPack>>,
     index_files: Mutex<Vec<Id>>,
@@ -108,6 +116,11 @@ impl Shared {
         match sink {
             Sink::Memory(bytes) => {
                 self.backend.put(FileKind::Pack, &id.to_hex(), &bytes)?;
+                if let Some(c) =
+                    self.cache.as_ref().filter(|_| entries.iter().any(|e| e.kind == BlobType::Tree))
+                {
+                    c.put(PACKS, id.id(), &bytes);
+                }
                 if self.parity_percent > 0 {
                     self.backend.put(
                         FileKind::Parity,
@@ -146,6 +159,9 @@ impl Shared {
         let stored = self.crypto.seal(&compress::encode(&file.encode(), self.compression.max(1)));
         let id = Id::of_bytes(&stored);
         self.backend.put(FileKind::Index, &id.to_hex(), &stored)?;
+        if let Some(c) = &self.cache {
+            c.put(FileKind::Index.dir(), &id, &stored);
+        }
         self.index_files.lock().unwrap_or_else(|p| p.into_inner()).push(id);
         Ok(())
     }
@@ -199,6 +215,7 @@ impl Packer {
             compression: repo.config().compression_level,
             parity_percent: repo.config().parity_percent,
             dry_run,
+            cache: repo.metadata_cache().cloned(),
             pending: Mutex::new(Vec::new()),
             index_files: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
@@ -308,12 +325,14 @@ impl Packer {
         })
     }
 
-    fn new_sink(&self) -> Result<Sink> {
+    fn new_sink(&self, kind: BlobType) -> Result<Sink> {
         if self.shared.dry_run {
             return Ok(Sink::Discard);
         }
-        // Parity is computed over the whole pack, so those stay in memory.
-        if self.shared.parity_percent == 0 {
+        // Parity is computed over the whole pack, so those stay in memory;
+        // so do tree packs that go into the cache too.
+        let cached = kind == BlobType::Tree && self.shared.cache.is_some();
+        if self.shared.parity_percent == 0 && !cached {
             if let Some(w) = self.shared.backend.writer(FileKind::Pack)? {
                 return Ok(Sink::Stream { writer: w, pending: Vec::with_capacity(STREAM_GATHER) });
             }
@@ -332,7 +351,7 @@ impl Packer {
         let full = {
             let mut open = self.open[slot].lock().unwrap_or_else(|p| p.into_inner());
             if open.is_none() {
-                *open = Some(PackBuilder::new(self.new_sink()?));
+                *open = Some(PackBuilder::new(self.new_sink(kind)?));
             }
             let builder = open.as_mut().expect("just opened");
             if let Err(e) = builder.add(kind, id, raw_length, sealed) {

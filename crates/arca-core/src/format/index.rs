@@ -163,6 +163,9 @@ pub struct BlobLoc {
 pub struct PackInfo {
     pub id: PackId,
     pub size: u64,
+    /// Whether the pack holds tree blobs (arca writes trees in packs of
+    /// their own): a remote repository's cache keeps such packs whole.
+    pub trees: bool,
 }
 
 /// Every blob of the repository, merged from all index files.
@@ -370,9 +373,12 @@ impl Index {
     /// elsewhere become further copies.
     pub fn add_pack(&mut self, id: PackId, size: u64, entries: &[PackEntry]) {
         let pos = *self.pack_pos.entry(id).or_insert_with(|| {
-            self.packs.push(PackInfo { id, size });
+            self.packs.push(PackInfo { id, size, trees: false });
             (self.packs.len() - 1) as u32
         });
+        if entries.iter().any(|e| e.kind == BlobType::Tree) {
+            self.packs[pos as usize].trees = true;
+        }
         let limit = self.merge_min.max(self.keys.len() / MERGE_FRACTION);
         if self.recent.len() + entries.len() <= limit {
             for e in entries {
@@ -623,6 +629,11 @@ impl Index {
     pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
         let sorted = self.keys.iter().zip(&self.rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
         sorted.chain(self.recent.iter().map(|(id, loc)| (*id, *loc)))
+    }
+
+    /// The packs that hold trees.
+    pub fn tree_packs(&self) -> impl Iterator<Item = &PackInfo> {
+        self.packs.iter().filter(|p| p.trees)
     }
 
     /// Total stored bytes of all packs.

@@ -1,8 +1,10 @@
 //! The local cache folder of one repository (`<cache root>/<repository id>/`).
 //!
 //! It holds what this host learned and may forget at any time: copies of
-//! the metadata of a remote repository (index files, snapshot files, tree
-//! blobs; each validated by its hash or seal when used), the blobs a
+//! the metadata of a remote repository (index files, snapshot files, and
+//! the packs that hold trees, whole: `packs/<pack id>`; each validated by
+//! its hash or seal when used, evicted and fetched again when it does not
+//! check out, dropped when the repository no longer lists it), the blobs a
 //! `verify --read-data` found damaged (so the next backup stores them again
 //! and heals the repository) and the position of the rotating
 //! `--read-data-subset`. Nothing in it is trusted for correctness: a lost
@@ -11,10 +13,13 @@
 //! It is private to its owner (folders 0700, files 0600, whatever the
 //! umask): it holds encrypted metadata and which blobs are damaged.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::format::id::{BlobId, Id};
 use crate::format::index::IdSet;
@@ -22,6 +27,9 @@ use crate::format::index::IdSet;
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// One lock per object being fetched into the cache, so threads that
+    /// miss the same pack at once fetch it once.
+    fetching: Arc<Mutex<HashMap<Id, Arc<Mutex<()>>>>>,
 }
 
 const DAMAGED: &str = "damaged-blobs";
@@ -39,7 +47,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 impl Cache {
     pub fn new(root: &Path, repository_id: &Id) -> Cache {
-        Cache { dir: root.join(repository_id.to_hex()) }
+        Cache { dir: root.join(repository_id.to_hex()), fetching: Arc::default() }
     }
 
     fn write(&self, name: &str, data: &[u8]) {
@@ -59,10 +67,43 @@ impl Cache {
         fs::read(self.dir.join(folder).join(id.to_hex())).ok()
     }
 
+    /// `len` bytes at `offset` of a cached object, if it is there and that
+    /// long.
+    pub fn get_range(&self, folder: &str, id: &Id, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let file = fs::File::open(self.dir.join(folder).join(id.to_hex())).ok()?;
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
+    }
+
+    pub fn contains(&self, folder: &str, id: &Id) -> bool {
+        self.dir.join(folder).join(id.to_hex()).is_file()
+    }
+
+    /// The lock to hold while fetching object `id` into the cache: whoever
+    /// waited on it looks in the cache again before fetching.
+    pub fn fetch_lock(&self, id: &Id) -> Arc<Mutex<()>> {
+        let mut map = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody else holds are dropped, so the map stays small.
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(*id).or_default().clone()
+    }
+
+    /// Removes a folder this version no longer uses (`trees/`, where tree
+    /// blobs were cached one by one before whole packs were).
+    pub fn remove_folder(&self, folder: &str) {
+        let _ = fs::remove_dir_all(self.dir.join(folder));
+    }
+
     pub fn put(&self, folder: &str, id: &Id, data: &[u8]) {
         let dir = self.dir.join(folder);
         if private_dir(&dir).is_ok() {
-            let tmp = dir.join(format!(".{}.tmp", id.to_hex()));
+            // A name of its own: another thread or process may be putting
+            // the same object, and two writers of one temporary file could
+            // rename a mix of both into place.
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{}.{}.{n}.tmp", id.to_hex(), std::process::id()));
             if write_private(&tmp, data).is_ok() {
                 let _ = fs::rename(&tmp, dir.join(id.to_hex()));
             }
@@ -79,7 +120,14 @@ impl Cache {
         if let Ok(rd) = fs::read_dir(self.dir.join(folder)) {
             for e in rd.flatten() {
                 let name = e.file_name();
-                if Id::from_hex(&name.to_string_lossy()).is_some_and(|id| !keep.contains(&id)) {
+                let name = name.to_string_lossy();
+                let gone = Id::from_hex(&name).is_some_and(|id| !keep.contains(&id));
+                // A temporary file a killed process left behind.
+                let left = name.ends_with(".tmp")
+                    && e.metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+                if gone || left {
                     let _ = fs::remove_file(e.path());
                 }
             }

@@ -2,6 +2,7 @@
 //! writes of every file kind.
 
 pub mod cache;
+pub(crate) mod remote;
 pub mod snapshots;
 mod wal;
 pub mod walk;
@@ -45,6 +46,9 @@ pub struct Repository {
     cache: Option<Cache>,
     /// Set when the config does not match the hash the key records.
     config_damage: Option<String>,
+    /// The background fetch of a remote repository's tree packs, once
+    /// started (`remote.rs`).
+    tree_prefetch: std::sync::OnceLock<remote::Prefetch>,
 }
 
 /// A key file as listed by `key list`.
@@ -140,7 +144,17 @@ impl Repository {
     ) -> Repository {
         let crypto = Crypto::new(&master, config.encryption == Encryption::Xchacha20Poly1305);
         let gear = Arc::new(Gear::new(config.chunker, master.chunker_seed));
-        Repository { backend, config, crypto, master, key_name, gear, cache: None, config_damage: None }
+        Repository {
+            backend,
+            config,
+            crypto,
+            master,
+            key_name,
+            gear,
+            cache: None,
+            config_damage: None,
+            tree_prefetch: std::sync::OnceLock::new(),
+        }
     }
 
     /// Reads and parses the plaintext config of the repository on `backend`,
@@ -431,15 +445,22 @@ impl Repository {
     }
 
     /// Stores a sealed, compressed file named by the hash of its bytes.
+    /// Index and snapshot files of a remote repository also go into the
+    /// cache (write-through: the next command reads nothing back).
     pub(crate) fn save_file(&self, kind: FileKind, plain: &[u8]) -> Result<Id> {
         let stored = self.crypto.seal(&compress::encode(plain, self.config.compression_level.max(1)));
         let id = Id::of_bytes(&stored);
         self.backend.put(kind, &id.to_hex(), &stored)?;
+        if let Some(c) =
+            self.metadata_cache().filter(|_| matches!(kind, FileKind::Index | FileKind::Snapshot))
+        {
+            c.put(kind.dir(), &id, &stored);
+        }
         Ok(id)
     }
 
     /// The local cache of a remote repository's metadata, if any.
-    fn metadata_cache(&self) -> Option<&Cache> {
+    pub(crate) fn metadata_cache(&self) -> Option<&Cache> {
         self.cache.as_ref().filter(|_| self.backend.is_remote())
     }
 
@@ -507,16 +528,18 @@ impl Repository {
         if let Some(c) = self.metadata_cache() {
             c.retain("index", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
         }
-        let loaded: Vec<(Id, Result<IndexFile>)> = names
-            .par_iter()
-            .map(|e| match Id::from_hex(&e.name) {
-                Some(id) => (id, self.load_index_file(&id)),
-                None => (
-                    Id::default(),
-                    Err(Error::corrupt(self.object_name(FileKind::Index, &e.name), "file name is not an id")),
-                ),
-            })
-            .collect();
+        let load = |e: &arca_backend::Entry| match Id::from_hex(&e.name) {
+            Some(id) => (id, self.load_index_file(&id)),
+            None => (
+                Id::default(),
+                Err(Error::corrupt(self.object_name(FileKind::Index, &e.name), "file name is not an id")),
+            ),
+        };
+        let loaded: Vec<(Id, Result<IndexFile>)> = if self.backend.is_remote() {
+            remote::fetch_all(&names, remote::IN_FLIGHT, load)
+        } else {
+            names.par_iter().map(load).collect()
+        };
         // An index file that another present one supersedes is left out:
         // maintenance writes the replacement before deleting it, so it is
         // either about to go or put back from an older state (a replay);
@@ -536,6 +559,12 @@ impl Repository {
             }
         }
         index.compact();
+        if let Some(c) = self.metadata_cache() {
+            // Packs pruned since are dropped; so are tree blobs cached one
+            // by one, as versions before whole tree packs did.
+            c.retain(remote::PACKS, &index.tree_packs().map(|p| *p.id.id()).collect());
+            c.remove_folder("trees");
+        }
         Ok((index, errors))
     }
 
@@ -638,13 +667,8 @@ impl Repository {
         let tree_cache = self
             .metadata_cache()
             .filter(|_| index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree));
-        if let Some(c) = tree_cache {
-            if let Some(sealed) = c.get("trees", id.id()) {
-                match self.decode_blob(id, &sealed, &|| format!("cached tree {}", id.short())) {
-                    Ok(data) => return Ok(data),
-                    Err(_) => c.evict("trees", id.id()),
-                }
-            }
+        if let Some(tree) = tree_cache.and_then(|c| self.tree_from_cached_pack(c, index, id)) {
+            return Ok(tree);
         }
         first_intact_copy(index, id, |loc| self.read_blob_at(index, id, loc))
     }
@@ -657,15 +681,9 @@ impl Repository {
     ) -> Result<Vec<u8>> {
         let pack = index.pack(loc).id.to_hex();
         let sealed = self.backend.get_range(FileKind::Pack, &pack, loc.offset as u64, loc.length as u64)?;
-        let data = self.decode_blob(id, &sealed, &|| {
+        self.decode_blob(id, &sealed, &|| {
             format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack))
-        })?;
-        if loc.kind == crate::format::pack::BlobType::Tree {
-            if let Some(c) = self.metadata_cache() {
-                c.put("trees", id.id(), &sealed);
-            }
-        }
-        Ok(data)
+        })
     }
 
     pub(crate) fn load_tree(&self, index: &Index, id: &TreeId) -> Result<Tree> {
@@ -710,15 +728,17 @@ impl Repository {
         if let Some(c) = self.metadata_cache() {
             c.retain("snapshots", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
         }
-        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = names
-            .par_iter()
-            .map(|e| {
-                let id = SnapshotId::from_hex(&e.name).ok_or_else(|| {
-                    Error::corrupt(self.object_name(FileKind::Snapshot, &e.name), "file name is not an id")
-                })?;
-                Ok((id, self.load_snapshot(&id)?))
-            })
-            .collect();
+        let load = |e: &arca_backend::Entry| {
+            let id = SnapshotId::from_hex(&e.name).ok_or_else(|| {
+                Error::corrupt(self.object_name(FileKind::Snapshot, &e.name), "file name is not an id")
+            })?;
+            Ok((id, self.load_snapshot(&id)?))
+        };
+        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = if self.backend.is_remote() {
+            remote::fetch_all(&names, remote::IN_FLIGHT, load)
+        } else {
+            names.par_iter().map(load).collect()
+        };
         let mut snaps = Vec::new();
         let mut errors = Vec::new();
         for r in loaded {

@@ -6,5 +6,6 @@ mod cancel;
 mod embedding;
 mod engine_locks;
 mod fuzz_corpus;
+mod remote_cache;
 mod streams;
 mod torture_faults;

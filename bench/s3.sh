@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# arca beside restic on one S3 server, in one run: the disaster-recovery
+# path (a new machine, its cache empty) and the next backup after a first.
+#
+# usage: bench/s3.sh [CORPUS]   (default: this machine's Python library,
+#        thousands of folders; the first run of each tool stores it)
+#   LATENCIES="0 20"   added round trips to try, in ms (default: 0 and 20);
+#                      each is its own repository pair and table
+#   TOOLS="restic arca"
+#   ARCA=path/to/arca  (default target/release/arca)
+#
+# The S3 server is s3s-fs on loopback (as in the test suite; installed with
+# cargo when missing). Latency comes from bench/latency-proxy.py between the
+# tools and the server: every byte waits half the round trip each way.
+#
+# Scenarios, each timed with its own empty cache unless said otherwise:
+#   backup_first     the first backup of CORPUS (cache empty at start)
+#   backup_warm      right after, with the cache the first one left:
+#                    reads back nothing it wrote, with a write-through cache
+#   backup_nochange  nothing changed, on a new machine (cache empty)
+#   ls, find         list the latest snapshot; find one name in every one
+#   diff             the two snapshots around a 1% change
+#   verify           the structure (restic check; no data read)
+#   restore          the latest snapshot into an empty folder
+set -euo pipefail
+corpus=${1:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}
+latencies=${LATENCIES:-0 20}
+tools=${TOOLS:-restic arca}
+arca=$(realpath "${ARCA:-target/release/arca}")
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/arca-s3-bench.XXXXXX)
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked -j2
+command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
+[ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { until python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do sleep 0.1; done; }
+
+s3port=$(port)
+mkdir -p "$work/s3"
+s3s-fs --host 127.0.0.1 --port "$s3port" --access-key benchaccess --secret-key benchsecret "$work/s3" \
+  >"$work/s3.log" 2>&1 &
+pids+=($!)
+wait_port "$s3port"
+
+export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export RESTIC_PASSWORD=bench ARCA_PASSWORD=bench
+
+# The corpus is copied once, so both tools read the same files and the 1%
+# change touches the copy only.
+cp -a "$corpus" "$work/data"
+echo "corpus: $corpus ($(du -sh "$work/data" | cut -f1), $(find "$work/data" -type d | wc -l) folders, $(find "$work/data" -type f | wc -l) files)"
+
+declare -A T
+timed() { # tool scenario command...
+  local tool=$1 what=$2; shift 2
+  local out="$work/$tool.$what"
+  if /usr/bin/time -f "%e %M" -o "$out.time" "$@" >"$out.out" 2>"$out.err"; then
+    read -r wall _ <"$out.time"
+    T[$tool.$what]=$wall
+  else
+    T[$tool.$what]=failed
+    echo "$tool $what failed:" >&2
+    tail -5 "$out.err" >&2
+  fi
+}
+
+mutate() {
+  python3 - "$1" <<'PY'
+import os, sys, random
+root = sys.argv[1]; random.seed(42)
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+for p in random.sample(files, max(1, len(files) // 100)):
+    with open(p, 'ab') as fh: fh.write(b'changed\n')
+PY
+}
+
+for ms in $latencies; do
+  endpoint_port=$s3port
+  if [ "$ms" != 0 ]; then
+    endpoint_port=$(port)
+    python3 "$here/latency-proxy.py" "$endpoint_port" "$s3port" "$(echo "$ms / 2" | bc -l)" >"$work/proxy-$ms.log" 2>&1 &
+    pids+=($!)
+    wait_port "$endpoint_port"
+  fi
+  endpoint=http://127.0.0.1:$endpoint_port
+  export AWS_ENDPOINT_URL=$endpoint
+  bucket=b$ms
+  mkdir -p "$work/s3/$bucket"
+  rm -rf "$work/data" && cp -a "$corpus" "$work/data"
+  for tool in $tools; do
+    cache() { rm -rf "$work/cache-$tool"; mkdir -p "$work/cache-$tool"; }
+    case $tool in
+      restic)
+        export RESTIC_REPOSITORY=s3:$endpoint/$bucket/restic
+        r=(restic --cache-dir "$work/cache-restic")
+        restic init >/dev/null
+        ids() { restic snapshots --json --no-cache | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[-2:]))'; }
+        ;;
+      arca)
+        repo=s3://$bucket/arca
+        r=(env ARCA_CACHE_DIR="$work/cache-arca" "$arca" --repo "$repo")
+        "$arca" --repo "$repo" init >/dev/null
+        ids() { ARCA_CACHE_DIR="$work/cache-ids" "$arca" --repo "$repo" snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[-2:]))'; }
+        ;;
+    esac
+    host=(); [ "$tool" = restic ] && host=(--host bench)
+    cache; timed "$tool" backup_first "${r[@]}" backup "${host[@]}" "$work/data"
+    timed "$tool" backup_warm "${r[@]}" backup "${host[@]}" "$work/data"
+    cache; timed "$tool" backup_nochange "${r[@]}" backup "${host[@]}" "$work/data"
+    cache; timed "$tool" ls "${r[@]}" ls latest
+    cache; timed "$tool" find "${r[@]}" find '__init__.py'
+    # The 1% change is made and backed up by each tool in turn on its own
+    # copy of the state before it: the second tool gets the same change.
+    cp -a "$work/data" "$work/data.before"
+    mutate "$work/data"
+    "${r[@]}" backup "${host[@]}" "$work/data" >/dev/null 2>&1
+    rm -rf "$work/data" && mv "$work/data.before" "$work/data"
+    read -r older newer <<<"$(ids)"
+    cache; timed "$tool" diff "${r[@]}" diff "$older" "$newer"
+    if [ "$tool" = restic ]; then
+      cache; timed "$tool" verify "${r[@]}" check
+    else
+      cache; timed "$tool" verify "${r[@]}" verify
+    fi
+    rm -rf "$work/out"
+    cache; timed "$tool" restore "${r[@]}" restore latest --target "$work/out"
+    rm -rf "$work/out"
+  done
+  echo
+  echo "S3 on loopback, ${ms} ms added round trip (s3s-fs; cache empty unless warm)"
+  echo
+  printf '| scenario |'; for tool in $tools; do printf ' %s |' "$tool"; done; echo ' restic ÷ arca |'
+  printf '| --- |'; for tool in $tools; do printf ' --- |'; done; echo ' --- |'
+  for what in backup_first backup_warm backup_nochange ls find diff verify restore; do
+    printf '| %s |' "$what"
+    for tool in $tools; do printf ' %s s |' "${T[$tool.$what]}"; done
+    a=${T[arca.$what]:-}; b=${T[restic.$what]:-}
+    if [[ $a =~ ^[0-9.]+$ && $b =~ ^[0-9.]+$ ]]; then
+      printf ' %s |\n' "$(echo "scale=2; $b / $a" | bc)"
+    else
+      echo ' |'
+    fi
+  done
+done
