@@ -20,7 +20,10 @@
 #   backup_nochange  nothing changed, on a new machine (cache empty)
 #   ls, find         list the latest snapshot; find one name in every one
 #   diff             the two snapshots around a 1% change
-#   verify           the structure (restic check; no data read)
+#   verify           the structure (restic check; no data read). restic's
+#                    check fails on s3s-fs: the server answers its pack
+#                    listing with nothing (arca lists through OpenDAL,
+#                    which s3s-fs answers), so it reads "failed"
 #   restore          the latest snapshot into an empty folder
 set -euo pipefail
 corpus=${1:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}
@@ -49,18 +52,22 @@ wait_port "$s3port"
 export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
 export RESTIC_PASSWORD=bench ARCA_PASSWORD=bench
 
-# The corpus is copied once, so both tools read the same files and the 1%
-# change touches the copy only.
-cp -a "$corpus" "$work/data"
-echo "corpus: $corpus ($(du -sh "$work/data" | cut -f1), $(find "$work/data" -type d | wc -l) folders, $(find "$work/data" -type f | wc -l) files)"
+# Each tool gets its own copy of the corpus for each latency, made before
+# anything is timed, and nothing is deleted until the end: ext4 creates
+# files slowly for minutes after a mass delete, and a restore timed after
+# one pays for it (compare.sh does the same).
+for ms in $latencies; do for tool in $tools; do cp -a "$corpus" "$work/data-$tool-$ms"; done; done
+sync
+echo "corpus: $corpus ($(du -sh "$corpus" | cut -f1), $(find "$corpus" -type d | wc -l) folders, $(find "$corpus" -type f | wc -l) files)"
 
 declare -A T
 timed() { # tool scenario command...
   local tool=$1 what=$2; shift 2
   local out="$work/$tool.$what"
   if /usr/bin/time -f "%e %M" -o "$out.time" "$@" >"$out.out" 2>"$out.err"; then
-    read -r wall _ <"$out.time"
+    read -r wall rss <"$out.time"
     T[$tool.$what]=$wall
+    T[$tool.$what.rss]=$((rss / 1024))
   else
     T[$tool.$what]=failed
     echo "$tool $what failed:" >&2
@@ -88,10 +95,10 @@ for ms in $latencies; do
   fi
   endpoint=http://127.0.0.1:$endpoint_port
   export AWS_ENDPOINT_URL=$endpoint
-  bucket=b$ms
+  bucket=bench-$ms
   mkdir -p "$work/s3/$bucket"
-  rm -rf "$work/data" && cp -a "$corpus" "$work/data"
   for tool in $tools; do
+    data=$work/data-$tool-$ms
     cache() { rm -rf "$work/cache-$tool"; mkdir -p "$work/cache-$tool"; }
     case $tool in
       restic)
@@ -108,17 +115,14 @@ for ms in $latencies; do
         ;;
     esac
     host=(); [ "$tool" = restic ] && host=(--host bench)
-    cache; timed "$tool" backup_first "${r[@]}" backup "${host[@]}" "$work/data"
-    timed "$tool" backup_warm "${r[@]}" backup "${host[@]}" "$work/data"
-    cache; timed "$tool" backup_nochange "${r[@]}" backup "${host[@]}" "$work/data"
+    cache; timed "$tool" backup_first "${r[@]}" backup "${host[@]}" "$data"
+    timed "$tool" backup_warm "${r[@]}" backup "${host[@]}" "$data"
+    cache; timed "$tool" backup_nochange "${r[@]}" backup "${host[@]}" "$data"
     cache; timed "$tool" ls "${r[@]}" ls latest
     cache; timed "$tool" find "${r[@]}" find '__init__.py'
-    # The 1% change is made and backed up by each tool in turn on its own
-    # copy of the state before it: the second tool gets the same change.
-    cp -a "$work/data" "$work/data.before"
-    mutate "$work/data"
-    "${r[@]}" backup "${host[@]}" "$work/data" >/dev/null 2>&1
-    rm -rf "$work/data" && mv "$work/data.before" "$work/data"
+    # The same 1% change (seeded) in each tool's copy.
+    mutate "$data"
+    "${r[@]}" backup "${host[@]}" "$data" >/dev/null 2>&1
     read -r older newer <<<"$(ids)"
     cache; timed "$tool" diff "${r[@]}" diff "$older" "$newer"
     if [ "$tool" = restic ]; then
@@ -126,18 +130,20 @@ for ms in $latencies; do
     else
       cache; timed "$tool" verify "${r[@]}" verify
     fi
-    rm -rf "$work/out"
-    cache; timed "$tool" restore "${r[@]}" restore latest --target "$work/out"
-    rm -rf "$work/out"
+    cache; timed "$tool" restore "${r[@]}" restore latest --target "$work/out-$tool-$ms"
   done
   echo
-  echo "S3 on loopback, ${ms} ms added round trip (s3s-fs; cache empty unless warm)"
+  echo "S3 on loopback, ${ms} ms added round trip (s3s-fs; cache empty unless warm; wall time, peak RSS)"
   echo
   printf '| scenario |'; for tool in $tools; do printf ' %s |' "$tool"; done; echo ' restic ÷ arca |'
   printf '| --- |'; for tool in $tools; do printf ' --- |'; done; echo ' --- |'
   for what in backup_first backup_warm backup_nochange ls find diff verify restore; do
     printf '| %s |' "$what"
-    for tool in $tools; do printf ' %s s |' "${T[$tool.$what]}"; done
+    for tool in $tools; do
+      v=${T[$tool.$what]}
+      [[ $v =~ ^[0-9.]+$ ]] && v="$v s, ${T[$tool.$what.rss]} MiB"
+      printf ' %s |' "$v"
+    done
     a=${T[arca.$what]:-}; b=${T[restic.$what]:-}
     if [[ $a =~ ^[0-9.]+$ && $b =~ ^[0-9.]+$ ]]; then
       printf ' %s |\n' "$(echo "scale=2; $b / $a" | bc)"

@@ -16,6 +16,7 @@ use arca_core::ops::backup::{backup, BackupOptions};
 use arca_core::ops::forget::{Forget, ForgetOptions};
 use arca_core::ops::ls::ls;
 use arca_core::ops::prune::PruneOptions;
+use arca_core::ops::restore::{restore, RestoreOptions};
 use arca_core::progress::NoProgress;
 use arca_core::{Encryption, Id, InitOptions, Repository, SnapshotId};
 
@@ -248,4 +249,58 @@ fn packs_and_files_the_repository_no_longer_has_leave_the_cache() {
     let snaps = cached(&cache, "snapshots");
     assert_eq!(snaps.len(), 1, "the forgotten snapshot left the cache: {snaps:?}");
     assert_eq!(expected, listing(&remote.open(&tmp.path().join("fresh")), &second));
+}
+
+#[test]
+fn a_restore_from_a_remote_repository_fetches_each_data_pack_once_and_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    // Several MiB that do not compress, in files of 40 kB to 2 MB: a dozen
+    // 1 MiB data packs, many files per pack and packs per file.
+    let mut state = 7u64;
+    let big = src.join("big");
+    fs::create_dir_all(&big).unwrap();
+    for i in 0..60u64 {
+        let len = 40_000 + (i * 37_000) % 2_000_000;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect();
+        fs::write(big.join(format!("f{i}")), bytes).unwrap();
+    }
+    let remote = Remote::new(tmp.path());
+    let snap = backup(
+        &remote.open(&tmp.path().join("cache")),
+        &BackupOptions::default().paths(vec![src.clone()]),
+        &NoProgress,
+    )
+    .unwrap()
+    .id
+    .unwrap();
+    remote.reads_of(FileKind::Pack);
+
+    let repo = remote.open(&tmp.path().join("new machine"));
+    let out = tmp.path().join("out");
+    let r = restore(&repo, &snap, &RestoreOptions::default().target(out.clone()), &NoProgress).unwrap();
+    assert!(r.success, "{:?}", r.errors);
+    let data_packs = repo.load_index().unwrap().packs.iter().filter(|p| !p.trees).count();
+    drop(repo);
+    let counts = remote.faults.counts();
+    let reads = remote.reads_of(FileKind::Pack);
+    let distinct: BTreeSet<&String> = reads.iter().collect();
+    assert!(data_packs >= 8, "{data_packs} data packs");
+    assert_eq!(distinct.len(), reads.len(), "a pack fetched twice: {reads:?}");
+    assert_eq!(counts.get(&arca_backend::fault::Op::GetRange).copied().unwrap_or(0), 0, "{counts:?}");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    for f in fs::read_dir(&big).unwrap() {
+        let f = f.unwrap().path();
+        assert!(
+            fs::read(&f).unwrap() == fs::read(restored.join("big").join(f.file_name().unwrap())).unwrap()
+        );
+    }
+    let folders = fs::read_dir(&restored).unwrap().count();
+    assert_eq!(folders, 501);
 }

@@ -1,72 +1,13 @@
-//! One file of a restore: its content from blobs (a whole cached pack when
-//! much of it is needed), what stands in its way, and the check that an
-//! existing file already has the snapshot's content.
+//! One file of a restore: its content from blobs (from a whole pack fetched
+//! ahead, `packs`, when the repository is remote), what stands in its way,
+//! and the check that an existing file already has the snapshot's content.
 
 use super::*;
-
-/// Whole packs fetched once for a remote repository, where ranged reads
-/// would cost a round trip per blob. Bounded: a few packs at a time.
-pub(super) struct PackCache {
-    /// Bytes this restore needs from each pack (by index position).
-    pub(super) needed: HashMap<u32, u64>,
-    pub(super) slots: Mutex<std::collections::VecDeque<(u32, PackSlot)>>,
-}
-
-pub(super) type PackSlot = std::sync::Arc<std::sync::OnceLock<Option<std::sync::Arc<Vec<u8>>>>>;
-
-pub(super) const CACHED_PACKS: usize = 4;
-
-impl PackCache {
-    pub(super) fn new(index: &Index, items: &[Item]) -> PackCache {
-        let mut needed: HashMap<u32, u64> = HashMap::new();
-        for it in items.iter().filter(|i| i.node.kind == NodeKind::File) {
-            for id in &it.node.content {
-                if let Some(l) = index.get(id) {
-                    *needed.entry(l.pack).or_default() += l.length as u64;
-                }
-            }
-        }
-        PackCache { needed, slots: Mutex::new(std::collections::VecDeque::new()) }
-    }
-
-    /// A blob from a whole cached pack, when this restore needs at least a
-    /// quarter of that pack; `None` means: read the blob by itself.
-    pub(super) fn blob(&self, repo: &Repository, index: &Index, id: &DataId) -> Option<Vec<u8>> {
-        let loc = index.get(id)?;
-        let pack = index.pack(loc);
-        if self.needed.get(&loc.pack).copied().unwrap_or(0) * 4 < pack.size {
-            return None;
-        }
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            match slots.iter().find(|(p, _)| *p == loc.pack) {
-                Some((_, s)) => s.clone(),
-                None => {
-                    let s = PackSlot::default();
-                    slots.push_back((loc.pack, s.clone()));
-                    if slots.len() > CACHED_PACKS {
-                        slots.pop_front();
-                    }
-                    s
-                }
-            }
-        };
-        let bytes = slot
-            .get_or_init(|| {
-                repo.backend()
-                    .get(arca_backend::FileKind::Pack, &pack.id.to_hex())
-                    .ok()
-                    .map(std::sync::Arc::new)
-            })
-            .clone()?;
-        let sealed = bytes.get(loc.offset as usize..(loc.offset + loc.length) as usize)?;
-        repo.decode_blob(&BlobId::from(id), sealed, &|| format!("blob {}", id.short())).ok()
-    }
-}
 
 pub(super) struct Ctx<'a> {
     pub(super) repo: &'a Repository,
     pub(super) index: &'a Index,
+    /// For a remote repository, set when the file contents are written.
     pub(super) packs: Option<PackCache>,
     pub(super) progress: &'a dyn Progress,
     pub(super) chown: bool,

@@ -31,6 +31,7 @@
 //! entry points and the phases of a restore (`Job`).
 
 mod files;
+mod packs;
 mod plan;
 mod target;
 #[cfg(test)]
@@ -56,7 +57,7 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::data::chunker::Chunker;
 use crate::error::{Error, Result};
-use crate::format::id::{BlobId, DataId, SnapshotId, TreeId};
+use crate::format::id::{DataId, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::{PathError, Snapshot};
 use crate::format::tree::{Node, NodeKind};
@@ -65,6 +66,7 @@ use crate::fs::meta;
 use crate::progress::{Phase, Progress};
 use crate::repository::walk::{walk_cancellable, Visit};
 use crate::repository::Repository;
+use packs::PackCache;
 
 use files::*;
 use plan::*;
@@ -269,7 +271,7 @@ impl<'a> Job<'a> {
         let ctx = Ctx {
             repo,
             index,
-            packs: repo.backend().is_remote().then(|| PackCache::new(index, &items)),
+            packs: None,
             progress,
             chown: meta::is_root(),
             overwrite: opts.overwrite,
@@ -370,37 +372,51 @@ impl<'a> Job<'a> {
             contents.push(i);
         }
         self.contents = contents.len();
+        let remote = self.ctx.repo.backend().is_remote();
+        if remote {
+            let files: Vec<&Node> = contents.iter().map(|&i| &self.items[i].node).collect();
+            self.ctx.packs = Some(PackCache::new(self.ctx.repo, self.ctx.index, &files));
+        }
         let (ctx, dirs, items, target) = (&self.ctx, &self.dirs, &self.items, &self.opts.target);
-        let outcomes: Vec<Option<u64>> = contents
-            .par_iter()
-            .map(|&i| {
-                let it = &items[i];
-                ctx.cancel.check()?;
-                let dest = target_path(target, &it.path);
-                if ctx.out_of_space.load(Ordering::Relaxed) {
-                    ctx.fail(&dest, "not restored: the target ran out of space");
-                    return Ok(None);
-                }
-                let (parent, name) = split(&it.path);
-                let r = dirs
-                    .get(parent)
-                    .map_err(|e| Error::io(&dest, e))
-                    .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
-                self.progress.advance(1, 0);
-                match r {
-                    Ok(n) => Ok(Some(n)),
-                    Err(Error::Cancelled) => Err(Error::Cancelled),
-                    Err(e) => {
-                        if is_no_space(&e) {
-                            ctx.out_of_space.store(true, Ordering::Relaxed);
-                        }
-                        ctx.fail(&dest, e);
-                        Ok(None)
+        let restore_one = |i: usize| -> Result<Option<u64>> {
+            let it = &items[i];
+            ctx.cancel.check()?;
+            let dest = target_path(target, &it.path);
+            if ctx.out_of_space.load(Ordering::Relaxed) {
+                ctx.fail(&dest, "not restored: the target ran out of space");
+                return Ok(None);
+            }
+            let (parent, name) = split(&it.path);
+            let r = dirs
+                .get(parent)
+                .map_err(|e| Error::io(&dest, e))
+                .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
+            if let Some(packs) = &ctx.packs {
+                packs.done(ctx.index, &it.node);
+            }
+            self.progress.advance(1, 0);
+            match r {
+                Ok(n) => Ok(Some(n)),
+                Err(Error::Cancelled) => Err(Error::Cancelled),
+                Err(e) => {
+                    if is_no_space(&e) {
+                        ctx.out_of_space.store(true, Ordering::Relaxed);
                     }
+                    ctx.fail(&dest, e);
+                    Ok(None)
                 }
-            })
-            .collect::<Result<_>>()?;
-        for (&i, o) in contents.iter().zip(&outcomes) {
+            }
+        };
+        let outcomes: Vec<(usize, Option<u64>)> = if remote {
+            // In order (the workers take the next file as they finish one),
+            // the order the packs are fetched in ahead of them; `par_iter`
+            // would start a worker in the middle of the list.
+            contents.iter().par_bridge().map(|&i| restore_one(i).map(|o| (i, o))).collect::<Result<_>>()?
+        } else {
+            contents.par_iter().map(|&i| restore_one(i).map(|o| (i, o))).collect::<Result<_>>()?
+        };
+        self.ctx.packs = None;
+        for (i, o) in outcomes {
             if let Some(n) = o {
                 self.restored[i] = true;
                 self.written += n;

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Eight clients backing up eight different trees into one S3 repository at
+# once, beside what the server takes from plain parallel PUTs, then a
+# forget + prune: how close the clients come to the server's own limit, and
+# whether one waits for another.
+#
+# usage: bench/s3-clients.sh [CORPUS]   (default: the Rust toolchain's lib
+#        folder; its files are dealt round-robin into eight trees)
+#   CLIENTS=8  ARCA=path/to/arca (default target/release/arca)
+#
+# The server is s3s-fs on loopback, as in bench/s3.sh. Its limit is
+# measured first: CLIENTS curl processes each PUT 4 objects of 16 MiB
+# (arca's pack size) of random bytes at once; MB/s = bytes / wall time.
+set -euo pipefail
+corpus=${1:-$(rustc --print sysroot)/lib}
+clients=${CLIENTS:-8}
+arca=$(realpath "${ARCA:-target/release/arca}")
+work=$(mktemp -d /tmp/arca-s3-clients.XXXXXX)
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked -j2
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/s3/bench" "$work/s3/plain"
+s3s-fs --host 127.0.0.1 --port "$port" --access-key benchaccess --secret-key benchsecret "$work/s3" \
+  >"$work/s3.log" 2>&1 &
+pids+=($!)
+until python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null; do sleep 0.1; done
+export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port ARCA_PASSWORD=bench
+now() { date +%s.%N; }
+secs() { echo "scale=2; ($2 - $1) / 1" | bc; }
+
+# The server's limit: plain PUTs, CLIENTS at once.
+head -c $((16 << 20)) /dev/urandom >"$work/object"
+start=$(now)
+for c in $(seq "$clients"); do
+  (for k in 1 2 3 4; do
+    curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user benchaccess:benchsecret \
+      -T "$work/object" "$AWS_ENDPOINT_URL/plain/c$c-$k" >/dev/null
+  done) &
+done
+wait
+end=$(now)
+plain_bytes=$((clients * 4 * (16 << 20)))
+plain_wall=$(secs "$start" "$end")
+plain_rate=$(echo "scale=1; $plain_bytes / 1000000 / $plain_wall" | bc)
+
+# The trees: every file of the corpus dealt to one of CLIENTS folders.
+python3 - "$corpus" "$work/trees" "$clients" <<'PY'
+import os, shutil, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+i = 0
+for d, _, fs in os.walk(src):
+    for f in sorted(fs):
+        p = os.path.join(d, f)
+        if os.path.islink(p) or not os.path.isfile(p):
+            continue
+        out = os.path.join(dst, f"t{i % n}", os.path.relpath(p, src))
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        shutil.copyfile(p, out)
+        i += 1
+PY
+repo=s3://bench/repo
+"$arca" --repo "$repo" init >/dev/null
+start=$(now)
+for c in $(seq 0 $((clients - 1))); do
+  ( s=$(now)
+    ARCA_CACHE_DIR="$work/cache-$c" "$arca" --repo "$repo" --json backup --host "client$c" "$work/trees/t$c" \
+      >"$work/backup-$c.json" 2>"$work/backup-$c.err"
+    e=$(now); secs "$s" "$e" >"$work/backup-$c.time" ) &
+done
+wait
+end=$(now)
+wall=$(secs "$start" "$end")
+added=$(python3 - "$work" "$clients" <<'PY'
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+total = 0
+for c in range(n):
+    total += json.load(open(f"{work}/backup-{c}.json"))["summary"]["bytes_added"]
+print(total)
+PY
+)
+read_bytes=$(du -sb "$work/trees" | cut -f1)
+rate=$(echo "scale=1; $added / 1000000 / $wall" | bc)
+times=$(for c in $(seq 0 $((clients - 1))); do cat "$work/backup-$c.time"; done | sort -n | tr '\n' ' ')
+failed=0
+for c in $(seq 0 $((clients - 1))); do [ -s "$work/backup-$c.json" ] || { failed=$((failed + 1)); cat "$work/backup-$c.err"; }; done
+
+# Forget all but each client's latest (one each: nothing to forget), then a
+# second round so there is something, and prune.
+for c in $(seq 0 $((clients - 1))); do echo "changed" >"$work/trees/t$c/changed"; done
+for c in $(seq 0 $((clients - 1))); do
+  ARCA_CACHE_DIR="$work/cache-$c" "$arca" --repo "$repo" backup --host "client$c" "$work/trees/t$c" >/dev/null 2>&1 &
+done
+wait
+s=$(now)
+ARCA_CACHE_DIR="$work/cache-0" "$arca" --repo "$repo" forget --keep-last 1 --prune >/dev/null
+forget_prune=$(secs "$s" "$(now)")
+s=$(now)
+ARCA_CACHE_DIR="$work/cache-0" "$arca" --repo "$repo" verify --read-data >/dev/null
+verify=$(secs "$s" "$(now)")
+
+echo "corpus: $corpus, $(numfmt --to=si "$read_bytes")B in $clients trees; s3s-fs on loopback"
+echo
+echo "| what | figure |"
+echo "| --- | --- |"
+echo "| server limit: $clients clients PUT 4 x 16 MiB each | $plain_rate MB/s ($plain_wall s) |"
+echo "| $clients arca clients back up at once | $wall s wall, $rate MB/s stored ($(numfmt --to=si "$added")B added) |"
+echo "| each client's time (sorted) | $times s |"
+echo "| clients that failed | $failed |"
+echo "| forget --keep-last 1 --prune after a second round | $forget_prune s |"
+echo "| verify --read-data | $verify s |"
