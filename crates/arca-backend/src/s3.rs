@@ -363,6 +363,38 @@ impl Backend for S3Backend {
         Ok(data)
     }
 
+    /// Streams the range into `buf`, reserved to its length first: reading
+    /// a whole pack this way holds it once, where `get_range` holds the
+    /// response's chunks and their copy at the same time.
+    fn get_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let key = kind.path(name);
+        let mut into = std::mem::take(buf);
+        into.clear();
+        into.reserve_exact(length as usize);
+        let read = self.run(move |op| async move {
+            op.reader(&key).await?.read_into(&mut into, offset..offset + length).await?;
+            Ok(into)
+        });
+        match read {
+            Ok(data) if data.len() as u64 == length => {
+                *buf = data;
+                Ok(())
+            }
+            // Short or failed: `get_range` tells which, as precisely as it can.
+            _ => {
+                *buf = self.get_range(kind, name, offset, length)?;
+                Ok(())
+            }
+        }
+    }
+
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
         Ok(self.scan(kind)?.0)
     }

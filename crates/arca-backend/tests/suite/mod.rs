@@ -107,8 +107,26 @@ pub fn suite(b: &dyn Backend) {
             .get_range(FileKind::Pack, &name, off, len)
             .unwrap_or_else(|e| panic!("{loc}: range {off}+{len}: {e}"));
         assert_eq!(got, &data[off as usize..(off + len) as usize], "{loc}: range {off}+{len}");
+        // The same into a reused buffer (what restore and the whole-pack
+        // fetches read through), which may hold anything before.
+        let mut buf = bytes(3_000, off);
+        b.get_range_into(FileKind::Pack, &name, off, len, &mut buf)
+            .unwrap_or_else(|e| panic!("{loc}: range {off}+{len} into a buffer: {e}"));
+        assert_eq!(buf, &data[off as usize..(off + len) as usize], "{loc}: range {off}+{len} into a buffer");
     }
     for (off, len) in [(99_990u64, 11u64), (0, 100_001), (100_000, 1), (200_000, 10)] {
+        let mut buf = Vec::new();
+        match b.get_range_into(FileKind::Pack, &name, off, len, &mut buf) {
+            Ok(()) => panic!(
+                "{loc}: range {off}+{len} of a 100000-byte object read {} bytes into a buffer",
+                buf.len()
+            ),
+            Err(e) if e.kind == ErrorKind::ShortObject => {}
+            Err(e) => problems.push(format!(
+                "{loc}: get_range_into {off}+{len} past the end fails with kind {:?}, not ShortObject: {e}",
+                e.kind
+            )),
+        }
         match b.get_range(FileKind::Pack, &name, off, len) {
             Ok(v) => panic!("{loc}: range {off}+{len} of a 100000-byte object returned {} bytes", v.len()),
             Err(e) if e.kind == ErrorKind::ShortObject => {}

@@ -59,7 +59,8 @@ impl Shared {
     }
 
     fn fetch(&self, pos: u32, pack: &PackInfo) -> Option<Arc<Vec<u8>>> {
-        let bytes = self.backend.get(FileKind::Pack, &pack.id.to_hex()).ok()?;
+        let mut bytes = Vec::new();
+        self.backend.get_range_into(FileKind::Pack, &pack.id.to_hex(), 0, pack.size, &mut bytes).ok()?;
         let mut held = self.held();
         if self.users.get(&pos).is_some_and(|u| u.load(Ordering::Acquire) > 0) {
             held.total += bytes.len() as u64;
