@@ -374,6 +374,15 @@ impl<'a> Job<'a> {
         self.contents = contents.len();
         let remote = self.ctx.repo.backend().is_remote();
         if remote {
+            // A pack's files one after the other (the order the backup
+            // stored them in), so each pack is needed for a short stretch
+            // and leaves memory soon (`packs.rs`). The order of files does
+            // not matter otherwise: each is written whole on its own.
+            let first_blob = |i: &usize| {
+                let node = &self.items[*i].node;
+                node.content.first().and_then(|id| self.ctx.index.get(id)).map(|l| (l.pack, l.offset))
+            };
+            contents.sort_by_key(first_blob);
             let files: Vec<&Node> = contents.iter().map(|&i| &self.items[i].node).collect();
             self.ctx.packs = Some(PackCache::new(self.ctx.repo, self.ctx.index, &files));
         }
