@@ -33,15 +33,19 @@ secs() { echo "scale=2; ($2 - $1) / 1" | bc; }
 
 # The server's limit: plain PUTs, CLIENTS at once.
 head -c $((16 << 20)) /dev/urandom >"$work/object"
+sum=$(sha256sum "$work/object" | cut -d' ' -f1)
 start=$(now)
+jobs_=()
 for c in $(seq "$clients"); do
   (for k in 1 2 3 4; do
     curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user benchaccess:benchsecret \
-      -T "$work/object" "$AWS_ENDPOINT_URL/plain/c$c-$k" >/dev/null
+      -H "x-amz-content-sha256: $sum" -T "$work/object" "$AWS_ENDPOINT_URL/plain/c$c-$k" >/dev/null
   done) &
+  jobs_+=($!)
 done
-wait
+wait "${jobs_[@]}"
 end=$(now)
+[ "$(find "$work/s3/plain" -type f | wc -l)" = $((clients * 4)) ] || { echo "the plain PUTs failed"; exit 1; }
 plain_bytes=$((clients * 4 * (16 << 20)))
 plain_wall=$(secs "$start" "$end")
 plain_rate=$(echo "scale=1; $plain_bytes / 1000000 / $plain_wall" | bc)
@@ -64,13 +68,15 @@ PY
 repo=s3://bench/repo
 "$arca" --repo "$repo" init >/dev/null
 start=$(now)
+jobs_=()
 for c in $(seq 0 $((clients - 1))); do
   ( s=$(now)
     ARCA_CACHE_DIR="$work/cache-$c" "$arca" --repo "$repo" --json backup --host "client$c" "$work/trees/t$c" \
       >"$work/backup-$c.json" 2>"$work/backup-$c.err"
     e=$(now); secs "$s" "$e" >"$work/backup-$c.time" ) &
+  jobs_+=($!)
 done
-wait
+wait "${jobs_[@]}"
 end=$(now)
 wall=$(secs "$start" "$end")
 added=$(python3 - "$work" "$clients" <<'PY'
@@ -84,6 +90,7 @@ PY
 )
 read_bytes=$(du -sb "$work/trees" | cut -f1)
 rate=$(echo "scale=1; $added / 1000000 / $wall" | bc)
+read_rate=$(echo "scale=1; $read_bytes / 1000000 / $wall" | bc)
 times=$(for c in $(seq 0 $((clients - 1))); do cat "$work/backup-$c.time"; done | sort -n | tr '\n' ' ')
 failed=0
 for c in $(seq 0 $((clients - 1))); do [ -s "$work/backup-$c.json" ] || { failed=$((failed + 1)); cat "$work/backup-$c.err"; }; done
@@ -91,10 +98,12 @@ for c in $(seq 0 $((clients - 1))); do [ -s "$work/backup-$c.json" ] || { failed
 # Forget all but each client's latest (one each: nothing to forget), then a
 # second round so there is something, and prune.
 for c in $(seq 0 $((clients - 1))); do echo "changed" >"$work/trees/t$c/changed"; done
+jobs_=()
 for c in $(seq 0 $((clients - 1))); do
   ARCA_CACHE_DIR="$work/cache-$c" "$arca" --repo "$repo" backup --host "client$c" "$work/trees/t$c" >/dev/null 2>&1 &
+  jobs_+=($!)
 done
-wait
+wait "${jobs_[@]}"
 s=$(now)
 ARCA_CACHE_DIR="$work/cache-0" "$arca" --repo "$repo" forget --keep-last 1 --prune >/dev/null
 forget_prune=$(secs "$s" "$(now)")
@@ -107,7 +116,7 @@ echo
 echo "| what | figure |"
 echo "| --- | --- |"
 echo "| server limit: $clients clients PUT 4 x 16 MiB each | $plain_rate MB/s ($plain_wall s) |"
-echo "| $clients arca clients back up at once | $wall s wall, $rate MB/s stored ($(numfmt --to=si "$added")B added) |"
+echo "| $clients arca clients back up at once | $wall s wall: $read_rate MB/s read, $rate MB/s stored ($(numfmt --to=si "$added")B added) |"
 echo "| each client's time (sorted) | $times s |"
 echo "| clients that failed | $failed |"
 echo "| forget --keep-last 1 --prune after a second round | $forget_prune s |"
