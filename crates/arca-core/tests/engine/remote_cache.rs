@@ -79,6 +79,15 @@ fn make_tree(src: &Path) {
     }
 }
 
+/// A temporary folder with the tree below in `src` and a fresh repository.
+fn setup() -> (tempfile::TempDir, PathBuf, Remote) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let remote = Remote::new(tmp.path());
+    (tmp, src, remote)
+}
+
 fn listing(repo: &Repository, snap: &SnapshotId) -> Vec<Vec<u8>> {
     let index = repo.load_index().unwrap();
     let root = repo.load_snapshot(snap).unwrap().tree;
@@ -109,10 +118,7 @@ fn assert_named_by_their_hash(files: &[PathBuf]) {
 
 #[test]
 fn what_a_backup_wrote_is_in_the_cache_and_the_next_reads_none_of_it_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_tree(&src);
-    let remote = Remote::new(tmp.path());
+    let (tmp, src, remote) = setup();
     let cache = tmp.path().join("cache");
     let opts = BackupOptions::default().paths(vec![src.clone()]);
 
@@ -135,10 +141,7 @@ fn what_a_backup_wrote_is_in_the_cache_and_the_next_reads_none_of_it_back() {
 
 #[test]
 fn a_new_machine_reads_trees_by_whole_packs_once_each() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_tree(&src);
-    let remote = Remote::new(tmp.path());
+    let (tmp, src, remote) = setup();
     let opts = BackupOptions::default().paths(vec![src.clone()]);
     let snap = backup(&remote.open(&tmp.path().join("old machine")), &opts, &NoProgress).unwrap().id.unwrap();
     let expected = listing(&remote.open(&tmp.path().join("old machine")), &snap);
@@ -165,10 +168,7 @@ fn a_new_machine_reads_trees_by_whole_packs_once_each() {
 
 #[test]
 fn damaged_or_truncated_cache_entries_are_fetched_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_tree(&src);
-    let remote = Remote::new(tmp.path());
+    let (tmp, src, remote) = setup();
     let cache = tmp.path().join("cache");
     let snap = backup(&remote.open(&cache), &BackupOptions::default().paths(vec![src.clone()]), &NoProgress)
         .unwrap()
@@ -211,10 +211,7 @@ fn damaged_or_truncated_cache_entries_are_fetched_again() {
 
 #[test]
 fn packs_and_files_the_repository_no_longer_has_leave_the_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_tree(&src);
-    let remote = Remote::new(tmp.path());
+    let (tmp, src, remote) = setup();
     let cache = tmp.path().join("cache");
     let opts = BackupOptions::default().paths(vec![src.clone()]);
     let first = backup(&remote.open(&cache), &opts, &NoProgress).unwrap().id.unwrap();
