@@ -142,9 +142,10 @@ fn s3_backup_restore_verify_and_cache() {
     assert_eq!(ids.len(), 2, "{snaps}");
     assert!(ids.contains(&jstr(&b1, "id")) && ids.contains(&jstr(&b2, "id")), "{snaps}");
 
-    // The cache: <ARCA_CACHE_DIR>/<repository id>/{index,snapshots,trees}.
+    // The cache: <ARCA_CACHE_DIR>/<repository id>/{index,snapshots,packs}
+    // (packs: the tree packs, whole).
     let cache = arca.cache.join(&repo_id);
-    for folder in ["index", "snapshots", "trees"] {
+    for folder in ["index", "snapshots", "packs"] {
         let d = cache.join(folder);
         assert!(
             d.is_dir() && !files_of(&d).is_empty(),
@@ -157,11 +158,13 @@ fn s3_backup_restore_verify_and_cache() {
     // Tamper with one cached file of each folder: detected, refetched, and
     // the commands give correct results.
     let mut tampered = Vec::new();
-    for folder in ["index", "snapshots", "trees"] {
+    for folder in ["index", "snapshots", "packs"] {
         let (path, original) = files_of(&cache.join(folder)).into_iter().next().unwrap();
+        // A byte in every 64: whatever part of a pack is read, it is damaged.
         let mut bad = original.clone();
-        let i = bad.len() / 2;
-        bad[i] ^= 0x40;
+        for i in (bad.len() / 2 % 64..bad.len()).step_by(64) {
+            bad[i] ^= 0x40;
+        }
         fs::write(&path, &bad).unwrap();
         tampered.push((path, original, bad));
     }
@@ -187,7 +190,7 @@ fn s3_backup_restore_verify_and_cache() {
     let b3 = backup(&arca, &src);
     assert_unchanged(&b3);
     verify_read_data(&arca);
-    for folder in ["index", "snapshots", "trees"] {
+    for folder in ["index", "snapshots", "packs"] {
         assert!(cache.join(folder).is_dir(), "the cache was not rebuilt: {folder}/ missing");
     }
     // Status works against S3 as well.
