@@ -138,6 +138,14 @@ impl Shared {
     }
 }
 
+/// The packs (by index position) holding `node`'s content, each once.
+fn packs_of(index: &Index, node: &Node) -> Vec<u32> {
+    let mut packs: Vec<u32> = node.content.iter().filter_map(|id| index.get(id)).map(|l| l.pack).collect();
+    packs.sort_unstable();
+    packs.dedup();
+    packs
+}
+
 pub(super) struct PackCache {
     shared: Arc<Shared>,
     /// Packs fetched whole (at least a quarter of each is needed).
@@ -157,16 +165,10 @@ impl PackCache {
         let mut users: HashMap<u32, AtomicU32> = HashMap::new();
         let mut order: Vec<u32> = Vec::new();
         for node in files {
-            let mut mine: Vec<u32> =
-                node.content.iter().filter_map(|id| index.get(id)).map(|l| l.pack).collect();
-            for id in &node.content {
-                if let Some(l) = index.get(id) {
-                    *needed.entry(l.pack).or_default() += l.length as u64;
-                }
+            for l in node.content.iter().filter_map(|id| index.get(id)) {
+                *needed.entry(l.pack).or_default() += l.length as u64;
             }
-            mine.sort_unstable();
-            mine.dedup();
-            for p in mine {
+            for p in packs_of(index, node) {
                 let u = users.entry(p).or_insert_with(|| {
                     order.push(p);
                     AtomicU32::new(0)
@@ -242,10 +244,7 @@ impl PackCache {
     /// `node`'s file is done (written, kept or failed): the packs no other
     /// file needs leave memory.
     pub(super) fn done(&self, index: &Index, node: &Node) {
-        let mut mine: Vec<u32> = node.content.iter().filter_map(|id| index.get(id)).map(|l| l.pack).collect();
-        mine.sort_unstable();
-        mine.dedup();
-        for p in mine {
+        for p in packs_of(index, node) {
             let last = self.shared.users.get(&p).is_some_and(|u| u.fetch_sub(1, Ordering::AcqRel) == 1);
             if !last {
                 continue;
