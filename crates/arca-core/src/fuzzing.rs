@@ -85,7 +85,7 @@ pub fn index_file(data: &[u8]) {
         index.compact();
         let _ = index.total_pack_bytes();
         for (id, _) in index.blobs() {
-            let _ = index.locations(&id).map(|l| index.pack(l).size).fold(0, u64::saturating_add);
+            let _ = index.locations(&id).map(|l| index.pack(&l).size).fold(0, u64::saturating_add);
         }
     }
 }

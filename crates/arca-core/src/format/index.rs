@@ -12,9 +12,11 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, Id, PackId};
+use crate::format::index_table::{self, RunWriter, Table, TableWriter};
 use crate::format::pack::{BlobType, PackEntry, ENTRY_LEN};
 
 const MAGIC: &[u8; 8] = b"ARCAIDX1";
@@ -185,12 +187,21 @@ pub struct PackInfo {
 ///   moves the sorted part once and comes after n/8 additions at the
 ///   earliest, so building an index of n blobs moves about 9n entries.
 ///
-/// A blob is in only one of the two parts. Further copies in other packs
-/// are in `alternates`.
+/// Below both, an index too large for memory keeps most of its blobs in an
+/// index table on disk (`on_disk`, see [`crate::format::index_table`]), and
+/// the two parts hold only the blobs added since.
+///
+/// A blob is in only one of the parts. Further copies in other packs are
+/// in `alternates`.
 pub struct Index {
-    /// Every pack, in the order first met; a [`BlobLoc`] names one by its position here.
+    /// Every pack; a [`BlobLoc`] names one by its position here. The first
+    /// `table_packs` are the index table's, in id order; the others are in
+    /// the order first met.
     pub packs: Vec<PackInfo>,
+    /// Positions of the packs after the table's.
     pack_pos: IdMap<u32, PackId>,
+    on_disk: Option<Table>,
+    table_packs: usize,
     keys: Vec<u32>,
     rest: Vec<Rest>,
     /// `table[b]` is the position of the first key whose top bits (all but
@@ -356,6 +367,8 @@ impl Default for Index {
         Index {
             packs: Vec::new(),
             pack_pos: IdMap::default(),
+            on_disk: None,
+            table_packs: 0,
             keys: Vec::new(),
             rest: Vec::new(),
             table: Vec::new(),
@@ -372,10 +385,13 @@ impl Index {
     /// Adds the blobs of pack `id` (of `size` bytes); blobs already known
     /// elsewhere become further copies.
     pub fn add_pack(&mut self, id: PackId, size: u64, entries: &[PackEntry]) {
-        let pos = *self.pack_pos.entry(id).or_insert_with(|| {
-            self.packs.push(PackInfo { id, size, trees: false });
-            (self.packs.len() - 1) as u32
-        });
+        let pos = match self.table_pack(&id) {
+            Some(pos) => pos,
+            None => *self.pack_pos.entry(id).or_insert_with(|| {
+                self.packs.push(PackInfo { id, size, trees: false });
+                (self.packs.len() - 1) as u32
+            }),
+        };
         if entries.iter().any(|e| e.kind == BlobType::Tree) {
             self.packs[pos as usize].trees = true;
         }
@@ -389,9 +405,22 @@ impl Index {
         }
     }
 
+    /// The position of a pack among the index table's.
+    fn table_pack(&self, id: &PackId) -> Option<u32> {
+        self.packs[..self.table_packs].binary_search_by(|p| p.id.cmp(id)).ok().map(|p| p as u32)
+    }
+
+    /// The first location of a blob in the table or the sorted part.
+    fn stored(&self, id: &BlobId) -> Option<BlobLoc> {
+        if let Some(loc) = self.on_disk.as_ref().and_then(|t| t.get(id)) {
+            return Some(loc);
+        }
+        self.lookup(id).map(|i| self.rest[i].loc)
+    }
+
     fn add_recent(&mut self, id: BlobId, loc: BlobLoc) {
-        if let Some(i) = self.lookup(&id) {
-            note_copy(&mut self.alternates, id, &self.rest[i].loc, loc);
+        if let Some(first) = self.stored(&id) {
+            note_copy(&mut self.alternates, id, &first, loc);
             return;
         }
         match self.recent.entry(id) {
@@ -410,12 +439,12 @@ impl Index {
         let mut fresh = vec![0u64; entries.len().div_ceil(64)];
         let mut n_fresh = 0;
         for (i, e) in entries.iter().enumerate() {
-            let first = match self.lookup(&e.id) {
-                Some(j) => Some(&self.rest[j].loc),
-                None => self.recent.get(&e.id),
+            let first = match self.stored(&e.id) {
+                Some(loc) => Some(loc),
+                None => self.recent.get(&e.id).copied(),
             };
             match first {
-                Some(first) => note_copy(&mut self.alternates, e.id, first, loc_of(pos, e)),
+                Some(first) => note_copy(&mut self.alternates, e.id, &first, loc_of(pos, e)),
                 None => {
                     fresh[i / 64] |= 1 << (i % 64);
                     n_fresh += 1;
@@ -589,20 +618,55 @@ impl Index {
     ///
     /// [`TreeId`]: crate::format::id::TreeId
     /// [`DataId`]: crate::format::id::DataId
+    ///
+    /// With an index table, a read of it that fails answers `None`: ask
+    /// [`Index::table_failure`] before reporting a blob missing.
     #[inline]
-    pub fn get(&self, id: impl Into<BlobId>) -> Option<&BlobLoc> {
+    pub fn get(&self, id: impl Into<BlobId>) -> Option<BlobLoc> {
         let id: BlobId = id.into();
-        match self.lookup(&id) {
-            Some(i) => Some(&self.rest[i].loc),
+        match self.stored(&id) {
+            Some(loc) => Some(loc),
             None if self.recent.is_empty() => None,
-            None => self.recent.get(&id),
+            None => self.recent.get(&id).copied(),
         }
     }
 
     /// Every stored copy of a blob, the first one first.
-    pub fn locations(&self, id: impl Into<BlobId>) -> impl Iterator<Item = &BlobLoc> {
+    pub fn locations(&self, id: impl Into<BlobId>) -> impl Iterator<Item = BlobLoc> + '_ {
         let blob: BlobId = id.into();
-        self.get(blob).into_iter().chain(self.alternates.get(&blob).into_iter().flatten())
+        self.get(blob).into_iter().chain(self.alternates.get(&blob).into_iter().flatten().copied())
+    }
+
+    /// Why the index table could not be read, if a lookup or listing met a
+    /// read that failed (the table is then deleted; the next load builds
+    /// it again). Until then, a blob it could not find may exist.
+    pub fn table_failure(&self) -> Option<String> {
+        self.on_disk.as_ref().and_then(|t| t.failure())
+    }
+
+    /// Fails if a read of the index table failed: a lookup may then have
+    /// missed a blob that is stored, so a result that reports one missing
+    /// must not stand.
+    pub fn check_table(&self) -> crate::error::Result<()> {
+        match self.on_disk.as_ref().and_then(|t| t.failure().map(|why| (t.path(), why))) {
+            Some((path, why)) => Err(crate::error::Error::io(
+                path,
+                std::io::Error::other(format!(
+                    "the index table in the cache does not read ({why}); it is deleted and built again by the next command: run this one again"
+                )),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether most blobs are in an index table rather than in memory.
+    pub fn has_table(&self) -> bool {
+        self.on_disk.is_some()
+    }
+
+    /// Blobs held in memory (those not in the index table).
+    pub fn memory_blobs(&self) -> usize {
+        self.keys.len() + self.recent.len()
     }
 
     /// Whether the index knows the blob.
@@ -612,7 +676,7 @@ impl Index {
 
     /// Whether some index file lists the pack.
     pub fn has_pack(&self, id: &PackId) -> bool {
-        self.pack_pos.contains_key(id)
+        self.table_pack(id).is_some() || self.pack_pos.contains_key(id)
     }
 
     /// The pack a location is in.
@@ -622,13 +686,162 @@ impl Index {
 
     /// How many distinct blobs the index knows.
     pub fn blob_count(&self) -> usize {
-        self.keys.len() + self.recent.len()
+        self.on_disk.as_ref().map_or(0, |t| t.len() as usize) + self.keys.len() + self.recent.len()
     }
 
-    /// Every blob and its first location, in no particular order.
+    /// Every blob and its first location, in no particular order. With an
+    /// index table, a read of it that fails ends the listing early: ask
+    /// [`Index::table_failure`] after.
     pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
+        let table = self.on_disk.iter().flat_map(|t| t.entries());
         let sorted = self.keys.iter().zip(&self.rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
-        sorted.chain(self.recent.iter().map(|(id, loc)| (*id, *loc)))
+        table.chain(sorted).chain(self.recent.iter().map(|(id, loc)| (*id, *loc)))
+    }
+
+    /// An index over the index table at `path`; the error says why the
+    /// table cannot be used.
+    pub fn from_table(path: &Path) -> std::result::Result<Index, String> {
+        let (table, meta) = Table::open(path)?;
+        let mut alternates: IdMap<Vec<BlobLoc>> = IdMap::default();
+        for (id, loc) in meta.copies {
+            alternates.entry(id).or_default().push(loc);
+        }
+        if !meta.packs.windows(2).all(|w| w[0].id < w[1].id) {
+            return Err("packs out of order".into());
+        }
+        Ok(Index {
+            table_packs: meta.packs.len(),
+            packs: meta.packs,
+            on_disk: Some(table),
+            alternates,
+            files: meta.files,
+            ..Index::default()
+        })
+    }
+
+    /// Moves the blobs held in memory, sorted, into a run file in `dir`,
+    /// for [`Index::write_table`]. Further copies stay in memory; so do the
+    /// packs, whose positions the run's entries use.
+    pub fn spill_run(&mut self, dir: &Path) -> std::io::Result<index_table::Run> {
+        self.compact();
+        let mut run = RunWriter::create(dir)?;
+        for (&key, r) in self.keys.iter().zip(&self.rest) {
+            run.push(&join(key, &r.tail), &r.loc)?;
+        }
+        let run = run.finish()?;
+        self.keys = Vec::new();
+        self.rest = Vec::new();
+        self.rebuild_table();
+        Ok(run)
+    }
+
+    /// Writes every blob (the index table's, those of `runs`, the ones in
+    /// memory: first copies in that order) into a new index table `dest`
+    /// (through a temporary in `dir`), and goes on with it: memory then
+    /// holds no blob.
+    ///
+    /// Runs come from [`Index::spill_run`] on this index, in order; a blob
+    /// in several of them was first stored where the earliest says, and the
+    /// others become further copies. The table's packs are renumbered in id
+    /// order.
+    pub fn write_table(
+        &mut self,
+        dir: &Path,
+        dest: &Path,
+        mut runs: Vec<index_table::Run>,
+    ) -> std::io::Result<()> {
+        self.compact();
+        let mut order: Vec<u32> = (0..self.packs.len() as u32).collect();
+        order.sort_by_key(|&p| self.packs[p as usize].id);
+        let mut new_pos = vec![0u32; self.packs.len()];
+        for (n, &old) in order.iter().enumerate() {
+            new_pos[old as usize] = n as u32;
+        }
+        let renumber = |mut l: BlobLoc| {
+            l.pack = new_pos[l.pack as usize];
+            l
+        };
+        let mut alternates = std::mem::take(&mut self.alternates);
+        let old = self.on_disk.take();
+        let keys = std::mem::take(&mut self.keys);
+        let rest = std::mem::take(&mut self.rest);
+        type Source<'s> = Box<dyn FnMut() -> std::io::Result<Option<(BlobId, BlobLoc)>> + 's>;
+        // Sources, oldest first: ties go to the lower number.
+        let mut sources: Vec<Source> = Vec::new();
+        if let Some(t) = &old {
+            let mut it = t.entries();
+            sources.push(Box::new(move || Ok(it.next())));
+        }
+        for run in runs.iter_mut() {
+            sources.push(Box::new(move || run.next_entry()));
+        }
+        let mut memory = keys.iter().zip(&rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
+        sources.push(Box::new(move || Ok(memory.next())));
+        let mut heads: Vec<Option<(BlobId, BlobLoc)>> = Vec::with_capacity(sources.len());
+        let mut heap = std::collections::BinaryHeap::new();
+        for (i, s) in sources.iter_mut().enumerate() {
+            let head = s()?;
+            if let Some((id, _)) = head {
+                heap.push(std::cmp::Reverse((id, i)));
+            }
+            heads.push(head);
+        }
+        let mut out = TableWriter::create(dir)?;
+        let mut last: Option<(BlobId, BlobLoc)> = None;
+        while let Some(std::cmp::Reverse((id, i))) = heap.pop() {
+            let (_, loc) = heads[i].take().expect("a head for each heap entry");
+            match last {
+                Some((l, first)) if l == id => note_copy(&mut alternates, id, &first, loc),
+                _ => {
+                    out.push(&id, &renumber(loc))?;
+                    last = Some((id, loc));
+                    // Copies noted against a later first (one added after
+                    // the earlier went to a run): none may share the
+                    // first's pack or another copy's.
+                    if let Some(alts) = alternates.get_mut(&id) {
+                        let mut seen = vec![loc.pack];
+                        alts.retain(|a| {
+                            !seen.contains(&a.pack) && {
+                                seen.push(a.pack);
+                                true
+                            }
+                        });
+                        if alts.is_empty() {
+                            alternates.remove(&id);
+                        }
+                    }
+                }
+            }
+            heads[i] = sources[i]()?;
+            if let Some((next, _)) = heads[i] {
+                heap.push(std::cmp::Reverse((next, i)));
+            }
+        }
+        drop(sources);
+        if let Some(why) = old.as_ref().and_then(|t| t.failure()) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+        }
+        let mut copies: Vec<(BlobId, BlobLoc)> = Vec::new();
+        for (id, locs) in alternates.iter_mut() {
+            for l in locs.iter_mut() {
+                *l = renumber(*l);
+                copies.push((*id, *l));
+            }
+        }
+        // Stable: the copies of one blob keep their order.
+        copies.sort_by_key(|(id, _)| *id);
+        let packs: Vec<PackInfo> = order.iter().map(|&p| self.packs[p as usize].clone()).collect();
+        out.finish(&self.files, &packs, &copies, dest)?;
+        drop(old);
+        let (table, _) = Table::open(dest).map_err(std::io::Error::other)?;
+        self.on_disk = Some(table);
+        self.packs = packs;
+        self.table_packs = self.packs.len();
+        self.pack_pos = IdMap::default();
+        self.alternates = alternates;
+        self.recent = IdMap::default();
+        self.rebuild_table();
+        Ok(())
     }
 
     /// The packs that hold trees.
@@ -800,9 +1013,9 @@ mod tests {
     }
 
     fn check_id(idx: &Index, model: &Model, id: &BlobId) {
-        assert_eq!(idx.get(id), model.first.get(id), "get {id:?}");
+        assert_eq!(idx.get(id), model.first.get(id).copied(), "get {id:?}");
         assert_eq!(idx.contains(id), model.first.contains_key(id));
-        assert_eq!(idx.locations(id).copied().collect::<Vec<_>>(), model.locations(id));
+        assert_eq!(idx.locations(id).collect::<Vec<_>>(), model.locations(id));
     }
 
     fn check_all(idx: &Index, model: &Model) {
@@ -877,6 +1090,121 @@ mod tests {
             check_all(&idx, &model);
             idx.compact();
             check_all(&idx, &model);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum TableOp {
+        Add {
+            pack: u8,
+            entries: Vec<(u16, u32)>,
+        },
+        /// The blobs in memory go to a run.
+        Spill,
+        /// The runs, the table and memory become a new table.
+        Write,
+        /// The table is opened again from its file, as the next command does.
+        Reopen,
+    }
+
+    fn table_op() -> impl Strategy<Value = TableOp> {
+        prop_oneof![
+            6 => (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), 0..60))
+                .prop_map(|(pack, entries)| TableOp::Add { pack, entries }),
+            2 => Just(TableOp::Spill),
+            2 => Just(TableOp::Write),
+            1 => Just(TableOp::Reopen),
+        ]
+    }
+
+    /// A location as what it means: the pack's id rather than a position.
+    type Where = (PackId, u32, u32, u32, BlobType);
+
+    fn where_of(packs: &[PackId], l: &BlobLoc) -> Where {
+        (packs[l.pack as usize], l.offset, l.length, l.raw_length, l.kind)
+    }
+
+    /// The index agrees with the model on every id: the first copy, the
+    /// others as a set (their order is the order met, which runs change),
+    /// the packs known, the blob count and the listing.
+    fn check_against_model(idx: &Index, model: &Model) {
+        let ids: Vec<PackId> = idx.packs.iter().map(|p| p.id).collect();
+        for sel in 0..700 {
+            let id = test_id(sel);
+            let got = idx.get(id).map(|l| where_of(&ids, &l));
+            let want = model.first.get(&id).map(|l| where_of(&model.packs, l));
+            assert_eq!(got, want, "first copy of {id:?}");
+            let mut got: Vec<Where> = idx.locations(id).skip(1).map(|l| where_of(&ids, &l)).collect();
+            let mut want: Vec<Where> =
+                model.locations(&id).iter().skip(1).map(|l| where_of(&model.packs, l)).collect();
+            got.sort_by_key(|w| w.0);
+            want.sort_by_key(|w| w.0);
+            assert_eq!(got, want, "other copies of {id:?}");
+        }
+        assert_eq!(idx.blob_count(), model.first.len());
+        let mut listed: Vec<BlobId> = idx.blobs().map(|(id, _)| id).collect();
+        listed.sort();
+        let mut want: Vec<BlobId> = model.first.keys().copied().collect();
+        want.sort();
+        assert_eq!(listed, want);
+        for p in 0..8 {
+            assert_eq!(idx.has_pack(&pack_id(p)), model.packs.contains(&pack_id(p)), "pack {p}");
+        }
+        let mut a: Vec<PackId> = ids.clone();
+        let mut b = model.packs.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert!(idx.table_failure().is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The index with blobs in runs and in an index table on disk means
+        /// what the index all in memory means.
+        #[test]
+        fn table_backed_index_matches_model(ops in proptest::collection::vec(table_op(), 0..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("index-table");
+            let mut idx = Index::default();
+            let mut model = Model::default();
+            let mut runs = Vec::new();
+            for op in ops {
+                match op {
+                    TableOp::Add { pack, entries } => {
+                        let entries: Vec<PackEntry> = entries
+                            .iter()
+                            .map(|&(sel, off)| PackEntry {
+                                kind: if off % 3 == 0 { BlobType::Tree } else { BlobType::Data },
+                                id: test_id(sel),
+                                offset: off,
+                                length: off / 7,
+                                raw_length: off / 5,
+                            })
+                            .collect();
+                        idx.add_pack(pack_id(pack), 1000 + pack as u64, &entries);
+                        model.add_pack(pack_id(pack), &entries);
+                    }
+                    TableOp::Spill => runs.push(idx.spill_run(dir.path()).unwrap()),
+                    TableOp::Write => {
+                        idx.write_table(dir.path(), &dest, std::mem::take(&mut runs)).unwrap();
+                        assert_eq!(idx.memory_blobs(), 0);
+                    }
+                    TableOp::Reopen if runs.is_empty() && idx.has_table() && idx.memory_blobs() == 0 => {
+                        idx = Index::from_table(&dest).unwrap();
+                    }
+                    TableOp::Reopen => {}
+                }
+                if runs.is_empty() {
+                    check_against_model(&idx, &model);
+                }
+            }
+            idx.write_table(dir.path(), &dest, runs).unwrap();
+            check_against_model(&idx, &model);
+            check_against_model(&Index::from_table(&dest).unwrap(), &model);
+            // Runs and temporaries are gone; the table alone is left.
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, vec![std::ffi::OsString::from("index-table")]);
         }
     }
 

@@ -4,6 +4,7 @@ pub mod config;
 pub mod id;
 #[cfg_attr(feature = "internals", allow(missing_docs))]
 pub mod index;
+pub mod index_table;
 #[cfg_attr(feature = "internals", allow(missing_docs))]
 pub mod keyfile;
 pub mod lock;

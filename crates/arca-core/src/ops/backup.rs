@@ -690,7 +690,7 @@ fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, 
     let mut gone = IdSet::default();
     if index.packs.iter().any(|p| !present.contains(&p.id)) {
         for (id, _) in index.blobs() {
-            if index.locations(&id).all(|l| !present.contains(&index.pack(l).id)) {
+            if index.locations(&id).all(|l| !present.contains(&index.pack(&l).id)) {
                 gone.insert(id);
             }
         }

@@ -487,7 +487,7 @@ impl PrunePlan {
                 if keep_loc.get(&e.id) == Some(&(i as u32)) {
                     let loc =
                         index.locations(&e.id).find(|l| l.pack == i as u32).expect("entry of this pack");
-                    let data = repo.read_blob_at(&index, &e.id, loc)?;
+                    let data = repo.read_blob_at(&index, &e.id, &loc)?;
                     if packer.claim(e.id) {
                         packer.add(e.kind, e.id, &data)?;
                     }

@@ -45,6 +45,22 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?.write_all(data)
 }
 
+/// A temporary file a killed process left behind: over an hour old.
+fn is_stale_temporary(e: &fs::DirEntry) -> bool {
+    e.file_name().to_string_lossy().ends_with(".tmp")
+        && e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600))
+}
+
+fn remove_stale_temporaries(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if is_stale_temporary(&e) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 impl Cache {
     pub fn new(root: &Path, repository_id: &Id) -> Cache {
         Cache { dir: root.join(repository_id.to_hex()), fetching: Arc::default() }
@@ -58,6 +74,14 @@ impl Cache {
                 let _ = fs::rename(&tmp, self.dir.join(name));
             }
         }
+    }
+
+    /// The cache folder, made if missing (owner-only); `None` if it cannot
+    /// be. Stale temporaries a killed process left there are removed.
+    pub fn folder(&self) -> Option<PathBuf> {
+        private_dir(&self.dir).ok()?;
+        remove_stale_temporaries(&self.dir);
+        Some(self.dir.clone())
     }
 
     /// A cached copy of a repository object (`index/<id>`, `snapshots/<id>`,
@@ -120,14 +144,8 @@ impl Cache {
         if let Ok(rd) = fs::read_dir(self.dir.join(folder)) {
             for e in rd.flatten() {
                 let name = e.file_name();
-                let name = name.to_string_lossy();
-                let gone = Id::from_hex(&name).is_some_and(|id| !keep.contains(&id));
-                // A temporary file a killed process left behind.
-                let left = name.ends_with(".tmp")
-                    && e.metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
-                if gone || left {
+                let gone = Id::from_hex(&name.to_string_lossy()).is_some_and(|id| !keep.contains(&id));
+                if gone || is_stale_temporary(&e) {
                     let _ = fs::remove_file(e.path());
                 }
             }

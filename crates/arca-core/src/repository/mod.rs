@@ -2,6 +2,7 @@
 //! writes of every file kind.
 
 pub mod cache;
+mod index_load;
 pub(crate) mod remote;
 pub mod snapshots;
 mod wal;
@@ -49,6 +50,8 @@ pub struct Repository {
     /// The background fetch of a remote repository's tree packs, once
     /// started (`remote.rs`).
     tree_prefetch: std::sync::OnceLock<remote::Prefetch>,
+    /// Blobs of the index kept in memory at most (`index_load.rs`).
+    index_memory: usize,
 }
 
 /// A key file as listed by `key list`.
@@ -154,6 +157,7 @@ impl Repository {
             cache: None,
             config_damage: None,
             tree_prefetch: std::sync::OnceLock::new(),
+            index_memory: index_load::DEFAULT_MEMORY_BLOBS,
         }
     }
 
@@ -521,53 +525,6 @@ impl Repository {
         IndexFile::decode(&plain, &self.object_name(FileKind::Index, &id.to_hex()))
     }
 
-    /// Loads and merges every index file. Index files that cannot be read
-    /// are returned beside the index instead of failing the whole load.
-    pub fn load_index_lenient(&self) -> Result<(Index, Vec<Error>)> {
-        let names = self.backend.list(FileKind::Index)?;
-        if let Some(c) = self.metadata_cache() {
-            c.retain("index", &names.iter().filter_map(|e| Id::from_hex(&e.name)).collect());
-        }
-        let load = |e: &arca_backend::Entry| match Id::from_hex(&e.name) {
-            Some(id) => (id, self.load_index_file(&id)),
-            None => (
-                Id::default(),
-                Err(Error::corrupt(self.object_name(FileKind::Index, &e.name), "file name is not an id")),
-            ),
-        };
-        let loaded: Vec<(Id, Result<IndexFile>)> = if self.backend.is_remote() {
-            remote::fetch_all(&names, remote::IN_FLIGHT, load)
-        } else {
-            names.par_iter().map(load).collect()
-        };
-        // An index file that another present one supersedes is left out:
-        // maintenance writes the replacement before deleting it, so it is
-        // either about to go or put back from an older state (a replay);
-        // its packs may be gone, and the replacement says what is left.
-        let superseded: std::collections::HashSet<Id> = loaded
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .flat_map(|f| f.supersedes.iter().copied())
-            .collect();
-        let mut index = Index::default();
-        let mut errors = Vec::new();
-        for (id, r) in loaded {
-            match r {
-                Ok(_) if superseded.contains(&id) => {}
-                Ok(f) => index.add_file(id, &f),
-                Err(e) => errors.push(e),
-            }
-        }
-        index.compact();
-        if let Some(c) = self.metadata_cache() {
-            // Packs pruned since are dropped; so are tree blobs cached one
-            // by one, as versions before whole tree packs did.
-            c.retain(remote::PACKS, &index.tree_packs().map(|p| *p.id.id()).collect());
-            c.remove_folder("trees");
-        }
-        Ok((index, errors))
-    }
-
     /// The index, leniently: an index file that does not read is named
     /// through `progress` (what it lists stays unreachable until `arca
     /// repair index`) instead of failing the load.
@@ -864,12 +821,19 @@ fn first_intact_copy<R>(
 ) -> Result<R> {
     let mut first_error = None;
     for loc in index.locations(id) {
-        match read(loc) {
+        match read(&loc) {
             Ok(r) => return Ok(r),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)")))
+    // A blob the index table could not be read for is not missing: the
+    // table is at fault, and says so.
+    Err(first_error.unwrap_or_else(|| {
+        index
+            .check_table()
+            .err()
+            .unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))
+    }))
 }

@@ -120,7 +120,7 @@ impl Repository {
     /// the tree by its range, which reports what is wrong.
     pub(super) fn tree_from_cached_pack(&self, cache: &Cache, index: &Index, id: &BlobId) -> Option<Vec<u8>> {
         for loc in index.locations(id) {
-            let pack = index.pack(loc);
+            let pack = index.pack(&loc);
             if pack.size > WHOLE_PACK_MAX {
                 continue;
             }

@@ -7,6 +7,7 @@ mod cancel;
 mod embedding;
 mod engine_locks;
 mod fuzz_corpus;
+mod index_table;
 mod remote_cache;
 mod streams;
 mod torture_faults;

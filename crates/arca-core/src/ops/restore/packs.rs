@@ -233,10 +233,10 @@ impl PackCache {
         let (slot, new) = self.shared.slot(loc.pack);
         if new {
             // Ahead of the fetchers: fetched here, after making room.
-            self.shared.make_room(loc.pack, index.pack(loc).size);
-            self.shared.reserve(loc.pack, index.pack(loc).size, false);
+            self.shared.make_room(loc.pack, index.pack(&loc).size);
+            self.shared.reserve(loc.pack, index.pack(&loc).size, false);
         }
-        let bytes = slot.get_or_init(|| self.shared.fetch(loc.pack, index.pack(loc))).clone()?;
+        let bytes = slot.get_or_init(|| self.shared.fetch(loc.pack, index.pack(&loc))).clone()?;
         let sealed = bytes.get(loc.offset as usize..(loc.offset as usize + loc.length as usize))?;
         repo.decode_blob(&BlobId::from(id), sealed, &|| format!("blob {}", id.short())).ok()
     }
