@@ -37,7 +37,9 @@ fn main() {
     let mut flush = |packs: &mut Vec<IndexPack>| {
         let file = IndexFile { supersedes: Vec::new(), packs: std::mem::take(packs) };
         let stored = repo.crypto().seal(&compress::encode(&file.encode(), level));
-        backend.put(FileKind::Index, &Id::of_bytes(&stored).to_hex(), &stored).expect("writing an index file");
+        backend
+            .put(FileKind::Index, &Id::of_bytes(&stored).to_hex(), &stored)
+            .expect("writing an index file");
         files += 1;
     };
     while written < n {

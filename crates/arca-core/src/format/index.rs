@@ -743,7 +743,7 @@ impl Index {
     /// Runs come from [`Index::spill_run`] on this index, in order; a blob
     /// in several of them was first stored where the earliest says, and the
     /// others become further copies. The table's packs are renumbered in id
-    /// order.
+    /// order. After an error the index is incomplete: load it again.
     pub fn write_table(
         &mut self,
         dir: &Path,

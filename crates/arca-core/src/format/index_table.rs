@@ -464,10 +464,22 @@ impl RunWriter {
         self.out.write_all(&encode_entry(id, loc))
     }
 
-    pub fn finish(self) -> std::io::Result<Run> {
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
+    pub fn finish(mut self) -> std::io::Result<Run> {
+        self.out.flush()?;
+        let mut file = self.out.get_ref().try_clone()?;
         file.seek(SeekFrom::Start(0))?;
-        Ok(Run { reader: BufReader::with_capacity(1 << 20, file), path: self.path })
+        // The run now owns the file and deletes it when dropped.
+        let path = std::mem::take(&mut self.path);
+        Ok(Run { reader: BufReader::with_capacity(1 << 20, file), path })
+    }
+}
+
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        // Not finished (a full disk): the temporary goes.
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! the metadata of a remote repository (index files, snapshot files, and
 //! the packs that hold trees, whole: `packs/<pack id>`; each validated by
 //! its hash or seal when used, evicted and fetched again when it does not
-//! check out, dropped when the repository no longer lists it), the blobs a
+//! check out, dropped when the repository no longer lists it), the index
+//! table of an index past its memory limit (`index-table`, see
+//! `format/index_table.rs`), the blobs a
 //! `verify --read-data` found damaged (so the next backup stores them again
 //! and heals the repository) and the position of the rotating
 //! `--read-data-subset`. Nothing in it is trusted for correctness: a lost

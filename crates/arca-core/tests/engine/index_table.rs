@@ -202,3 +202,56 @@ fn a_damaged_table_fails_the_command_that_meets_it_and_is_built_again() {
     assert_restores(&s, &snap, &a);
     assert_ne!(fs::read(&path).unwrap(), bytes);
 }
+
+/// Unmounts a test's file system when the test ends, however it ends.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn with_no_room_in_the_cache_the_index_stays_in_memory_and_commands_work() {
+    let s = Setup::new();
+    let a = s.tree("a", 600);
+    let snap = s.backup(&a);
+    // The cache on a file system with no room left (a real tmpfs).
+    let cache = s.root.join("full");
+    fs::create_dir_all(&cache).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&cache)
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        let why = "mount -t tmpfs failed (not root?)";
+        assert!(std::env::var_os("ARCA_TEST_REQUIRE_ROOT").is_none_or(|v| v.is_empty()), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _unmount = Unmount(cache.clone());
+    let mut repo = Repository::open(s.backend.clone(), Some(PASSWORD)).unwrap();
+    repo.set_cache_root(&cache);
+    repo.set_index_memory_limit(LIMIT);
+    let folder = cache.join(repo.config().id.to_hex());
+    fs::create_dir_all(&folder).unwrap();
+    // Fill it: writes fail with "no space" from here on.
+    let mut filler = fs::File::create(cache.join("filler")).unwrap();
+    let block = vec![7u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+
+    let index = repo.load_index().unwrap();
+    assert!(!index.has_table());
+    assert_eq!(meaning(&index), meaning(&s.memory_index()));
+    let out = s.root.join("out");
+    let r = restore(&repo, &snap, &RestoreOptions::default().target(out.clone()), &NoProgress).unwrap();
+    assert!(r.success, "{:?}", r.errors);
+    let restored = out.join(a.strip_prefix("/").unwrap());
+    assert_eq!(fs::read_dir(&restored).unwrap().count(), 600);
+    // Nothing half-written is left in the cache.
+    let left: Vec<_> = fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
