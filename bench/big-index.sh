@@ -18,6 +18,8 @@
 #                       the index table in the cache (sorted outside memory)
 #   backup_again        the next backup (nothing changed): reads the table
 #   restore             the latest snapshot into an empty folder
+#   restore_new_machine the same with the cache empty (the disaster: the
+#                       index is read, and the table built, first)
 set -euo pipefail
 corpus=${1:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}
 n=${N:-20000000}
@@ -52,6 +54,8 @@ run() {
     measure backup_new_machine "$tool" "$bin" --repo "$work/repo" backup "$corpus"
     measure backup_again "$tool" "$bin" --repo "$work/repo" backup "$corpus"
     measure restore "$tool" "$bin" --repo "$work/repo" restore latest --target "$work/out-$tool"
+    rm -rf "$cache" "$work/out-$tool"
+    measure restore_new_machine "$tool" "$bin" --repo "$work/repo" restore latest --target "$work/out-$tool"
     rm -rf "$work/out-$tool"
 }
 

@@ -120,6 +120,9 @@ struct State {
     cut: bool,
     /// The objects read ([`Op::Get`], [`Op::GetRange`]), in order.
     reads: Vec<String>,
+    /// With [`Faults::lag_listings`]: the objects deleted, by kind folder,
+    /// that listings still show.
+    ghosts: Option<BTreeMap<&'static str, Vec<String>>>,
 }
 
 /// The shared switchboard of one or more [`FaultBackend`]s.
@@ -146,6 +149,7 @@ impl Default for Faults {
                 fired: None,
                 cut: false,
                 reads: Vec::new(),
+                ghosts: None,
             }),
         }
     }
@@ -192,6 +196,25 @@ impl Faults {
     /// `<location>/<kind folder>/<name>`: what a test of a cache checks.
     pub fn reads(&self) -> Vec<String> {
         self.state().reads.clone()
+    }
+
+    /// From now on, listings lag behind deletions: an object deleted since
+    /// is still listed (reading it finds nothing), as a distributed store
+    /// lists for a while after a node that missed the deletions rejoins
+    /// (seen on a three-node Garage cluster).
+    pub fn lag_listings(&self) {
+        self.state().ghosts.get_or_insert_with(BTreeMap::new);
+    }
+
+    fn ghosts(&self, kind: FileKind) -> Vec<String> {
+        let s = self.state();
+        s.ghosts.as_ref().and_then(|g| g.get(kind.dir())).cloned().unwrap_or_default()
+    }
+
+    fn deleted(&self, kind: FileKind, name: &str) {
+        if let Some(g) = self.state().ghosts.as_mut() {
+            g.entry(kind.dir()).or_default().push(name.to_string());
+        }
     }
 
     /// The operation the planned fault hit, if it has happened.
@@ -393,7 +416,13 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<Entry>> {
-        self.listing(kind, || self.inner.list(kind))
+        let mut entries = self.listing(kind, || self.inner.list(kind))?;
+        for name in self.faults.ghosts(kind) {
+            if !entries.iter().any(|e| e.name == name) {
+                entries.push(Entry { name, size: 0 });
+            }
+        }
+        Ok(entries)
     }
 
     fn misplaced(&self, kind: FileKind) -> Result<Vec<String>> {
@@ -402,7 +431,9 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
-        self.mutate(Op::Delete, "deleting", self.object(kind, name), || self.inner.delete(kind, name))
+        self.mutate(Op::Delete, "deleting", self.object(kind, name), || self.inner.delete(kind, name))?;
+        self.faults.deleted(kind, name);
+        Ok(())
     }
 
     fn remove_temporaries(&self) -> Result<u64> {

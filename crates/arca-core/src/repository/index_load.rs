@@ -115,6 +115,10 @@ impl Repository {
         let load = |(id, _): &&(Id, &Entry)| (*id, self.load_index_file(id));
         let mut superseded = HashSet::new();
         let mut errors = Vec::new();
+        // Listed, then not found: fine if a present file supersedes them
+        // (deleted by the maintenance that wrote it, since the listing or
+        // behind a listing that lags); else reported as errors below.
+        let mut vanished = Vec::new();
         let mut runs = Vec::new();
         let mut start = 0;
         while start < todo.len() {
@@ -136,6 +140,7 @@ impl Repository {
                         superseded.extend(f.supersedes.iter().copied());
                         index.add_file(id, &f);
                     }
+                    Err(Error::Backend(e)) if e.is_not_found() => vanished.push((id, Error::Backend(e))),
                     Err(e) => errors.push(e),
                 }
                 if let Some(dir) = dir.filter(|_| index.memory_blobs() > self.index_memory) {
@@ -154,6 +159,7 @@ impl Repository {
         if index.files.iter().any(|f| superseded.contains(f)) {
             return Ok(Pass::Superseded(superseded));
         }
+        errors.extend(vanished.into_iter().filter(|(id, _)| !superseded.contains(id)).map(|(_, e)| e));
         let spill = !runs.is_empty() || (index.has_table() && index.memory_blobs() > self.index_memory);
         if let Some(dir) = dir.filter(|_| spill) {
             if index.write_table(dir, &dir.join(TABLE), runs).is_err() {

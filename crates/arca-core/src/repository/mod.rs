@@ -679,7 +679,8 @@ impl Repository {
         Snapshot::decode(&plain, &self.object_name(FileKind::Snapshot, &id.to_hex()))
     }
 
-    /// All snapshots, oldest first. Unreadable ones are returned as errors.
+    /// All snapshots, oldest first. Unreadable ones are returned as errors;
+    /// listed ones that are not found (deleted since) are left out.
     pub fn snapshots_lenient(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let names = self.backend.list(FileKind::Snapshot)?;
         if let Some(c) = self.metadata_cache() {
@@ -701,6 +702,10 @@ impl Repository {
         for r in loaded {
             match r {
                 Ok(s) => snaps.push(s),
+                // Listed, then not found: deleted since the listing (a
+                // forget), or listed by a store whose listings lag behind
+                // its deletions. Gone either way, and not damage.
+                Err(Error::Backend(e)) if e.is_not_found() => {}
                 Err(e) => errors.push(e),
             }
         }

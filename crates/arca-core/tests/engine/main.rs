@@ -8,6 +8,7 @@ mod embedding;
 mod engine_locks;
 mod fuzz_corpus;
 mod index_table;
+mod listing_lag;
 mod remote_cache;
 mod streams;
 mod torture_faults;
