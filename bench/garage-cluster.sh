@@ -125,16 +125,17 @@ echo "snapshots in the repository: $snaps (one per finished backup, none from a 
 # repository holds (the packs a failed one uploaded are adopted).
 for c in "${failed[@]}"; do
   client "$c" 2 1 || { echo "client $c failed again: $(tail -1 "$work/backup-$c-2.err")"; exit 1; }
-  echo "  client $c again: ok ($(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["bytes_added"], "bytes added")' "$work/backup-$c-2.json"))"
+  echo "  client $c again: ok ($(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["bytes_added"], "bytes added")' "$work/backup-$c-2.json") of a $(du -sb "$work/trees/t$c" | cut -f1)-byte tree)"
 done
 
 # A second round, every tree changed, node 3 still down: something for the
 # prune to delete.
 for c in $(seq 0 $((clients - 1))); do echo "changed" >"$work/trees/t$c/changed"; done
 jobs_=()
+s=$(now)
 for c in $(seq 0 $((clients - 1))); do client "$c" 3 $((1 + c % 2)) & jobs_+=($!); done
 for j in "${jobs_[@]}"; do wait "$j" || { echo "a second-round backup failed"; exit 1; }; done
-echo "second round, node 3 down: $clients of $clients backups finished"
+echo "second round, node 3 down: $clients of $clients backups finished in $(secs "$s" "$(now)") s"
 
 start_node 3
 wait_port "${s3ports[3]}"
@@ -148,7 +149,9 @@ ARCA_CACHE_DIR="$work/cache-0" "$arca" --repo "$repo" verify --read-data >"$work
 echo "verify --read-data: clean ($(secs "$s" "$(now)") s)"
 for c in $(seq 0 $((clients - 1))); do
   out=$work/restore-$c
-  ARCA_CACHE_DIR="$work/cache-restore" "$arca" --repo "$repo" restore latest --host "client$c" --target "$out" >/dev/null
+  ARCA_CACHE_DIR="$work/cache-restore" "$arca" --repo "$repo" restore latest --host "client$c" --target "$out" \
+    >/dev/null 2>"$work/restore-$c.err"
+  [ -s "$work/restore-$c.err" ] && { echo "client $c: the restore warned:"; head -3 "$work/restore-$c.err"; }
   diff -r "$work/trees/t$c" "$out/${work#/}/trees/t$c" >/dev/null || { echo "client $c: restore differs"; exit 1; }
 done
 echo "every client's latest snapshot restores identical to its tree"
