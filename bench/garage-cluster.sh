@@ -78,20 +78,7 @@ export AWS_REGION=us-east-1 ARCA_PASSWORD=bench
 # Client c talks to node 1 + c % 3 in the first round.
 endpoint() { echo "http://127.0.0.1:${s3ports[$1]}"; }
 
-python3 - "$corpus" "$work/trees" "$clients" <<'PY'
-import os, shutil, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-i = 0
-for d, _, fs in os.walk(src):
-    for f in sorted(fs):
-        p = os.path.join(d, f)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        out = os.path.join(dst, f"t{i % n}", os.path.relpath(p, src))
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        shutil.copyfile(p, out)
-        i += 1
-PY
+python3 "$(dirname "$0")/deal-trees.py" "$corpus" "$work/trees" "$clients"
 repo=s3://arca/repo
 AWS_ENDPOINT_URL=$(endpoint 1) "$arca" --repo "$repo" init >/dev/null
 client() { # c round node

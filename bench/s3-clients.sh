@@ -51,20 +51,7 @@ plain_wall=$(secs "$start" "$end")
 plain_rate=$(echo "scale=1; $plain_bytes / 1000000 / $plain_wall" | bc)
 
 # The trees: every file of the corpus dealt to one of CLIENTS folders.
-python3 - "$corpus" "$work/trees" "$clients" <<'PY'
-import os, shutil, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-i = 0
-for d, _, fs in os.walk(src):
-    for f in sorted(fs):
-        p = os.path.join(d, f)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        out = os.path.join(dst, f"t{i % n}", os.path.relpath(p, src))
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        shutil.copyfile(p, out)
-        i += 1
-PY
+python3 "$(dirname "$0")/deal-trees.py" "$corpus" "$work/trees" "$clients"
 repo=s3://bench/repo
 "$arca" --repo "$repo" init >/dev/null
 start=$(now)

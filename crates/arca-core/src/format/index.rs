@@ -43,6 +43,13 @@ pub type IdMap<V, K = BlobId> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// A set of ids (blob ids unless `K` says otherwise), hashed by their first bytes.
 pub type IdSet<K = BlobId> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;
 
+/// The blobs [`Index::spill_run`] moved out of memory: a sorted run file,
+/// and the further copies noted while they were added.
+pub struct Spilled {
+    run: index_table::Run,
+    alternates: IdMap<Vec<BlobLoc>>,
+}
+
 /// One pack as listed in an index file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
@@ -720,9 +727,10 @@ impl Index {
     }
 
     /// Moves the blobs held in memory, sorted, into a run file in `dir`,
-    /// for [`Index::write_table`]. Further copies stay in memory; so do the
-    /// packs, whose positions the run's entries use.
-    pub fn spill_run(&mut self, dir: &Path) -> std::io::Result<index_table::Run> {
+    /// for [`Index::write_table`], with the further copies noted so far.
+    /// The packs stay, and so do their positions, which the run's entries
+    /// use.
+    pub fn spill_run(&mut self, dir: &Path) -> std::io::Result<Spilled> {
         self.compact();
         let mut run = RunWriter::create(dir)?;
         for (&key, r) in self.keys.iter().zip(&self.rest) {
@@ -732,24 +740,21 @@ impl Index {
         self.keys = Vec::new();
         self.rest = Vec::new();
         self.rebuild_table();
-        Ok(run)
+        Ok(Spilled { run, alternates: std::mem::take(&mut self.alternates) })
     }
 
     /// Writes every blob (the index table's, those of `runs`, the ones in
-    /// memory: first copies in that order) into a new index table `dest`
-    /// (through a temporary in `dir`), and goes on with it: memory then
-    /// holds no blob.
+    /// memory) into a new index table `dest` (through a temporary in
+    /// `dir`), and goes on with it: memory then holds no blob.
     ///
-    /// Runs come from [`Index::spill_run`] on this index, in order; a blob
-    /// in several of them was first stored where the earliest says, and the
-    /// others become further copies. The table's packs are renumbered in id
+    /// Runs come from [`Index::spill_run`] on this index, in order. The
+    /// copies of a blob are put in the order they were added: the table's,
+    /// then each run's (the blob, then the further copies noted while the
+    /// run filled), then memory's; the first is its location, the others
+    /// its further copies, one per pack, none in the first's pack: as if
+    /// nothing had gone to runs. The table's packs are renumbered in id
     /// order. After an error the index is incomplete: load it again.
-    pub fn write_table(
-        &mut self,
-        dir: &Path,
-        dest: &Path,
-        mut runs: Vec<index_table::Run>,
-    ) -> std::io::Result<()> {
+    pub fn write_table(&mut self, dir: &Path, dest: &Path, mut runs: Vec<Spilled>) -> std::io::Result<()> {
         self.compact();
         let mut order: Vec<u32> = (0..self.packs.len() as u32).collect();
         order.sort_by_key(|&p| self.packs[p as usize].id);
@@ -761,19 +766,29 @@ impl Index {
             l.pack = new_pos[l.pack as usize];
             l
         };
-        let mut alternates = std::mem::take(&mut self.alternates);
         let old = self.on_disk.take();
         let keys = std::mem::take(&mut self.keys);
         let rest = std::mem::take(&mut self.rest);
+        // Further copies by the source whose era noted them, in source order.
+        let first_run = usize::from(old.is_some());
+        let memory_source = first_run + runs.len();
+        let mut noted: IdMap<Vec<(usize, Vec<BlobLoc>)>> = IdMap::default();
+        for (i, r) in runs.iter_mut().enumerate() {
+            for (id, locs) in std::mem::take(&mut r.alternates) {
+                noted.entry(id).or_default().push((first_run + i, locs));
+            }
+        }
+        for (id, locs) in std::mem::take(&mut self.alternates) {
+            noted.entry(id).or_default().push((memory_source, locs));
+        }
         type Source<'s> = Box<dyn FnMut() -> std::io::Result<Option<(BlobId, BlobLoc)>> + 's>;
-        // Sources, oldest first: ties go to the lower number.
         let mut sources: Vec<Source> = Vec::new();
         if let Some(t) = &old {
             let mut it = t.entries();
             sources.push(Box::new(move || Ok(it.next())));
         }
-        for run in runs.iter_mut() {
-            sources.push(Box::new(move || run.next_entry()));
+        for r in runs.iter_mut() {
+            sources.push(Box::new(move || r.run.next_entry()));
         }
         let mut memory = keys.iter().zip(&rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
         sources.push(Box::new(move || Ok(memory.next())));
@@ -787,47 +802,59 @@ impl Index {
             heads.push(head);
         }
         let mut out = TableWriter::create(dir)?;
-        let mut last: Option<(BlobId, BlobLoc)> = None;
+        let mut alternates: IdMap<Vec<BlobLoc>> = IdMap::default();
+        let mut group: Vec<(usize, BlobLoc)> = Vec::new();
         while let Some(std::cmp::Reverse((id, i))) = heap.pop() {
-            let (_, loc) = heads[i].take().expect("a head for each heap entry");
-            match last {
-                Some((l, first)) if l == id => note_copy(&mut alternates, id, &first, loc),
-                _ => {
-                    out.push(&id, &renumber(loc))?;
-                    last = Some((id, loc));
-                    // Copies noted against a later first (one added after
-                    // the earlier went to a run): none may share the
-                    // first's pack or another copy's.
-                    if let Some(alts) = alternates.get_mut(&id) {
-                        let mut seen = vec![loc.pack];
-                        alts.retain(|a| {
-                            !seen.contains(&a.pack) && {
-                                seen.push(a.pack);
-                                true
-                            }
-                        });
-                        if alts.is_empty() {
-                            alternates.remove(&id);
-                        }
+            // Every source's entry for this blob (each holds one at most).
+            group.clear();
+            let mut next = Some(i);
+            while let Some(i) = next {
+                let (_, loc) = heads[i].take().expect("a head for each heap entry");
+                group.push((i, loc));
+                heads[i] = sources[i]()?;
+                if let Some((n, _)) = heads[i] {
+                    heap.push(std::cmp::Reverse((n, i)));
+                }
+                next = match heap.peek() {
+                    Some(std::cmp::Reverse((n, j))) if *n == id => {
+                        let j = *j;
+                        heap.pop();
+                        Some(j)
                     }
+                    _ => None,
+                };
+            }
+            let copies = noted.remove(&id);
+            if group.len() == 1 && copies.is_none() {
+                out.push(&id, &renumber(group[0].1))?;
+                continue;
+            }
+            let mut copies = copies.unwrap_or_default().into_iter().peekable();
+            let mut all = Vec::new();
+            for source in 0..sources.len() {
+                all.extend(group.iter().filter(|(s, _)| *s == source).map(|(_, l)| *l));
+                while let Some((_, locs)) = copies.next_if(|(s, _)| *s == source) {
+                    all.extend(locs);
                 }
             }
-            heads[i] = sources[i]()?;
-            if let Some((next, _)) = heads[i] {
-                heap.push(std::cmp::Reverse((next, i)));
+            let first = all[0];
+            out.push(&id, &renumber(first))?;
+            let mut alts: Vec<BlobLoc> = Vec::new();
+            for l in &all[1..] {
+                if l.pack != first.pack && !alts.iter().any(|a| a.pack == l.pack) {
+                    alts.push(*l);
+                }
+            }
+            if !alts.is_empty() {
+                alternates.insert(id, alts.into_iter().map(renumber).collect());
             }
         }
         drop(sources);
         if let Some(why) = old.as_ref().and_then(|t| t.failure()) {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
         }
-        let mut copies: Vec<(BlobId, BlobLoc)> = Vec::new();
-        for (id, locs) in alternates.iter_mut() {
-            for l in locs.iter_mut() {
-                *l = renumber(*l);
-                copies.push((*id, *l));
-            }
-        }
+        let mut copies: Vec<(BlobId, BlobLoc)> =
+            alternates.iter().flat_map(|(id, locs)| locs.iter().map(move |l| (*id, *l))).collect();
         // Stable: the copies of one blob keep their order.
         copies.sort_by_key(|(id, _)| *id);
         let packs: Vec<PackInfo> = order.iter().map(|&p| self.packs[p as usize].clone()).collect();
@@ -984,6 +1011,21 @@ mod tests {
         BlobId(Id(b))
     }
 
+    /// Pack entries from (id selector, offset) pairs, the other fields
+    /// derived from the offset.
+    fn test_entries(entries: &[(u16, u32)]) -> Vec<PackEntry> {
+        entries
+            .iter()
+            .map(|&(sel, off)| PackEntry {
+                kind: if off % 3 == 0 { BlobType::Tree } else { BlobType::Data },
+                id: test_id(sel),
+                offset: off,
+                length: off / 7,
+                raw_length: off / 5,
+            })
+            .collect()
+    }
+
     /// The internal invariants: the sorted part strictly increasing (its
     /// ids read back whole), `table` pointing at each bucket's first key,
     /// no blob in both parts.
@@ -1061,16 +1103,7 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Add { pack, entries } => {
-                        let entries: Vec<PackEntry> = entries
-                            .iter()
-                            .map(|&(sel, off)| PackEntry {
-                                kind: if off % 3 == 0 { BlobType::Tree } else { BlobType::Data },
-                                id: test_id(sel),
-                                offset: off,
-                                length: off / 7,
-                                raw_length: off / 5,
-                            })
-                            .collect();
+                        let entries = test_entries(&entries);
                         idx.add_pack(pack_id(pack), 1000 + pack as u64, &entries);
                         model.add_pack(pack_id(pack), &entries);
                         for e in &entries {
@@ -1159,7 +1192,9 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+        ))]
         /// The index with blobs in runs and in an index table on disk means
         /// what the index all in memory means.
         #[test]
@@ -1169,28 +1204,24 @@ mod tests {
             let mut idx = Index::default();
             let mut model = Model::default();
             let mut runs = Vec::new();
+            let mut added = false;
             for op in ops {
                 match op {
                     TableOp::Add { pack, entries } => {
-                        let entries: Vec<PackEntry> = entries
-                            .iter()
-                            .map(|&(sel, off)| PackEntry {
-                                kind: if off % 3 == 0 { BlobType::Tree } else { BlobType::Data },
-                                id: test_id(sel),
-                                offset: off,
-                                length: off / 7,
-                                raw_length: off / 5,
-                            })
-                            .collect();
+                        let entries = test_entries(&entries);
                         idx.add_pack(pack_id(pack), 1000 + pack as u64, &entries);
                         model.add_pack(pack_id(pack), &entries);
+                        added = true;
                     }
                     TableOp::Spill => runs.push(idx.spill_run(dir.path()).unwrap()),
                     TableOp::Write => {
                         idx.write_table(dir.path(), &dest, std::mem::take(&mut runs)).unwrap();
                         assert_eq!(idx.memory_blobs(), 0);
+                        added = false;
                     }
-                    TableOp::Reopen if runs.is_empty() && idx.has_table() && idx.memory_blobs() == 0 => {
+                    // As the next command opens it: only what the table
+                    // holds, so only when nothing was added since.
+                    TableOp::Reopen if runs.is_empty() && idx.has_table() && !added => {
                         idx = Index::from_table(&dest).unwrap();
                     }
                     TableOp::Reopen => {}
@@ -1206,6 +1237,25 @@ mod tests {
             let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(left, vec![std::ffi::OsString::from("index-table")]);
         }
+    }
+
+    #[test]
+    fn copies_noted_before_a_spill_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("index-table");
+        let mut idx = Index::default();
+        let mut model = Model::default();
+        let mut add = |idx: &mut Index, pack: u8, e: &[(u16, u32)]| {
+            let e = test_entries(e);
+            idx.add_pack(pack_id(pack), 1000, &e);
+            model.add_pack(pack_id(pack), &e);
+        };
+        add(&mut idx, 2, &[(331, 0)]);
+        add(&mut idx, 1, &[(331, 0)]);
+        let run = idx.spill_run(dir.path()).unwrap();
+        add(&mut idx, 1, &[(331, 6312277)]);
+        idx.write_table(dir.path(), &dest, vec![run]).unwrap();
+        check_against_model(&idx, &model);
     }
 
     /// Uniform ids at a size where the radix table has many buckets, with

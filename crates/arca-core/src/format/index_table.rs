@@ -384,48 +384,57 @@ impl Table {
         None
     }
 
-    /// Every entry in id order, read in large sequential chunks. A read that
-    /// fails ends the iteration early and is kept for [`Table::failure`].
+    /// Every entry in id order, read 256 blocks (1 MiB) at a time. A read
+    /// that fails ends the iteration early and is kept for
+    /// [`Table::failure`]. Reads are positioned (`pread`): listings on
+    /// several threads at once do not disturb one another.
     pub fn entries(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
-        let mut reader = self.file.try_clone().ok().map(|mut f| {
-            let _ = f.seek(SeekFrom::Start(HEADER_LEN));
-            BufReader::with_capacity(1 << 20, f)
-        });
-        if reader.is_none() {
-            self.fail("cannot read it again".into());
-        }
-        let mut buf = [0u8; BLOCK_LEN];
-        let mut block = 0usize;
-        let mut pending: Vec<(BlobId, BlobLoc)> = Vec::with_capacity(PER_BLOCK);
+        const CHUNK: usize = 256;
+        let mut buf = Vec::new();
+        let mut next_block = 0usize;
+        let mut pending: Vec<(BlobId, BlobLoc)> = Vec::new();
         std::iter::from_fn(move || {
             if pending.is_empty() {
-                if block >= self.firsts.len() {
+                let first = next_block;
+                let end = (first + CHUNK).min(self.firsts.len());
+                if first >= end {
                     return None;
                 }
-                let n = self.entries_in(block) * ENTRY;
-                let r = reader.as_mut()?;
-                if let Err(e) = r.read_exact(&mut buf[..n + BLOCK_HASH]) {
-                    self.fail(format!("block {block}: {e}"));
-                    reader = None;
+                let entries: usize = (first..end).map(|b| self.entries_in(b)).sum();
+                buf.resize(entries * ENTRY + (end - first) * BLOCK_HASH, 0);
+                let at = HEADER_LEN + (first * BLOCK_LEN) as u64;
+                if let Err(e) = self.file.read_exact_at(&mut buf, at) {
+                    self.fail(format!("block {first}: {e}"));
+                    next_block = usize::MAX;
                     return None;
                 }
-                if block_hash(&buf[..n]) != buf[n..n + BLOCK_HASH] {
-                    self.fail(format!("block {block} does not match its hash"));
-                    reader = None;
-                    return None;
-                }
-                for e in buf[..n].chunks(ENTRY).rev() {
-                    match self.decode(e) {
-                        Some(x) => pending.push(x),
-                        None => {
-                            self.fail(format!("block {block}: an entry names no blob type or pack it has"));
-                            reader = None;
-                            pending.clear();
-                            return None;
+                let mut pos = 0;
+                let mut read = Vec::with_capacity(entries);
+                for block in first..end {
+                    let n = self.entries_in(block) * ENTRY;
+                    let (bytes, hash) = (&buf[pos..pos + n], &buf[pos + n..pos + n + BLOCK_HASH]);
+                    pos += n + BLOCK_HASH;
+                    if block_hash(bytes) != hash {
+                        self.fail(format!("block {block} does not match its hash"));
+                        next_block = usize::MAX;
+                        return None;
+                    }
+                    for e in bytes.chunks(ENTRY) {
+                        match self.decode(e) {
+                            Some(x) => read.push(x),
+                            None => {
+                                self.fail(format!(
+                                    "block {block}: an entry names no blob type or pack it has"
+                                ));
+                                next_block = usize::MAX;
+                                return None;
+                            }
                         }
                     }
                 }
-                block += 1;
+                next_block = end;
+                read.reverse();
+                pending = read;
             }
             pending.pop()
         })
@@ -538,7 +547,7 @@ mod tests {
     #[test]
     fn lookups_and_entries_read_back_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
-        for n in [0, 1, 82, 83, 84, 1000] {
+        for n in [0, 1, 82, 83, 84, 1000, 83 * 256 + 5] {
             let (path, all) = write(dir.path(), n);
             let (table, meta) = Table::open(&path).unwrap();
             assert_eq!(table.len(), n as u64);
@@ -553,6 +562,10 @@ mod tests {
             assert_eq!(table.get(&BlobId(Id([0; 32]))), None);
             assert_eq!(table.get(&BlobId(Id([0xff; 32]))), None);
             assert_eq!(table.entries().collect::<Vec<_>>(), all);
+            // Two listings at once, interleaved, each whole.
+            let (x, y): (Vec<_>, Vec<_>) = table.entries().zip(table.entries()).unzip();
+            assert_eq!((x.len(), y.len()), (all.len(), all.len()));
+            assert!(x == all && y == all);
             assert_eq!(table.failure(), None);
             // No temporary is left behind.
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
