@@ -9,6 +9,8 @@
 #   TOOLS="restic arca"
 #   ARCA=path/to/arca  (default target/release/arca)
 #
+# S3_SERVER=garage runs one Garage node instead (restic's check fails on
+# s3s-fs, see below; Garage is built with cargo when missing, ~15 min).
 # The S3 server is s3s-fs on loopback (as in the test suite; installed with
 # cargo when missing). Latency comes from bench/latency-proxy.py between the
 # tools and the server: every byte waits half the round trip each way.
@@ -37,7 +39,12 @@ arca=$(realpath "${ARCA:-target/release/arca}")
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/arca-s3-bench.XXXXXX)
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
-command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked -j2
+server=${S3_SERVER:-s3s-fs}
+case $server in
+  s3s-fs) command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked -j2 ;;
+  garage) command -v garage >/dev/null || cargo install garage@2.5.0 --locked -j2 ;;
+  *) echo "S3_SERVER: s3s-fs or garage" >&2; exit 2 ;;
+esac
 command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 
@@ -57,13 +64,41 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_port() { until python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do sleep 0.1; done; }
 
 s3port=$(port)
-mkdir -p "$work/s3"
-s3s-fs --host 127.0.0.1 --port "$s3port" --access-key benchaccess --secret-key benchsecret "$work/s3" \
-  >"$work/s3.log" 2>&1 &
-pids+=($!)
-wait_port "$s3port"
+if [ "$server" = garage ]; then
+  # One Garage node (replication factor 1): restic's check works against it.
+  mkdir -p "$work/garage/meta" "$work/garage/data"
+  cat >"$work/garage/garage.toml" <<TOML
+metadata_dir = "$work/garage/meta"
+data_dir = "$work/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$(port)"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$s3port"
+TOML
+  g() { garage -c "$work/garage/garage.toml" "$@"; }
+  garage -c "$work/garage/garage.toml" server >"$work/s3.log" 2>&1 &
+  pids+=($!)
+  wait_port "$s3port"
+  g layout assign -z dc1 -c 10G "$(g node id -q | cut -d@ -f1)" >/dev/null
+  g layout apply --version 1 >/dev/null
+  keyinfo=$(g key create bench-key)
+  benchaccess=$(echo "$keyinfo" | awk '/Key ID/ {print $NF}')
+  benchsecret=$(echo "$keyinfo" | awk '/Secret key/ {print $NF}')
+  make_bucket() { g bucket create "$1" >/dev/null && g bucket allow --read --write --owner "$1" --key bench-key >/dev/null; }
+else
+  benchaccess=benchaccess benchsecret=benchsecret
+  mkdir -p "$work/s3"
+  s3s-fs --host 127.0.0.1 --port "$s3port" --access-key benchaccess --secret-key benchsecret "$work/s3" \
+    >"$work/s3.log" 2>&1 &
+  pids+=($!)
+  wait_port "$s3port"
+  make_bucket() { mkdir -p "$work/s3/$1"; }
+fi
 
-export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=$benchaccess AWS_SECRET_ACCESS_KEY=$benchsecret AWS_REGION=us-east-1
 export RESTIC_PASSWORD=bench ARCA_PASSWORD=bench
 
 # Each tool gets its own copy of the corpus for each latency, made before
@@ -110,7 +145,7 @@ for ms in $latencies; do
   endpoint=http://127.0.0.1:$endpoint_port
   export AWS_ENDPOINT_URL=$endpoint
   bucket=bench-$ms
-  mkdir -p "$work/s3/$bucket"
+  make_bucket "$bucket"
   for tool in $tools; do
     data=$work/data-$tool-$ms
     cache() { rm -rf "$work/cache-$tool"; mkdir -p "$work/cache-$tool"; }
@@ -148,7 +183,7 @@ for ms in $latencies; do
     cache; timed "$tool" restore "${r[@]}" restore latest --target "$work/out-$tool-$ms"
   done
   echo
-  echo "S3 on loopback, ${ms} ms added round trip (s3s-fs; cache empty unless warm; wall time, peak RSS)"
+  echo "S3 on loopback, ${ms} ms added round trip ($server; cache empty unless warm; wall time, peak RSS)"
   echo
   printf '| scenario |'; for tool in $tools; do printf ' %s |' "$tool"; done; echo ' restic ÷ arca |'
   printf '| --- |'; for tool in $tools; do printf ' --- |'; done; echo ' --- |'
