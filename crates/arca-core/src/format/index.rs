@@ -627,7 +627,7 @@ impl Index {
     /// [`DataId`]: crate::format::id::DataId
     ///
     /// With an index table, a read of it that fails answers `None`: ask
-    /// [`Index::table_failure`] before reporting a blob missing.
+    /// [`Index::check_table`] before reporting a blob missing.
     #[inline]
     pub fn get(&self, id: impl Into<BlobId>) -> Option<BlobLoc> {
         let id: BlobId = id.into();
@@ -642,13 +642,6 @@ impl Index {
     pub fn locations(&self, id: impl Into<BlobId>) -> impl Iterator<Item = BlobLoc> + '_ {
         let blob: BlobId = id.into();
         self.get(blob).into_iter().chain(self.alternates.get(&blob).into_iter().flatten().copied())
-    }
-
-    /// Why the index table could not be read, if a lookup or listing met a
-    /// read that failed (the table is then deleted; the next load builds
-    /// it again). Until then, a blob it could not find may exist.
-    pub fn table_failure(&self) -> Option<String> {
-        self.on_disk.as_ref().and_then(|t| t.failure())
     }
 
     /// Fails if a read of the index table failed: a lookup may then have
@@ -698,7 +691,7 @@ impl Index {
 
     /// Every blob and its first location, in no particular order. With an
     /// index table, a read of it that fails ends the listing early: ask
-    /// [`Index::table_failure`] after.
+    /// [`Index::check_table`] after.
     pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLoc)> + '_ {
         let table = self.on_disk.iter().flat_map(|t| t.entries());
         let sorted = self.keys.iter().zip(&self.rest).map(|(&key, r)| (join(key, &r.tail), r.loc));
@@ -1188,7 +1181,7 @@ mod tests {
         a.sort();
         b.sort();
         assert_eq!(a, b);
-        assert!(idx.table_failure().is_none());
+        idx.check_table().unwrap();
     }
 
     proptest! {

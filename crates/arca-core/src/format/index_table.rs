@@ -348,11 +348,28 @@ impl Table {
             self.fail(format!("block {block}: {e}"));
             return None;
         }
-        if block_hash(&buf[..n]) != buf[n..n + BLOCK_HASH] {
+        self.checked(block, &buf[..n + BLOCK_HASH])
+    }
+
+    /// The entries of block `block` as read (entries, then their hash), if
+    /// they match the hash; else the failure is kept.
+    fn checked<'b>(&self, block: usize, read: &'b [u8]) -> Option<&'b [u8]> {
+        let (entries, hash) = read.split_at(read.len() - BLOCK_HASH);
+        if block_hash(entries) != hash {
             self.fail(format!("block {block} does not match its hash"));
             return None;
         }
-        Some(&buf[..n])
+        Some(entries)
+    }
+
+    /// An entry of block `block`, if its blob type and pack are ones the
+    /// table has; else the failure is kept.
+    fn entry_of(&self, block: usize, e: &[u8]) -> Option<(BlobId, BlobLoc)> {
+        let entry = self.decode(e);
+        if entry.is_none() {
+            self.fail(format!("block {block}: an entry names no blob type or pack it has"));
+        }
+        entry
     }
 
     /// The location of a blob, if the table holds it.
@@ -369,13 +386,7 @@ impl Table {
             let at = |i: usize| &entries[i * ENTRY..i * ENTRY + 32];
             let i = partition(n, |i| at(i) < id.bytes().as_slice());
             if i < n && at(i) == id.bytes().as_slice() {
-                return match self.decode(&entries[i * ENTRY..(i + 1) * ENTRY]) {
-                    Some((_, loc)) => Some(loc),
-                    None => {
-                        self.fail(format!("block {block}: an entry names no blob type or pack it has"));
-                        None
-                    }
-                };
+                return self.entry_of(block, &entries[i * ENTRY..(i + 1) * ENTRY]).map(|(_, loc)| loc);
             }
             if i < n {
                 break;
@@ -411,25 +422,19 @@ impl Table {
                 let mut pos = 0;
                 let mut read = Vec::with_capacity(entries);
                 for block in first..end {
-                    let n = self.entries_in(block) * ENTRY;
-                    let (bytes, hash) = (&buf[pos..pos + n], &buf[pos + n..pos + n + BLOCK_HASH]);
-                    pos += n + BLOCK_HASH;
-                    if block_hash(bytes) != hash {
-                        self.fail(format!("block {block} does not match its hash"));
+                    let n = self.entries_in(block) * ENTRY + BLOCK_HASH;
+                    let bytes = &buf[pos..pos + n];
+                    pos += n;
+                    let Some(entries) = self.checked(block, bytes) else {
                         next_block = usize::MAX;
                         return None;
-                    }
-                    for e in bytes.chunks(ENTRY) {
-                        match self.decode(e) {
-                            Some(x) => read.push(x),
-                            None => {
-                                self.fail(format!(
-                                    "block {block}: an entry names no blob type or pack it has"
-                                ));
-                                next_block = usize::MAX;
-                                return None;
-                            }
-                        }
+                    };
+                    for e in entries.chunks(ENTRY) {
+                        let Some(x) = self.entry_of(block, e) else {
+                            next_block = usize::MAX;
+                            return None;
+                        };
+                        read.push(x);
                     }
                 }
                 next_block = end;

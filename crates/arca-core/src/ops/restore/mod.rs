@@ -215,36 +215,28 @@ fn restore_locked(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
-    let result = restore_with(repo, index, snapshot_id, snapshot, opts, progress);
+    let phases = || {
+        let started = Instant::now();
+        progress.phase(Phase::Planning);
+        let sources = source_paths(&snapshot.paths);
+        let plan = plan(repo, index, &snapshot.tree, &sources, opts, progress)?;
+        let mut job = Job::new(repo, index, opts, progress, plan)?;
+        progress.phase(Phase::RestoringFiles);
+        job.make_dirs()?;
+        job.write_contents()?;
+        progress.phase(Phase::RestoringMetadata);
+        job.finish_tree()?;
+        if opts.verify {
+            progress.phase(Phase::VerifyingRestore);
+            job.verify()?;
+        }
+        Ok(job.result(snapshot_id, started))
+    };
+    let result = phases();
     // Blobs a failed read of the index table hid are not missing: the
     // table's error replaces whatever the restore made of them.
     index.check_table()?;
     result
-}
-
-fn restore_with(
-    repo: &Repository,
-    index: &Index,
-    snapshot_id: &SnapshotId,
-    snapshot: &Snapshot,
-    opts: &RestoreOptions,
-    progress: &dyn Progress,
-) -> Result<RestoreResult> {
-    let started = Instant::now();
-    progress.phase(Phase::Planning);
-    let sources = source_paths(&snapshot.paths);
-    let plan = plan(repo, index, &snapshot.tree, &sources, opts, progress)?;
-    let mut job = Job::new(repo, index, opts, progress, plan)?;
-    progress.phase(Phase::RestoringFiles);
-    job.make_dirs()?;
-    job.write_contents()?;
-    progress.phase(Phase::RestoringMetadata);
-    job.finish_tree()?;
-    if opts.verify {
-        progress.phase(Phase::VerifyingRestore);
-        job.verify()?;
-    }
-    Ok(job.result(snapshot_id, started))
 }
 
 /// A restore past its plan: the phases after it share the open target,
