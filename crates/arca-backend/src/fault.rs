@@ -120,6 +120,8 @@ struct State {
     cut: bool,
     /// The objects read ([`Op::Get`], [`Op::GetRange`]), in order.
     reads: Vec<String>,
+    /// The ranged reads ([`Op::GetRange`]): object, offset and length.
+    ranges: Vec<(String, u64, u64)>,
     /// With [`Faults::lag_listings`]: the objects deleted, by kind folder,
     /// that listings still show.
     ghosts: Option<BTreeMap<&'static str, Vec<String>>>,
@@ -149,6 +151,7 @@ impl Default for Faults {
                 fired: None,
                 cut: false,
                 reads: Vec::new(),
+                ranges: Vec::new(),
                 ghosts: None,
             }),
         }
@@ -175,6 +178,7 @@ impl Faults {
         s.fired = None;
         s.cut = false;
         s.reads.clear();
+        s.ranges.clear();
     }
 
     /// No more faults (counting goes on); the power comes back.
@@ -196,6 +200,16 @@ impl Faults {
     /// `<location>/<kind folder>/<name>`: what a test of a cache checks.
     pub fn reads(&self) -> Vec<String> {
         self.state().reads.clone()
+    }
+
+    /// The ranged reads since the last [`Faults::arm`], in order: object
+    /// (as in [`Faults::reads`]), offset and length.
+    pub fn ranges(&self) -> Vec<(String, u64, u64)> {
+        self.state().ranges.clone()
+    }
+
+    fn range(&self, object: &str, offset: u64, length: u64) {
+        self.state().ranges.push((object.to_string(), offset, length));
     }
 
     /// From now on, listings lag behind deletions: an object deleted since
@@ -392,7 +406,9 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.read(Op::GetRange, self.object(kind, name), || self.inner.get_range(kind, name, offset, length))
+        let object = self.object(kind, name);
+        self.faults.range(&object, offset, length);
+        self.read(Op::GetRange, object, || self.inner.get_range(kind, name, offset, length))
     }
 
     fn get_range_into(
@@ -404,6 +420,7 @@ impl<B: Backend> Backend for FaultBackend<B> {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let object = self.object(kind, name);
+        self.faults.range(&object, offset, length);
         match self.faults.check(Op::GetRange, &object) {
             Verdict::FailBefore | Verdict::FailAfter => Err(injected("reading", object)),
             Verdict::Corrupt(how) => {

@@ -29,11 +29,15 @@ struct Remote {
 
 impl Remote {
     fn new(dir: &Path) -> Remote {
+        // Small packs: the trees below make several tree packs.
+        Remote::with_pack_size(dir, 1 << 20)
+    }
+
+    fn with_pack_size(dir: &Path, pack_size: u32) -> Remote {
         let faults = Faults::new();
         let backend: Arc<dyn Backend> =
             Arc::new(FaultBackend::new(LocalBackend::new(dir.join("repo")), faults.clone()).remote());
-        // Small packs: the trees below make several tree packs.
-        let opts = InitOptions::default().encryption(Encryption::Xchacha20Poly1305).pack_size(1 << 20);
+        let opts = InitOptions::default().encryption(Encryption::Xchacha20Poly1305).pack_size(pack_size);
         Repository::init(backend.clone(), Some(PASSWORD), &opts).unwrap();
         Remote { faults, backend }
     }
@@ -77,6 +81,16 @@ fn make_tree(src: &Path) {
             fs::write(dir.join(name()), format!("{d} {f}")).unwrap();
         }
     }
+}
+
+/// `n` bytes that do not compress.
+fn noise(state: &mut u64, n: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (*state >> 56) as u8
+        })
+        .collect()
 }
 
 /// A temporary folder with the tree below in `src` and a fresh repository.
@@ -259,14 +273,7 @@ fn a_restore_from_a_remote_repository_fetches_each_data_pack_once_and_whole() {
     let big = src.join("big");
     fs::create_dir_all(&big).unwrap();
     for i in 0..60u64 {
-        let len = 40_000 + (i * 37_000) % 2_000_000;
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 56) as u8
-            })
-            .collect();
-        fs::write(big.join(format!("f{i}")), bytes).unwrap();
+        fs::write(big.join(format!("f{i}")), noise(&mut state, 40_000 + (i * 37_000) % 2_000_000)).unwrap();
     }
     let remote = Remote::new(tmp.path());
     let snap = backup(
@@ -304,4 +311,56 @@ fn a_restore_from_a_remote_repository_fetches_each_data_pack_once_and_whole() {
     }
     let folders = fs::read_dir(&restored).unwrap().count();
     assert_eq!(folders, 501);
+}
+
+#[test]
+fn a_restore_fetches_big_data_packs_in_parts_and_each_byte_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // 28 MB that do not compress, in files of 60 kB to 1.5 MB, into packs
+    // of 12 MiB: each full pack is three parts of 4 MiB.
+    let mut state = 11u64;
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(&mut state, 60_000 + (i * 211_000) % 1_440_000))
+            .unwrap();
+    }
+    let remote = Remote::with_pack_size(tmp.path(), 12 << 20);
+    let snap = backup(
+        &remote.open(&tmp.path().join("cache")),
+        &BackupOptions::default().paths(vec![src.clone()]),
+        &NoProgress,
+    )
+    .unwrap()
+    .id
+    .unwrap();
+    remote.faults.disarm();
+
+    let repo = remote.open(&tmp.path().join("new machine"));
+    let out = tmp.path().join("out");
+    let r = restore(&repo, &snap, &RestoreOptions::default().target(out.clone()), &NoProgress).unwrap();
+    assert!(r.success, "{:?}", r.errors);
+    let index = repo.load_index().unwrap();
+    let ranges = remote.faults.ranges();
+    let mut parted = 0;
+    for pack in index.packs.iter().filter(|p| !p.trees) {
+        let name = pack.id.to_hex();
+        let mut spans: Vec<(u64, u64)> =
+            ranges.iter().filter(|(o, _, _)| o.ends_with(&name)).map(|(_, at, n)| (*at, at + n)).collect();
+        spans.sort_unstable();
+        assert!(!spans.is_empty(), "data pack {name} never read: {ranges:?}");
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "pack {name}: bytes fetched twice, {spans:?}");
+        }
+        if pack.size > 8 << 20 {
+            assert!(spans.len() >= 3, "a pack of {} bytes fetched as {spans:?}", pack.size);
+            parted += 1;
+        }
+    }
+    assert!(parted >= 2, "{parted} packs over 8 MiB");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    for f in fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        assert!(fs::read(&f).unwrap() == fs::read(restored.join(f.file_name().unwrap())).unwrap(), "{f:?}");
+    }
 }
