@@ -364,3 +364,45 @@ fn a_restore_fetches_big_data_packs_in_parts_and_each_byte_once() {
         assert!(fs::read(&f).unwrap() == fs::read(restored.join(f.file_name().unwrap())).unwrap(), "{f:?}");
     }
 }
+
+#[test]
+fn a_folder_that_cannot_be_made_leaves_the_rest_of_a_remote_restore_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let mut state = 5u64;
+    for dir in ["a", "b"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+        for i in 0..20u64 {
+            fs::write(src.join(dir).join(format!("f{i}")), noise(&mut state, 30_000 + i * 20_000)).unwrap();
+        }
+    }
+    // A hard link whose first path is in the folder that will fail.
+    fs::write(src.join("a").join("linked"), noise(&mut state, 300_000)).unwrap();
+    fs::hard_link(src.join("a").join("linked"), src.join("b").join("linked")).unwrap();
+    let remote = Remote::new(tmp.path());
+    let snap = backup(
+        &remote.open(&tmp.path().join("cache")),
+        &BackupOptions::default().paths(vec![src.clone()]),
+        &NoProgress,
+    )
+    .unwrap()
+    .id
+    .unwrap();
+
+    // A file stands where the snapshot has folder `a`.
+    let out = tmp.path().join("out");
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    fs::create_dir_all(&restored).unwrap();
+    fs::write(restored.join("a"), b"in the way").unwrap();
+    let repo = remote.open(&tmp.path().join("new machine"));
+    let r = restore(&repo, &snap, &RestoreOptions::default().target(out.clone()), &NoProgress).unwrap();
+    assert!(!r.success);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].path.ends_with("/a"), "{:?}", r.errors);
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"in the way");
+    for f in fs::read_dir(src.join("b")).unwrap() {
+        let f = f.unwrap().path();
+        let got = restored.join("b").join(f.file_name().unwrap());
+        assert!(fs::read(&f).unwrap() == fs::read(&got).unwrap(), "{got:?}");
+    }
+}

@@ -222,6 +222,8 @@ fn restore_locked(
         let plan = plan(repo, index, &snapshot.tree, &sources, opts, progress)?;
         let mut job = Job::new(repo, index, opts, progress, plan)?;
         progress.phase(Phase::RestoringFiles);
+        // Packs start arriving while the folders are made.
+        job.order_contents();
         job.make_dirs()?;
         job.write_contents()?;
         progress.phase(Phase::RestoringMetadata);
@@ -258,6 +260,9 @@ struct Job<'a> {
     restored: Vec<bool>,
     /// Bytes written.
     written: u64,
+    /// The files whose content is written, by position in `items`, in the
+    /// order they are written ([`Job::order_contents`]).
+    order: Vec<usize>,
     /// How many files got their content written (or kept).
     contents: usize,
     deleted: u64,
@@ -313,6 +318,7 @@ impl<'a> Job<'a> {
             dirs_done: 0,
             restored,
             written: 0,
+            order: Vec::new(),
             contents: 0,
             deleted: 0,
             verified: 0,
@@ -360,10 +366,11 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// Writes file contents in parallel (the first path of each hard-link
-    /// group; the others are linked by [`Job::finish_tree`]). Cancelled,
-    /// every worker stops at its next blob and removes its unfinished file.
-    fn write_contents(&mut self) -> Result<()> {
+    /// Lists the files whose content is written (the first path of each
+    /// hard-link group outside the folders that could not be made; the
+    /// others are linked by [`Job::finish_tree`]), in the order they are
+    /// written, and for a remote repository starts fetching their packs.
+    fn order_contents(&mut self) {
         let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
         let mut contents: Vec<usize> = Vec::new();
         for (i, it) in self.items.iter().enumerate() {
@@ -378,9 +385,7 @@ impl<'a> Job<'a> {
             }
             contents.push(i);
         }
-        self.contents = contents.len();
-        let remote = self.ctx.repo.backend().is_remote();
-        if remote {
+        if self.ctx.repo.backend().is_remote() {
             // A pack's files one after the other (the order the backup
             // stored them in), so each pack is needed for a short stretch
             // and leaves memory soon (`packs.rs`). The order of files does
@@ -393,6 +398,23 @@ impl<'a> Job<'a> {
             let files: Vec<&Node> = contents.iter().map(|&i| &self.items[i].node).collect();
             self.ctx.packs = Some(PackCache::new(self.ctx.repo, self.ctx.index, &files));
         }
+        self.order = contents;
+    }
+
+    /// Writes file contents in parallel, in the order of
+    /// [`Job::order_contents`]. Cancelled, every worker stops at its next
+    /// blob and removes its unfinished file.
+    fn write_contents(&mut self) -> Result<()> {
+        if !self.failed_dirs.is_empty() {
+            // Folders that could not be made (rare): the list is made again
+            // without what is below them (a hard link there gives its place
+            // to the next of its group), and so is the fetching.
+            self.ctx.packs = None;
+            self.order_contents();
+        }
+        let contents = std::mem::take(&mut self.order);
+        self.contents = contents.len();
+        let remote = self.ctx.packs.is_some();
         let (ctx, dirs, items, target) = (&self.ctx, &self.dirs, &self.items, &self.opts.target);
         let restore_one = |i: usize| -> Result<Option<u64>> {
             let it = &items[i];
