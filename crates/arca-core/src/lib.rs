@@ -112,7 +112,7 @@ pub use format::tree::{Node, NodeKind, Timestamp, TreeError, Xattr};
 pub use format::wal::WalRecord;
 pub use fs::command::CommandOutput;
 pub use repository::snapshots::{grouped, latest_of, SnapshotFilter};
-pub use repository::{InitOptions, KeyListing, Repository, SnapshotList};
+pub use repository::{InitOptions, KeyListing, Repository, SnapshotList, Unopened};
 
 /// The building blocks, for the benchmarks in `bench/` and the tests that
 /// craft repositories: not a stable interface, compiled with the

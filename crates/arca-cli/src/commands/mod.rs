@@ -167,13 +167,15 @@ pub fn password_flags(cli: &Cli) -> password::Flags<'_> {
 
 /// Opens the repository, asking for a password only when it needs one.
 pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
-    let needs = Repository::needs_password(&*loc.backend).map_err(|e| match e {
+    // The config is read once, for both questions.
+    let found = Repository::locate(loc.backend.clone()).map_err(|e| match e {
         Error::NoRepository(_) if loc.is_default => anyhow::anyhow!(
             "no repository yet at the default location {}: run `arca backup PATH` to create it, or give --repo",
             loc.backend.location()
         ),
         e => e.into(),
     })?;
+    let needs = found.needs_password();
     let flags = password_flags(cli);
     let pw = match job_repository(cli)? {
         // A job's repository opens with the job's password source, unless
@@ -188,7 +190,7 @@ pub fn open_at(cli: &Cli, loc: &Location) -> Result<Repository> {
         _ if needs => password::existing(flags)?,
         _ => None,
     };
-    let mut repo = Repository::open(loc.backend.clone(), pw.as_deref()).map_err(|e| match e {
+    let mut repo = found.open(pw.as_deref()).map_err(|e| match e {
         Error::PasswordRequired(l) => anyhow::anyhow!(
             "repository {l} needs a password: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, \
              give --password-file or --password-command, or run on a terminal"

@@ -165,9 +165,15 @@ impl Repository {
     /// without a password or a lock. Fails with [`Error::NoRepository`] when
     /// there is none, and refuses a format version this build cannot read.
     pub fn read_config(backend: &dyn Backend) -> Result<Config> {
+        Self::fetch_config(backend).map(|(config, _)| config)
+    }
+
+    /// The config and its bytes as stored (hashed against the keys'
+    /// record of it).
+    fn fetch_config(backend: &dyn Backend) -> Result<(Config, Vec<u8>)> {
         let location = backend.location();
         match backend.get(FileKind::Config, "config") {
-            Ok(bytes) => Config::decode(&bytes, &location),
+            Ok(bytes) => Ok((Config::decode(&bytes, &location)?, bytes)),
             Err(e) if e.is_not_found() => {
                 // No config: tell an empty place from an unreachable one (a
                 // missing bucket answers "not found" to single objects too).
@@ -184,89 +190,36 @@ impl Repository {
         Ok(config.encryption != Encryption::None)
     }
 
+    /// The repository on `backend`, its config read but not opened: to
+    /// ask [`Unopened::needs_password`] and then [`Unopened::open`] with
+    /// one read of the config (each is a round trip to a remote store).
+    pub fn locate(backend: Arc<dyn Backend>) -> Result<Unopened> {
+        let (config, config_bytes) = Self::fetch_config(&*backend)?;
+        Ok(Unopened { backend, config, config_bytes })
+    }
+
     /// Opens the repository on `backend` with a key file that `password`
     /// unlocks (`None` for an unencrypted one). Takes no lock.
     /// Fails with [`Error::NoRepository`], [`Error::PasswordRequired`] or
     /// [`Error::WrongPassword`]; a damaged config is kept in
     /// [`Repository::config_damage`] instead of failing.
     pub fn open(backend: Arc<dyn Backend>, password: Option<&str>) -> Result<Repository> {
-        let location = backend.location();
-        let config = Self::read_config(&*backend)?;
-        let mut keys = backend.list(FileKind::Key)?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
-        if keys.is_empty() {
-            return Err(Error::corrupt(
-                format!("{location}/keys"),
-                "no key files: the repository cannot be opened",
-            ));
-        }
-        let mut any_needs_password = false;
-        let mut damaged = Vec::new();
-        let config_hash = backend.get(FileKind::Config, "config").map(|b| Id::of_bytes(&b).to_hex()).ok();
-        // A key that opens but was made for another config (left by an
-        // `init` that lost a race, or copied in from another repository)
-        // is used only when no key matches this config.
-        let mut foreign: Option<(MasterKey, String)> = None;
-        for entry in keys {
-            let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
-            let kf = match backend
-                .get(FileKind::Key, &entry.name)
-                .map_err(Error::from)
-                .and_then(|b| KeyFile::decode(&b, &object))
-            {
-                Ok(kf) => kf,
-                Err(e) => {
-                    damaged.push(e.report().to_string());
-                    continue;
-                }
-            };
-            any_needs_password |= kf.needs_password();
-            if kf.needs_password() && password.is_none() {
-                continue;
-            }
-            match kf.unwrap_key(password, &object) {
-                Ok(Some(master)) if master.config_hash.is_some() && master.config_hash != config_hash => {
-                    foreign.get_or_insert((master, entry.name));
-                }
-                Ok(Some(master)) => {
-                    let mut repo = Self::assemble(backend, config, master, entry.name);
-                    repo.check_config()?;
-                    return Ok(repo);
-                }
-                Ok(None) => {}
-                Err(e) => damaged.push(e.report().to_string()),
-            }
-        }
-        if let Some((master, name)) = foreign {
-            // The config itself may be the damaged part: open, and let
-            // `verify` report the mismatch.
-            let mut repo = Self::assemble(backend, config, master, name);
-            repo.check_config()?;
-            return Ok(repo);
-        }
-        if password.is_none() && any_needs_password {
-            return Err(Error::PasswordRequired(location));
-        }
-        if !damaged.is_empty() && !any_needs_password {
-            return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
-        }
-        Err(Error::WrongPassword(location))
+        Self::locate(backend)?.open(password)
     }
 
-    /// Compares the stored config with the hash the key recorded at init.
-    /// A mismatch does not stop the repository from opening (its data may
-    /// well be intact) but is kept for `verify` and warnings.
-    fn check_config(&mut self) -> Result<()> {
+    /// Compares the stored config (`stored`, as read) with the hash the
+    /// key recorded at init. A mismatch does not stop the repository from
+    /// opening (its data may well be intact) but is kept for `verify` and
+    /// warnings.
+    fn check_config(&mut self, stored: &[u8]) {
         if let Some(want) = &self.master.config_hash {
-            let stored = self.backend.get(FileKind::Config, "config")?;
-            if Id::of_bytes(&stored).to_hex() != *want {
+            if Id::of_bytes(stored).to_hex() != *want {
                 self.config_damage = Some(format!(
                     "{}: damaged: it differs from the checksum recorded in the keys",
                     self.object_name(FileKind::Config, "")
                 ));
             }
         }
-        Ok(())
     }
 
     /// Of the listed key files `keys`, those that others than the
@@ -841,4 +794,84 @@ fn first_intact_copy<R>(
             .err()
             .unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))
     }))
+}
+
+/// A repository found on a backend, its config read, not yet opened
+/// ([`Repository::locate`]).
+pub struct Unopened {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    config_bytes: Vec<u8>,
+}
+
+impl Unopened {
+    /// Whether opening needs a password (false for `--encryption none`).
+    pub fn needs_password(&self) -> bool {
+        self.config.encryption != Encryption::None
+    }
+
+    /// [`Repository::open`], with the config already read.
+    pub fn open(self, password: Option<&str>) -> Result<Repository> {
+        let Unopened { backend, config, config_bytes } = self;
+        let location = backend.location();
+        let mut keys = backend.list(FileKind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        if keys.is_empty() {
+            return Err(Error::corrupt(
+                format!("{location}/keys"),
+                "no key files: the repository cannot be opened",
+            ));
+        }
+        let mut any_needs_password = false;
+        let mut damaged = Vec::new();
+        let config_hash = Some(Id::of_bytes(&config_bytes).to_hex());
+        // A key that opens but was made for another config (left by an
+        // `init` that lost a race, or copied in from another repository)
+        // is used only when no key matches this config.
+        let mut foreign: Option<(MasterKey, String)> = None;
+        for entry in keys {
+            let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
+            let kf = match backend
+                .get(FileKind::Key, &entry.name)
+                .map_err(Error::from)
+                .and_then(|b| KeyFile::decode(&b, &object))
+            {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(e.report().to_string());
+                    continue;
+                }
+            };
+            any_needs_password |= kf.needs_password();
+            if kf.needs_password() && password.is_none() {
+                continue;
+            }
+            match kf.unwrap_key(password, &object) {
+                Ok(Some(master)) if master.config_hash.is_some() && master.config_hash != config_hash => {
+                    foreign.get_or_insert((master, entry.name));
+                }
+                Ok(Some(master)) => {
+                    let mut repo = Repository::assemble(backend, config, master, entry.name);
+                    repo.check_config(&config_bytes);
+                    return Ok(repo);
+                }
+                Ok(None) => {}
+                Err(e) => damaged.push(e.report().to_string()),
+            }
+        }
+        if let Some((master, name)) = foreign {
+            // The config itself may be the damaged part: open, and let
+            // `verify` report the mismatch.
+            let mut repo = Repository::assemble(backend, config, master, name);
+            repo.check_config(&config_bytes);
+            return Ok(repo);
+        }
+        if password.is_none() && any_needs_password {
+            return Err(Error::PasswordRequired(location));
+        }
+        if !damaged.is_empty() && !any_needs_password {
+            return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
+        }
+        Err(Error::WrongPassword(location))
+    }
 }

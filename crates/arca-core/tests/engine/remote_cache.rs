@@ -406,3 +406,17 @@ fn a_folder_that_cannot_be_made_leaves_the_rest_of_a_remote_restore_whole() {
         assert!(fs::read(&f).unwrap() == fs::read(&got).unwrap(), "{got:?}");
     }
 }
+
+#[test]
+fn opening_a_repository_reads_its_config_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::new(tmp.path());
+    remote.faults.disarm();
+    let found = Repository::locate(remote.backend.clone()).unwrap();
+    assert!(found.needs_password());
+    let repo = found.open(Some(PASSWORD)).unwrap();
+    assert!(repo.config_damage().is_none());
+    // Each read is a round trip to a remote store: it was four.
+    let reads = remote.faults.reads();
+    assert_eq!(reads.iter().filter(|o| o.ends_with("/config")).count(), 1, "{reads:?}");
+}
