@@ -50,6 +50,14 @@ impl Remote {
         repo
     }
 
+    /// Backs `src` up from a host whose cache is `cache`.
+    fn backup(&self, cache: &Path, src: &Path) -> SnapshotId {
+        backup(&self.open(cache), &BackupOptions::default().paths(vec![src.to_path_buf()]), &NoProgress)
+            .unwrap()
+            .id
+            .unwrap()
+    }
+
     /// The objects of `kind` read since the last call.
     fn reads_of(&self, kind: FileKind) -> Vec<String> {
         let folder = format!("/{}/", kind.dir());
@@ -184,10 +192,7 @@ fn a_new_machine_reads_trees_by_whole_packs_once_each() {
 fn damaged_or_truncated_cache_entries_are_fetched_again() {
     let (tmp, src, remote) = setup();
     let cache = tmp.path().join("cache");
-    let snap = backup(&remote.open(&cache), &BackupOptions::default().paths(vec![src.clone()]), &NoProgress)
-        .unwrap()
-        .id
-        .unwrap();
+    let snap = remote.backup(&cache, &src);
     let expected = listing(&remote.open(&tmp.path().join("elsewhere")), &snap);
 
     // One tree pack with a flipped byte in every 4 KiB, one cut short, one
@@ -276,14 +281,7 @@ fn a_restore_from_a_remote_repository_fetches_each_data_pack_once_and_whole() {
         fs::write(big.join(format!("f{i}")), noise(&mut state, 40_000 + (i * 37_000) % 2_000_000)).unwrap();
     }
     let remote = Remote::new(tmp.path());
-    let snap = backup(
-        &remote.open(&tmp.path().join("cache")),
-        &BackupOptions::default().paths(vec![src.clone()]),
-        &NoProgress,
-    )
-    .unwrap()
-    .id
-    .unwrap();
+    let snap = remote.backup(&tmp.path().join("cache"), &src);
     remote.reads_of(FileKind::Pack);
 
     let repo = remote.open(&tmp.path().join("new machine"));
@@ -326,14 +324,7 @@ fn a_restore_fetches_big_data_packs_in_parts_and_each_byte_once() {
             .unwrap();
     }
     let remote = Remote::with_pack_size(tmp.path(), 12 << 20);
-    let snap = backup(
-        &remote.open(&tmp.path().join("cache")),
-        &BackupOptions::default().paths(vec![src.clone()]),
-        &NoProgress,
-    )
-    .unwrap()
-    .id
-    .unwrap();
+    let snap = remote.backup(&tmp.path().join("cache"), &src);
     remote.faults.disarm();
 
     let repo = remote.open(&tmp.path().join("new machine"));
@@ -380,14 +371,7 @@ fn a_folder_that_cannot_be_made_leaves_the_rest_of_a_remote_restore_whole() {
     fs::write(src.join("a").join("linked"), noise(&mut state, 300_000)).unwrap();
     fs::hard_link(src.join("a").join("linked"), src.join("b").join("linked")).unwrap();
     let remote = Remote::new(tmp.path());
-    let snap = backup(
-        &remote.open(&tmp.path().join("cache")),
-        &BackupOptions::default().paths(vec![src.clone()]),
-        &NoProgress,
-    )
-    .unwrap()
-    .id
-    .unwrap();
+    let snap = remote.backup(&tmp.path().join("cache"), &src);
 
     // A file stands where the snapshot has folder `a`.
     let out = tmp.path().join("out");
