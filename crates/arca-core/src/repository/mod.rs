@@ -94,6 +94,86 @@ impl Default for InitOptions {
     }
 }
 
+/// A repository found on a backend, its config read, not yet opened
+/// ([`Repository::locate`]).
+pub struct Unopened {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    config_bytes: Vec<u8>,
+}
+
+impl Unopened {
+    /// Whether opening needs a password (false for `--encryption none`).
+    pub fn needs_password(&self) -> bool {
+        self.config.encryption != Encryption::None
+    }
+
+    /// [`Repository::open`], with the config already read.
+    pub fn open(self, password: Option<&str>) -> Result<Repository> {
+        let Unopened { backend, config, config_bytes } = self;
+        let location = backend.location();
+        let mut keys = backend.list(FileKind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        if keys.is_empty() {
+            return Err(Error::corrupt(
+                format!("{location}/keys"),
+                "no key files: the repository cannot be opened",
+            ));
+        }
+        let mut any_needs_password = false;
+        let mut damaged = Vec::new();
+        let config_hash = Id::of_bytes(&config_bytes).to_hex();
+        // A key that opens but was made for another config (left by an
+        // `init` that lost a race, or copied in from another repository)
+        // is used only when no key matches this config.
+        let mut foreign: Option<(MasterKey, String)> = None;
+        for entry in keys {
+            let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
+            let kf = match backend
+                .get(FileKind::Key, &entry.name)
+                .map_err(Error::from)
+                .and_then(|b| KeyFile::decode(&b, &object))
+            {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged.push(e.report().to_string());
+                    continue;
+                }
+            };
+            any_needs_password |= kf.needs_password();
+            if kf.needs_password() && password.is_none() {
+                continue;
+            }
+            match kf.unwrap_key(password, &object) {
+                Ok(Some(master)) if master.config_hash.as_ref().is_some_and(|h| *h != config_hash) => {
+                    foreign.get_or_insert((master, entry.name));
+                }
+                Ok(Some(master)) => {
+                    let mut repo = Repository::assemble(backend, config, master, entry.name);
+                    repo.check_config(&config_bytes);
+                    return Ok(repo);
+                }
+                Ok(None) => {}
+                Err(e) => damaged.push(e.report().to_string()),
+            }
+        }
+        if let Some((master, name)) = foreign {
+            // The config itself may be the damaged part: open, and let
+            // `verify` report the mismatch.
+            let mut repo = Repository::assemble(backend, config, master, name);
+            repo.check_config(&config_bytes);
+            return Ok(repo);
+        }
+        if password.is_none() && any_needs_password {
+            return Err(Error::PasswordRequired(location));
+        }
+        if !damaged.is_empty() && !any_needs_password {
+            return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
+        }
+        Err(Error::WrongPassword(location))
+    }
+}
+
 impl Repository {
     /// Creates a repository as `opts` says. `password` is required unless
     /// the encryption is [`Encryption::None`]. Writes the key first and the
@@ -794,84 +874,4 @@ fn first_intact_copy<R>(
             .err()
             .unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))
     }))
-}
-
-/// A repository found on a backend, its config read, not yet opened
-/// ([`Repository::locate`]).
-pub struct Unopened {
-    backend: Arc<dyn Backend>,
-    config: Config,
-    config_bytes: Vec<u8>,
-}
-
-impl Unopened {
-    /// Whether opening needs a password (false for `--encryption none`).
-    pub fn needs_password(&self) -> bool {
-        self.config.encryption != Encryption::None
-    }
-
-    /// [`Repository::open`], with the config already read.
-    pub fn open(self, password: Option<&str>) -> Result<Repository> {
-        let Unopened { backend, config, config_bytes } = self;
-        let location = backend.location();
-        let mut keys = backend.list(FileKind::Key)?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
-        if keys.is_empty() {
-            return Err(Error::corrupt(
-                format!("{location}/keys"),
-                "no key files: the repository cannot be opened",
-            ));
-        }
-        let mut any_needs_password = false;
-        let mut damaged = Vec::new();
-        let config_hash = Some(Id::of_bytes(&config_bytes).to_hex());
-        // A key that opens but was made for another config (left by an
-        // `init` that lost a race, or copied in from another repository)
-        // is used only when no key matches this config.
-        let mut foreign: Option<(MasterKey, String)> = None;
-        for entry in keys {
-            let object = format!("{location}/{}", FileKind::Key.path(&entry.name));
-            let kf = match backend
-                .get(FileKind::Key, &entry.name)
-                .map_err(Error::from)
-                .and_then(|b| KeyFile::decode(&b, &object))
-            {
-                Ok(kf) => kf,
-                Err(e) => {
-                    damaged.push(e.report().to_string());
-                    continue;
-                }
-            };
-            any_needs_password |= kf.needs_password();
-            if kf.needs_password() && password.is_none() {
-                continue;
-            }
-            match kf.unwrap_key(password, &object) {
-                Ok(Some(master)) if master.config_hash.is_some() && master.config_hash != config_hash => {
-                    foreign.get_or_insert((master, entry.name));
-                }
-                Ok(Some(master)) => {
-                    let mut repo = Repository::assemble(backend, config, master, entry.name);
-                    repo.check_config(&config_bytes);
-                    return Ok(repo);
-                }
-                Ok(None) => {}
-                Err(e) => damaged.push(e.report().to_string()),
-            }
-        }
-        if let Some((master, name)) = foreign {
-            // The config itself may be the damaged part: open, and let
-            // `verify` report the mismatch.
-            let mut repo = Repository::assemble(backend, config, master, name);
-            repo.check_config(&config_bytes);
-            return Ok(repo);
-        }
-        if password.is_none() && any_needs_password {
-            return Err(Error::PasswordRequired(location));
-        }
-        if !damaged.is_empty() && !any_needs_password {
-            return Err(Error::corrupt(format!("{location}/keys"), damaged.join("; ")));
-        }
-        Err(Error::WrongPassword(location))
-    }
 }
