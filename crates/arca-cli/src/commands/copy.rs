@@ -26,18 +26,16 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> Result<u8> {
     let src = super::open(cli)?;
     let to = location::resolve(Some(&args.to))?;
-    let pw = if Repository::needs_password(&*to.backend)? {
-        password::target(args.to_password_file.as_deref())?
-    } else {
-        None
-    };
-    if pw.is_none() && Repository::needs_password(&*to.backend)? {
+    // The target's config is read once, for both questions.
+    let found = Repository::locate(to.backend.clone())?;
+    let pw = if found.needs_password() { password::target(args.to_password_file.as_deref())? } else { None };
+    if pw.is_none() && found.needs_password() {
         bail!(
             "the target repository {} needs a password: set ARCA_TO_PASSWORD or give --to-password-file",
             args.to
         );
     }
-    let mut dst = Repository::open(to.backend.clone(), pw.as_deref())?;
+    let mut dst = found.open(pw.as_deref())?;
     if let Some(root) = super::cache_root() {
         dst.set_cache_root(&root);
     }

@@ -320,7 +320,7 @@ fn restore_command(cli: &Cli, repo: &arca_core::Repository, cluster: &str) -> Re
         }
         None => words.extend(["--repo".into(), sh_quote(&repo.location())]),
     }
-    let needs = arca_core::Repository::needs_password(&**repo.backend())?;
+    let needs = repo.config().encryption != arca_core::Encryption::None;
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if needs && cli.job.is_none() || cli.password_file.is_some() || cli.password_command.is_some() {
         if let Some(f) = &cli.password_file {
