@@ -314,3 +314,35 @@ fn s3_copy_to_local_and_back() {
         dir_bytes(&dst_dir)
     });
 }
+
+/// A restore from S3 reads data packs in parts of 4 MiB ahead of the
+/// files (`ops/restore/packs.rs`): 20 MB that do not compress fill packs
+/// of the default 16 MiB, each read in four parts, and restore identical.
+#[test]
+fn s3_restore_reads_full_packs_in_parts() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let Some(server) = S3Server::start_or_skip("s3_restore_reads_full_packs_in_parts", &base.join("s3"))
+    else {
+        return;
+    };
+    server.create_bucket(BUCKET);
+    let arca = s3_arca(&base, &server, "repo");
+    let src = base.join("big");
+    fs::create_dir_all(&src).unwrap();
+    for (i, size) in [9_000_000u64, 7_000_000, 4_500_000].into_iter().enumerate() {
+        write_random(&src.join(format!("f{i}")), size, 40 + i as u64);
+    }
+    json(&arca, &["init"]);
+    backup(&arca, &src);
+    let data = server.root.join(BUCKET).join("repo/data");
+    let biggest = fs::read_dir(&data)
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    assert!(biggest > 12 << 20, "no data pack over three parts: the largest is {biggest} bytes");
+    restore_and_compare(&arca, "latest", &src, &base.join("out"));
+    verify_read_data(&arca);
+}
