@@ -56,7 +56,9 @@ impl Drop for Mount {
 
 impl Mount {
     /// Starts `arca [--json] mount AT EXTRA...` (with the local time zone
-    /// five hours west of UTC) and waits until `AT` is a mount point.
+    /// five hours west of UTC) and waits until `AT` is a mount point and
+    /// arca has said so (on stdout, or stderr with `--json`): the kernel
+    /// shows the mount before arca's line is written.
     pub(crate) fn start(arca: &Arca, at: &Path, json: bool, extra: &[&str], log: &Path) -> Mount {
         let mut args: Vec<OsString> = vec!["mount".into(), at.as_os_str().into()];
         args.extend(extra.iter().map(OsString::from));
@@ -65,11 +67,19 @@ impl Mount {
         let child = arca.spawn(json, &args, log);
         let mut m = Mount { child, at: at.to_path_buf(), log: log.to_path_buf() };
         let start = Instant::now();
-        while !is_mounted(at) {
+        let said = |m: &Mount| {
+            let out = if json { m.stderr() } else { m.stdout() };
+            out.lines().any(|l| l.contains("mounted ") && l.ends_with("or Ctrl-C"))
+        };
+        while !is_mounted(at) || !said(&m) {
             if let Some(st) = m.child.try_wait().unwrap() {
                 panic!("arca mount exited ({st:?}) before mounting:\n{}", m.stderr());
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "not mounted after 60 s:\n{}", m.stderr());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "not mounted, or not said, after 60 s:\n{}",
+                m.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         m
