@@ -271,9 +271,12 @@ impl S3Backend {
         }
         let dir = format!("{}/", kind.dir());
         let key = dir.clone();
-        let entries = self
-            .run(|op| async move { op.list_with(&key).recursive(true).await })
-            .map_err(|e| self.err("listing", &dir, e))?;
+        let entries = if kind == FileKind::Pack {
+            self.run(|op| list_folders(op, key))
+        } else {
+            self.run(|op| async move { op.list_with(&key).recursive(true).await })
+        }
+        .map_err(|e| self.err("listing", &dir, e))?;
         let (mut out, mut misplaced) = (Vec::new(), Vec::new());
         for e in entries.into_iter().filter(|e| e.metadata().mode() == EntryMode::FILE) {
             if e.path().trim_start_matches('/') == kind.path(e.name()) {
@@ -285,6 +288,34 @@ impl S3Backend {
         Ok((out, misplaced))
     }
 }
+
+/// Every object under `dir` (which ends in `/`), listed folder by folder,
+/// [`LIST_IN_FLIGHT`] folders at once. Packs are spread over 256 folders
+/// (`data/xx/`): one recursive listing pages through them 1,000 keys at a
+/// time, one request after the other, which for a repository of a million
+/// packs is a thousand round trips on every backup.
+async fn list_folders(op: Operator, dir: String) -> opendal::Result<Vec<opendal::Entry>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let (folders, mut found): (Vec<_>, Vec<_>) = op
+        .list(&dir)
+        .await?
+        .into_iter()
+        .filter(|e| e.path().trim_start_matches('/') != dir)
+        .partition(|e| e.metadata().mode() == EntryMode::DIR);
+    let nested: Vec<Vec<opendal::Entry>> = futures_util::stream::iter(folders)
+        .map(|f| {
+            let op = op.clone();
+            async move { op.list_with(f.path()).recursive(true).await }
+        })
+        .buffer_unordered(LIST_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    found.extend(nested.into_iter().flatten());
+    Ok(found)
+}
+
+/// Folders listed at once (the concurrency limit still applies).
+const LIST_IN_FLIGHT: usize = 16;
 
 impl Backend for S3Backend {
     fn location(&self) -> String {

@@ -71,6 +71,35 @@ fn s3_backend_behaviour() {
     // decides If-None-Match atomically. The header and the answer to it are
     // what this checks.
     exclusive_create(b, false);
+    // Packs are listed folder by folder: one in another pack's folder, one
+    // loose in data/ and one a level deeper are named as misplaced, never
+    // listed as packs; the packs in their folders all are.
+    let b = S3Backend::new(s3_config(&server.endpoint(), "suite", "repo/two", SECRET_KEY)).unwrap();
+    let placed: Vec<String> = (0..40u64).map(|i| hex_name(i * 37)).collect();
+    for n in &placed {
+        b.put(FileKind::Pack, n, n.as_bytes()).unwrap();
+    }
+    let pack = hex_name(200);
+    let other = if pack.starts_with("ff") { "00" } else { "ff" };
+    let root = server.root.join("suite/repo/two");
+    std::fs::create_dir_all(root.join("data").join(other)).unwrap();
+    std::fs::write(root.join("data").join(other).join(&pack), b"elsewhere").unwrap();
+    std::fs::write(root.join("data/loose"), b"x").unwrap();
+    std::fs::create_dir_all(root.join("data/ab/deeper")).unwrap();
+    std::fs::write(root.join("data/ab/deeper").join(&pack), b"deep").unwrap();
+    let mut listed: Vec<String> = b.list(FileKind::Pack).unwrap().into_iter().map(|e| e.name).collect();
+    listed.sort();
+    let mut want = placed.clone();
+    want.sort();
+    want.dedup();
+    assert_eq!(listed, want, "the packs in their folders, nothing else");
+    let mut misplaced = b.misplaced(FileKind::Pack).unwrap();
+    misplaced.sort();
+    let mut expected =
+        vec![format!("data/{other}/{pack}"), "data/loose".to_string(), format!("data/ab/deeper/{pack}")];
+    expected.sort();
+    assert_eq!(misplaced, expected);
+    std::fs::remove_dir_all(&root).unwrap();
     // The prefix is honoured: nothing was written outside it.
     for e in std::fs::read_dir(server.root.join("suite")).unwrap() {
         let e = e.unwrap();

@@ -676,7 +676,12 @@ impl Index {
 
     /// Whether some index file lists the pack.
     pub fn has_pack(&self, id: &PackId) -> bool {
-        self.table_pack(id).is_some() || self.pack_pos.contains_key(id)
+        self.position(id).is_some()
+    }
+
+    /// The pack's position in `packs` (a location's `pack`), if indexed.
+    pub fn position(&self, id: &PackId) -> Option<u32> {
+        self.table_pack(id).or_else(|| self.pack_pos.get(id).copied())
     }
 
     /// The pack a location is in.
@@ -1076,12 +1081,15 @@ mod tests {
         Lookup(u16),
     }
 
+    /// A pack (one of 6) and `len` entries (a blob of 600 ids, a location).
+    fn pack_entries(len: std::ops::Range<usize>) -> impl Strategy<Value = (u8, Vec<(u16, u32)>)> {
+        (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), len))
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), 0..40))
-                .prop_map(|(pack, entries)| Op::Add { pack, entries }),
-            1 => (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), 40..400))
-                .prop_map(|(pack, entries)| Op::Add { pack, entries }),
+            4 => pack_entries(0..40).prop_map(|(pack, entries)| Op::Add { pack, entries }),
+            1 => pack_entries(40..400).prop_map(|(pack, entries)| Op::Add { pack, entries }),
             1 => Just(Op::Compact),
             3 => (0u16..700).prop_map(Op::Lookup),
         ]
@@ -1135,8 +1143,7 @@ mod tests {
 
     fn table_op() -> impl Strategy<Value = TableOp> {
         prop_oneof![
-            6 => (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), 0..60))
-                .prop_map(|(pack, entries)| TableOp::Add { pack, entries }),
+            6 => pack_entries(0..60).prop_map(|(pack, entries)| TableOp::Add { pack, entries }),
             2 => Just(TableOp::Spill),
             2 => Just(TableOp::Write),
             1 => Just(TableOp::Reopen),

@@ -674,11 +674,18 @@ pub fn choose_parent(
 /// copy is in a pack that is gone (stored again by this backup).
 fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, IdSet)> {
     let listed = repo.backend().list(FileKind::Pack)?;
-    let present: IdSet<PackId> = listed.iter().filter_map(|e| PackId::from_hex(&e.name)).collect();
-    let orphans: Vec<_> = listed
-        .into_iter()
-        .filter(|e| PackId::from_hex(&e.name).is_some_and(|id| !index.has_pack(&id)))
-        .collect();
+    // Which indexed packs are listed, by position: a byte each, where a set
+    // of their ids took 33 to 66 bytes a pack (20 to 40 MB of a backup's
+    // peak at 625,000 packs).
+    let mut present = vec![false; index.packs.len()];
+    let mut orphans = Vec::new();
+    for e in listed {
+        let Some(id) = PackId::from_hex(&e.name) else { continue };
+        match index.position(&id) {
+            Some(p) => present[p as usize] = true,
+            None => orphans.push(e),
+        }
+    }
     let adopted = orphans
         .par_iter()
         .filter_map(|e| {
@@ -688,9 +695,9 @@ fn reconcile_packs(repo: &Repository, index: &Index) -> Result<(Vec<IndexPack>, 
         })
         .collect();
     let mut gone = IdSet::default();
-    if index.packs.iter().any(|p| !present.contains(&p.id)) {
+    if present.contains(&false) {
         for (id, _) in index.blobs() {
-            if index.locations(&id).all(|l| !present.contains(&index.pack(&l).id)) {
+            if index.locations(&id).all(|l| !present[l.pack as usize]) {
                 gone.insert(id);
             }
         }
