@@ -271,46 +271,83 @@ impl S3Backend {
         }
         let dir = format!("{}/", kind.dir());
         let key = dir.clone();
-        let entries = if kind == FileKind::Pack {
+        let objects = if kind == FileKind::Pack {
             self.run(|op| list_folders(op, key))
         } else {
-            self.run(|op| async move { op.list_with(&key).recursive(true).await })
+            self.run(|op| async move {
+                let entries = op.list_with(&key).recursive(true).await?;
+                Ok(entries
+                    .into_iter()
+                    .filter(|e| e.metadata().mode() == EntryMode::FILE)
+                    .map(listed)
+                    .collect())
+            })
         }
         .map_err(|e| self.err("listing", &dir, e))?;
         let (mut out, mut misplaced) = (Vec::new(), Vec::new());
-        for e in entries.into_iter().filter(|e| e.metadata().mode() == EntryMode::FILE) {
-            if e.path().trim_start_matches('/') == kind.path(e.name()) {
-                out.push(Entry { name: e.name().to_string(), size: e.metadata().content_length() });
+        for Listed { key, size } in objects {
+            let name = key.rsplit('/').next().unwrap_or(&key);
+            if key == kind.path(name) {
+                out.push(Entry { name: name.to_string(), size });
             } else {
-                misplaced.push(e.path().trim_start_matches('/').to_string());
+                misplaced.push(key);
             }
         }
         Ok((out, misplaced))
     }
 }
 
+/// An object a listing found: its key below the repository's root, and its
+/// size: a listing of a million packs keeps these, not OpenDAL's entries,
+/// which carry every field of an object's metadata, several times as big.
+struct Listed {
+    key: String,
+    size: u64,
+}
+
+fn listed(e: opendal::Entry) -> Listed {
+    Listed { key: e.path().trim_start_matches('/').to_string(), size: e.metadata().content_length() }
+}
+
 /// Every object under `dir` (which ends in `/`), listed folder by folder,
-/// [`LIST_IN_FLIGHT`] folders at once. Packs are spread over 256 folders
-/// (`data/xx/`): one recursive listing pages through them 1,000 keys at a
-/// time, one request after the other, which for a repository of a million
-/// packs is a thousand round trips on every backup.
-async fn list_folders(op: Operator, dir: String) -> opendal::Result<Vec<opendal::Entry>> {
+/// [`LIST_IN_FLIGHT`] folders at once: `dir` first, then the folders it
+/// holds (the 256 `data/xx/` of packs), then any below those. One recursive
+/// listing pages through them 1,000 keys at a time, one request after the
+/// other: for a repository of a million packs, a thousand round trips in
+/// series on every backup.
+async fn list_folders(op: Operator, dir: String) -> opendal::Result<Vec<Listed>> {
     use futures_util::{StreamExt, TryStreamExt};
-    let (folders, mut found): (Vec<_>, Vec<_>) = op
-        .list(&dir)
-        .await?
-        .into_iter()
-        .filter(|e| e.path().trim_start_matches('/') != dir)
-        .partition(|e| e.metadata().mode() == EntryMode::DIR);
-    let nested: Vec<Vec<opendal::Entry>> = futures_util::stream::iter(folders)
-        .map(|f| {
-            let op = op.clone();
-            async move { op.list_with(f.path()).recursive(true).await }
-        })
-        .buffer_unordered(LIST_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    found.extend(nested.into_iter().flatten());
+    let (mut found, mut folders) = (Vec::new(), vec![dir]);
+    while !folders.is_empty() {
+        let listed: Vec<(Vec<Listed>, Vec<String>)> =
+            futures_util::stream::iter(std::mem::take(&mut folders))
+                .map(|folder| {
+                    let op = op.clone();
+                    async move {
+                        let (mut files, mut below) = (Vec::new(), Vec::new());
+                        for e in op.list(&folder).await? {
+                            let path = e.path().trim_start_matches('/');
+                            // A listing may name the folder itself.
+                            if path == folder {
+                                continue;
+                            }
+                            if e.metadata().mode() == EntryMode::DIR {
+                                below.push(path.to_string());
+                            } else {
+                                files.push(listed(e));
+                            }
+                        }
+                        Ok::<_, opendal::Error>((files, below))
+                    }
+                })
+                .buffer_unordered(LIST_IN_FLIGHT)
+                .try_collect()
+                .await?;
+        for (files, below) in listed {
+            found.extend(files);
+            folders.extend(below);
+        }
+    }
     Ok(found)
 }
 
