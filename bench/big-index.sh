@@ -38,13 +38,7 @@ start=$(date +%s.%N)
 "$gen" "$work/repo" "$n"
 echo "generated in $(echo "$(date +%s.%N) - $start" | bc) s; index files: $(du -sh "$work/repo/index" | cut -f1)"
 
-# One command: wall seconds and peak RSS in MiB.
-measure() {
-    local label=$1 tool=$2; shift 2
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { echo "$label ($tool) failed:"; tail -5 "$work/out"; exit 1; }
-    read -r wall kb <"$work/time"
-    printf '%-20s %-8s %8.2f %10.0f\n' "$label" "$tool" "$wall" "$((kb / 1024))"
-}
+. "$here/common.sh"
 
 run() {
     local tool=$1 bin=$2

@@ -29,6 +29,7 @@ export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked -j2
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 pids=()
+. "$here/common.sh"
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 
 if [ -n "${1:-}" ]; then
@@ -42,21 +43,13 @@ fi
 cargo build --release -j2 -q -p arca-bench --bin big-index --manifest-path "$here/Cargo.toml"
 gen=$(cd "$here/.." && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/big-index
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { until python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do sleep 0.1; done; }
 s3port=$(port)
 mkdir -p "$work/s3/bench"
 s3s-fs --host 127.0.0.1 --port "$s3port" --access-key benchaccess --secret-key benchsecret "$work/s3" \
   >"$work/s3.log" 2>&1 &
 pids+=($!)
 wait_port "$s3port"
-endpoint_port=$s3port
-if [ "$ms" != 0 ]; then
-  endpoint_port=$(port)
-  python3 "$here/latency-proxy.py" "$endpoint_port" "$s3port" "$(echo "$ms / 2" | bc -l)" >"$work/proxy.log" 2>&1 &
-  pids+=($!)
-  wait_port "$endpoint_port"
-fi
+start_latency "$ms" "$s3port" "$work/proxy.log"
 export AWS_ENDPOINT_URL=http://127.0.0.1:$endpoint_port AWS_ACCESS_KEY_ID=benchaccess
 export AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 ARCA_PASSWORD=bench
 repo=s3://bench/arca
@@ -65,14 +58,6 @@ repo=s3://bench/arca
 start=$(date +%s.%N)
 "$gen" "$work/s3/bench/arca" "$n"
 echo "generated in $(echo "$(date +%s.%N) - $start" | bc) s; corpus: $corpus ($(du -sh "$corpus" | cut -f1)); ${ms} ms added round trip"
-
-# One command: wall seconds and peak RSS in MiB.
-measure() {
-  local label=$1 build=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { echo "$label ($build) failed:"; tail -5 "$work/out"; exit 1; }
-  read -r wall kb <"$work/time"
-  printf '%-20s %-8s %8.2f %10.0f\n' "$label" "$build" "$wall" "$((kb / 1024))"
-}
 
 run() {
   local build=$1 bin=$2

@@ -70,8 +70,7 @@ drop_target() { # name source
   diff -r --no-dereference "$2" "$dir/${2#/}" >/dev/null || echo "$1: the restored tree differs from its source" >&2
   if mountpoint -q "$dir"; then umount "$dir" && rm -f "$work/$1.img"; else rm -rf "$dir"; fi
 }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { until python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do sleep 0.1; done; }
+. "$here/common.sh"
 
 s3port=$(port)
 if [ "$server" = garage ]; then
@@ -147,13 +146,7 @@ PY
 }
 
 for ms in $latencies; do
-  endpoint_port=$s3port
-  if [ "$ms" != 0 ]; then
-    endpoint_port=$(port)
-    python3 "$here/latency-proxy.py" "$endpoint_port" "$s3port" "$(echo "$ms / 2" | bc -l)" >"$work/proxy-$ms.log" 2>&1 &
-    pids+=($!)
-    wait_port "$endpoint_port"
-  fi
+  start_latency "$ms" "$s3port" "$work/proxy-$ms.log"
   endpoint=http://127.0.0.1:$endpoint_port
   export AWS_ENDPOINT_URL=$endpoint
   bucket=bench-$ms

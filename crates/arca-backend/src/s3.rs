@@ -319,31 +319,30 @@ async fn list_folders(op: Operator, dir: String) -> opendal::Result<Vec<Listed>>
     use futures_util::{StreamExt, TryStreamExt};
     let (mut found, mut folders) = (Vec::new(), vec![dir]);
     while !folders.is_empty() {
-        let listed: Vec<(Vec<Listed>, Vec<String>)> =
-            futures_util::stream::iter(std::mem::take(&mut folders))
-                .map(|folder| {
-                    let op = op.clone();
-                    async move {
-                        let (mut files, mut below) = (Vec::new(), Vec::new());
-                        for e in op.list(&folder).await? {
-                            let path = e.path().trim_start_matches('/');
-                            // A listing may name the folder itself.
-                            if path == folder {
-                                continue;
-                            }
-                            if e.metadata().mode() == EntryMode::DIR {
-                                below.push(path.to_string());
-                            } else {
-                                files.push(listed(e));
-                            }
+        let round: Vec<(Vec<Listed>, Vec<String>)> = futures_util::stream::iter(std::mem::take(&mut folders))
+            .map(|folder| {
+                let op = op.clone();
+                async move {
+                    let (mut files, mut below) = (Vec::new(), Vec::new());
+                    for e in op.list(&folder).await? {
+                        let path = e.path().trim_start_matches('/');
+                        // A listing may name the folder itself.
+                        if path == folder {
+                            continue;
                         }
-                        Ok::<_, opendal::Error>((files, below))
+                        if e.metadata().mode() == EntryMode::DIR {
+                            below.push(path.to_string());
+                        } else {
+                            files.push(listed(e));
+                        }
                     }
-                })
-                .buffer_unordered(LIST_IN_FLIGHT)
-                .try_collect()
-                .await?;
-        for (files, below) in listed {
+                    Ok::<_, opendal::Error>((files, below))
+                }
+            })
+            .buffer_unordered(LIST_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for (files, below) in round {
             found.extend(files);
             folders.extend(below);
         }
@@ -351,7 +350,8 @@ async fn list_folders(op: Operator, dir: String) -> opendal::Result<Vec<Listed>>
     Ok(found)
 }
 
-/// Folders listed at once (the concurrency limit still applies).
+/// Folders listed at once; the connection's concurrency limit (8 requests
+/// by default) still applies.
 const LIST_IN_FLIGHT: usize = 16;
 
 impl Backend for S3Backend {

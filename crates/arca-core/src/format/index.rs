@@ -1081,7 +1081,8 @@ mod tests {
         Lookup(u16),
     }
 
-    /// A pack (one of 6) and `len` entries (a blob of 600 ids, a location).
+    /// A pack (one of 6) and `len` entries, each one of 600 blob ids and a
+    /// location.
     fn pack_entries(len: std::ops::Range<usize>) -> impl Strategy<Value = (u8, Vec<(u16, u32)>)> {
         (0u8..6, proptest::collection::vec((0u16..600, any::<u32>()), len))
     }
