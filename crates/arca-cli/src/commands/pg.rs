@@ -320,7 +320,7 @@ fn restore_command(cli: &Cli, repo: &arca_core::Repository, cluster: &str) -> Re
         }
         None => words.extend(["--repo".into(), sh_quote(&repo.location())]),
     }
-    let needs = repo.config().encryption != arca_core::Encryption::None;
+    let needs = repo.config().needs_password();
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if needs && cli.job.is_none() || cli.password_file.is_some() || cli.password_command.is_some() {
         if let Some(f) = &cli.password_file {

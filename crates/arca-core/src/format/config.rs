@@ -54,6 +54,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether opening the repository needs a password (false for
+    /// `--encryption none`).
+    pub fn needs_password(&self) -> bool {
+        self.encryption != Encryption::None
+    }
+
     /// A config for a new repository: this format version, a random id, created now, the
     /// default chunker (512 KiB / 1 MiB / 4 MiB), 16 MiB packs and no parity.
     /// `compression_level` is taken as is: [`Config::decode`] refuses one outside 0..=22.

@@ -105,7 +105,7 @@ pub struct Unopened {
 impl Unopened {
     /// Whether opening needs a password (false for `--encryption none`).
     pub fn needs_password(&self) -> bool {
-        self.config.encryption != Encryption::None
+        self.config.needs_password()
     }
 
     /// [`Repository::open`], with the config already read.
@@ -266,8 +266,7 @@ impl Repository {
 
     /// Whether opening needs a password (false for `--encryption none`).
     pub fn needs_password(backend: &dyn Backend) -> Result<bool> {
-        let config = Self::read_config(backend)?;
-        Ok(config.encryption != Encryption::None)
+        Ok(Self::read_config(backend)?.needs_password())
     }
 
     /// The repository on `backend`, its config read but not opened: to
@@ -806,7 +805,7 @@ impl Repository {
 
     /// Adds a key file for `password`; returns its id.
     pub fn add_key(&self, password: &str) -> Result<String> {
-        if self.config.encryption == Encryption::None {
+        if !self.config.needs_password() {
             return Err(Error::Invalid("this repository is not encrypted: it has no passwords".into()));
         }
         let key = KeyFile::wrap(&self.master, Some(password))?;
