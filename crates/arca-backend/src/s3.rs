@@ -271,19 +271,7 @@ impl S3Backend {
         }
         let dir = format!("{}/", kind.dir());
         let key = dir.clone();
-        let objects = if kind == FileKind::Pack {
-            self.run(|op| list_folders(op, key))
-        } else {
-            self.run(|op| async move {
-                let entries = op.list_with(&key).recursive(true).await?;
-                Ok(entries
-                    .into_iter()
-                    .filter(|e| e.metadata().mode() == EntryMode::FILE)
-                    .map(listed)
-                    .collect())
-            })
-        }
-        .map_err(|e| self.err("listing", &dir, e))?;
+        let objects = self.run(|op| list_folders(op, key)).map_err(|e| self.err("listing", &dir, e))?;
         let (mut out, mut misplaced) = (Vec::new(), Vec::new());
         for Listed { key, size } in objects {
             let name = key.rsplit('/').next().unwrap_or(&key);
@@ -311,7 +299,8 @@ fn listed(e: opendal::Entry) -> Listed {
 
 /// Every object under `dir` (which ends in `/`), listed folder by folder,
 /// [`LIST_IN_FLIGHT`] folders at once: `dir` first, then the folders it
-/// holds (the 256 `data/xx/` of packs), then any below those. One recursive
+/// holds (the 256 `data/xx/` of packs; none for the other kinds, which are
+/// flat), then any below those. One recursive
 /// listing pages through them 1,000 keys at a time, one request after the
 /// other: for a repository of a million packs, a thousand round trips in
 /// series on every backup.
