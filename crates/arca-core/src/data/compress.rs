@@ -225,10 +225,10 @@ mod tests {
         assert_eq!(decode(encode(&between, 3), &|| "t".into()).unwrap(), between);
     }
 
-    /// Level 3 finds matches of 4 bytes: words of 4 bytes that repeat,
-    /// each followed by a byte that does not (so no match is 5 bytes
-    /// long), are compressed; zstd's own level 3 (5-byte matches) keeps
-    /// them as literals.
+    /// Level 3 finds matches of 4 bytes: 256 words of 4 bytes, each
+    /// followed by a random byte (so few matches reach 5 bytes), are
+    /// compressed; zstd's own level 3 (5-byte matches) keeps most of them
+    /// as literals.
     #[test]
     fn level_three_matches_four_bytes() {
         let mut seed = [0u8; 256 * 4 + 60_000];
