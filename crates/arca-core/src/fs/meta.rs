@@ -159,6 +159,39 @@ fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
     Ok(out)
 }
 
+/// The metadata a restore sets on an entry, borrowed from a tree's
+/// [`Node`] or from the restore's compact copy of one (which keeps none of
+/// a node's name, owner names or change time: a restore of many files holds
+/// one per file).
+#[derive(Debug, Clone, Copy)]
+pub struct Attrs<'a> {
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: Timestamp,
+    /// Device number, for character and block devices.
+    pub rdev: u64,
+    /// A symlink's target.
+    pub link_target: Option<&'a [u8]>,
+    pub xattrs: &'a [Xattr],
+}
+
+impl<'a> From<&'a Node> for Attrs<'a> {
+    fn from(node: &'a Node) -> Attrs<'a> {
+        Attrs {
+            kind: node.kind,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            mtime: node.mtime,
+            rdev: node.rdev,
+            link_target: node.link_target.as_deref(),
+            xattrs: &node.xattrs,
+        }
+    }
+}
+
 /// Creates a non-regular, non-directory entry `name` in the open folder
 /// `dir` (it must not exist there).
 ///
@@ -168,13 +201,13 @@ fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
 /// process is meaningless). Files and directories are InvalidInput: the
 /// restorer writes those itself. Device creation fails with the OS error
 /// (EPERM) when not permitted.
-pub fn create_special_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node) -> io::Result<bool> {
+pub fn create_special_at(dir: BorrowedFd<'_>, name: &[u8], node: Attrs<'_>) -> io::Result<bool> {
     // Created owner-only: until the metadata is applied, a device node with
     // the backup's mode could be opened by anyone under our owner.
     let initial = RMode::RUSR | RMode::WUSR;
     match node.kind {
         NodeKind::Symlink => {
-            let target = node.link_target.as_deref().ok_or_else(|| {
+            let target = node.link_target.ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "symlink node has no link target")
             })?;
             rfs::symlinkat(target, dir, name)?;
@@ -203,13 +236,13 @@ pub fn create_special_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node) -> io::R
 /// xattrs and mode come after it; xattrs need write permission for non-root,
 /// so they come before a read-only mode; any change bumps ctime and writes
 /// may bump mtime, so times come last.
-pub fn apply_metadata_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node, chown: bool) -> io::Result<()> {
+pub fn apply_metadata_at(dir: BorrowedFd<'_>, name: &[u8], node: Attrs<'_>, chown: bool) -> io::Result<()> {
     apply(Target::At(dir, name), node, chown, None)
 }
 
 /// The metadata of `node` through an open folder (see [`apply_metadata_at`]
 /// for the order); call it after the folder's children are restored.
-pub fn apply_dir_metadata(dir: BorrowedFd<'_>, node: &Node, chown: bool) -> io::Result<()> {
+pub fn apply_dir_metadata(dir: BorrowedFd<'_>, node: Attrs<'_>, chown: bool) -> io::Result<()> {
     apply(Target::Fd(dir), node, chown, None)
 }
 
@@ -221,7 +254,7 @@ pub fn apply_dir_metadata(dir: BorrowedFd<'_>, node: &Node, chown: bool) -> io::
 /// ext4), and a restore creates most files with the right owner and mode.
 pub fn apply_file_metadata(
     file: &std::fs::File,
-    node: &Node,
+    node: Attrs<'_>,
     chown: bool,
     current: &Metadata,
 ) -> io::Result<()> {
@@ -245,7 +278,7 @@ fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     p
 }
 
-fn apply(target: Target, node: &Node, chown: bool, current: Option<&Metadata>) -> io::Result<()> {
+fn apply(target: Target, node: Attrs<'_>, chown: bool, current: Option<&Metadata>) -> io::Result<()> {
     let owned = current.is_some_and(|m| m.uid() == node.uid && m.gid() == node.gid);
     // A chown clears setuid bits, so the mode is set again after one.
     let chowned = chown && !owned;
@@ -256,7 +289,7 @@ fn apply(target: Target, node: &Node, chown: bool, current: Option<&Metadata>) -
             Target::Fd(fd) => rfs::fchown(fd, uid, gid)?,
         }
     }
-    for x in &node.xattrs {
+    for x in node.xattrs {
         let set = match target {
             Target::Fd(fd) => rfs::fsetxattr(fd, x.name.as_slice(), &x.value, rfs::XattrFlags::empty()),
             // Linux has no fd-relative lsetxattr. Through /proc the folder
@@ -340,9 +373,9 @@ mod tests {
         match node.kind {
             NodeKind::File => std::fs::write(&to, b"").unwrap(),
             NodeKind::Dir => std::fs::create_dir(&to).unwrap(),
-            _ => assert!(create_special_at(dir.as_fd(), name, &node).unwrap()),
+            _ => assert!(create_special_at(dir.as_fd(), name, (&node).into()).unwrap()),
         }
-        apply_metadata_at(dir.as_fd(), name, &node, is_root()).unwrap();
+        apply_metadata_at(dir.as_fd(), name, (&node).into(), is_root()).unwrap();
         let back = read_node(&to, name.to_vec(), &lstat(&to), &names, None).unwrap();
         let key =
             |n: &Node| (n.name.clone(), n.kind, n.mode, n.uid, n.gid, n.mtime, n.rdev, n.xattrs.clone());
@@ -442,10 +475,10 @@ mod tests {
 
         let dir = std::fs::File::open(dst.path()).unwrap();
         let sock = Node::new(b"s".to_vec(), NodeKind::Socket);
-        assert!(!create_special_at(dir.as_fd(), b"s", &sock).unwrap());
+        assert!(!create_special_at(dir.as_fd(), b"s", (&sock).into()).unwrap());
         assert!(!dst.path().join("s").exists());
         let file = Node::new(b"f".to_vec(), NodeKind::File);
-        let err = create_special_at(dir.as_fd(), b"f", &file).unwrap_err();
+        let err = create_special_at(dir.as_fd(), b"f", (&file).into()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
@@ -469,7 +502,7 @@ mod tests {
             node.mode = want;
             (node.uid, node.gid) = (uid, gid);
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            apply_file_metadata(&f, &node, chown, &f.metadata().unwrap()).unwrap();
+            apply_file_metadata(&f, (&node).into(), chown, &f.metadata().unwrap()).unwrap();
             let m = lstat(&path);
             assert_eq!(m.mode() & 0o7777, want, "case {i}");
             assert_eq!(timestamp(m.mtime(), m.mtime_nsec()), node.mtime, "case {i}");

@@ -30,7 +30,7 @@ pub(super) fn content_matches(
     repo: &Repository,
     dir: BorrowedFd<'_>,
     name: &[u8],
-    node: &Node,
+    node: &Entry,
     cancel: &Cancel,
 ) -> io::Result<Option<File>> {
     let Some(f) = open_regular(dir, name)? else { return Ok(None) };
@@ -112,7 +112,7 @@ impl Ctx<'_> {
         dir: BorrowedFd<'_>,
         name: &[u8],
         dest: &Path,
-        node: &Node,
+        node: &Entry,
     ) -> Result<Existing> {
         let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -152,7 +152,7 @@ impl Ctx<'_> {
     /// plaintext lengths: a crafted size would otherwise make a huge sparse
     /// file of a few bytes. A blob the index lacks is left to the read,
     /// which names it.
-    pub(super) fn check_size(&self, dest: &Path, node: &Node) -> Result<()> {
+    pub(super) fn check_size(&self, dest: &Path, node: &Entry) -> Result<()> {
         let mut total = 0u64;
         for id in &node.content {
             match self.index.get(id) {
@@ -186,7 +186,7 @@ impl Ctx<'_> {
         name: &[u8],
         dest: &Path,
         snap_path: &[u8],
-        node: &Node,
+        node: &Entry,
     ) -> Result<u64> {
         self.check_size(dest, node)?;
         let fresh = self.is_fresh(snap_path);
@@ -194,7 +194,7 @@ impl Ctx<'_> {
             if let Existing::Keep(file) = self.existing(dir, name, dest, node)? {
                 if let Some(f) = file {
                     let status = f.metadata().map_err(|e| Error::io(dest, e))?;
-                    meta::apply_file_metadata(&f, node, self.chown, &status)
+                    meta::apply_file_metadata(&f, node.attrs(), self.chown, &status)
                         .map_err(|e| Error::io(dest, e))?;
                 }
                 self.kept.fetch_add(1, Ordering::Relaxed);
@@ -218,7 +218,7 @@ impl Ctx<'_> {
         dir: BorrowedFd<'_>,
         name: &[u8],
         dest: &Path,
-        node: &Node,
+        node: &Entry,
         fresh: bool,
     ) -> Result<()> {
         // Born with the snapshot's permission bits (plus the owner's read
@@ -256,7 +256,7 @@ impl Ctx<'_> {
     }
 
     /// Writes the content and metadata of `node` into the open file `f`.
-    pub(super) fn fill(&self, f: &File, dest: &Path, node: &Node) -> Result<()> {
+    pub(super) fn fill(&self, f: &File, dest: &Path, node: &Entry) -> Result<()> {
         let write_blob = |offset: u64, id: &DataId| -> Result<u64> {
             // Cancelled: the caller removes the unfinished file.
             self.cancel.check()?;
@@ -297,7 +297,7 @@ impl Ctx<'_> {
             f.set_len(node.size).map_err(|e| Error::io(dest, e))?;
             status = f.metadata().map_err(|e| Error::io(dest, e))?;
         }
-        meta::apply_file_metadata(f, node, self.chown, &status).map_err(|e| Error::io(dest, e))
+        meta::apply_file_metadata(f, node.attrs(), self.chown, &status).map_err(|e| Error::io(dest, e))
     }
 }
 

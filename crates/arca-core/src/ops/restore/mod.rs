@@ -60,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{DataId, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::{PathError, Snapshot};
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{Node, NodeKind, Timestamp, Xattr};
 use crate::fs::filter::PathFilter;
 use crate::fs::meta;
 use crate::progress::{Phase, Progress};
@@ -350,12 +350,16 @@ impl<'a> Job<'a> {
             match made {
                 Err(e) => {
                     self.ctx.fail(&target_path(&self.opts.target, &it.path), e);
-                    self.failed_dirs.push(it.path.clone());
+                    self.failed_dirs.push(it.path.to_vec());
                 }
                 Ok((fd, created)) => {
                     self.dirs_done += 1;
                     if created {
-                        self.ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(it.path.clone());
+                        self.ctx
+                            .fresh_dirs
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(it.path.to_vec());
                     } else {
                         remove_leftovers(fd.as_fd());
                     }
@@ -377,11 +381,11 @@ impl<'a> Job<'a> {
             if it.node.kind != NodeKind::File || self.under_failed(&it.path) {
                 continue;
             }
-            if it.node.nlink > 1 {
-                if first_of.contains_key(&(it.node.dev, it.node.inode)) {
+            if let Some(group) = it.node.link_group() {
+                if first_of.contains_key(&group) {
                     continue;
                 }
-                first_of.insert((it.node.dev, it.node.inode), i);
+                first_of.insert(group, i);
             }
             contents.push(i);
         }
@@ -395,7 +399,7 @@ impl<'a> Job<'a> {
                 node.content.first().and_then(|id| self.ctx.index.get(id)).map(|l| (l.pack, l.offset))
             };
             contents.sort_by_key(first_blob);
-            let files: Vec<&Node> = contents.iter().map(|&i| &self.items[i].node).collect();
+            let files: Vec<&[DataId]> = contents.iter().map(|&i| &*self.items[i].node.content).collect();
             self.ctx.packs = Some(PackCache::new(self.ctx.repo, self.ctx.index, &files));
         }
         self.order = contents;
@@ -430,7 +434,7 @@ impl<'a> Job<'a> {
                 .map_err(|e| Error::io(&dest, e))
                 .and_then(|dir| ctx.restore_file(dir.as_fd(), name, &dest, &it.path, &it.node));
             if let Some(packs) = &ctx.packs {
-                packs.done(ctx.index, &it.node);
+                packs.done(ctx.index, &it.node.content);
             }
             self.progress.advance(1, 0);
             match r {
@@ -473,11 +477,11 @@ impl<'a> Job<'a> {
         let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
         for i in 0..self.items.len() {
             let it = &self.items[i];
-            if it.node.kind != NodeKind::File || it.node.nlink <= 1 || self.under_failed(&it.path) {
+            let Some(group) = it.node.link_group().filter(|_| !self.under_failed(&it.path)) else {
                 continue;
-            }
-            let Some(&first) = first_of.get(&(it.node.dev, it.node.inode)) else {
-                first_of.insert((it.node.dev, it.node.inode), i);
+            };
+            let Some(&first) = first_of.get(&group) else {
+                first_of.insert(group, i);
                 continue;
             };
             cancel.check()?;
@@ -521,8 +525,8 @@ impl<'a> Job<'a> {
                 if !fresh {
                     clear_at(dir, name)?;
                 }
-                if meta::create_special_at(dir, name, &it.node)? {
-                    meta::apply_metadata_at(dir, name, &it.node, ctx.chown)?;
+                if meta::create_special_at(dir, name, it.node.attrs())? {
+                    meta::apply_metadata_at(dir, name, it.node.attrs(), ctx.chown)?;
                 }
                 Ok(())
             });
@@ -542,16 +546,16 @@ impl<'a> Job<'a> {
         for it in self.items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
             cancel.check()?;
             self.progress.advance(1, 0);
-            if self.under_failed(&it.path) || self.failed_dirs.contains(&it.path) {
+            if self.under_failed(&it.path) || self.failed_dirs.iter().any(|d| **d == *it.path) {
                 continue;
             }
-            if !it.complete && !fresh_dirs.contains(&it.path) {
+            if !it.complete && !fresh_dirs.contains(&*it.path) {
                 continue;
             }
             let r = self
                 .dirs
                 .get(&it.path)
-                .and_then(|d| meta::apply_dir_metadata(d.as_fd(), &it.node, self.ctx.chown));
+                .and_then(|d| meta::apply_dir_metadata(d.as_fd(), it.node.attrs(), self.ctx.chown));
             if let Err(e) = r {
                 self.ctx.fail(&target_path(&self.opts.target, &it.path), e);
             }
@@ -567,14 +571,14 @@ impl<'a> Job<'a> {
             i.node.kind == NodeKind::Dir
                 && i.complete
                 && i.whole
-                && !self.unreadable.contains(&i.path)
+                && !self.unreadable.contains(&*i.path)
                 && !self.under_failed(&i.path)
-                && !self.failed_dirs.contains(&i.path)
+                && !self.failed_dirs.iter().any(|d| **d == *i.path)
         });
         let mut deleted = 0;
         for it in complete {
             self.opts.cancel.check()?;
-            let keep = self.names.get(&it.path);
+            let keep = self.names.get(&*it.path);
             let dir = match self.dirs.get(&it.path).and_then(|d| list_dir(d.as_fd()).map(|l| (d, l))) {
                 Ok(d) => d,
                 Err(e) => {
@@ -593,7 +597,7 @@ impl<'a> Job<'a> {
                 match remove_entry(fd.as_fd(), &name, kind) {
                     Ok(()) => deleted += 1,
                     Err(err) => {
-                        let mut p = it.path.clone();
+                        let mut p = it.path.to_vec();
                         p.push(b'/');
                         p.extend_from_slice(&name);
                         self.ctx

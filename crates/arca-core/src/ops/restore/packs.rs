@@ -27,7 +27,6 @@ use arca_backend::{Backend, FileKind};
 
 use crate::format::id::{BlobId, DataId};
 use crate::format::index::{BlobLoc, Index};
-use crate::format::tree::Node;
 use crate::repository::Repository;
 
 /// Parts downloaded at once ahead of the workers.
@@ -172,10 +171,10 @@ impl Shared {
     }
 }
 
-/// The parts holding `node`'s content, each once.
-fn parts_of(index: &Index, node: &Node, part: u32) -> Vec<Part> {
+/// The parts holding a file's `content`, each once.
+fn parts_of(index: &Index, content: &[DataId], part: u32) -> Vec<Part> {
     let mut parts: Vec<Part> =
-        node.content.iter().filter_map(|id| index.get(id)).map(|l| Part::of(&l, part)).collect();
+        content.iter().filter_map(|id| index.get(id)).map(|l| Part::of(&l, part)).collect();
     parts.sort_unstable_by_key(|p| (p.pack, p.n));
     parts.dedup();
     parts
@@ -190,21 +189,27 @@ pub(super) struct PackCache {
 }
 
 impl PackCache {
-    /// For `files`, written in that order.
-    pub(super) fn new(repo: &Repository, index: &Index, files: &[&Node]) -> PackCache {
+    /// For `files` (each file's content), written in that order.
+    pub(super) fn new(repo: &Repository, index: &Index, files: &[&[DataId]]) -> PackCache {
         PackCache::with_budget(repo, index, files, BUDGET, PART)
     }
 
     /// [`PackCache::new`] holding at most `budget` bytes (at least two of
     /// the largest parts), in parts of `part` bytes of a pack.
-    fn with_budget(repo: &Repository, index: &Index, files: &[&Node], budget: u64, part: u32) -> PackCache {
+    fn with_budget(
+        repo: &Repository,
+        index: &Index,
+        files: &[&[DataId]],
+        budget: u64,
+        part: u32,
+    ) -> PackCache {
         // Each part's span and the bytes of it needed, each blob counted once.
         let mut spans: HashMap<Part, (Span, u64)> = HashMap::new();
         let mut seen: HashSet<(u32, u32)> = HashSet::new();
         let mut users: HashMap<Part, AtomicU32> = HashMap::new();
         let mut order: Vec<Part> = Vec::new();
-        for node in files {
-            for l in node.content.iter().filter_map(|id| index.get(id)) {
+        for &content in files {
+            for l in content.iter().filter_map(|id| index.get(id)) {
                 if !seen.insert((l.pack, l.offset)) {
                     continue;
                 }
@@ -214,7 +219,7 @@ impl PackCache {
                 span.end = span.end.max(end);
                 *needed += u64::from(l.length);
             }
-            for p in parts_of(index, node, part) {
+            for p in parts_of(index, content, part) {
                 let u = users.entry(p).or_insert_with(|| {
                     order.push(p);
                     AtomicU32::new(0)
@@ -287,10 +292,10 @@ impl PackCache {
         repo.decode_blob(&BlobId::from(id), sealed, &|| format!("blob {}", id.short())).ok()
     }
 
-    /// `node`'s file is done (written, kept or failed): the parts no other
-    /// file needs leave memory.
-    pub(super) fn done(&self, index: &Index, node: &Node) {
-        for p in parts_of(index, node, self.part) {
+    /// The file of `content` is done (written, kept or failed): the parts
+    /// no other file needs leave memory.
+    pub(super) fn done(&self, index: &Index, content: &[DataId]) {
+        for p in parts_of(index, content, self.part) {
             let last = self.shared.users.get(&p).is_some_and(|u| u.fetch_sub(1, Ordering::AcqRel) == 1);
             if !last {
                 continue;
@@ -316,7 +321,6 @@ mod tests {
     use crate::data::packer::Packer;
     use crate::format::config::Encryption;
     use crate::format::pack::BlobType;
-    use crate::format::tree::NodeKind;
 
     fn bytes(seed: u64, len: usize) -> Vec<u8> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -363,15 +367,7 @@ mod tests {
         packer.finish().unwrap();
         let index = repo.load_index().unwrap();
         assert!(index.packs.len() >= 8, "{} packs", index.packs.len());
-        let nodes: Vec<Node> = contents
-            .into_iter()
-            .map(|content| {
-                let mut n = Node::new(b"f".to_vec(), NodeKind::File);
-                n.content = content;
-                n
-            })
-            .collect();
-        let files: Vec<&Node> = nodes.iter().collect();
+        let files: Vec<&[DataId]> = contents.iter().map(Vec::as_slice).collect();
         let largest = cache_largest_part(&index, &files, part);
         // The smallest budget: two parts, while the files need all of them.
         let cache = PackCache::with_budget(&repo, &index, &files, 1, part);
@@ -380,8 +376,8 @@ mod tests {
             if part >= 1 << 20 { index.packs.len() } else { 32 },
             "parts fetched"
         );
-        for (f, node) in nodes.iter().enumerate() {
-            for (b, id) in node.content.iter().enumerate() {
+        for (f, content) in contents.iter().enumerate() {
+            for (b, id) in content.iter().enumerate() {
                 assert!(
                     cache.blob(&repo, &index, id).unwrap() == blob(f, b),
                     "part {part}: file {f} blob {b}"
@@ -389,15 +385,15 @@ mod tests {
                 let held = cache.shared.held().total;
                 assert!(held <= 2 * largest + largest, "{held} bytes held, the budget is {}", 2 * largest);
             }
-            cache.done(&index, node);
+            cache.done(&index, content);
         }
         assert_eq!(cache.shared.held().total, 0, "every part left when its last file was done");
     }
 
     /// The largest span a part of `part` bytes covers for `files`.
-    fn cache_largest_part(index: &Index, files: &[&Node], part: u32) -> u64 {
+    fn cache_largest_part(index: &Index, files: &[&[DataId]], part: u32) -> u64 {
         let mut spans: HashMap<Part, (u64, u64)> = HashMap::new();
-        for l in files.iter().flat_map(|n| n.content.iter()).filter_map(|id| index.get(id)) {
+        for l in files.iter().flat_map(|c| c.iter()).filter_map(|id| index.get(id)) {
             let (start, end) = (u64::from(l.offset), u64::from(l.offset + l.length));
             let s = spans.entry(Part::of(&l, part)).or_insert((start, end));
             *s = (s.0.min(start), s.1.max(end));
