@@ -256,8 +256,9 @@ struct Job<'a> {
     /// Folders that could not be made: nothing below them is restored.
     failed_dirs: Vec<Vec<u8>>,
     dirs_done: u64,
-    /// By position in `items`: restored or found in place.
-    restored: Vec<bool>,
+    /// By position in `items`: restored or found in place (set by the
+    /// file workers in place: a list of their outcomes was 55 bytes a file).
+    restored: Vec<AtomicBool>,
     /// Bytes written.
     written: u64,
     /// The files whose content is written, by position in `items`, in the
@@ -305,7 +306,7 @@ impl<'a> Job<'a> {
             let dest = target_path(&opts.target, path);
             ctx.fail(&dest, format!("the contents of this folder cannot be restored: {}", e.report()));
         }
-        let restored = vec![false; items.len()];
+        let restored = items.iter().map(|_| AtomicBool::new(false)).collect();
         Ok(Job {
             opts,
             progress,
@@ -420,13 +421,14 @@ impl<'a> Job<'a> {
         self.contents = contents.len();
         let remote = self.ctx.packs.is_some();
         let (ctx, dirs, items, target) = (&self.ctx, &self.dirs, &self.items, &self.opts.target);
-        let restore_one = |i: usize| -> Result<Option<u64>> {
+        let (restored, written) = (&self.restored, AtomicU64::new(0));
+        let restore_one = |&i: &usize| -> Result<()> {
             let it = &items[i];
             ctx.cancel.check()?;
             let dest = target_path(target, &it.path);
             if ctx.out_of_space.load(Ordering::Relaxed) {
                 ctx.fail(&dest, "not restored: the target ran out of space");
-                return Ok(None);
+                return Ok(());
             }
             let (parent, name) = split(&it.path);
             let r = dirs
@@ -438,32 +440,31 @@ impl<'a> Job<'a> {
             }
             self.progress.advance(1, 0);
             match r {
-                Ok(n) => Ok(Some(n)),
+                Ok(n) => {
+                    restored[i].store(true, Ordering::Relaxed);
+                    written.fetch_add(n, Ordering::Relaxed);
+                    Ok(())
+                }
                 Err(Error::Cancelled) => Err(Error::Cancelled),
                 Err(e) => {
                     if is_no_space(&e) {
                         ctx.out_of_space.store(true, Ordering::Relaxed);
                     }
                     ctx.fail(&dest, e);
-                    Ok(None)
+                    Ok(())
                 }
             }
         };
-        let outcomes: Vec<(usize, Option<u64>)> = if remote {
+        if remote {
             // In order (the workers take the next file as they finish one),
             // the order the packs are fetched in ahead of them; `par_iter`
             // would start a worker in the middle of the list.
-            contents.iter().par_bridge().map(|&i| restore_one(i).map(|o| (i, o))).collect::<Result<_>>()?
+            contents.iter().par_bridge().try_for_each(restore_one)?;
         } else {
-            contents.par_iter().map(|&i| restore_one(i).map(|o| (i, o))).collect::<Result<_>>()?
-        };
-        self.ctx.packs = None;
-        for (i, o) in outcomes {
-            if let Some(n) = o {
-                self.restored[i] = true;
-                self.written += n;
-            }
+            contents.par_iter().try_for_each(restore_one)?;
         }
+        self.ctx.packs = None;
+        self.written += written.into_inner();
         Ok(())
     }
 
@@ -487,7 +488,7 @@ impl<'a> Job<'a> {
             cancel.check()?;
             self.progress.advance(1, 0);
             let dest = target_path(&self.opts.target, &it.path);
-            if !self.restored[first] {
+            if !self.restored[first].load(Ordering::Relaxed) {
                 self.ctx.fail(&dest, "not restored: the file it is a hard link of was not restored");
                 continue;
             }
@@ -496,7 +497,7 @@ impl<'a> Job<'a> {
                     if !linked {
                         self.ctx.kept.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.restored[i] = true;
+                    *self.restored[i].get_mut() = true;
                 }
                 Err(e) => self.ctx.fail(&dest, e),
             }
@@ -620,7 +621,7 @@ impl<'a> Job<'a> {
             .items
             .iter()
             .zip(&self.restored)
-            .filter(|(i, r)| **r && i.node.kind == NodeKind::File)
+            .filter(|(i, r)| r.load(Ordering::Relaxed) && i.node.kind == NodeKind::File)
             .map(|(i, _)| i)
             .collect();
         let bytes = files.iter().fold(0u64, |b, i| b.saturating_add(i.node.size));
@@ -663,7 +664,7 @@ impl<'a> Job<'a> {
             success: errors.is_empty(),
             snapshot: snapshot_id.to_hex(),
             target: self.opts.target.display().to_string(),
-            files: self.restored.iter().filter(|r| **r).count() as u64,
+            files: self.restored.iter().filter(|r| r.load(Ordering::Relaxed)).count() as u64,
             files_kept: self.ctx.kept.into_inner(),
             dirs: self.dirs_done,
             bytes: self.written,
