@@ -543,7 +543,8 @@ impl<'a> Job<'a> {
         // Folder metadata, deepest first. The folders leading to the sources
         // are the user's where they already existed: only those this restore
         // created get the snapshot's metadata.
-        let fresh_dirs = self.ctx.fresh_dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Taken, not copied: nothing asks what is fresh after this.
+        let fresh_dirs = std::mem::take(self.ctx.fresh_dirs.get_mut().unwrap_or_else(|p| p.into_inner()));
         for it in self.items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
             cancel.check()?;
             self.progress.advance(1, 0);
