@@ -6,7 +6,8 @@
 # OPTIONS (scenario.sh's own; everything else goes to ../shared/bench/compare.sh):
 #   --no-compare       skip compare.sh (arca vs restic vs borg on one corpus)
 #   --files [N]        many small files: a generated tree of N files (default
-#                      200000) backed up, then backed up again with no change
+#                      200000) backed up, backed up again with no change, then
+#                      restored and compared with diff -r
 #   --bigfile [MIB]    one big file of MIB MiB (default 2048) of incompressible
 #                      data backed up, then restored and compared with cmp
 #   --scale-tools "T…" tools for --files/--bigfile: arca and/or restic
@@ -117,13 +118,20 @@ for i in range(n):
     with open(os.path.join(d, "f%07d" % i), "wb") as f: f.write(data)
 PY
   printf '  corpus: %s files, %s bytes\n' "$NFILES" "$(du -sb "$T" | cut -f1)"
+  # Nothing is deleted until every tool is done: deleting a tree slows the
+  # next file creations on ext4 for minutes (compare.sh), and the restores
+  # create a million files.
   for t in $scale_tools; do
-    R=$W/$t.files.repo; init "$t" "$R"
+    R=$W/$t.files.repo O=$W/$t.files.restore; init "$t" "$R"
     measure "$t" "files_backup_first" bash -c 'backup "$0" "$1" "$2"' "$t" "$R" "$T"
     measure "$t" "files_backup_nochange" bash -c 'backup "$0" "$1" "$2"' "$t" "$R" "$T"
     printf '%s\t%s\t%s\t%s\n' "$t" files_repo_bytes - "$(du -sb "$R" | cut -f1)" >>"$RES"
-    rm -rf "$R"
+    measure "$t" "files_restore" bash -c 'restore "$0" "$1" "$2"' "$t" "$R" "$O"
+    if diff -r -q "$T" "$O$T" >/dev/null; then ok=1; else ok=0; fi
+    printf '%s\t%s\t%s\t%s\n' "$t" files_restore_identical - "$ok" >>"$RES"
+    echo "  $t restore identical: $ok"
   done
+  for t in $scale_tools; do rm -rf "$W/$t.files.repo" "$W/$t.files.restore"; done
   rm -rf "$T"
 fi
 
