@@ -254,7 +254,7 @@ struct Job<'a> {
     /// Folders whose listing could not be read.
     unreadable: HashSet<Vec<u8>>,
     /// Folders that could not be made: nothing below them is restored.
-    failed_dirs: Vec<Vec<u8>>,
+    failed_dirs: Vec<Box<[u8]>>,
     dirs_done: u64,
     /// By position in `items`: restored or found in place (set by the
     /// file workers in place: a list of their outcomes was 55 bytes a file).
@@ -351,7 +351,7 @@ impl<'a> Job<'a> {
             match made {
                 Err(e) => {
                     self.ctx.fail(&target_path(&self.opts.target, &it.path), e);
-                    self.failed_dirs.push(it.path.to_vec());
+                    self.failed_dirs.push(it.path.clone());
                 }
                 Ok((fd, created)) => {
                     self.dirs_done += 1;
@@ -548,7 +548,7 @@ impl<'a> Job<'a> {
         for it in self.items.iter().rev().filter(|i| i.node.kind == NodeKind::Dir) {
             cancel.check()?;
             self.progress.advance(1, 0);
-            if self.under_failed(&it.path) || self.failed_dirs.iter().any(|d| **d == *it.path) {
+            if self.under_failed(&it.path) || self.failed_dirs.contains(&it.path) {
                 continue;
             }
             if !it.complete && !fresh_dirs.contains(&*it.path) {
@@ -575,7 +575,7 @@ impl<'a> Job<'a> {
                 && i.whole
                 && !self.unreadable.contains(&*i.path)
                 && !self.under_failed(&i.path)
-                && !self.failed_dirs.iter().any(|d| **d == *i.path)
+                && !self.failed_dirs.contains(&i.path)
         });
         let mut deleted = 0;
         for it in complete {
