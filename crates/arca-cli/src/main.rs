@@ -69,6 +69,12 @@ pub struct Cli {
     /// the storage refuses the lock.
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Worker threads of each backup, restore, verify, copy or prune (the
+    /// hashing, compression, encryption and file work) [default: one per
+    /// core]. Fewer take less memory: a first backup holds up to about
+    /// 20 MB per thread.
+    #[arg(long, global = true, value_name = "N", env = "ARCA_THREADS", value_parser = parse_threads)]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -163,9 +169,17 @@ Environment:
   ARCA_REST_PASSWORD     its password
   ARCA_REST_CACERT       a PEM file of certificates to trust for it
   ARCA_SSH_CONFIG        the ssh config file (ssh -F) of sftp:// repositories
+  ARCA_THREADS           the worker threads of each operation, as --threads
 The repository's password comes from --password-file or --password-command
 when given, else from ARCA_PASSWORD, ARCA_PASSWORD_FILE, ARCA_PASSWORD_COMMAND
 (the first one set), else from a prompt on a terminal.";
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err(format!("invalid thread count {s:?}: give a number from 1 to 4096")),
+    }
+}
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
@@ -235,6 +249,9 @@ fn main() -> ExitCode {
     raise_open_file_limit();
     let cli = Cli::parse();
     output::set_mode(output::Mode { quiet: cli.quiet, json_lines: cli.json_progress });
+    if let Some(n) = cli.threads {
+        arca_core::pool::set_threads(n);
+    }
     let worker = std::thread::Builder::new().name("arca".into()).stack_size(STACK).spawn(move || run(&cli));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,

@@ -63,6 +63,7 @@ mod special_tree_fidelity;
 mod stdin_backup;
 mod strategies;
 mod tags;
+mod threads;
 mod torture_adversarial;
 mod torture_concurrency;
 mod torture_durability;

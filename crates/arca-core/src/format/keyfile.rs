@@ -63,11 +63,16 @@ fn derive(password: &[u8], kdf: &Kdf) -> Result<[u8; 32]> {
         return Err(Error::Format("key file asks for more than 4 GiB of KDF memory".into()));
     }
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = [0u8; 32];
-    argon
-        .hash_password_into(password, &salt, &mut out)
-        .map_err(|e| Error::Format(format!("key derivation failed: {e}")))?;
-    Ok(out)
+    // Its lanes are computed on the engines' pool, so a thread limit
+    // (`pool::set_threads`) holds for the key derivation too; rayon's
+    // global pool would take every core.
+    crate::pool::install(|| {
+        let mut out = [0u8; 32];
+        argon
+            .hash_password_into(password, &salt, &mut out)
+            .map_err(|e| Error::Format(format!("key derivation failed: {e}")))?;
+        Ok(out)
+    })
 }
 
 fn host_and_user() -> (String, String) {
@@ -153,8 +158,12 @@ impl KeyFile {
             "none" => raw,
             "argon2id" => {
                 let Some(pw) = password else { return Ok(None) };
-                let kek =
-                    derive(pw.as_bytes(), &self.kdf).map_err(|e| Error::corrupt(object, e.to_string()))?;
+                // Parameters the KDF rejects are the key file's fault; a
+                // thread pool that cannot start is not.
+                let kek = derive(pw.as_bytes(), &self.kdf).map_err(|e| match e {
+                    e @ Error::Format(_) => Error::corrupt(object, e.to_string()),
+                    other => other,
+                })?;
                 match Crypto::for_wrapping(&kek).open(&raw) {
                     Ok(p) => p,
                     Err(_) => return Ok(None),

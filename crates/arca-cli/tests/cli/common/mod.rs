@@ -269,6 +269,7 @@ impl Arca {
             "ARCA_PASSWORD_FILE",
             "ARCA_NEW_PASSWORD",
             "ARCA_CONFIG",
+            "ARCA_THREADS",
             "RUST_LOG",
             // Tables fit COLUMNS: the suite's own terminal must not cut them.
             "COLUMNS",
