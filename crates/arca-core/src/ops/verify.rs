@@ -363,8 +363,11 @@ fn rebuild(
     }
 }
 
-/// Bytes of a pack read at a time by [`pack_is_intact`] on a local store.
-const WINDOW: u64 = 4 << 20;
+/// Bytes of a pack read at a time by [`pack_is_intact`] on a local store
+/// (with the blobs that start in them). Every worker holds one: 4 MiB held
+/// 5.7 MiB more at the peak on two cores, and 58 MB more at 32 threads, in
+/// the same time.
+const WINDOW: u64 = 1 << 20;
 
 /// The common case, in bounded memory and without copies: reads the pack in
 /// windows, hashes it on the way and opens each blob where it lies in the
