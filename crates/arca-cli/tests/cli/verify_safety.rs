@@ -365,3 +365,37 @@ fn a_pack_moved_to_another_data_folder_is_missing() {
     fs::rename(wrong.join(&name), &pack).unwrap();
     assert_eq!(arca.verify(&[]).code, 0);
 }
+
+/// A blob sealed with the repository's key under an id that is not its
+/// content's opens fine: only the plaintext's hash tells. `verify
+/// --read-data` checks it while decompressing in pieces, on blobs big
+/// enough to come in many pieces, and names the file; the honest files
+/// beside it are not damaged.
+#[test]
+fn a_blob_stored_under_another_id_is_corrupted() {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    arca.init();
+    let c = Crafter::open(&arca);
+    // 3 MB that compress well: a zstd frame of many 128 KiB pieces.
+    let text: Vec<u8> =
+        (0..3_000_000u32).map(|i| b"abcdefgh"[(i / 7 % 8) as usize] ^ (i % 3) as u8).collect();
+    let mut liar_text = text.clone();
+    liar_text[2_500_000] ^= 0x20;
+    let honest = c.file(b"honest", &text);
+    let claimed = c.repo.crypto().blob_id(&liar_text[..liar_text.len() - 1]);
+    if c.packer.claim(BlobId(claimed)) {
+        c.packer.add(BlobType::Data, BlobId(claimed), &liar_text).expect("store a blob");
+    }
+    let mut liar = Node::new(b"liar".to_vec(), NodeKind::File);
+    liar.mode = 0o644;
+    liar.size = liar_text.len() as u64;
+    liar.content = vec![DataId(claimed)];
+    let src = c.dir(b"src", vec![honest, liar]);
+    let root = c.tree(vec![src]);
+    c.snapshot(root);
+    let v = verify_damaged(&arca, &["--read-data"]);
+    assert_eq!(texts(&v, "corrupted"), vec!["/src/liar"], "{v}");
+    assert!(texts(&v, "errors").join("\n").contains("does not match its id"), "{v}");
+}

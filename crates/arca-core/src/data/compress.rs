@@ -151,6 +151,85 @@ fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String)
     Ok(())
 }
 
+/// Bytes handed on at a time by [`decode_pieces`].
+const PIECE: usize = 128 << 10;
+/// The largest zstd window [`decode_pieces`] accepts: 2^24, 16 MiB. A frame
+/// is given a window no larger than its content, and no chunk is over 16
+/// MiB; a bigger window asked for by damaged or hostile input is refused
+/// instead of allocated.
+const PIECES_WINDOW_LOG_MAX: u32 = 24;
+
+/// The plaintext of `buf` (as [`decode_ref`] reads it) handed to `sink` in
+/// pieces, without ever holding it whole; returns its length. A frame's
+/// content goes through a buffer of 128 KiB and zstd's window, which is no
+/// larger than the content and 2 MiB at most for a chunk at level 3: a
+/// verify hashing a 4 MiB chunk this way holds about 2 MiB where the whole
+/// plaintext took 4. `sink` may see pieces of plaintext that later turn out
+/// to be damaged (an error returned after them): use it for what can be
+/// thrown away, such as a hash.
+pub fn decode_pieces(buf: &[u8], object: &dyn Fn() -> String, sink: &mut dyn FnMut(&[u8])) -> Result<u64> {
+    use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
+    let frame = match buf.first() {
+        Some(&RAW) => {
+            sink(&buf[1..]);
+            return Ok(buf.len() as u64 - 1);
+        }
+        Some(&ZSTD) => &buf[1..],
+        Some(&b) => return Err(Error::corrupt(object(), format!("unknown compression byte {b}"))),
+        None => return Err(Error::corrupt(object(), "empty compressed object")),
+    };
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::corrupt(object(), "zstd frame without a valid content size"))?;
+    if size > MAX_DECOMPRESSED as u64 {
+        return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
+    }
+    // A context and a piece buffer per thread, as for whole frames.
+    thread_local! {
+        static STREAM: std::cell::RefCell<Option<(DCtx<'static>, Vec<u8>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let zstd_error =
+        |code| Error::corrupt(object(), format!("zstd: {}", zstd::zstd_safe::get_error_name(code)));
+    STREAM.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            let mut dctx = DCtx::try_create().ok_or_else(|| Error::corrupt(object(), "zstd: no memory"))?;
+            dctx.set_parameter(DParameter::WindowLogMax(PIECES_WINDOW_LOG_MAX)).map_err(zstd_error)?;
+            *s = Some((dctx, vec![0; PIECE]));
+        }
+        let (dctx, piece) = s.as_mut().expect("just created");
+        dctx.reset(ResetDirective::SessionOnly).map_err(zstd_error)?;
+        let mut input = InBuffer::around(frame);
+        let mut total = 0u64;
+        loop {
+            let mut out = OutBuffer::around(&mut piece[..]);
+            let hint = dctx.decompress_stream(&mut out, &mut input).map_err(zstd_error)?;
+            let n = out.pos();
+            total += n as u64;
+            if total > size {
+                return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
+            }
+            sink(&piece[..n]);
+            if hint == 0 {
+                break;
+            }
+            // Nothing more to read and room left to write: the frame is cut short.
+            if n < piece.len() && input.pos() == frame.len() {
+                return Err(Error::corrupt(object(), "zstd: the frame is cut short"));
+            }
+        }
+        if input.pos() != frame.len() {
+            return Err(Error::corrupt(object(), "data after the zstd frame"));
+        }
+        if total != size {
+            return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
+        }
+        Ok(total)
+    })
+}
+
 /// Reverses [`encode`]. `object` names what is decoded, for the error.
 pub fn decode(buf: Vec<u8>, object: &dyn Fn() -> String) -> Result<Vec<u8>> {
     match buf.first() {
@@ -188,6 +267,73 @@ mod tests {
             let _ = decode_ref(&data, &mut Vec::new(), &|| "t".into());
             let _ = decode(data, &|| "t".into());
         }
+    }
+
+    /// Decoding in pieces gives what decoding whole gives, and refuses what
+    /// it refuses: a cut frame, bytes after it, a wrong content size.
+    fn pieces(buf: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let n = decode_pieces(buf, &String::new, &mut |p| out.extend_from_slice(p))?;
+        assert_eq!(n, out.len() as u64);
+        Ok(out)
+    }
+
+    proptest! {
+        #[test]
+        fn pieces_match_whole(data in proptest::collection::vec(0u8..4, 0..600_000), level in 0i32..6) {
+            let enc = encode(&data, level);
+            prop_assert_eq!(pieces(&enc).unwrap(), data.clone());
+            // Any cut or extension of a frame is refused, as whole.
+            if enc[0] == ZSTD {
+                for cut in [1, 2, enc.len() / 2, enc.len() - 1] {
+                    prop_assert!(pieces(&enc[..cut]).is_err(), "cut at {}", cut);
+                    prop_assert!(decode(enc[..cut].to_vec(), &String::new).is_err());
+                }
+                let mut longer = enc.clone();
+                longer.push(0);
+                prop_assert!(pieces(&longer).is_err());
+            }
+        }
+
+        #[test]
+        fn pieces_of_garbage_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut framed = vec![ZSTD];
+            framed.extend_from_slice(&data);
+            let _ = pieces(&framed);
+        }
+    }
+
+    #[test]
+    fn pieces_refuse_a_frame_whose_header_lies_about_its_size() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 & 3).collect();
+        let enc = encode(&data, 3);
+        assert_eq!(enc[0], ZSTD);
+        // Frame header: magic (4), descriptor (1); with a content size of
+        // 300,000 the descriptor says 4 bytes of it follow the window byte.
+        let mut lie = enc.clone();
+        let fhd = lie[5];
+        let at = 5 + 1 + usize::from(fhd & 0x20 == 0);
+        assert_eq!(fhd >> 6, 2, "a 4-byte content size");
+        lie[at] ^= 1;
+        let whole = decode(lie.clone(), &String::new).unwrap_err().to_string();
+        let streamed = pieces(&lie).unwrap_err().to_string();
+        assert!(whole.contains("length differs") || whole.contains("zstd"), "{whole}");
+        assert!(streamed.contains("length differs") || streamed.contains("zstd"), "{streamed}");
+    }
+
+    #[test]
+    fn pieces_refuse_a_window_beyond_sixteen_mib() {
+        // Level 22 on 40 MB asks for a window of 2^27.
+        let mut c = zstd::bulk::Compressor::new(19).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27)).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true)).unwrap();
+        let data = vec![7u8; 40 << 20];
+        let mut enc = vec![ZSTD];
+        enc.extend(c.compress(&data).unwrap());
+        let e = pieces(&enc).unwrap_err().to_string();
+        assert!(e.contains("zstd"), "{e}");
+        // Whole, it decodes: a verify that doubts a blob reads it whole.
+        assert_eq!(decode(enc, &String::new).unwrap().len(), data.len());
     }
 
     #[test]

@@ -161,6 +161,11 @@ impl Crypto {
         Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
     }
 
+    /// [`Crypto::blob_id`] of a plaintext that comes in pieces.
+    pub fn blob_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id_key)
+    }
+
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let start = self.prefix_len();
         let mut out = vec![0u8; start + plaintext.len() + 32];
