@@ -93,9 +93,9 @@ impl Gear {
 /// plus `max_size` of look-ahead, and so does the read-ahead buffer): about
 /// one average chunk per worker thread, so that one big file keeps every
 /// worker busy, from half the maximum chunk to the maximum. Runs of the
-/// maximum on two threads held 6 MiB more at a first backup's peak (the
-/// toolchain: 60.5 against 54.4 MiB) for no speed (1.03x the time with
-/// them, 8 alternating pairs; a 2 GiB file 1.06x).
+/// maximum on two threads held 5.4 MiB more at a first backup's peak (the
+/// toolchain: 60.9 against 55.5 MiB) for no speed: these runs take 1.02x
+/// the time (10 alternating pairs), 0.97x for a 2 GiB file.
 fn run_len(params: &ChunkerParams, threads: usize) -> usize {
     let max = params.max_size as usize;
     (params.avg_size as usize).saturating_mul(threads).clamp(max / 2, max)

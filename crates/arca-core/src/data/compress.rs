@@ -323,7 +323,8 @@ mod tests {
 
     #[test]
     fn pieces_refuse_a_window_beyond_sixteen_mib() {
-        // Level 22 on 40 MB asks for a window of 2^27.
+        // A frame of 40 MB made with a window of 2^27 (level 19, window
+        // log set), as a hostile writer could.
         let mut c = zstd::bulk::Compressor::new(19).unwrap();
         c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27)).unwrap();
         c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true)).unwrap();

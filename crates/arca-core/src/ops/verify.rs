@@ -422,8 +422,9 @@ fn pack_is_intact(repo: &Repository, name: &str, size: u64, blobs: &[(BlobId, Bl
 
 /// Whether the sealed blob `sealed` opens (decrypted in place) to
 /// `raw_length` bytes whose id is `id`. The plaintext is decompressed and
-/// hashed in pieces, never held whole: a worker holding the largest chunk
-/// decompressed (4 MiB) held 2 MiB more than zstd's window now.
+/// hashed in pieces, never held whole: whole, it kept the largest chunk
+/// decompressed (4 MiB) in every worker, where zstd's window in pieces is
+/// 2 MiB at most.
 fn blob_is_intact(repo: &Repository, id: &BlobId, sealed: &mut [u8], raw_length: u32) -> bool {
     let Ok(plain) = repo.crypto().open_in_place(sealed) else { return false };
     let mut hasher = repo.crypto().blob_hasher();
