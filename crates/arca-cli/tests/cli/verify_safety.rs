@@ -394,8 +394,19 @@ fn a_blob_stored_under_another_id_is_corrupted() {
     liar.content = vec![DataId(claimed)];
     let src = c.dir(b"src", vec![honest, liar]);
     let root = c.tree(vec![src]);
-    c.snapshot(root);
+    let snap = c.snapshot(root);
     let v = verify_damaged(&arca, &["--read-data"]);
     assert_eq!(texts(&v, "corrupted"), vec!["/src/liar"], "{v}");
     assert!(texts(&v, "errors").join("\n").contains("does not match its id"), "{v}");
+    // A restore writes a blob as it is decompressed, and learns that it
+    // does not match only at its end: the file is then never named, and
+    // nothing of it is left behind; the honest file is restored.
+    let target = base.join("target");
+    let out = arca.run_json(&["restore", &snap, "--target", target.to_str().unwrap()]).code_is(1);
+    let r = out.json();
+    let errs = r["errors"].to_string();
+    assert!(errs.contains("/src/liar") && errs.contains("does not match its id"), "{r}");
+    assert!(fs::read(target.join("src/honest")).unwrap() == text, "the honest file is restored");
+    let left: Vec<_> = fs::read_dir(target.join("src")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("honest")], "nothing but the honest file");
 }

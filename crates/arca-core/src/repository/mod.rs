@@ -594,45 +594,40 @@ impl Repository {
         Ok(data)
     }
 
-    /// [`Repository::decode_blob`] without copies: decrypts `sealed` in place
-    /// and decompresses into `scratch`; returns the checked plaintext.
-    pub(crate) fn open_blob_in_place<'a>(
-        &self,
-        id: &BlobId,
-        sealed: &'a mut [u8],
-        scratch: &'a mut Vec<u8>,
-        object: &dyn Fn() -> String,
-    ) -> Result<&'a [u8]> {
-        let plain = self.crypto.open_in_place(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
-        let data = compress::decode_ref(plain, scratch, object)?;
-        if self.crypto.blob_id(data) != id.0 {
-            return Err(Error::corrupt(object(), "content does not match its id"));
-        }
-        Ok(data)
-    }
-
-    /// Reads a data blob into this thread's buffers and hands its checked
-    /// plaintext to `f`, trying every stored copy as [`read_blob`] does.
-    /// Restore goes through here: allocating (and page-faulting) fresh
-    /// buffers for every blob cost more system time than the writes.
+    /// Reads a data blob into this thread's buffer, opens it there and hands
+    /// its plaintext to `sink` in pieces as it is decompressed
+    /// ([`compress::decode_pieces`]), each with its offset in the blob; the
+    /// blob's id is checked once the last piece is out. Restore goes through
+    /// here: the whole plaintext was held per worker (up to 4 MiB, the
+    /// largest chunk), and allocating fresh buffers per blob made restore
+    /// mostly page faults. Every stored copy is tried as [`read_blob`] does;
+    /// `sink`'s third argument says that an earlier copy handed on pieces
+    /// before it failed, so what it wrote is to be overwritten whole (runs of
+    /// zeros too). The pieces of a copy that then fails have been handed on:
+    /// `sink` writes where nothing is named until the whole is checked. A
+    /// failed `sink` ends the read with its error (another copy would fail
+    /// the same way).
     ///
     /// [`read_blob`]: Repository::read_blob
-    pub(crate) fn with_blob<R>(&self, index: &Index, id: &DataId, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    pub(crate) fn blob_pieces(
+        &self,
+        index: &Index,
+        id: &DataId,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<std::io::Result<u64>> {
         let id = &BlobId::from(id);
         thread_local! {
-            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+            static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let is_tree = index.get(id).is_some_and(|l| l.kind == crate::format::pack::BlobType::Tree);
-        BUFFERS.with(|b| {
-            let mut guard = match b.try_borrow_mut() {
-                Ok(g) if !is_tree => g,
-                // Trees go through the metadata cache; a nested call gets
-                // its own buffers.
-                _ => return self.read_blob(index, id).map(|d| f(&d)),
+        let mut handed_on = false;
+        SEALED.with(|b| {
+            // A nested call (none today) gets a buffer of its own.
+            let mut own = Vec::new();
+            let mut guard = b.try_borrow_mut();
+            let sealed = match guard.as_mut() {
+                Ok(g) => &mut **g,
+                Err(_) => &mut own,
             };
-            let (sealed, scratch) = &mut *guard;
-            let mut f = Some(f);
             first_intact_copy(index, id, |loc| {
                 let pack = index.pack(loc).id.to_hex();
                 let object = || format!("blob {} in {}", id.short(), self.object_name(FileKind::Pack, &pack));
@@ -643,8 +638,27 @@ impl Repository {
                     loc.length as u64,
                     sealed,
                 )?;
-                let data = self.open_blob_in_place(id, sealed, scratch, &object)?;
-                Ok(f.take().expect("only the first intact copy is handed on")(data))
+                let plain =
+                    self.crypto.open_in_place(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
+                let rewrite = handed_on;
+                let mut hasher = self.crypto.blob_hasher();
+                let (mut at, mut failed) = (0u64, None);
+                let decoded = compress::decode_pieces(plain, &object, &mut |piece| {
+                    hasher.update(piece);
+                    if failed.is_none() {
+                        failed = sink(at, piece, rewrite).err();
+                        handed_on = true;
+                    }
+                    at += piece.len() as u64;
+                });
+                if let Some(e) = failed {
+                    return Ok(Err(e));
+                }
+                let length = decoded?;
+                if Id(*hasher.finalize().as_bytes()) != id.0 {
+                    return Err(Error::corrupt(object(), "content does not match its id"));
+                }
+                Ok(Ok(length))
             })
         })
     }
@@ -873,4 +887,89 @@ fn first_intact_copy<R>(
             .err()
             .unwrap_or_else(|| Error::corrupt(format!("blob {id}"), "not in the index (missing)"))
     }))
+}
+
+/// What [`Repository::blob_pieces`] hands each piece of a blob to: the
+/// piece's offset in the blob, its bytes, and whether to overwrite what an
+/// earlier copy wrote.
+pub(crate) type PieceSink<'a> = dyn FnMut(u64, &[u8], bool) -> std::io::Result<()> + 'a;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::id::PackId;
+    use crate::format::pack::{BlobType, PackBuilder};
+
+    /// Stores `plaintext` sealed in a pack of its own under `id`, whatever
+    /// the plaintext's own id: what a writer holding the key could do.
+    fn pack_holding(repo: &Repository, id: BlobId, plaintext: &[u8]) -> (PackId, u64, Vec<PackEntry>) {
+        let sealed = repo.crypto().seal(&compress::encode(plaintext, 3));
+        let mut pack = PackBuilder::new(Vec::new());
+        pack.add(BlobType::Data, id, plaintext.len() as u32, &sealed).unwrap();
+        let (bytes, pack_id, size, entries) = pack.finish(repo.crypto()).unwrap();
+        repo.backend().put(FileKind::Pack, &pack_id.to_hex(), &bytes).unwrap();
+        (pack_id, size, entries)
+    }
+
+    /// A copy that opens but is not the blob's content fails after its
+    /// pieces were handed on; the next copy's pieces are then marked to be
+    /// written whole, or the first copy's bytes would stay where the blob
+    /// has runs of zeros (left as holes by a fresh write).
+    #[test]
+    fn pieces_of_a_copy_after_a_failed_one_are_marked_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(arca_backend::LocalBackend::new(dir.path().join("repo")));
+        let repo = Repository::init(backend, Some("pw"), &InitOptions::default()).unwrap();
+        // 3 MB of text with a run of 1 MB of zeros in the middle.
+        let mut content: Vec<u8> = (0..3_000_000u32).map(|i| b"abcdefgh"[(i / 5 % 8) as usize]).collect();
+        content[1_000_000..2_000_000].fill(0);
+        let mut liar = content.clone();
+        liar[1_000_000..2_000_000].fill(b'x');
+        let id = BlobId(repo.crypto().blob_id(&content));
+        let mut index = Index::default();
+        for plaintext in [&liar, &content] {
+            let (pack_id, size, entries) = pack_holding(&repo, id, plaintext);
+            index.add_pack(pack_id, size, &entries);
+        }
+        assert_eq!(index.locations(id).count(), 2, "two copies, the liar's first");
+        // A file as a restore writes it: runs of zeros skipped unless told
+        // to overwrite.
+        let mut file = vec![0u8; content.len()];
+        let mut calls = Vec::new();
+        let n = repo
+            .blob_pieces(&index, &DataId(id.0), &mut |at, piece, rewrite| {
+                calls.push((at, piece.len(), rewrite));
+                let at = at as usize;
+                if rewrite || piece.iter().any(|&b| b != 0) {
+                    file[at..at + piece.len()].copy_from_slice(piece);
+                }
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, content.len() as u64);
+        assert!(file == content, "the liar's bytes are all overwritten");
+        // The liar's pieces first, none marked; then the blob's, all marked.
+        let first_marked = calls.iter().position(|c| c.2).expect("the second copy is marked");
+        assert!(first_marked > 1 && calls[first_marked].0 == 0, "{calls:?}");
+        assert!(calls[first_marked..].iter().all(|c| c.2), "{calls:?}");
+        assert_eq!(calls[..first_marked].iter().map(|c| c.1).sum::<usize>(), liar.len());
+
+        // With only the liar's copy, the read fails as damage, naming it.
+        let mut alone = Index::default();
+        let (pack_id, size, entries) = pack_holding(&repo, id, &liar);
+        alone.add_pack(pack_id, size, &entries);
+        let e = repo.blob_pieces(&alone, &DataId(id.0), &mut |_, _, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("does not match its id"), "{e}");
+        // A write that fails ends the read with its error, trying no other copy.
+        let mut tries = 0;
+        let r = repo
+            .blob_pieces(&index, &DataId(id.0), &mut |_, _, _| {
+                tries += 1;
+                Err(std::io::Error::other("disk full"))
+            })
+            .unwrap();
+        assert_eq!(r.unwrap_err().to_string(), "disk full");
+        assert_eq!(tries, 1);
+    }
 }

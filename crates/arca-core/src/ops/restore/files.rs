@@ -4,6 +4,8 @@
 
 use super::*;
 
+use std::os::unix::fs::FileExt;
+
 pub(super) struct Ctx<'a> {
     pub(super) repo: &'a Repository,
     pub(super) index: &'a Index,
@@ -264,7 +266,16 @@ impl Ctx<'_> {
             // which tries every copy and reports the precise error.
             let written = match self.packs.as_ref().and_then(|c| c.blob(self.repo, self.index, id)) {
                 Some(d) => write_sparse_at(f, offset, &d),
-                None => self.repo.with_blob(self.index, id, |d| write_sparse_at(f, offset, d))?,
+                // Written as it is decompressed, into a file not yet named:
+                // a blob that fails its check fails the file, which is then
+                // never named. Over a copy that failed, everything is written.
+                None => self.repo.blob_pieces(self.index, id, &mut |at, piece, rewrite| {
+                    if rewrite {
+                        f.write_all_at(piece, offset + at)
+                    } else {
+                        write_sparse_at(f, offset + at, piece).map(drop)
+                    }
+                })?,
             };
             let len = written.map_err(|e| Error::io(dest, e))?;
             self.progress.advance(0, len);
