@@ -110,6 +110,13 @@ fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String)
     if size > MAX_DECOMPRESSED as u64 {
         return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
     }
+    // One frame is all a writer stores; zstd would go on into a second
+    // (empty ones, skippable ones) and take it. Decoding in pieces refuses
+    // it, and so does this: one answer for the same bytes (found by
+    // fuzzing the two against each other).
+    if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
+        return Err(Error::corrupt(object(), "data after the zstd frame"));
+    }
     // One decompression context per thread: creating one per blob costs
     // more than decompressing a small tree.
     thread_local! {
@@ -284,6 +291,29 @@ mod tests {
             framed.extend_from_slice(&data);
             let _ = pieces(&framed);
         }
+    }
+
+    /// Two empty frames one after the other: zstd reads both as one
+    /// object; a writer never stores that, and both decoders refuse it.
+    #[test]
+    fn a_second_frame_is_refused_whole_and_in_pieces() {
+        let empty = encode_frame(&[]);
+        for second in [empty.clone(), vec![0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]] {
+            let mut two = vec![ZSTD];
+            two.extend_from_slice(&empty);
+            two.extend_from_slice(&second);
+            let whole = decode(two.clone(), &String::new).unwrap_err().to_string();
+            let streamed = pieces(&two).unwrap_err().to_string();
+            assert!(whole.contains("data after the zstd frame"), "{whole}");
+            assert!(streamed.contains("data after the zstd frame"), "{streamed}");
+        }
+    }
+
+    /// A zstd frame of `data` as a writer makes it (with its content size).
+    fn encode_frame(data: &[u8]) -> Vec<u8> {
+        let mut c = compressor(3).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true)).unwrap();
+        c.compress(data).unwrap()
     }
 
     #[test]
