@@ -83,6 +83,17 @@ impl Crafter {
     }
 }
 
+/// A new repository in a temporary folder (gone with the first value),
+/// its folder, and a crafter writing into it.
+fn crafted() -> (tempfile::TempDir, PathBuf, Arca, Crafter) {
+    let tmp = tempdir();
+    let base = canonical(tmp.path());
+    let arca = Arca::new(&base);
+    arca.init();
+    let c = Crafter::open(&arca);
+    (tmp, base, arca, c)
+}
+
 /// Every file and folder below `dir`, with its content (files) or kind.
 fn contents(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut m = BTreeMap::new();
@@ -127,11 +138,7 @@ fn entry_names_that_leave_their_folder_are_damage() {
     let bad: [&[u8]; 8] = [b"..", b"../x", b"a/../../x", b"/abs/path", b".", b"", b"a/b", b"a\0b"];
     for name in bad {
         let shown = name.escape_ascii().to_string();
-        let tmp = tempdir();
-        let base = canonical(tmp.path());
-        let arca = Arca::new(&base);
-        arca.init();
-        let c = Crafter::open(&arca);
+        let (_tmp, base, arca, c) = crafted();
         // /src/ok is intact; /src/d holds the bad name, a file that a
         // naive restore would write outside the target.
         let d = c.dir(b"d", vec![c.file(name, b"escaped!")]);
@@ -186,11 +193,7 @@ fn entry_names_that_leave_their_folder_are_damage() {
 
 #[test]
 fn duplicate_unsorted_and_contradictory_entries_are_damage() {
-    let tmp = tempdir();
-    let base = canonical(tmp.path());
-    let arca = Arca::new(&base);
-    arca.init();
-    let c = Crafter::open(&arca);
+    let (_tmp, _, arca, c) = crafted();
     let dup = c.dir(b"dup", vec![c.file(b"f", b"one"), c.file(b"f", b"two")]);
     let unsorted = c.dir(b"unsorted", vec![c.file(b"b", b"b"), c.file(b"a", b"a")]);
     let mut fifo = Node::new(b"p".to_vec(), NodeKind::Fifo);
@@ -209,11 +212,7 @@ fn duplicate_unsorted_and_contradictory_entries_are_damage() {
 
 #[test]
 fn folders_sharing_subtrees_cannot_expand_for_ever() {
-    let tmp = tempdir();
-    let base = canonical(tmp.path());
-    let arca = Arca::new(&base);
-    arca.init();
-    let c = Crafter::open(&arca);
+    let (_tmp, _, arca, c) = crafted();
     // 40 levels, each folder's `a` and `b` the same subtree: 2^41 entries
     // from 41 small trees.
     let mut below = c.tree(vec![c.file(b"f", b"leaf")]);
@@ -300,11 +299,7 @@ fn folders_nested_beyond_any_legal_path_are_an_error_not_a_crash() {
 
 #[test]
 fn a_file_whose_size_is_not_its_content_length_is_corrupted() {
-    let tmp = tempdir();
-    let base = canonical(tmp.path());
-    let arca = Arca::new(&base);
-    arca.init();
-    let c = Crafter::open(&arca);
+    let (_tmp, _, arca, c) = crafted();
     let mut wrong = c.file(b"wrong", b"ten bytes!");
     wrong.size = 4096;
     let src = c.dir(b"src", vec![c.file(b"right", b"fine"), wrong]);
@@ -373,11 +368,7 @@ fn a_pack_moved_to_another_data_folder_is_missing() {
 /// beside it are not damaged.
 #[test]
 fn a_blob_stored_under_another_id_is_corrupted() {
-    let tmp = tempdir();
-    let base = canonical(tmp.path());
-    let arca = Arca::new(&base);
-    arca.init();
-    let c = Crafter::open(&arca);
+    let (_tmp, base, arca, c) = crafted();
     // 3 MB that compress well: a zstd frame of many 128 KiB pieces.
     let text: Vec<u8> =
         (0..3_000_000u32).map(|i| b"abcdefgh"[(i / 7 % 8) as usize] ^ (i % 3) as u8).collect();

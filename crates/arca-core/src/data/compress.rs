@@ -101,8 +101,13 @@ pub fn encode_into(data: &[u8], level: i32, out: &mut [u8]) -> usize {
     data.len() + 1
 }
 
-/// Decompresses one zstd frame into `out` (replacing its contents).
-fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String) -> Result<()> {
+/// The plaintext length `frame` declares, checked before anything is
+/// allocated for it: present, at most [`MAX_DECOMPRESSED`], and `frame`
+/// one frame only. One frame is all a writer stores; zstd would go on into
+/// a second (empty ones, skippable ones) and take it whole, where a
+/// decoder in pieces stops at the first: both refuse it, one answer for
+/// the same bytes (found by fuzzing the two against each other).
+fn frame_content_size(frame: &[u8], object: &dyn Fn() -> String) -> Result<u64> {
     let size = zstd::zstd_safe::get_frame_content_size(frame)
         .ok()
         .flatten()
@@ -110,13 +115,15 @@ fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String)
     if size > MAX_DECOMPRESSED as u64 {
         return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
     }
-    // One frame is all a writer stores; zstd would go on into a second
-    // (empty ones, skippable ones) and take it. Decoding in pieces refuses
-    // it, and so does this: one answer for the same bytes (found by
-    // fuzzing the two against each other).
     if zstd::zstd_safe::find_frame_compressed_size(frame).ok() != Some(frame.len()) {
         return Err(Error::corrupt(object(), "data after the zstd frame"));
     }
+    Ok(size)
+}
+
+/// Decompresses one zstd frame into `out` (replacing its contents).
+fn decompress_into(frame: &[u8], out: &mut Vec<u8>, object: &dyn Fn() -> String) -> Result<()> {
+    let size = frame_content_size(frame, object)?;
     // One decompression context per thread: creating one per blob costs
     // more than decompressing a small tree.
     thread_local! {
@@ -169,13 +176,7 @@ pub fn decode_pieces(buf: &[u8], object: &dyn Fn() -> String, sink: &mut dyn FnM
         Some(&b) => return Err(Error::corrupt(object(), format!("unknown compression byte {b}"))),
         None => return Err(Error::corrupt(object(), "empty compressed object")),
     };
-    let size = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-        .ok_or_else(|| Error::corrupt(object(), "zstd frame without a valid content size"))?;
-    if size > MAX_DECOMPRESSED as u64 {
-        return Err(Error::corrupt(object(), format!("claims {size} decompressed bytes")));
-    }
+    let size = frame_content_size(frame, object)?;
     // A context and a piece buffer per thread, as for whole frames.
     thread_local! {
         static STREAM: std::cell::RefCell<Option<(DCtx<'static>, Vec<u8>)>> =
@@ -202,7 +203,9 @@ pub fn decode_pieces(buf: &[u8], object: &dyn Fn() -> String, sink: &mut dyn FnM
             if total > size {
                 return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
             }
-            sink(&piece[..n]);
+            if n > 0 {
+                sink(&piece[..n]);
+            }
             if hint == 0 {
                 break;
             }
