@@ -93,14 +93,11 @@ fn a_thread_count_that_is_not_one_to_4096_is_refused() {
         (vec!["--threads", "5000", "snapshots"], vec![]),
         (vec!["snapshots"], vec![("ARCA_THREADS", "-1")]),
     ] {
-        let mut cmd = arca.command(false, &args);
-        cmd.envs(env.iter().copied());
-        let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        let out = arca.run_env(false, &args, &env).code_is(2);
         assert!(
-            stderr.contains("--threads") && stderr.contains("a number from 1 to 4096"),
-            "{args:?} {env:?}: {stderr}"
+            out.stderr.contains("--threads") && out.stderr.contains("a number from 1 to 4096"),
+            "{env:?}: {}",
+            out.describe()
         );
     }
 }

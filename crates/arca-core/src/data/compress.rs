@@ -214,9 +214,6 @@ pub fn decode_pieces(buf: &[u8], object: &dyn Fn() -> String, sink: &mut dyn FnM
                 return Err(Error::corrupt(object(), "zstd: the frame is cut short"));
             }
         }
-        if input.pos() != frame.len() {
-            return Err(Error::corrupt(object(), "data after the zstd frame"));
-        }
         if total != size {
             return Err(Error::corrupt(object(), "decompressed length differs from the frame header"));
         }

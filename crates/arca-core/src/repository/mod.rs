@@ -594,6 +594,29 @@ impl Repository {
         Ok(data)
     }
 
+    /// Decrypts the sealed blob `sealed` in place and hands its plaintext to
+    /// `sink` in pieces as it is decompressed ([`compress::decode_pieces`]),
+    /// hashing it on the way; returns its length once the hash is its id.
+    /// Restore and verify check blobs this way, never holding one whole.
+    pub(crate) fn open_blob_pieces(
+        &self,
+        id: &BlobId,
+        sealed: &mut [u8],
+        object: &dyn Fn() -> String,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64> {
+        let plain = self.crypto.open_in_place(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
+        let mut hasher = self.crypto.blob_hasher();
+        let length = compress::decode_pieces(plain, object, &mut |piece| {
+            hasher.update(piece);
+            sink(piece);
+        })?;
+        if Id(*hasher.finalize().as_bytes()) != id.0 {
+            return Err(Error::corrupt(object(), "content does not match its id"));
+        }
+        Ok(length)
+    }
+
     /// Reads a data blob into this thread's buffer, opens it there and hands
     /// its plaintext to `sink` in pieces as it is decompressed
     /// ([`compress::decode_pieces`]), each with its offset in the blob; the
@@ -638,27 +661,19 @@ impl Repository {
                     loc.length as u64,
                     sealed,
                 )?;
-                let plain =
-                    self.crypto.open_in_place(sealed).map_err(|e| Error::corrupt(object(), e.to_string()))?;
                 let rewrite = handed_on;
-                let mut hasher = self.crypto.blob_hasher();
                 let (mut at, mut failed) = (0u64, None);
-                let decoded = compress::decode_pieces(plain, &object, &mut |piece| {
-                    hasher.update(piece);
+                let opened = self.open_blob_pieces(id, sealed, &object, &mut |piece| {
                     if failed.is_none() {
                         failed = sink(at, piece, rewrite).err();
                         handed_on = true;
                     }
                     at += piece.len() as u64;
                 });
-                if let Some(e) = failed {
-                    return Ok(Err(e));
+                match failed {
+                    Some(e) => Ok(Err(e)),
+                    None => opened.map(Ok),
                 }
-                let length = decoded?;
-                if Id(*hasher.finalize().as_bytes()) != id.0 {
-                    return Err(Error::corrupt(object(), "content does not match its id"));
-                }
-                Ok(Ok(length))
             })
         })
     }
